@@ -1,0 +1,264 @@
+/*
+ * driver.h: the driver API of fomap: files and their fileops, the device
+ * switch, memory objects and their pagers.
+ *
+ * A driver is trusted code of the process that hosts it. Its hooks return 0
+ * (or a count) on success and a negative errno on failure; fomap turns that
+ * into the errno of the user's call, or into SIGBUS for a fault.
+ *
+ * Locking: fomap calls no hook with a fomap lock held, except that faults
+ * (pgo_fault, pgo_get, pgo_write) run in an engine thread that holds the
+ * address-space map shared: a pager must not call fm_mmap, fm_munmap or
+ * fm_mprotect, and must not touch a user mapping of a fomap object (it reads
+ * and writes the object through fm_object_read/write or its window).
+ * Every fm_object_* call below may be made from any hook.
+ */
+#ifndef FOMAP_DRIVER_H
+#define FOMAP_DRIVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <fomap/fomap.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+#pragma GCC visibility push(default)
+
+struct fm_file;
+struct fm_dev;
+struct fm_object;
+struct fm_fault;
+
+/* ------------------------------------------------------------------------
+ * Memory objects and pagers (NetBSD uvm_object / uvm_pagerops).
+ *
+ * An object's pages live in its own memfd, the object store; a page is
+ * resident when it is in the store. Offsets and sizes are in bytes and
+ * page-aligned; page indexes (pgidx) count pages from the object's start.
+ */
+
+typedef void fm_pgo_reference_t(struct fm_object *obj);
+typedef void fm_pgo_detach_t(struct fm_object *obj);
+typedef int fm_pgo_get_t(struct fm_object *obj, uint64_t pgidx, unsigned *npages);
+typedef int fm_pgo_put_t(struct fm_object *obj, uint64_t pgidx, unsigned npages, int flags);
+typedef int fm_pgo_fault_t(struct fm_fault *f);
+typedef int fm_pgo_write_t(struct fm_object *obj, uint64_t pgidx);
+
+struct fm_pagerops {
+	/* A reference was taken (optional; the count itself is fomap's). */
+	fm_pgo_reference_t *pgo_reference;
+	/*
+	 * The last reference is gone: free the pager's state (optional). The
+	 * object has been cleaned (pgo_put FM_PGO_CLEAN) just before.
+	 */
+	fm_pgo_detach_t *pgo_detach;
+	/*
+	 * Make pages [pgidx, pgidx + *npages) resident, all of them not
+	 * resident and busy (no one else fills them meanwhile). May fill fewer
+	 * (at least one): set *npages to the count filled. Default: zero-fill.
+	 * => a negative errno gives SIGBUS to the faulting thread.
+	 */
+	fm_pgo_get_t *pgo_get;
+	/*
+	 * Write back (FM_PGO_CLEAN) dirty pages [pgidx, pgidx + npages),
+	 * already write-protected in every mapping. Optional: without it the
+	 * object has nowhere to write back to.
+	 * => a negative errno: the pages stay dirty and the user sees EIO.
+	 */
+	fm_pgo_put_t *pgo_put;
+	/*
+	 * Full fault handler (optional): called for every fault on the object
+	 * instead of pgo_get; see struct fm_fault.
+	 */
+	fm_pgo_fault_t *pgo_fault;
+	/*
+	 * Write hook (optional): the first write to a write-protected page of
+	 * a shared mapping. 0 allows it (the page becomes dirty and writable
+	 * in that mapping); a negative errno refuses it: SIGBUS. Without a
+	 * hook, writes to pages made read-only by fm_object_protect are
+	 * refused and all others are allowed.
+	 */
+	fm_pgo_write_t *pgo_write;
+};
+
+#define FM_PGO_CLEAN 0x1 /* pgo_put: write dirty pages back */
+
+/*
+ * What a full fault handler sees and decides. The engine has made pages
+ * [pgidx, pgidx + npages) busy for it: they are not resident, and the
+ * handler may fill any prefix of them (with fm_object_write or through the
+ * window); npages is 0 when the faulting page is already resident.
+ */
+struct fm_fault {
+	struct fm_object *obj;
+	uint64_t pgidx;   /* the faulting page */
+	unsigned npages;  /* in: busy pages it may fill; out: pages it filled */
+	unsigned around;  /* in: pages the engine would map; out: its choice */
+	int access;       /* PROT_READ or PROT_WRITE */
+	int mapflags;     /* MAP_SHARED or MAP_PRIVATE */
+	int prot;         /* the faulting mapping's protection */
+	int rdonly;       /* out: map the pages write-protected */
+};
+
+/*
+ * fm_object_create: a new object of size bytes (rounded up to pages), with
+ * pager ops (NULL: anonymous zero-fill) and the pager's private data.
+ * => returns 0 with *objp holding one reference; -ENOMEM, -EMFILE.
+ */
+int fm_object_create(const struct fm_pagerops *ops, size_t size, void *priv,
+    struct fm_object **objp);
+void fm_object_ref(struct fm_object *obj);
+/* Drop a reference; the last one cleans the object and frees it. */
+void fm_object_rele(struct fm_object *obj);
+void *fm_object_private(struct fm_object *obj);
+size_t fm_object_size(struct fm_object *obj);
+
+/*
+ * fm_object_window: the object store mapped read-write into the host (like
+ * a kernel's direct map): a pager reads and writes pages in place here.
+ * => NULL with errno on failure.
+ */
+void *fm_object_window(struct fm_object *obj);
+
+/*
+ * fm_object_read, fm_object_write: copy bytes out of / into the store
+ * without mapping it. Writing makes the pages it covers resident; it does
+ * not make them dirty (the pager's own fill). Return 0 or -errno.
+ */
+int fm_object_read(struct fm_object *obj, off_t off, void *buf, size_t len);
+int fm_object_write(struct fm_object *obj, off_t off, const void *buf, size_t len);
+
+/*
+ * fm_object_protect: make [off, off+len) read-only (PROT_READ) or
+ * read-write (PROT_READ|PROT_WRITE) in every shared mapping, now and for
+ * pages mapped later. Never splits a mapping.
+ */
+int fm_object_protect(struct fm_object *obj, off_t off, size_t len, int prot);
+
+/*
+ * fm_object_unmap: remove [off, off+len) from every mapping (Linux's
+ * unmap_mapping_range). FM_UNMAP_KEEP keeps the pages resident: the next
+ * access maps them again. FM_UNMAP_DISCARD also frees them: dirty pages are
+ * written back first through pgo_put when the pager has one, then the next
+ * access faults to the pager again.
+ */
+#define FM_UNMAP_KEEP    0
+#define FM_UNMAP_DISCARD 1
+int fm_object_unmap(struct fm_object *obj, off_t off, size_t len, int how);
+
+/*
+ * fm_object_mincore: one byte per page of [off, off+len): FM_PG_RESIDENT,
+ * FM_PG_DIRTY and FM_PG_RDONLY as they stand.
+ */
+#define FM_PG_RESIDENT 0x01
+#define FM_PG_DIRTY    0x02
+#define FM_PG_RDONLY   0x04
+int fm_object_mincore(struct fm_object *obj, off_t off, size_t len, unsigned char *vec);
+
+/* fm_object_clean: write back the dirty pages of [off, off+len). */
+int fm_object_clean(struct fm_object *obj, off_t off, size_t len);
+
+/*
+ * fm_store_create: an object filled on fault from fd at [off, off+size) and
+ * written back there (pgo_put) when dirty; fd is duplicated. Reads past the
+ * end of the file fill zeros. Dirty pages are found by write protection.
+ */
+int fm_store_create(int fd, off_t off, size_t size, struct fm_object **objp);
+
+/* ------------------------------------------------------------------------
+ * Files (NetBSD struct file / struct fileops).
+ */
+
+struct fm_mmap_req {
+	off_t off;          /* in: the user's offset; out: offset in *obj */
+	size_t len;         /* the length asked for */
+	int prot;           /* PROT_* asked for */
+	int flags;          /* in/out: MAP_* (fo_mmap may adjust) */
+	int advice;         /* in/out: MADV_* applied to the mapping */
+	int maxprot;        /* out: the most the object may be mapped with */
+	struct fm_object *obj; /* out: the object, with a reference for fomap */
+};
+
+typedef ssize_t fm_fo_read_t(struct fm_file *fp, void *buf, size_t len, off_t *offp);
+typedef ssize_t fm_fo_write_t(struct fm_file *fp, const void *buf, size_t len, off_t *offp);
+typedef int fm_fo_ioctl_t(struct fm_file *fp, unsigned long cmd, void *data);
+typedef int fm_fo_close_t(struct fm_file *fp);
+typedef int fm_fo_stat_t(struct fm_file *fp, struct stat *st);
+typedef int fm_fo_mmap_t(struct fm_file *fp, struct fm_mmap_req *req);
+
+struct fm_fileops {
+	fm_fo_read_t *fo_read;
+	fm_fo_write_t *fo_write;
+	fm_fo_ioctl_t *fo_ioctl;
+	fm_fo_close_t *fo_close;	/* the last descriptor is closed */
+	fm_fo_stat_t *fo_stat;
+	/* NULL: the file cannot be mapped (ENODEV). */
+	fm_fo_mmap_t *fo_mmap;
+};
+
+/* The file's driver data (f_data), open flags and device. */
+void *fm_file_data(struct fm_file *fp);
+int fm_file_flags(struct fm_file *fp);
+struct fm_dev *fm_file_dev(struct fm_file *fp);
+
+/*
+ * fm_file_clone: from d_open, make this open a clone with its own fileops
+ * and per-open data (NetBSD's fd_clone). fo_close then replaces d_close.
+ */
+void fm_file_clone(struct fm_file *fp, const struct fm_fileops *ops, void *data);
+
+/* ------------------------------------------------------------------------
+ * Devices (NetBSD struct cdevsw).
+ */
+
+typedef uint64_t fm_cookie_t;
+#define FM_COOKIE_INVALID ((fm_cookie_t)-1)
+
+typedef int fm_d_open_t(struct fm_dev *dev, int flags, struct fm_file *fp);
+typedef int fm_d_close_t(struct fm_dev *dev, int flags);
+typedef ssize_t fm_d_read_t(struct fm_dev *dev, void *buf, size_t len, off_t off);
+typedef ssize_t fm_d_write_t(struct fm_dev *dev, const void *buf, size_t len, off_t off);
+typedef int fm_d_ioctl_t(struct fm_dev *dev, unsigned long cmd, void *data, int flags);
+typedef fm_cookie_t fm_d_mmap_t(struct fm_dev *dev, off_t off, int prot);
+typedef int fm_d_mmap_single_t(struct fm_dev *dev, struct fm_mmap_req *req);
+
+struct fm_cdevsw {
+	fm_d_open_t *d_open;
+	fm_d_close_t *d_close;
+	fm_d_read_t *d_read;
+	fm_d_write_t *d_write;
+	fm_d_ioctl_t *d_ioctl;
+	/* legacy: the page cookie of each offset, served by the device pager */
+	fm_d_mmap_t *d_mmap;
+	/* pager hook (Young's d_get_pagerops, FreeBSD's d_mmap_single) */
+	fm_d_mmap_single_t *d_mmap_single;
+};
+
+/* Stubs: no* fail with ENODEV, null* succeed doing nothing. */
+fm_d_open_t fm_noopen, fm_nullopen;
+fm_d_close_t fm_noclose, fm_nullclose;
+fm_d_read_t fm_noread, fm_nullread;
+fm_d_write_t fm_nowrite, fm_nullwrite;
+fm_d_ioctl_t fm_noioctl;
+fm_d_mmap_t fm_nommap;
+
+/*
+ * fm_dev_register: make a device openable as FM_DEVPREFIX name. Names are
+ * at most 31 bytes of [A-Za-z0-9_.-].
+ * => -EEXIST: the name is taken; -EINVAL: bad name or NULL cdevsw.
+ */
+int fm_dev_register(const char *name, const struct fm_cdevsw *cdev, void *priv);
+/* => -ENOENT: no such device; -EBUSY: it is open. */
+int fm_dev_unregister(const char *name);
+void *fm_dev_private(struct fm_dev *dev);
+const char *fm_dev_name(struct fm_dev *dev);
+
+#pragma GCC visibility pop
+#ifdef __cplusplus
+}
+#endif
+#endif /* FOMAP_DRIVER_H */

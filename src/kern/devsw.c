@@ -1,0 +1,199 @@
+/*
+ * devsw.c: the device switch: registration by name, the built-in drivers,
+ * the no* and null* stubs, and the fileops of a device that does not clone
+ * (every call goes to its cdevsw, like NetBSD's spec_vnops).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "kern/kern.h"
+
+static pthread_mutex_t devsw_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct fm_dev *devs;
+static pthread_once_t builtin_once = PTHREAD_ONCE_INIT;
+
+static const struct {
+	const char *name;
+	const struct fm_cdevsw *cdev;
+} builtins[] = {
+	{"zero", &fm__zero_cdevsw},
+	{"null", &fm__null_cdevsw},
+};
+
+static void
+builtin_setup(void)
+{
+	for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++)
+		(void)fm_dev_register(builtins[i].name, builtins[i].cdev, NULL);
+}
+
+static int
+valid_name(const char *name)
+{
+	size_t n = name ? strlen(name) : 0;
+
+	if (n == 0 || n >= sizeof(((struct fm_dev *)0)->name))
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			    "0123456789_.-", name[i]))
+			return 0;
+	return strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
+}
+
+/* => devsw_lock held */
+static struct fm_dev **
+find_locked(const char *name)
+{
+	struct fm_dev **pp;
+
+	for (pp = &devs; *pp && strcmp((*pp)->name, name) != 0; pp = &(*pp)->next)
+		;
+	return pp;
+}
+
+int
+fm_dev_register(const char *name, const struct fm_cdevsw *cdev, void *priv)
+{
+	struct fm_dev *dev, **pp;
+
+	if (!valid_name(name) || cdev == NULL)
+		return -EINVAL;
+	if (strcmp(name, "zero") && strcmp(name, "null"))
+		pthread_once(&builtin_once, builtin_setup);
+	dev = calloc(1, sizeof(*dev));
+	if (dev == NULL)
+		return -ENOMEM;
+	strcpy(dev->name, name);
+	dev->cdev = cdev;
+	dev->priv = priv;
+	pthread_mutex_lock(&devsw_lock);
+	pp = find_locked(name);
+	if (*pp == NULL)
+		*pp = dev;
+	pthread_mutex_unlock(&devsw_lock);
+	if (*pp != dev) {
+		free(dev);
+		return -EEXIST;
+	}
+	return 0;
+}
+
+int
+fm_dev_unregister(const char *name)
+{
+	struct fm_dev *dev, **pp;
+	int r = 0;
+
+	pthread_mutex_lock(&devsw_lock);
+	pp = find_locked(name ? name : "");
+	dev = *pp;
+	if (dev == NULL)
+		r = -ENOENT;
+	else if (atomic_load(&dev->opens) > 0)
+		r = -EBUSY;
+	else
+		*pp = dev->next;
+	pthread_mutex_unlock(&devsw_lock);
+	if (r == 0)
+		free(dev);
+	return r;
+}
+
+struct fm_dev *
+fm__dev_lookup(const char *name)
+{
+	struct fm_dev *dev;
+
+	pthread_once(&builtin_once, builtin_setup);
+	pthread_mutex_lock(&devsw_lock);
+	dev = *find_locked(name);
+	pthread_mutex_unlock(&devsw_lock);
+	return dev;
+}
+
+void *
+fm_dev_private(struct fm_dev *dev)
+{
+	return dev->priv;
+}
+
+const char *
+fm_dev_name(struct fm_dev *dev)
+{
+	return dev->name;
+}
+
+/* The stubs. */
+int fm_noopen(struct fm_dev *d, int f, struct fm_file *fp) { return -ENODEV; }
+int fm_nullopen(struct fm_dev *d, int f, struct fm_file *fp) { return 0; }
+int fm_noclose(struct fm_dev *d, int f) { return -ENODEV; }
+int fm_nullclose(struct fm_dev *d, int f) { return 0; }
+ssize_t fm_noread(struct fm_dev *d, void *b, size_t n, off_t o) { return -ENODEV; }
+ssize_t fm_nullread(struct fm_dev *d, void *b, size_t n, off_t o) { return 0; }
+ssize_t fm_nowrite(struct fm_dev *d, const void *b, size_t n, off_t o) { return -ENODEV; }
+ssize_t fm_nullwrite(struct fm_dev *d, const void *b, size_t n, off_t o) { return (ssize_t)n; }
+int fm_noioctl(struct fm_dev *d, unsigned long c, void *a, int f) { return -ENOTTY; }
+fm_cookie_t fm_nommap(struct fm_dev *d, off_t o, int p) { return FM_COOKIE_INVALID; }
+
+/* Fileops of a device file that did not clone. */
+static ssize_t
+spec_read(struct fm_file *fp, void *buf, size_t len, off_t *offp)
+{
+	const struct fm_cdevsw *c = fp->f_dev->cdev;
+	ssize_t r = c->d_read ? c->d_read(fp->f_dev, buf, len, *offp) : -ENODEV;
+
+	if (r > 0)
+		*offp += r;
+	return r;
+}
+
+static ssize_t
+spec_write(struct fm_file *fp, const void *buf, size_t len, off_t *offp)
+{
+	const struct fm_cdevsw *c = fp->f_dev->cdev;
+	ssize_t r = c->d_write ? c->d_write(fp->f_dev, buf, len, *offp) : -ENODEV;
+
+	if (r > 0)
+		*offp += r;
+	return r;
+}
+
+static int
+spec_ioctl(struct fm_file *fp, unsigned long cmd, void *data)
+{
+	const struct fm_cdevsw *c = fp->f_dev->cdev;
+
+	return c->d_ioctl ? c->d_ioctl(fp->f_dev, cmd, data, fp->f_flag) : -ENOTTY;
+}
+
+static int
+spec_close(struct fm_file *fp)
+{
+	const struct fm_cdevsw *c = fp->f_dev->cdev;
+
+	return c->d_close ? c->d_close(fp->f_dev, fp->f_flag) : 0;
+}
+
+static int
+spec_mmap(struct fm_file *fp, struct fm_mmap_req *req)
+{
+	const struct fm_cdevsw *c = fp->f_dev->cdev;
+
+	if (c->d_mmap_single)
+		return c->d_mmap_single(fp->f_dev, req);
+	if (c->d_mmap == NULL || c->d_mmap == fm_nommap)
+		return -ENODEV;
+	return -ENODEV; /* legacy d_mmap: the device pager (not yet) */
+}
+
+const struct fm_fileops fm__devfileops = {
+	.fo_read = spec_read,
+	.fo_write = spec_write,
+	.fo_ioctl = spec_ioctl,
+	.fo_close = spec_close,
+	.fo_mmap = spec_mmap,
+};

@@ -1,0 +1,50 @@
+/*
+ * kern.h: files, descriptors and the device switch.
+ *
+ * Lock order: fm__files lock, then devsw lock; neither is held while a
+ * driver hook runs.
+ */
+#ifndef FM_KERN_KERN_H
+#define FM_KERN_KERN_H
+
+#include <stdatomic.h>
+
+#include <fomap/driver.h>
+
+struct fm_dev {
+	char name[32];
+	const struct fm_cdevsw *cdev;
+	void *priv;
+	atomic_uint opens;
+	struct fm_dev *next;
+};
+
+struct fm_file {
+	const struct fm_fileops *f_ops;
+	void *f_data;
+	int f_flag;          /* open(2) flags */
+	int f_fd;            /* the kernel descriptor: reserved, or the file */
+	off_t f_offset;      /* for fo_read/fo_write of devices */
+	struct fm_dev *f_dev;
+	atomic_uint f_refs;  /* the descriptor table's, and calls in flight */
+};
+
+/*
+ * fm__file_get: the file behind a fomap descriptor, referenced; or, for an
+ * ordinary descriptor of a regular file, *tmp set up as its vnode file.
+ * => NULL with -EBADF (not open) or -ENODEV in *err
+ */
+struct fm_file *fm__file_get(int fd, struct fm_file *tmp, int *err);
+void fm__file_rele(struct fm_file *fp);
+
+/* devsw.c */
+struct fm_dev *fm__dev_lookup(const char *name);
+extern const struct fm_fileops fm__devfileops;
+
+/* vnode.c: a regular file of the host */
+extern const struct fm_fileops fm__vnfileops;
+
+/* drivers/ built into the library */
+extern const struct fm_cdevsw fm__zero_cdevsw, fm__null_cdevsw;
+
+#endif

@@ -1,0 +1,424 @@
+/*
+ * fault.c: the fault engine. Engine threads read the userfaultfd of an
+ * address space and resolve every fault through the faulting object's pager.
+ *
+ * ======================================================================
+ * Design notes
+ * ======================================================================
+ *
+ * Page states (obj->pgstate, one byte a page; assert_page_state()):
+ *
+ *   EMPTY      not in the object store
+ *   FILLING    BUSY: one thread's pager is filling it
+ *   CLEAN      RESIDENT: in the store; for a pager with pgo_put, mapped
+ *              write-protected in every shared mapping
+ *   DIRTY      RESIDENT|DIRTY: written since it was last written back
+ *   WRITEBACK  RESIDENT|BUSY: pgo_put is writing it back
+ *   RDONLY     a flag on any state: the driver made the page read-only
+ *
+ * Transitions, each with the function that makes it:
+ *
+ *   EMPTY -> FILLING            fm__object_busy      (fault, prefetch)
+ *   FILLING -> CLEAN | EMPTY    fm__object_unbusy    (pager done / failed)
+ *   CLEAN -> DIRTY              fault_wp             (write hook allowed)
+ *   DIRTY -> WRITEBACK -> CLEAN clean_pmaplocked     (msync, last unmap,
+ *                                                     release, discard)
+ *   CLEAN | DIRTY -> EMPTY      fm_object_unmap      (FM_UNMAP_DISCARD)
+ *   any <-> any|RDONLY          fm_object_protect
+ *
+ * Invariants:
+ *
+ *   1. A page is filled by one thread at a time: only fm__object_busy makes
+ *      a page BUSY, and only when it is neither RESIDENT nor BUSY.
+ *   2. A DIRTY page is RESIDENT; a BUSY page is never installed from a fill
+ *      that is not the busy holder's (installs need RESIDENT).
+ *   3. A page is installed only while obj->pmaplock is held shared and its
+ *      state says RESIDENT; the write protection it is installed with is
+ *      read from its state under that same lock. Every change of what may
+ *      be mapped, and how (protect, clean, discard), holds pmaplock
+ *      exclusive and applies itself to every shared mapping before letting
+ *      go. So a mapping never holds a page more writable than its state
+ *      allows, but for a WP fault the write hook allowed (which makes the
+ *      page DIRTY under the same shared lock).
+ *   4. For a pager with pgo_put, a page writable in some mapping is DIRTY:
+ *      clean_pmaplocked write-protects before it clears DIRTY.
+ *   5. No page is installed into an entry that has left the map: faults are
+ *      resolved with fm__map.lock shared; fm_munmap takes it exclusive,
+ *      removes the entries, unmaps, and only then wakes the range.
+ *   6. Every fault read from the uffd is answered exactly once with an act
+ *      that wakes its thread: a mapped prefix that starts at the faulting
+ *      page, a wake (EEXIST, or the entry is gone), an unprotect (write
+ *      allowed), or a poison (pager error or refused write: SIGBUS).
+ *      resolve() asserts that one of these happened.
+ *
+ * Races and what answers them:
+ *
+ *   two faults on one page      the second waits on BUSY, then finds the
+ *                               page RESIDENT; its enter gives EEXIST: wake
+ *   fault vs fm_munmap          invariant 5; a stale message gets a wake
+ *   fault vs discard            enter gives ENOENT: fill again (bounded)
+ *   fault vs protect            invariant 3
+ *   write vs write-back         invariant 4: the write faults, re-dirties
+ *   kernel busy (mmap_changing) enter gives EAGAIN: try again (bounded)
+ * ======================================================================
+ */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "vm/vm.h"
+
+#define FM_AROUND_START 8   /* pages: the first window of a run */
+#define FM_AROUND_MAX   256 /* pages: the largest window */
+#define FM_FAULT_TRIES  64  /* fills before a fault gives up (SIGBUS) */
+#define FM_ENGINE_MAXTHREADS 16
+
+static struct {
+	atomic_ulong faults, minor, wp, pages, sigbus, retries;
+} stats;
+
+enum answer { ANS_NONE, ANS_MAPPED, ANS_WOKEN, ANS_UNPROTECTED, ANS_POISONED };
+
+static void
+assert_page_state(const struct fm_object *obj, uint64_t pg)
+{
+	uint8_t st = obj->pgstate[pg];
+
+	FM_ASSERT(!(st & FM_PG_DIRTY) || (st & FM_PG_RESIDENT),
+	    "page %llu of %p dirty but not resident (%#x)",
+	    (unsigned long long)pg, (const void *)obj, st);
+}
+
+/*
+ * fm__fault_around: how many pages a fault at va should map, from va on.
+ * Sequential runs double the window up to FM_AROUND_MAX; a jump starts
+ * again at FM_AROUND_START. Clipped to the entry and the object.
+ */
+unsigned
+fm__fault_around(struct fm_entry *e, uintptr_t va)
+{
+	uint64_t left = (e->end - va) >> FM_PAGE_SHIFT;
+	uint64_t pg = fm__entry_pgidx(e, va);
+	unsigned n;
+
+	switch (e->advice) {
+	case MADV_RANDOM:
+		n = 1;
+		break;
+	case MADV_SEQUENTIAL:
+		n = FM_AROUND_MAX;
+		break;
+	default:
+		n = atomic_load_explicit(&e->ra_size, memory_order_relaxed);
+		if (atomic_load_explicit(&e->ra_next, memory_order_relaxed) == va)
+			n = n * 2 > FM_AROUND_MAX ? FM_AROUND_MAX : n * 2;
+		else
+			n = FM_AROUND_START;
+		atomic_store_explicit(&e->ra_size, n, memory_order_relaxed);
+	}
+	if (n > left)
+		n = (unsigned)left;
+	if (pg + n > e->obj->npages)
+		n = pg < e->obj->npages ? (unsigned)(e->obj->npages - pg) : 1;
+	return n ? n : 1;
+}
+
+/*
+ * Let the pager fill pages [pg, pg+n) (busy; n may be 0 when the page is
+ * resident). *filled, *around and *rdonly come back from the pager.
+ * => no object lock held
+ */
+static int
+pager_fill(struct fm_entry *e, uint64_t pg, unsigned n, int access,
+    unsigned *filled, unsigned *around, int *rdonly)
+{
+	struct fm_object *obj = e->obj;
+	const struct fm_pagerops *ops = obj->ops;
+	int r;
+
+	*filled = 0;
+	if (ops && ops->pgo_fault) {
+		struct fm_fault f = {
+			.obj = obj, .pgidx = pg, .npages = n, .around = *around,
+			.access = access, .prot = e->prot,
+			.mapflags = e->flags & (MAP_SHARED | MAP_PRIVATE),
+		};
+		r = ops->pgo_fault(&f);
+		if (r < 0)
+			return r > -4096 ? r : -EIO;
+		if (n > 0 && (f.npages == 0 || f.npages > n))
+			return -EIO; /* the handler did not fill the page */
+		*filled = f.npages;
+		if (f.around >= 1 && f.around < *around)
+			*around = f.around;
+		*rdonly = f.rdonly != 0;
+		return 0;
+	}
+	if (n == 0)
+		return 0;
+	unsigned cnt = n;
+	r = ops && ops->pgo_get ? ops->pgo_get(obj, pg, &cnt)
+				: fm__object_zero(obj, pg, n);
+	if (r < 0)
+		return r > -4096 ? r : -EIO;
+	if (cnt == 0 || cnt > n)
+		return -EIO;
+	*filled = cnt;
+	return 0;
+}
+
+/*
+ * Map the resident pages of e from va on (at most around, all with the
+ * write protection of the first): invariant 3.
+ * => fm__map.lock shared held
+ */
+static int
+install(struct fm_entry *e, uintptr_t va, uint64_t pg, unsigned around,
+    int rdonly, size_t *mapped)
+{
+	struct fm_object *obj = e->obj;
+	int shared = (e->flags & MAP_SHARED) != 0, wp = 0, r;
+	unsigned k = 0;
+
+	pthread_rwlock_rdlock(&obj->pmaplock);
+	pthread_mutex_lock(&obj->lock);
+	if (obj->pgstate[pg] & FM_PG_RESIDENT) {
+		assert_page_state(obj, pg);
+		wp = shared && (rdonly || fm__object_entry_wp(obj, obj->pgstate[pg]));
+		for (k = 1; k < around; k++) {
+			uint8_t st = obj->pgstate[pg + k];
+
+			if (!(st & FM_PG_RESIDENT) ||
+			    (shared && (rdonly || fm__object_entry_wp(obj, st)) != wp))
+				break;
+		}
+	}
+	pthread_mutex_unlock(&obj->lock);
+	r = k ? fm__pmap_enter(e->pm, va, (size_t)k << FM_PAGE_SHIFT, wp, mapped)
+	      : -ENOENT;
+	pthread_rwlock_unlock(&obj->pmaplock);
+	return r;
+}
+
+/*
+ * Resolve a missing or minor fault at va: fill, then map; on a race, again.
+ * => fm__map.lock shared held
+ */
+static enum answer
+fault_page(struct fm_entry *e, uintptr_t va, uint64_t flags)
+{
+	struct fm_object *obj = e->obj;
+	uint64_t pg = fm__entry_pgidx(e, va);
+	int access = (flags & UFFD_PAGEFAULT_FLAG_WRITE) ? PROT_WRITE : PROT_READ;
+	size_t mapped = 0;
+	int r = -EIO;
+
+	if (pg >= obj->npages)
+		goto sigbus;
+	if (flags & UFFD_PAGEFAULT_FLAG_MINOR) {
+		/* The kernel has the page: a fill through the window. */
+		fm__object_set(obj, pg, 1, FM_PG_RESIDENT, 0);
+		atomic_fetch_add_explicit(&stats.minor, 1, memory_order_relaxed);
+	}
+	for (int tries = 0; tries < FM_FAULT_TRIES; tries++) {
+		unsigned around = fm__fault_around(e, va), filled;
+		unsigned n = fm__object_busy(obj, pg, around);
+		int rdonly = 0;
+
+		r = pager_fill(e, pg, n, access, &filled, &around, &rdonly);
+		fm__object_unbusy(obj, pg, n, r < 0 ? 0 : filled);
+		if (r < 0)
+			goto sigbus;
+		r = install(e, va, pg, around, rdonly, &mapped);
+		if (r == 0) {
+			atomic_store_explicit(&e->ra_next, va + mapped,
+			    memory_order_relaxed);
+			atomic_fetch_add_explicit(&stats.pages,
+			    mapped >> FM_PAGE_SHIFT, memory_order_relaxed);
+			return ANS_MAPPED;
+		}
+		if (r == -EEXIST) /* another fault mapped it first */
+			return fm__pmap_wake(e->pm, va, FM_PAGE_SIZE) == 0
+			    ? ANS_WOKEN : ANS_NONE;
+		if (r != -ENOENT && r != -EAGAIN)
+			break;
+		atomic_fetch_add_explicit(&stats.retries, 1, memory_order_relaxed);
+	}
+sigbus:
+	atomic_fetch_add_explicit(&stats.sigbus, 1, memory_order_relaxed);
+	return fm__pmap_poison(e->pm, va, FM_PAGE_SIZE) == 0 ? ANS_POISONED
+							     : ANS_NONE;
+}
+
+/*
+ * A write to a write-protected page: ask the write hook.
+ * => fm__map.lock shared held
+ */
+static enum answer
+fault_wp(struct fm_entry *e, uintptr_t va)
+{
+	struct fm_object *obj = e->obj;
+	uint64_t pg = fm__entry_pgidx(e, va);
+	int r = 0;
+
+	atomic_fetch_add_explicit(&stats.wp, 1, memory_order_relaxed);
+	if (!(e->flags & MAP_SHARED))
+		r = 0; /* private mappings are never write-protected by fomap */
+	else if (obj->ops && obj->ops->pgo_write)
+		r = obj->ops->pgo_write(obj, pg);
+	else if (obj->pgstate[pg] & FM_PG_RDONLY)
+		r = -EACCES;
+	pthread_rwlock_rdlock(&obj->pmaplock);
+	if (r == 0) {
+		fm__object_set(obj, pg, 1, FM_PG_DIRTY, 0);
+		r = fm__pmap_protect(e->pm, va, FM_PAGE_SIZE, 0);
+		pthread_rwlock_unlock(&obj->pmaplock);
+		return r == 0 ? ANS_UNPROTECTED : ANS_NONE;
+	}
+	/* Refused: SIGBUS for this mapping's page until the driver relents. */
+	fm__object_refused(obj, pg);
+	(void)fm__pmap_zap(e->pm, va, FM_PAGE_SIZE);
+	r = fm__pmap_poison(e->pm, va, FM_PAGE_SIZE);
+	pthread_rwlock_unlock(&obj->pmaplock);
+	atomic_fetch_add_explicit(&stats.sigbus, 1, memory_order_relaxed);
+	return r == 0 ? ANS_POISONED : ANS_NONE;
+}
+
+static void
+resolve(struct fm_pmap *pm, const struct uffd_msg *m)
+{
+	uintptr_t va = (uintptr_t)m->arg.pagefault.address & ~(uintptr_t)FM_PAGE_MASK;
+	uint64_t flags = m->arg.pagefault.flags;
+	enum answer a;
+	struct fm_entry *e;
+
+	atomic_fetch_add_explicit(&stats.faults, 1, memory_order_relaxed);
+	pthread_rwlock_rdlock(&fm__map.lock);
+	e = fm__map_lookup(va);
+	if (e == NULL || e->pm != pm || e->obj == NULL)
+		a = fm__pmap_wake(pm, va, FM_PAGE_SIZE) == 0 ? ANS_WOKEN : ANS_NONE;
+	else if (flags & UFFD_PAGEFAULT_FLAG_WP)
+		a = fault_wp(e, va);
+	else
+		a = fault_page(e, va, flags);
+	pthread_rwlock_unlock(&fm__map.lock);
+	FM_ASSERT(a != ANS_NONE, "fault at %#lx (flags %#llx) left unanswered: %s",
+	    (unsigned long)va, (unsigned long long)flags, strerror(errno));
+}
+
+int
+fm__fault_prefetch(struct fm_entry *e, uintptr_t va, uintptr_t end)
+{
+	while (va < end) {
+		uint64_t pg = fm__entry_pgidx(e, va);
+		unsigned around = FM_AROUND_MAX, filled;
+		uint64_t left = (end - va) >> FM_PAGE_SHIFT;
+		size_t mapped = 0;
+		int rdonly = 0, r;
+
+		if (pg >= e->obj->npages)
+			break;
+		if (around > left)
+			around = (unsigned)left;
+		if (pg + around > e->obj->npages)
+			around = (unsigned)(e->obj->npages - pg);
+		unsigned n = fm__object_busy(e->obj, pg, around);
+		r = pager_fill(e, pg, n, PROT_READ, &filled, &around, &rdonly);
+		fm__object_unbusy(e->obj, pg, n, r < 0 ? 0 : filled);
+		if (r < 0)
+			return r;
+		r = install(e, va, pg, around, rdonly, &mapped);
+		if (r < 0 && r != -EEXIST && r != -ENOENT && r != -EAGAIN)
+			return r;
+		va += mapped ? mapped : FM_PAGE_SIZE;
+	}
+	return 0;
+}
+
+static void *
+engine_main(void *arg)
+{
+	struct fm_pmap *pm = arg;
+	struct uffd_msg msgs[8];
+
+	for (;;) {
+		ssize_t k = read(pm->uffd, msgs, sizeof msgs);
+
+		if (k < 0) {
+			FM_ASSERT(errno == EINTR || errno == EAGAIN,
+			    "reading the userfaultfd: %s", strerror(errno));
+			continue;
+		}
+		for (size_t i = 0; i < (size_t)k / sizeof msgs[0]; i++)
+			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
+				resolve(pm, &msgs[i]);
+	}
+	return NULL;
+}
+
+static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
+static int engine_err;
+
+static void
+engine_setup(void)
+{
+	struct fm_pmap *pm = fm__pmap_kernel();
+	const char *env = getenv("FOMAP_ENGINE_THREADS");
+	int nthreads = env ? atoi(env) : 2;
+	sigset_t all, old;
+	pthread_attr_t attr;
+
+	if (pm == NULL) {
+		engine_err = -errno;
+		return;
+	}
+	if (nthreads < 1 || nthreads > FM_ENGINE_MAXTHREADS)
+		nthreads = 2;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	for (int i = 0; i < nthreads; i++) {
+		pthread_t t;
+		int r = pthread_create(&t, &attr, engine_main, pm);
+
+		if (r != 0 && i == 0)
+			engine_err = -r;
+		if (r != 0)
+			break;
+		pthread_setname_np(t, "fomap-engine");
+	}
+	pthread_attr_destroy(&attr);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* Start the engine once. => 0, or the errno that stops it, negated. */
+int
+fm__engine_start(void)
+{
+	pthread_once(&engine_once, engine_setup);
+	return engine_err;
+}
+
+void
+fm_engine_stats(struct fm_stats *st)
+{
+	st->faults = atomic_load(&stats.faults);
+	st->minor = atomic_load(&stats.minor);
+	st->wp = atomic_load(&stats.wp);
+	st->pages = atomic_load(&stats.pages);
+	st->sigbus = atomic_load(&stats.sigbus);
+	st->retries = atomic_load(&stats.retries);
+}
+
+void
+fm__entry_free(struct fm_entry *e)
+{
+	if (e->obj) {
+		fm__object_unlink(e->obj, e);
+		fm_object_rele(e->obj);
+	}
+	free(e);
+}

@@ -1,0 +1,156 @@
+/*
+ * map.c: the map of the process's fomap mappings: entries sorted by
+ * address, never overlapping, looked up by binary search.
+ * => every call here needs fm__map.lock: shared for lookups, exclusive
+ *    for changes
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "vm/vm.h"
+
+struct fm_map fm__map = {.lock = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP};
+
+/* Index of the first entry whose end is above va. */
+static size_t
+first_above(uintptr_t va)
+{
+	size_t lo = 0, hi = fm__map.n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (fm__map.v[mid]->end <= va)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+struct fm_entry *
+fm__map_lookup(uintptr_t va)
+{
+	size_t i = first_above(va);
+
+	if (i < fm__map.n && fm__map.v[i]->start <= va)
+		return fm__map.v[i];
+	return NULL;
+}
+
+size_t
+fm__map_range(uintptr_t start, uintptr_t end, size_t *n)
+{
+	size_t i = first_above(start), j = i;
+
+	while (j < fm__map.n && fm__map.v[j]->start < end)
+		j++;
+	*n = j - i;
+	return i;
+}
+
+static int
+reserve(size_t more)
+{
+	struct fm_entry **v;
+	size_t cap;
+
+	if (fm__map.n + more <= fm__map.cap)
+		return 0;
+	cap = fm__map.cap ? fm__map.cap * 2 : 64;
+	while (cap < fm__map.n + more)
+		cap *= 2;
+	v = realloc(fm__map.v, cap * sizeof(*v));
+	if (v == NULL)
+		return -ENOMEM;
+	fm__map.v = v;
+	fm__map.cap = cap;
+	return 0;
+}
+
+int
+fm__map_insert(struct fm_entry *e)
+{
+	size_t i;
+
+	FM_ASSERT(e->start < e->end, "empty entry %p", (void *)e);
+	if (reserve(1) < 0)
+		return -ENOMEM;
+	i = first_above(e->start);
+	FM_ASSERT(i == fm__map.n || fm__map.v[i]->start >= e->end,
+	    "entry [%#lx, %#lx) overlaps [%#lx, %#lx)", (unsigned long)e->start,
+	    (unsigned long)e->end, (unsigned long)fm__map.v[i]->start,
+	    (unsigned long)fm__map.v[i]->end);
+	memmove(&fm__map.v[i + 1], &fm__map.v[i],
+	    (fm__map.n - i) * sizeof(*fm__map.v));
+	fm__map.v[i] = e;
+	fm__map.n++;
+	return 0;
+}
+
+void
+fm__map_remove(struct fm_entry *e)
+{
+	size_t i = first_above(e->start);
+
+	FM_ASSERT(i < fm__map.n && fm__map.v[i] == e, "entry %p not in map",
+	    (void *)e);
+	memmove(&fm__map.v[i], &fm__map.v[i + 1],
+	    (fm__map.n - i - 1) * sizeof(*fm__map.v));
+	fm__map.n--;
+}
+
+/* Split e at va into [start, va) and a new entry [va, end). */
+static int
+split(struct fm_entry *e, uintptr_t va)
+{
+	struct fm_entry *t;
+
+	if (va <= e->start || va >= e->end)
+		return 0;
+	t = malloc(sizeof(*t));
+	if (t == NULL || reserve(1) < 0) {
+		free(t);
+		return -ENOMEM;
+	}
+	memcpy(t, e, sizeof(*t));
+	t->start = va;
+	t->pgoff = fm__entry_pgidx(e, va);
+	t->onext = NULL;
+	atomic_init(&t->ra_next, 0);
+	atomic_init(&t->ra_size, 0);
+	if (e->obj) {
+		fm_object_ref(e->obj);
+		fm__object_link(e->obj, t);
+	}
+	e->end = va;
+	return fm__map_insert(t);
+}
+
+int
+fm__map_clip(uintptr_t start, uintptr_t end)
+{
+	struct fm_entry *e = fm__map_lookup(start);
+	int r = 0;
+
+	if (e)
+		r = split(e, start);
+	e = end > 0 ? fm__map_lookup(end - 1) : NULL;
+	if (r == 0 && e)
+		r = split(e, end);
+	return r;
+}
+
+void
+fm__map_assert(void)
+{
+	for (size_t i = 0; i < fm__map.n; i++) {
+		const struct fm_entry *e = fm__map.v[i];
+
+		FM_ASSERT(e->start < e->end && !(e->start & FM_PAGE_MASK) &&
+		    !(e->end & FM_PAGE_MASK), "bad entry [%#lx, %#lx)",
+		    (unsigned long)e->start, (unsigned long)e->end);
+		FM_ASSERT(i == 0 || fm__map.v[i - 1]->end <= e->start,
+		    "entries %zu and %zu overlap", i - 1, i);
+	}
+}

@@ -1,0 +1,476 @@
+/*
+ * mmap.c: the POSIX-mirror memory calls: fm_mmap, fm_munmap, fm_mprotect,
+ * fm_msync, fm_madvise (NetBSD's uvm_mmap.c).
+ *
+ * fm_mmap dispatches as the seed asks: MAP_ANONYMOUS is host memory; every
+ * other file goes through its fileops' fo_mmap, which returns the object,
+ * the offset and the maximum protection. The object decides how it is
+ * mapped: the host kernel maps host objects; the engine serves the others.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "kern/kern.h"
+#include "vm/vm.h"
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+#ifndef MAP_SHARED_VALIDATE
+#define MAP_SHARED_VALIDATE 0x03
+#endif
+#define MAP_TYPE_MASK 0x0f
+
+/* Flags Linux accepts without validation (LEGACY_MAP_MASK and type). */
+#define FM_MAP_KNOWN                                                          \
+	(MAP_TYPE_MASK | MAP_FIXED | MAP_ANONYMOUS | MAP_DENYWRITE |          \
+	    MAP_EXECUTABLE | MAP_GROWSDOWN | MAP_LOCKED | MAP_NORESERVE |     \
+	    MAP_POPULATE | MAP_NONBLOCK | MAP_STACK | MAP_HUGETLB | MAP_32BIT | \
+	    MAP_FIXED_NOREPLACE | (0x3f << 26))
+/* Flags passed to the kernel's mmap of an object store. */
+#define FM_MAP_PASSED (MAP_FIXED | MAP_FIXED_NOREPLACE | MAP_NORESERVE)
+
+#define FAIL(e)                   \
+	do {                      \
+		errno = (e);      \
+		return MAP_FAILED; \
+	} while (0)
+
+static int
+check_prot(int prot)
+{
+	return (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC)) ? -EINVAL : 0;
+}
+
+/*
+ * Remove the entries in [start, end) from the map; they are returned on
+ * *dead to free once the map lock is dropped.
+ * => fm__map.lock exclusive held
+ */
+static int
+evict_locked(uintptr_t start, uintptr_t end, struct fm_entry **dead)
+{
+	size_t i, n;
+	int r = fm__map_clip(start, end);
+
+	if (r < 0)
+		return r;
+	i = fm__map_range(start, end, &n);
+	while (n-- > 0) {
+		struct fm_entry *e = fm__map.v[i];
+
+		fm__map_remove(e);
+		if (e->obj)
+			fm__object_unlink(e->obj, e);
+		e->onext = *dead;
+		*dead = e;
+	}
+	return 0;
+}
+
+/*
+ * Wake every fault of the dead entries (their memory is gone, so the
+ * threads see SIGSEGV or whatever replaced it), then free them; the last
+ * mapping of an object writes it back.
+ * => no lock held
+ */
+static void
+bury(struct fm_entry *dead)
+{
+	while (dead) {
+		struct fm_entry *e = dead;
+		struct fm_object *obj = e->obj;
+
+		dead = e->onext;
+		if (e->pm)
+			(void)fm__pmap_wake(e->pm, e->start, e->end - e->start);
+		if (obj && obj->entries == NULL && !(obj->flags & FM_OBJ_HOST))
+			(void)fm_object_clean(obj, 0, obj->npages << FM_PAGE_SHIFT);
+		if (obj)
+			fm_object_rele(obj);
+		free(e);
+	}
+}
+
+/* Map obj with the host kernel, and register it with the engine if it serves it. */
+static void *
+map_object(void *addr, size_t len, int prot, int flags, struct fm_mmap_req *req,
+    struct fm_pmap **pmp)
+{
+	struct fm_object *obj = req->obj;
+	int kflags = (flags & FM_MAP_PASSED) | (flags & MAP_PRIVATE ? MAP_PRIVATE : MAP_SHARED);
+	int fd = obj->fd, r;
+	void *va;
+
+	*pmp = NULL;
+	if (obj->flags & FM_OBJ_HOST) {
+		if (fd < 0)
+			kflags |= MAP_ANONYMOUS;
+		kflags |= flags & (MAP_POPULATE | MAP_LOCKED | MAP_NONBLOCK);
+		va = mmap(addr, len, prot, kflags, fd, fd < 0 ? 0 : req->off);
+		return va;
+	}
+	if ((r = fm__engine_start()) < 0 || (*pmp = fm__pmap_kernel()) == NULL) {
+		errno = r < 0 ? -r : errno;
+		return MAP_FAILED;
+	}
+	if ((flags & MAP_SHARED) && !(req->maxprot & PROT_WRITE) &&
+	    (fd = fm__object_rofd(obj)) < 0) {
+		errno = -fd;
+		return MAP_FAILED;
+	}
+	va = mmap(addr, len, prot, kflags, fd, req->off);
+	if (va == MAP_FAILED)
+		return va;
+	r = fm__pmap_register(*pmp, (uintptr_t)va, len,
+	    flags & MAP_SHARED ? FM_PMAP_SHARED : FM_PMAP_PRIVATE);
+	if (r < 0) {
+		munmap(va, len);
+		errno = -r;
+		return MAP_FAILED;
+	}
+	return va;
+}
+
+/* Check the request against the open mode and what fo_mmap returned. */
+static int
+check_access(const struct fm_file *fp, int prot, int flags, struct fm_mmap_req *req)
+{
+	int acc = fp->f_flag & O_ACCMODE;
+
+	if (acc == O_WRONLY)
+		return -EACCES;
+	if ((flags & MAP_SHARED) && (prot & PROT_WRITE) && acc != O_RDWR)
+		return -EACCES;
+	if (flags & MAP_PRIVATE)
+		req->maxprot |= PROT_WRITE; /* copy-on-write */
+	if (prot & ~req->maxprot)
+		return -EACCES;
+	return 0;
+}
+
+/* Ask the file for its object. => 0 with req->obj referenced, or -errno */
+static int
+file_object(int fd, int prot, int flags, struct fm_mmap_req *req)
+{
+	struct fm_file tmp, *fp;
+	int r;
+
+	fp = fm__file_get(fd, &tmp, &r);
+	if (fp == NULL)
+		return r;
+	r = fp->f_ops->fo_mmap ? fp->f_ops->fo_mmap(fp, req) : -ENODEV;
+	if (r == 0 && req->obj == NULL)
+		r = -ENODEV; /* a driver that said yes without an object */
+	if (r == 0 && (req->off < 0 || (req->off & (off_t)FM_PAGE_MASK)))
+		r = -EINVAL;
+	if (r == 0)
+		r = check_access(fp, prot, flags, req);
+	if (r < 0 && req->obj) {
+		fm_object_rele(req->obj);
+		req->obj = NULL;
+	}
+	if (fp != &tmp)
+		fm__file_rele(fp);
+	return r;
+}
+
+static int
+check_mmap(void *addr, size_t len, int prot, int flags, off_t off)
+{
+	int type = flags & MAP_TYPE_MASK;
+
+	if (len == 0 || check_prot(prot) < 0)
+		return -EINVAL;
+	if (type != MAP_SHARED && type != MAP_PRIVATE && type != MAP_SHARED_VALIDATE)
+		return -EINVAL;
+	if (type == MAP_SHARED_VALIDATE && (flags & ~FM_MAP_KNOWN))
+		return -EOPNOTSUPP;
+	if ((flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) &&
+	    ((uintptr_t)addr & FM_PAGE_MASK))
+		return -EINVAL;
+	if (len > SIZE_MAX - FM_PAGE_MASK)
+		return -ENOMEM;
+	if (!(flags & MAP_ANONYMOUS) && (off & (off_t)FM_PAGE_MASK))
+		return -EINVAL;
+	if (!(flags & MAP_ANONYMOUS) &&
+	    (off < 0 || (uint64_t)off + FM_PAGES(len) * FM_PAGE_SIZE < (uint64_t)off ||
+		(uint64_t)off + FM_PAGES(len) * FM_PAGE_SIZE > (uint64_t)INT64_MAX))
+		return -EOVERFLOW;
+	return 0;
+}
+
+void *
+fm_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	struct fm_mmap_req req = {.off = off, .len = len, .prot = prot,
+	    .advice = MADV_NORMAL, .maxprot = PROT_READ | PROT_WRITE | PROT_EXEC};
+	struct fm_entry *e, *dead = NULL;
+	struct fm_pmap *pm;
+	void *va;
+	int r = check_mmap(addr, len, prot, flags, off);
+
+	if (r < 0)
+		FAIL(-r);
+	if ((flags & MAP_TYPE_MASK) == MAP_SHARED_VALIDATE)
+		flags = (flags & ~MAP_TYPE_MASK) | MAP_SHARED;
+	len = FM_PAGES(len) << FM_PAGE_SHIFT;
+	req.len = len;
+	req.flags = flags;
+	r = flags & MAP_ANONYMOUS ? fm__host_object(-1, &req.obj)
+				  : file_object(fd, prot, flags, &req);
+	if (r < 0)
+		FAIL(-r);
+	flags = req.flags;
+	e = calloc(1, sizeof(*e));
+	if (e == NULL) {
+		fm_object_rele(req.obj);
+		FAIL(ENOMEM);
+	}
+	va = map_object(addr, len, prot, flags, &req, &pm);
+	if (va == MAP_FAILED) {
+		r = errno;
+		fm_object_rele(req.obj);
+		free(e);
+		FAIL(r);
+	}
+	*e = (struct fm_entry){.start = (uintptr_t)va, .end = (uintptr_t)va + len,
+	    .obj = req.obj, .pgoff = (uint64_t)req.off >> FM_PAGE_SHIFT,
+	    .prot = prot, .maxprot = req.maxprot, .advice = req.advice,
+	    .flags = flags & MAP_PRIVATE ? MAP_PRIVATE : MAP_SHARED, .pm = pm};
+	pthread_rwlock_wrlock(&fm__map.lock);
+	/* The kernel replaced whatever was there (MAP_FIXED, or a plain munmap). */
+	r = evict_locked(e->start, e->end, &dead);
+	if (r == 0)
+		r = fm__map_insert(e);
+	if (r == 0)
+		fm__object_link(e->obj, e);
+	pthread_rwlock_unlock(&fm__map.lock);
+	bury(dead);
+	if (r < 0) {
+		munmap(va, len);
+		fm_object_rele(e->obj);
+		free(e);
+		FAIL(-r);
+	}
+	if ((flags & MAP_POPULATE) && pm != NULL) {
+		pthread_rwlock_rdlock(&fm__map.lock);
+		if (fm__map_lookup(e->start) == e)
+			(void)fm__fault_prefetch(e, e->start, e->end);
+		pthread_rwlock_unlock(&fm__map.lock);
+	}
+	return va;
+}
+
+static int
+check_range(void *addr, size_t len, uintptr_t *start, uintptr_t *end)
+{
+	*start = (uintptr_t)addr;
+	if ((*start & FM_PAGE_MASK) || len == 0 || len > UINTPTR_MAX - *start - FM_PAGE_MASK)
+		return -EINVAL;
+	*end = *start + (FM_PAGES(len) << FM_PAGE_SHIFT);
+	return 0;
+}
+
+#define SYSFAIL(r)                         \
+	do {                               \
+		if ((r) < 0) {             \
+			errno = -(r);      \
+			return -1;         \
+		}                          \
+	} while (0)
+
+int
+fm_munmap(void *addr, size_t len)
+{
+	struct fm_entry *dead = NULL;
+	uintptr_t start, end;
+	int r = check_range(addr, len, &start, &end);
+
+	SYSFAIL(r);
+	pthread_rwlock_wrlock(&fm__map.lock);
+	r = evict_locked(start, end, &dead);
+	if (r == 0 && munmap(addr, end - start) < 0)
+		r = -errno;
+	pthread_rwlock_unlock(&fm__map.lock);
+	bury(dead);
+	SYSFAIL(r);
+	return 0;
+}
+
+int
+fm_mprotect(void *addr, size_t len, int prot)
+{
+	uintptr_t start, end;
+	size_t i, n;
+	int r = check_range(addr, len, &start, &end);
+
+	if (r == 0)
+		r = check_prot(prot);
+	SYSFAIL(r);
+	pthread_rwlock_wrlock(&fm__map.lock);
+	i = fm__map_range(start, end, &n);
+	for (size_t k = i; k < i + n && r == 0; k++)
+		if (prot & ~fm__map.v[k]->maxprot)
+			r = -EACCES;
+	if (r == 0)
+		r = fm__map_clip(start, end);
+	if (r == 0 && mprotect(addr, end - start, prot) < 0)
+		r = -errno;
+	if (r == 0) {
+		i = fm__map_range(start, end, &n);
+		for (size_t k = i; k < i + n; k++)
+			fm__map.v[k]->prot = prot;
+	}
+	pthread_rwlock_unlock(&fm__map.lock);
+	SYSFAIL(r);
+	return 0;
+}
+
+/*
+ * Collect, referenced, the objects (and their byte ranges) of the shared
+ * fomap entries in [start, end). => returns the count, or -ENOMEM
+ */
+struct span {
+	struct fm_object *obj;
+	off_t off;
+	size_t len;
+};
+
+static ssize_t
+shared_spans(uintptr_t start, uintptr_t end, struct span **out)
+{
+	size_t i, n, k = 0;
+	struct span *v;
+
+	pthread_rwlock_rdlock(&fm__map.lock);
+	i = fm__map_range(start, end, &n);
+	v = calloc(n ? n : 1, sizeof(*v));
+	for (size_t j = i; v && j < i + n; j++) {
+		struct fm_entry *e = fm__map.v[j];
+		uintptr_t lo = e->start > start ? e->start : start;
+		uintptr_t hi = e->end < end ? e->end : end;
+
+		if (e->pm == NULL || !(e->flags & MAP_SHARED))
+			continue;
+		fm_object_ref(e->obj);
+		v[k++] = (struct span){e->obj,
+		    (off_t)(fm__entry_pgidx(e, lo) << FM_PAGE_SHIFT), hi - lo};
+	}
+	pthread_rwlock_unlock(&fm__map.lock);
+	*out = v;
+	return v ? (ssize_t)k : -ENOMEM;
+}
+
+int
+fm_msync(void *addr, size_t len, int flags)
+{
+	uintptr_t start, end;
+	struct span *v;
+	ssize_t n;
+	int r = check_range(addr, len, &start, &end);
+
+	if (r == 0 && ((flags & ~(MS_ASYNC | MS_SYNC | MS_INVALIDATE)) ||
+			  (flags & (MS_ASYNC | MS_SYNC)) == (MS_ASYNC | MS_SYNC)))
+		r = -EINVAL;
+	if (r == 0 && msync(addr, end - start, flags) < 0)
+		r = -errno; /* ENOMEM for a hole; host files are written here */
+	SYSFAIL(r);
+	n = shared_spans(start, end, &v);
+	SYSFAIL((int)(n < 0 ? n : 0));
+	for (ssize_t k = 0; k < n; k++) {
+		int c = fm_object_clean(v[k].obj, v[k].off, v[k].len);
+
+		if (c < 0 && r == 0)
+			r = c;
+		fm_object_rele(v[k].obj);
+	}
+	free(v);
+	SYSFAIL(r);
+	return 0;
+}
+
+/* MADV_WILLNEED on the engine's entries: make resident and map. */
+static int
+willneed(uintptr_t start, uintptr_t end)
+{
+	size_t i, n;
+	int r = 0;
+
+	pthread_rwlock_rdlock(&fm__map.lock);
+	i = fm__map_range(start, end, &n);
+	for (size_t k = i; k < i + n && r == 0; k++) {
+		struct fm_entry *e = fm__map.v[k];
+
+		if (e->pm != NULL)
+			r = fm__fault_prefetch(e, e->start > start ? e->start : start,
+			    e->end < end ? e->end : end);
+	}
+	pthread_rwlock_unlock(&fm__map.lock);
+	return r;
+}
+
+/* MADV_NORMAL, _RANDOM, _SEQUENTIAL: the entries' fault-around policy. */
+static int
+set_advice(uintptr_t start, uintptr_t end, int advice)
+{
+	size_t i, n;
+	int r;
+
+	pthread_rwlock_wrlock(&fm__map.lock);
+	r = fm__map_clip(start, end);
+	i = fm__map_range(start, end, &n);
+	for (size_t k = i; r == 0 && k < i + n; k++)
+		fm__map.v[k]->advice = advice;
+	pthread_rwlock_unlock(&fm__map.lock);
+	return r;
+}
+
+static int
+engine_entries(uintptr_t start, uintptr_t end)
+{
+	size_t i, n;
+	int found = 0;
+
+	pthread_rwlock_rdlock(&fm__map.lock);
+	i = fm__map_range(start, end, &n);
+	for (size_t k = i; k < i + n; k++)
+		found |= fm__map.v[k]->pm != NULL;
+	pthread_rwlock_unlock(&fm__map.lock);
+	return found;
+}
+
+int
+fm_madvise(void *addr, size_t len, int advice)
+{
+	uintptr_t start, end;
+	int r = check_range(addr, len, &start, &end);
+
+	SYSFAIL(r);
+	switch (advice) {
+	case MADV_DONTNEED:
+		/* Zaps PTEs; the object store keeps its pages. */
+		return madvise(addr, end - start, advice);
+	case MADV_WILLNEED:
+		if (madvise(addr, end - start, advice) < 0 && errno != EBADF)
+			return -1;
+		r = willneed(start, end);
+		break;
+	case MADV_NORMAL:
+	case MADV_RANDOM:
+	case MADV_SEQUENTIAL:
+		if (madvise(addr, end - start, advice) < 0)
+			return -1;
+		r = set_advice(start, end, advice);
+		break;
+	default:
+		if (engine_entries(start, end)) /* not defined on fomap's */
+			r = -EINVAL;
+		else
+			return madvise(addr, end - start, advice);
+	}
+	SYSFAIL(r);
+	return 0;
+}

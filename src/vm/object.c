@@ -1,0 +1,542 @@
+/*
+ * object.c: memory objects: the object store, page states, references and
+ * the calls a driver makes on an object (protect, unmap, clean, mincore).
+ *
+ * An object's pages live in its memfd. Page state, one byte a page, says
+ * what fomap knows: resident, dirty, made read-only by the driver, busy
+ * (one thread fills or writes back the page; the others wait on busycv).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "vm/vm.h"
+
+#define FM_OBJ_MAXSIZE ((size_t)1 << 44)
+#define FM_PGS_REFUSED 0x40 /* a write was refused: poisoned in a mapping */
+
+int
+fm__object_alloc(const struct fm_pagerops *ops, size_t size, void *priv,
+    int fd, int flags, struct fm_object **objp)
+{
+	struct fm_object *obj;
+	uint64_t npages = FM_PAGES(size);
+
+	if (size == 0 && !(flags & FM_OBJ_HOST))
+		return -EINVAL;
+	if (size > FM_OBJ_MAXSIZE)
+		return -ENOMEM;
+	obj = calloc(1, sizeof(*obj));
+	if (obj == NULL)
+		return -ENOMEM;
+	if (!(flags & FM_OBJ_HOST)) {
+		obj->pgstate = calloc(npages, 1);
+		fd = memfd_create("fomap-object", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+		if (obj->pgstate == NULL || fd < 0)
+			goto err;
+		if (ftruncate(fd, (off_t)(npages << FM_PAGE_SHIFT)) < 0 ||
+		    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0)
+			goto err;
+	}
+	obj->ops = ops;
+	obj->priv = priv;
+	obj->flags = flags;
+	obj->fd = fd;
+	obj->rofd = -1;
+	obj->npages = npages;
+	atomic_init(&obj->refs, 1);
+	pthread_mutex_init(&obj->lock, NULL);
+	pthread_cond_init(&obj->busycv, NULL);
+	pthread_rwlock_init(&obj->pmaplock, NULL);
+	*objp = obj;
+	return 0;
+err:
+	if (!(flags & FM_OBJ_HOST) && fd >= 0)
+		close(fd);
+	free(obj->pgstate);
+	free(obj);
+	return errno == EMFILE || errno == ENFILE ? -errno : -ENOMEM;
+}
+
+int
+fm_object_create(const struct fm_pagerops *ops, size_t size, void *priv,
+    struct fm_object **objp)
+{
+	return fm__object_alloc(ops, size, priv, -1, 0, objp);
+}
+
+void
+fm_object_ref(struct fm_object *obj)
+{
+	unsigned old = atomic_fetch_add(&obj->refs, 1);
+
+	FM_ASSERT(old > 0, "object %p revived from 0 references", (void *)obj);
+	if (obj->ops && obj->ops->pgo_reference)
+		obj->ops->pgo_reference(obj);
+}
+
+void
+fm_object_rele(struct fm_object *obj)
+{
+	unsigned old = atomic_fetch_sub(&obj->refs, 1);
+
+	FM_ASSERT(old > 0, "object %p released below 0", (void *)obj);
+	if (old != 1)
+		return;
+	FM_ASSERT(obj->entries == NULL, "last reference of a mapped object");
+	if (!(obj->flags & FM_OBJ_HOST))
+		(void)fm_object_clean(obj, 0, obj->npages << FM_PAGE_SHIFT);
+	if (obj->ops && obj->ops->pgo_detach)
+		obj->ops->pgo_detach(obj);
+	if (obj->window)
+		munmap(obj->window, obj->npages << FM_PAGE_SHIFT);
+	if (obj->rofd >= 0)
+		close(obj->rofd);
+	if (obj->fd >= 0)
+		close(obj->fd);
+	pthread_rwlock_destroy(&obj->pmaplock);
+	pthread_cond_destroy(&obj->busycv);
+	pthread_mutex_destroy(&obj->lock);
+	free(obj->pgstate);
+	free(obj);
+}
+
+void *
+fm_object_private(struct fm_object *obj)
+{
+	return obj->priv;
+}
+
+size_t
+fm_object_size(struct fm_object *obj)
+{
+	return obj->npages << FM_PAGE_SHIFT;
+}
+
+void *
+fm_object_window(struct fm_object *obj)
+{
+	void *w;
+
+	if (obj->flags & FM_OBJ_HOST) {
+		errno = EINVAL;
+		return NULL;
+	}
+	pthread_mutex_lock(&obj->lock);
+	if (obj->window == NULL) {
+		w = mmap(NULL, obj->npages << FM_PAGE_SHIFT,
+		    PROT_READ | PROT_WRITE, MAP_SHARED, obj->fd, 0);
+		obj->window = w == MAP_FAILED ? NULL : w;
+	}
+	w = obj->window;
+	pthread_mutex_unlock(&obj->lock);
+	return w;
+}
+
+/*
+ * fm__object_rofd: a read-only descriptor of the store, so the kernel
+ * enforces a maximum protection without PROT_WRITE.
+ */
+int
+fm__object_rofd(struct fm_object *obj)
+{
+	char path[64];
+	int fd;
+
+	pthread_mutex_lock(&obj->lock);
+	if (obj->rofd < 0) {
+		snprintf(path, sizeof path, "/proc/self/fd/%d", obj->fd);
+		obj->rofd = open(path, O_RDONLY | O_CLOEXEC);
+	}
+	fd = obj->rofd;
+	pthread_mutex_unlock(&obj->lock);
+	return fd < 0 ? -errno : fd;
+}
+
+static int
+range_pages(const struct fm_object *obj, off_t off, size_t len, uint64_t *pg,
+    uint64_t *n)
+{
+	if (off < 0 || ((size_t)off & FM_PAGE_MASK) || len == 0)
+		return -EINVAL;
+	if ((uint64_t)off >= obj->npages << FM_PAGE_SHIFT ||
+	    len > (obj->npages << FM_PAGE_SHIFT) - (uint64_t)off)
+		return -ENXIO;
+	*pg = (uint64_t)off >> FM_PAGE_SHIFT;
+	*n = FM_PAGES(len);
+	return 0;
+}
+
+static int
+byte_range(const struct fm_object *obj, off_t off, size_t len)
+{
+	if (off < 0 || (obj->flags & FM_OBJ_HOST))
+		return -EINVAL;
+	if ((uint64_t)off > obj->npages << FM_PAGE_SHIFT ||
+	    len > (obj->npages << FM_PAGE_SHIFT) - (uint64_t)off)
+		return -ENXIO;
+	return 0;
+}
+
+int
+fm_object_read(struct fm_object *obj, off_t off, void *buf, size_t len)
+{
+	int r = byte_range(obj, off, len);
+
+	for (size_t done = 0; r == 0 && done < len;) {
+		ssize_t k = pread(obj->fd, (char *)buf + done, len - done,
+		    off + (off_t)done);
+		if (k <= 0)
+			r = k < 0 && errno != EINTR ? -errno : k == 0 ? -EIO : 0;
+		else
+			done += (size_t)k;
+	}
+	return r;
+}
+
+int
+fm_object_write(struct fm_object *obj, off_t off, const void *buf, size_t len)
+{
+	int r = byte_range(obj, off, len);
+
+	for (size_t done = 0; r == 0 && done < len;) {
+		ssize_t k = pwrite(obj->fd, (const char *)buf + done,
+		    len - done, off + (off_t)done);
+		if (k <= 0)
+			r = k < 0 && errno != EINTR ? -errno : k == 0 ? -EIO : 0;
+		else
+			done += (size_t)k;
+	}
+	if (r == 0 && len > 0) {
+		uint64_t first = (uint64_t)off >> FM_PAGE_SHIFT;
+		uint64_t last = ((uint64_t)off + len - 1) >> FM_PAGE_SHIFT;
+
+		fm__object_set(obj, first, (unsigned)(last - first + 1),
+		    FM_PG_RESIDENT, 0);
+	}
+	return r;
+}
+
+/* Zero-fill pages (allocated in the store, cleared when first mapped). */
+int
+fm__object_zero(struct fm_object *obj, uint64_t pgidx, unsigned npages)
+{
+	if (fallocate(obj->fd, 0, (off_t)(pgidx << FM_PAGE_SHIFT),
+		(off_t)npages << FM_PAGE_SHIFT) < 0)
+		return errno == ENOSPC ? -ENOMEM : -errno;
+	return 0;
+}
+
+void
+fm__object_set(struct fm_object *obj, uint64_t pgidx, unsigned n, uint8_t set,
+    uint8_t clear)
+{
+	pthread_mutex_lock(&obj->lock);
+	for (uint64_t i = pgidx; i < pgidx + n && i < obj->npages; i++)
+		obj->pgstate[i] = (uint8_t)((obj->pgstate[i] & ~clear) | set);
+	pthread_mutex_unlock(&obj->lock);
+}
+
+/*
+ * fm__object_busy: wait until page pgidx is not busy; then mark busy the run
+ * of non-resident, non-busy pages from pgidx (at most max) and return its
+ * length: 0 when pgidx is resident.
+ * => caller holds no object lock
+ */
+unsigned
+fm__object_busy(struct fm_object *obj, uint64_t pgidx, unsigned max)
+{
+	unsigned n = 0;
+
+	pthread_mutex_lock(&obj->lock);
+	while (obj->pgstate[pgidx] & FM_PGS_BUSY)
+		pthread_cond_wait(&obj->busycv, &obj->lock);
+	while (n < max && pgidx + n < obj->npages &&
+	    !(obj->pgstate[pgidx + n] & (FM_PG_RESIDENT | FM_PGS_BUSY))) {
+		obj->pgstate[pgidx + n] |= FM_PGS_BUSY;
+		n++;
+	}
+	pthread_mutex_unlock(&obj->lock);
+	return n;
+}
+
+/* Unbusy n pages from pgidx, of which the first filled are now resident. */
+void
+fm__object_unbusy(struct fm_object *obj, uint64_t pgidx, unsigned n,
+    unsigned filled)
+{
+	if (n == 0)
+		return;
+	pthread_mutex_lock(&obj->lock);
+	for (unsigned i = 0; i < n; i++) {
+		FM_ASSERT(obj->pgstate[pgidx + i] & FM_PGS_BUSY,
+		    "page %llu of %p not busy", (unsigned long long)(pgidx + i),
+		    (void *)obj);
+		obj->pgstate[pgidx + i] &= (uint8_t)~FM_PGS_BUSY;
+		if (i < filled)
+			obj->pgstate[pgidx + i] |= FM_PG_RESIDENT;
+	}
+	pthread_cond_broadcast(&obj->busycv);
+	pthread_mutex_unlock(&obj->lock);
+}
+
+/* Wait until no page of [pg, pg+n) is busy. => obj->lock held */
+static void
+wait_unbusy_locked(struct fm_object *obj, uint64_t pg, uint64_t n)
+{
+	for (uint64_t i = pg; i < pg + n; i++)
+		while (obj->pgstate[i] & FM_PGS_BUSY)
+			pthread_cond_wait(&obj->busycv, &obj->lock);
+}
+
+/*
+ * fm__object_entry_wp: whether a page in state st is mapped write-protected
+ * in shared mappings: the driver made it read-only, or the pager tracks
+ * dirty pages (it has pgo_put) and the page is clean.
+ */
+int
+fm__object_entry_wp(const struct fm_object *obj, uint8_t st)
+{
+	if (st & FM_PG_RDONLY)
+		return 1;
+	return obj->ops && obj->ops->pgo_put && !(st & FM_PG_DIRTY);
+}
+
+void
+fm__object_link(struct fm_object *obj, struct fm_entry *e)
+{
+	pthread_mutex_lock(&obj->lock);
+	e->onext = obj->entries;
+	obj->entries = e;
+	pthread_mutex_unlock(&obj->lock);
+}
+
+void
+fm__object_unlink(struct fm_object *obj, struct fm_entry *e)
+{
+	struct fm_entry **pp;
+
+	pthread_mutex_lock(&obj->lock);
+	for (pp = &obj->entries; *pp && *pp != e; pp = &(*pp)->onext)
+		;
+	FM_ASSERT(*pp == e, "entry %p not on object %p", (void *)e, (void *)obj);
+	*pp = e->onext;
+	e->onext = NULL;
+	pthread_mutex_unlock(&obj->lock);
+}
+
+/*
+ * Apply fn to the part of object pages [pg, pg+n) that each shared entry
+ * maps. => obj->pmaplock exclusive and obj->lock held
+ */
+typedef int entry_fn(struct fm_entry *e, uintptr_t va, size_t len, void *arg);
+
+static int
+each_shared_locked(struct fm_object *obj, uint64_t pg, uint64_t n,
+    entry_fn *fn, void *arg)
+{
+	int r = 0;
+
+	for (struct fm_entry *e = obj->entries; e; e = e->onext) {
+		uint64_t epages = (e->end - e->start) >> FM_PAGE_SHIFT;
+		uint64_t lo = pg > e->pgoff ? pg : e->pgoff;
+		uint64_t hi = pg + n < e->pgoff + epages ? pg + n : e->pgoff + epages;
+
+		if (!(e->flags & MAP_SHARED) || e->pm == NULL || lo >= hi)
+			continue;
+		int k = fn(e, e->start + ((lo - e->pgoff) << FM_PAGE_SHIFT),
+		    (size_t)(hi - lo) << FM_PAGE_SHIFT, arg);
+		if (k < 0 && k != -ENOENT && r == 0)
+			r = k;
+	}
+	return r;
+}
+
+static int
+protect_fn(struct fm_entry *e, uintptr_t va, size_t len, void *arg)
+{
+	return fm__pmap_protect(e->pm, va, len, *(int *)arg);
+}
+
+static int
+zap_fn(struct fm_entry *e, uintptr_t va, size_t len, void *arg)
+{
+	return fm__pmap_zap(e->pm, va, len);
+}
+
+/*
+ * Make every shared mapping of [pg, pg+n) agree with the page states:
+ * write-protect the runs that must be, unprotect the others.
+ * => obj->pmaplock exclusive and obj->lock held
+ */
+static int
+sync_protection_locked(struct fm_object *obj, uint64_t pg, uint64_t n)
+{
+	int r = 0;
+
+	for (uint64_t i = pg; i < pg + n;) {
+		int wp = fm__object_entry_wp(obj, obj->pgstate[i]);
+		uint64_t j = i + 1;
+
+		while (j < pg + n && fm__object_entry_wp(obj, obj->pgstate[j]) == wp)
+			j++;
+		int k = each_shared_locked(obj, i, j - i, protect_fn, &wp);
+		if (k < 0 && r == 0)
+			r = k;
+		i = j;
+	}
+	return r;
+}
+
+int
+fm_object_protect(struct fm_object *obj, off_t off, size_t len, int prot)
+{
+	uint64_t pg, n;
+	int r = range_pages(obj, off, len, &pg, &n), refused = 0;
+
+	if (r == 0 && (obj->flags & FM_OBJ_HOST))
+		r = -EINVAL;
+	if (r == 0 && prot != PROT_READ && prot != (PROT_READ | PROT_WRITE))
+		r = -EINVAL;
+	if (r < 0)
+		return r;
+	pthread_rwlock_wrlock(&obj->pmaplock);
+	pthread_mutex_lock(&obj->lock);
+	for (uint64_t i = pg; i < pg + n; i++) {
+		if (prot & PROT_WRITE) {
+			refused |= obj->pgstate[i] & FM_PGS_REFUSED;
+			obj->pgstate[i] &= (uint8_t)~(FM_PG_RDONLY | FM_PGS_REFUSED);
+		} else {
+			obj->pgstate[i] |= FM_PG_RDONLY;
+		}
+	}
+	/* Writable again: clear the SIGBUS left by refused writes. */
+	if (refused)
+		(void)each_shared_locked(obj, pg, n, zap_fn, NULL);
+	r = sync_protection_locked(obj, pg, n);
+	pthread_mutex_unlock(&obj->lock);
+	pthread_rwlock_unlock(&obj->pmaplock);
+	return r;
+}
+
+void
+fm__object_refused(struct fm_object *obj, uint64_t pgidx)
+{
+	fm__object_set(obj, pgidx, 1, FM_PGS_REFUSED, 0);
+}
+
+/*
+ * Write back the dirty pages of [pg, pg+n): write-protect them everywhere
+ * and mark them clean and busy, then pgo_put each run with no lock held.
+ * A write that races the write-back faults and dirties the page again.
+ * => obj->pmaplock exclusive held; returns with it held
+ */
+static int
+clean_pmaplocked(struct fm_object *obj, uint64_t pg, uint64_t n)
+{
+	int r = 0, wp = 1;
+
+	pthread_mutex_lock(&obj->lock);
+	wait_unbusy_locked(obj, pg, n);
+	for (uint64_t i = pg; i < pg + n;) {
+		uint64_t j = i;
+
+		while (j < pg + n && j - i < UINT32_MAX &&
+		    (obj->pgstate[j] & FM_PG_DIRTY))
+			j++;
+		if (j == i) {
+			i++;
+			continue;
+		}
+		(void)each_shared_locked(obj, i, j - i, protect_fn, &wp);
+		for (uint64_t k = i; k < j; k++)
+			obj->pgstate[k] = (uint8_t)((obj->pgstate[k] & ~FM_PG_DIRTY) |
+			    FM_PGS_BUSY);
+		pthread_mutex_unlock(&obj->lock);
+		int k = obj->ops->pgo_put(obj, i, (unsigned)(j - i), FM_PGO_CLEAN);
+		pthread_mutex_lock(&obj->lock);
+		for (uint64_t m = i; m < j; m++) {
+			obj->pgstate[m] &= (uint8_t)~FM_PGS_BUSY;
+			if (k < 0)
+				obj->pgstate[m] |= FM_PG_DIRTY;
+		}
+		pthread_cond_broadcast(&obj->busycv);
+		if (k < 0 && r == 0)
+			r = -EIO;
+		i = j;
+	}
+	pthread_mutex_unlock(&obj->lock);
+	return r;
+}
+
+int
+fm_object_clean(struct fm_object *obj, off_t off, size_t len)
+{
+	uint64_t pg, n;
+	int r = range_pages(obj, off, len, &pg, &n);
+
+	if (r < 0 || (obj->flags & FM_OBJ_HOST) || !obj->ops || !obj->ops->pgo_put)
+		return r;
+	pthread_rwlock_wrlock(&obj->pmaplock);
+	r = clean_pmaplocked(obj, pg, n);
+	pthread_rwlock_unlock(&obj->pmaplock);
+	return r;
+}
+
+int
+fm_object_unmap(struct fm_object *obj, off_t off, size_t len, int how)
+{
+	uint64_t pg, n;
+	int r = range_pages(obj, off, len, &pg, &n);
+
+	if (r == 0 && ((obj->flags & FM_OBJ_HOST) ||
+			  (how != FM_UNMAP_KEEP && how != FM_UNMAP_DISCARD)))
+		r = -EINVAL;
+	if (r < 0)
+		return r;
+	pthread_rwlock_wrlock(&obj->pmaplock);
+	pthread_mutex_lock(&obj->lock);
+	r = each_shared_locked(obj, pg, n, zap_fn, NULL);
+	pthread_mutex_unlock(&obj->lock);
+	if (r == 0 && how == FM_UNMAP_DISCARD) {
+		if (obj->ops && obj->ops->pgo_put)
+			r = clean_pmaplocked(obj, pg, n);
+		pthread_mutex_lock(&obj->lock);
+		wait_unbusy_locked(obj, pg, n);
+		if (r == 0 && fallocate(obj->fd,
+				  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				  (off_t)(pg << FM_PAGE_SHIFT),
+				  (off_t)(n << FM_PAGE_SHIFT)) < 0)
+			r = -errno;
+		if (r == 0)
+			for (uint64_t i = pg; i < pg + n; i++)
+				obj->pgstate[i] &= (uint8_t)~(FM_PG_RESIDENT |
+				    FM_PG_DIRTY | FM_PGS_REFUSED);
+		pthread_mutex_unlock(&obj->lock);
+	} else if (r == 0) {
+		fm__object_set(obj, pg, (unsigned)n, 0, FM_PGS_REFUSED);
+	}
+	pthread_rwlock_unlock(&obj->pmaplock);
+	return r;
+}
+
+int
+fm_object_mincore(struct fm_object *obj, off_t off, size_t len, unsigned char *vec)
+{
+	uint64_t pg, n;
+	int r = range_pages(obj, off, len, &pg, &n);
+
+	if (r == 0 && (obj->flags & FM_OBJ_HOST))
+		r = -EINVAL;
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&obj->lock);
+	for (uint64_t i = 0; i < n; i++)
+		vec[i] = obj->pgstate[pg + i] &
+		    (FM_PG_RESIDENT | FM_PG_DIRTY | FM_PG_RDONLY);
+	pthread_mutex_unlock(&obj->lock);
+	return 0;
+}

@@ -1,0 +1,27 @@
+/*
+ * pager_host.c: host objects. The host kernel maps them itself (a regular
+ * file, or anonymous memory when there is no file) and is their pager;
+ * fomap only keeps the mapping in its map.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "vm/vm.h"
+
+/*
+ * fm__host_object: a host object for fd (duplicated), or for anonymous
+ * memory when fd is -1. => 0 with *objp referenced, or -errno
+ */
+int
+fm__host_object(int fd, struct fm_object **objp)
+{
+	int dfd = -1, r;
+
+	if (fd >= 0 && (dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+		return -errno;
+	r = fm__object_alloc(NULL, 0, NULL, dfd, FM_OBJ_HOST, objp);
+	if (r < 0 && dfd >= 0)
+		close(dfd);
+	return r;
+}

@@ -1,0 +1,51 @@
+/*
+ * pmap.h: the MMU layer. Everything fomap does to a page table goes through
+ * these calls on a userfaultfd (the address space it belongs to) or through
+ * the object store; never through a call that only reaches the caller's own
+ * address space, so that the embedded engine and a daemon share one path.
+ * All return 0 or a negative errno.
+ */
+#ifndef FM_VM_PMAP_H
+#define FM_VM_PMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vm/uffd_compat.h"
+
+struct fm_pmap {
+	int uffd;           /* faults of this address space arrive here */
+	uint64_t features;  /* UFFD_FEATURE_* enabled on uffd */
+};
+
+/* Modes an entry is registered with. */
+#define FM_PMAP_SHARED  0x1  /* MISSING | MINOR | WP */
+#define FM_PMAP_PRIVATE 0x2  /* MISSING | MINOR */
+
+/*
+ * fm__pmap_kernel: the process's own address space, opened on first use.
+ * => NULL with errno when userfaultfd is unavailable (fm__pmap_unavailable
+ *    says why).
+ */
+struct fm_pmap *fm__pmap_kernel(void);
+const char *fm__pmap_unavailable(void);
+/* What UFFDIO_API offers on this kernel (probed once). */
+uint64_t fm__pmap_probe(void);
+
+int fm__pmap_register(struct fm_pmap *pm, uintptr_t va, size_t len, int mode);
+/*
+ * Map resident pages [va, va+len) (UFFDIO_CONTINUE), write-protected when
+ * wp. *mapped gets the bytes mapped from va; the thread that faulted in
+ * that prefix is woken. => -EEXIST: va itself was mapped already;
+ * -ENOENT: va's page is not resident; -EAGAIN: try again.
+ */
+int fm__pmap_enter(struct fm_pmap *pm, uintptr_t va, size_t len, int wp, size_t *mapped);
+int fm__pmap_wake(struct fm_pmap *pm, uintptr_t va, size_t len);
+/* Write-protect (wp) or unprotect [va, va+len); unprotect wakes. */
+int fm__pmap_protect(struct fm_pmap *pm, uintptr_t va, size_t len, int wp);
+/* Make [va, va+len) raise SIGBUS when touched, and wake its faulters. */
+int fm__pmap_poison(struct fm_pmap *pm, uintptr_t va, size_t len);
+/* Remove the PTEs of [va, va+len); the object keeps its pages. */
+int fm__pmap_zap(struct fm_pmap *pm, uintptr_t va, size_t len);
+
+#endif
