@@ -15,19 +15,20 @@ static pthread_mutex_t devsw_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct fm_dev *devs;
 static pthread_once_t builtin_once = PTHREAD_ONCE_INIT;
 
-static const struct {
-	const char *name;
-	const struct fm_cdevsw *cdev;
-} builtins[] = {
-	{"zero", &fm__zero_cdevsw},
-	{"null", &fm__null_cdevsw},
-};
-
 static void
 builtin_setup(void)
 {
-	for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++)
-		(void)fm_dev_register(builtins[i].name, builtins[i].cdev, NULL);
+	for (const struct fm_builtin *b = fm__builtins; b->name; b++)
+		(void)fm_dev_register(b->name, b->cdev, NULL);
+}
+
+static int
+is_builtin(const char *name)
+{
+	for (const struct fm_builtin *b = fm__builtins; b->name; b++)
+		if (strcmp(b->name, name) == 0)
+			return 1;
+	return 0;
 }
 
 static int
@@ -62,7 +63,7 @@ fm_dev_register(const char *name, const struct fm_cdevsw *cdev, void *priv)
 
 	if (!valid_name(name) || cdev == NULL)
 		return -EINVAL;
-	if (strcmp(name, "zero") && strcmp(name, "null"))
+	if (!is_builtin(name))
 		pthread_once(&builtin_once, builtin_setup);
 	dev = calloc(1, sizeof(*dev));
 	if (dev == NULL)

@@ -44,7 +44,11 @@ extern const struct fm_fileops fm__devfileops;
 /* vnode.c: a regular file of the host */
 extern const struct fm_fileops fm__vnfileops;
 
-/* drivers/ built into the library */
-extern const struct fm_cdevsw fm__zero_cdevsw, fm__null_cdevsw;
+/* drivers/builtin.c: the drivers built into the library, NULL-terminated */
+struct fm_builtin {
+	const char *name;
+	const struct fm_cdevsw *cdev;
+};
+extern const struct fm_builtin fm__builtins[];
 
 #endif
