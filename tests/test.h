@@ -48,7 +48,8 @@ void fm_test_need_uffd(void);
 
 #define ASSERT_CMP(a, op, b, fmt, type)                                       \
 	do {                                                                  \
-		type a_ = (type)(a), b_ = (type)(b);                          \
+		type a_ = (type)(a);                                          \
+		type b_ = (type)(b);                                          \
 		if (!(a_ op b_))                                              \
 			fm_test_fail(__FILE__, __LINE__,                      \
 			    "%s " #op " %s: " fmt " vs " fmt, #a, #b, a_, b_); \
@@ -57,7 +58,8 @@ void fm_test_need_uffd(void);
 #define ASSERT_NE(a, b) ASSERT_CMP(a, !=, b, "%lld", long long)
 #define ASSERT_GE(a, b) ASSERT_CMP(a, >=, b, "%lld", long long)
 #define ASSERT_LE(a, b) ASSERT_CMP(a, <=, b, "%lld", long long)
-#define ASSERT_PTR_EQ(a, b) ASSERT_CMP(a, ==, b, "%p", const void *)
+typedef const void *fm_test_ptr;
+#define ASSERT_PTR_EQ(a, b) ASSERT_CMP(a, ==, b, "%p", fm_test_ptr)
 /* A call that must fail with errno e. */
 #define ASSERT_ERRNO(call, e)                                                 \
 	do {                                                                  \

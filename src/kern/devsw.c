@@ -15,22 +15,6 @@ static pthread_mutex_t devsw_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct fm_dev *devs;
 static pthread_once_t builtin_once = PTHREAD_ONCE_INIT;
 
-static void
-builtin_setup(void)
-{
-	for (const struct fm_builtin *b = fm__builtins; b->name; b++)
-		(void)fm_dev_register(b->name, b->cdev, NULL);
-}
-
-static int
-is_builtin(const char *name)
-{
-	for (const struct fm_builtin *b = fm__builtins; b->name; b++)
-		if (strcmp(b->name, name) == 0)
-			return 1;
-	return 0;
-}
-
 static int
 valid_name(const char *name)
 {
@@ -56,15 +40,13 @@ find_locked(const char *name)
 	return pp;
 }
 
-int
-fm_dev_register(const char *name, const struct fm_cdevsw *cdev, void *priv)
+static int
+dev_add(const char *name, const struct fm_cdevsw *cdev, void *priv)
 {
 	struct fm_dev *dev, **pp;
 
 	if (!valid_name(name) || cdev == NULL)
 		return -EINVAL;
-	if (!is_builtin(name))
-		pthread_once(&builtin_once, builtin_setup);
 	dev = calloc(1, sizeof(*dev));
 	if (dev == NULL)
 		return -ENOMEM;
@@ -81,6 +63,20 @@ fm_dev_register(const char *name, const struct fm_cdevsw *cdev, void *priv)
 		return -EEXIST;
 	}
 	return 0;
+}
+
+static void
+builtin_setup(void)
+{
+	for (const struct fm_builtin *b = fm__builtins; b->name; b++)
+		(void)dev_add(b->name, b->cdev, NULL);
+}
+
+int
+fm_dev_register(const char *name, const struct fm_cdevsw *cdev, void *priv)
+{
+	pthread_once(&builtin_once, builtin_setup);
+	return dev_add(name, cdev, priv);
 }
 
 int

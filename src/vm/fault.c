@@ -179,7 +179,7 @@ install(struct fm_entry *e, uintptr_t va, uint64_t pg, unsigned around,
     int rdonly, size_t *mapped)
 {
 	struct fm_object *obj = e->obj;
-	int shared = (e->flags & MAP_SHARED) != 0, wp = 0, r;
+	int shared = e->pmode == FM_PMAP_SHARED, wp = 0, r;
 	unsigned k = 0;
 
 	pthread_rwlock_rdlock(&obj->pmaplock);
@@ -264,8 +264,8 @@ fault_wp(struct fm_entry *e, uintptr_t va)
 	int r = 0;
 
 	atomic_fetch_add_explicit(&stats.wp, 1, memory_order_relaxed);
-	if (!(e->flags & MAP_SHARED))
-		r = 0; /* private mappings are never write-protected by fomap */
+	if (e->pmode != FM_PMAP_SHARED)
+		r = 0; /* only shared registrations are write-protected */
 	else if (obj->ops && obj->ops->pgo_write)
 		r = obj->ops->pgo_write(obj, pg);
 	else if (obj->pgstate[pg] & FM_PG_RDONLY)

@@ -94,10 +94,13 @@ bury(struct fm_entry *dead)
 	}
 }
 
-/* Map obj with the host kernel, and register it with the engine if it serves it. */
+/*
+ * Map obj with the host kernel, and register it with the engine if it
+ * serves it: *pmp and *pmode say how.
+ */
 static void *
 map_object(void *addr, size_t len, int prot, int flags, struct fm_mmap_req *req,
-    struct fm_pmap **pmp)
+    struct fm_pmap **pmp, int *pmode)
 {
 	struct fm_object *obj = req->obj;
 	int kflags = (flags & FM_MAP_PASSED) | (flags & MAP_PRIVATE ? MAP_PRIVATE : MAP_SHARED);
@@ -116,16 +119,19 @@ map_object(void *addr, size_t len, int prot, int flags, struct fm_mmap_req *req,
 		errno = r < 0 ? -r : errno;
 		return MAP_FAILED;
 	}
-	if ((flags & MAP_SHARED) && !(req->maxprot & PROT_WRITE) &&
-	    (fd = fm__object_rofd(obj)) < 0) {
-		errno = -fd;
-		return MAP_FAILED;
+	*pmode = flags & MAP_SHARED ? FM_PMAP_SHARED : FM_PMAP_PRIVATE;
+	if (*pmode == FM_PMAP_SHARED && !(req->maxprot & PROT_WRITE)) {
+		if ((fd = fm__object_rofd(obj)) < 0) {
+			errno = -fd;
+			return MAP_FAILED;
+		}
+		kflags = (kflags & ~MAP_SHARED) | MAP_PRIVATE;
+		*pmode = FM_PMAP_PRIVATE;
 	}
 	va = mmap(addr, len, prot, kflags, fd, req->off);
 	if (va == MAP_FAILED)
 		return va;
-	r = fm__pmap_register(*pmp, (uintptr_t)va, len,
-	    flags & MAP_SHARED ? FM_PMAP_SHARED : FM_PMAP_PRIVATE);
+	r = fm__pmap_register(*pmp, (uintptr_t)va, len, *pmode);
 	if (r < 0) {
 		munmap(va, len);
 		errno = -r;
@@ -210,7 +216,7 @@ fm_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 	struct fm_entry *e, *dead = NULL;
 	struct fm_pmap *pm;
 	void *va;
-	int r = check_mmap(addr, len, prot, flags, off);
+	int pmode = 0, r = check_mmap(addr, len, prot, flags, off);
 
 	if (r < 0)
 		FAIL(-r);
@@ -229,7 +235,7 @@ fm_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 		fm_object_rele(req.obj);
 		FAIL(ENOMEM);
 	}
-	va = map_object(addr, len, prot, flags, &req, &pm);
+	va = map_object(addr, len, prot, flags, &req, &pm, &pmode);
 	if (va == MAP_FAILED) {
 		r = errno;
 		fm_object_rele(req.obj);
@@ -239,7 +245,8 @@ fm_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 	*e = (struct fm_entry){.start = (uintptr_t)va, .end = (uintptr_t)va + len,
 	    .obj = req.obj, .pgoff = (uint64_t)req.off >> FM_PAGE_SHIFT,
 	    .prot = prot, .maxprot = req.maxprot, .advice = req.advice,
-	    .flags = flags & MAP_PRIVATE ? MAP_PRIVATE : MAP_SHARED, .pm = pm};
+	    .flags = flags & MAP_PRIVATE ? MAP_PRIVATE : MAP_SHARED, .pm = pm,
+	    .pmode = pmode};
 	pthread_rwlock_wrlock(&fm__map.lock);
 	/* The kernel replaced whatever was there (MAP_FIXED, or a plain munmap). */
 	r = evict_locked(e->start, e->end, &dead);

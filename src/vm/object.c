@@ -358,6 +358,8 @@ each_shared_locked(struct fm_object *obj, uint64_t pg, uint64_t n,
 static int
 protect_fn(struct fm_entry *e, uintptr_t va, size_t len, void *arg)
 {
+	if (e->pmode != FM_PMAP_SHARED)
+		return 0; /* read-only for good: the kernel sees to it */
 	return fm__pmap_protect(e->pm, va, len, *(int *)arg);
 }
 

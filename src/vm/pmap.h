@@ -18,9 +18,14 @@ struct fm_pmap {
 	uint64_t features;  /* UFFD_FEATURE_* enabled on uffd */
 };
 
-/* Modes an entry is registered with. */
-#define FM_PMAP_SHARED  0x1  /* MISSING | MINOR | WP */
-#define FM_PMAP_PRIVATE 0x2  /* MISSING | MINOR */
+/*
+ * Modes an entry is registered with. userfaultfd refuses mappings that may
+ * never be written (no VM_MAYWRITE), so a shared mapping of an object whose
+ * maximum protection lacks PROT_WRITE is a private mapping of a read-only
+ * descriptor: the kernel then guarantees that no write reaches the object.
+ */
+#define FM_PMAP_SHARED  0x1  /* MAP_SHARED, MISSING | MINOR | WP */
+#define FM_PMAP_PRIVATE 0x2  /* MAP_PRIVATE, MISSING | MINOR */
 
 /*
  * fm__pmap_kernel: the process's own address space, opened on first use.

@@ -79,6 +79,7 @@ struct fm_entry {
 	int flags;            /* MAP_SHARED or MAP_PRIVATE */
 	int advice;           /* MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL */
 	struct fm_pmap *pm;   /* the address space, when the engine serves it */
+	int pmode;            /* FM_PMAP_SHARED or _PRIVATE: how pm has it */
 	struct fm_entry *onext;
 	_Atomic uintptr_t ra_next; /* fault-around: where a sequential run goes */
 	_Atomic unsigned ra_size;  /* fault-around: pages of the next window */
