@@ -244,6 +244,8 @@ fault_page(struct fm_entry *e, uintptr_t va, uint64_t flags)
 			    ? ANS_WOKEN : ANS_NONE;
 		if (r != -ENOENT && r != -EAGAIN)
 			break;
+		if (r == -ENOENT) /* the kernel says it is gone: fill again */
+			fm__object_set(obj, pg, 1, 0, FM_PG_RESIDENT | FM_PG_DIRTY);
 		atomic_fetch_add_explicit(&stats.retries, 1, memory_order_relaxed);
 	}
 sigbus:

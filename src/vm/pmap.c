@@ -150,6 +150,8 @@ fm__pmap_enter(struct fm_pmap *pm, uintptr_t va, size_t len, int wp, size_t *map
 	int r = ioctl(pm->uffd, UFFDIO_CONTINUE, &c) < 0 ? -errno : 0;
 
 	*mapped = c.mapped > 0 ? (size_t)c.mapped : 0;
+	if (r == -EFAULT) /* CONTINUE's word for "not in the page cache" */
+		r = -ENOENT;
 	if (r == -EAGAIN && *mapped > 0)
 		r = 0; /* a prefix was mapped and its faulter woken */
 	return r;

@@ -1,0 +1,244 @@
+/*
+ * test_store.c: the store pager (fill from a backing file on fault, write
+ * back only dirty pages), and pager errors becoming SIGBUS or EIO.
+ */
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fomap/driver.h>
+
+#include "../test.h"
+#include "testdev.h"
+
+#define PG 4096
+#define RW (PROT_READ | PROT_WRITE)
+
+static char
+pat(size_t off)
+{
+	return (char)(off % 251);
+}
+
+static char
+file_byte(int fd, off_t off)
+{
+	char c = 0;
+
+	ASSERT_EQ(pread(fd, &c, 1, off), 1);
+	return c;
+}
+
+TEST(store_fills_from_file)
+{
+	fm_test_need_uffd();
+	int file = testdev_tmpfile(40 * PG);
+	struct fm_object *obj;
+	ASSERT_EQ(fm_store_create(file, 8 * PG, 32 * PG, &obj), 0);
+	int fd = testdev_open("store-fill", obj, RW, O_RDWR);
+	char *a = fm_mmap(NULL, 32 * PG, PROT_READ, MAP_SHARED, fd, 0);
+
+	ASSERT(a != MAP_FAILED);
+	for (size_t i = 0; i < 32 * PG; i += 511)
+		ASSERT_EQ(a[i], pat(8 * PG + i));
+	ASSERT_OK(fm_munmap(a, 32 * PG));
+	ASSERT_OK(fm_close(fd));
+	fm_object_rele(obj);
+	close(file);
+}
+
+TEST(store_writes_back_only_dirty_pages)
+{
+	fm_test_need_uffd();
+	int file = testdev_tmpfile(16 * PG);
+	struct fm_object *obj;
+	ASSERT_EQ(fm_store_create(file, 0, 16 * PG, &obj), 0);
+	int fd = testdev_open("store-dirty", obj, RW, O_RDWR);
+	char *a = fm_mmap(NULL, 16 * PG, RW, MAP_SHARED, fd, 0);
+	unsigned char vec[16];
+	struct fm_stats before, after;
+
+	ASSERT(a != MAP_FAILED);
+	ASSERT_EQ(a[3 * PG], pat(3 * PG)); /* page 3 is resident and clean */
+	ASSERT_EQ(pwrite(file, "B", 1, 3 * PG), 1); /* behind fomap's back */
+	fm_engine_stats(&before);
+	a[2 * PG] = 'x';
+	a[5 * PG + 7] = 'y';
+	fm_engine_stats(&after);
+	ASSERT_GE(after.wp, before.wp + 1); /* dirty tracking is by faults */
+	ASSERT_EQ(fm_object_mincore(obj, 0, 16 * PG, vec), 0);
+	ASSERT(vec[2] & FM_PG_DIRTY);
+	ASSERT(vec[5] & FM_PG_DIRTY);
+	ASSERT(!(vec[3] & FM_PG_DIRTY));
+	ASSERT_OK(fm_msync(a, 16 * PG, MS_SYNC));
+	ASSERT_EQ(file_byte(file, 2 * PG), 'x');
+	ASSERT_EQ(file_byte(file, 5 * PG + 7), 'y');
+	ASSERT_EQ(file_byte(file, 3 * PG), 'B'); /* clean: never written */
+	ASSERT_EQ(fm_object_mincore(obj, 0, 16 * PG, vec), 0);
+	ASSERT(!(vec[2] & FM_PG_DIRTY));
+	/* Clean again, so the next write is seen again. */
+	a[2 * PG] = 'z';
+	ASSERT_EQ(fm_object_mincore(obj, 0, 16 * PG, vec), 0);
+	ASSERT(vec[2] & FM_PG_DIRTY);
+	ASSERT_OK(fm_msync(a, 16 * PG, MS_ASYNC));
+	ASSERT_EQ(file_byte(file, 2 * PG), 'z');
+	ASSERT_OK(fm_munmap(a, 16 * PG));
+	ASSERT_OK(fm_close(fd));
+	fm_object_rele(obj);
+	close(file);
+}
+
+TEST(store_writes_back_on_last_munmap_and_release)
+{
+	fm_test_need_uffd();
+	int file = testdev_tmpfile(8 * PG);
+	struct fm_object *obj;
+	ASSERT_EQ(fm_store_create(file, 0, 8 * PG, &obj), 0);
+	int fd = testdev_open("store-unmap", obj, RW, O_RDWR);
+	char *a = fm_mmap(NULL, 8 * PG, RW, MAP_SHARED, fd, 0);
+	char *b = fm_mmap(NULL, 8 * PG, RW, MAP_SHARED, fd, 0);
+
+	ASSERT(a != MAP_FAILED && b != MAP_FAILED);
+	a[PG] = 'u';
+	ASSERT_OK(fm_munmap(a, 8 * PG));
+	ASSERT_EQ(file_byte(file, PG), pat(PG)); /* b still maps it */
+	ASSERT_EQ(b[PG], 'u');
+	ASSERT_OK(fm_munmap(b, 8 * PG));
+	ASSERT_EQ(file_byte(file, PG), 'u');
+	/* Dirtied through the object, written back on release. */
+	b = fm_mmap(NULL, 8 * PG, RW, MAP_SHARED, fd, 0);
+	b[4 * PG] = 'r';
+	ASSERT_OK(fm_close(fd));
+	ASSERT_OK(fm_munmap(b, 8 * PG));
+	ASSERT_EQ(file_byte(file, 4 * PG), 'r');
+	fm_object_rele(obj);
+	close(file);
+}
+
+TEST(store_partial_last_page_and_private)
+{
+	fm_test_need_uffd();
+	int file = testdev_tmpfile(2 * PG + 100);
+	struct fm_object *obj;
+	struct stat st;
+	ASSERT_EQ(fm_store_create(file, 0, 2 * PG + 100, &obj), 0);
+	int fd = testdev_open("store-tail", obj, RW, O_RDWR);
+	char *a = fm_mmap(NULL, 3 * PG, RW, MAP_SHARED, fd, 0);
+	char *p = fm_mmap(NULL, 3 * PG, RW, MAP_PRIVATE, fd, 0);
+
+	ASSERT(a != MAP_FAILED && p != MAP_FAILED);
+	ASSERT_EQ(a[2 * PG + 99], pat(2 * PG + 99));
+	ASSERT_EQ(a[2 * PG + 100], 0); /* past the end of the file: zeros */
+	a[2 * PG + 50] = 't';
+	a[2 * PG + 200] = 'T'; /* beyond the file: kept in memory only */
+	p[0] = 'p';            /* private: never written back */
+	ASSERT_OK(fm_msync(a, 3 * PG, MS_SYNC));
+	ASSERT_EQ(fstat(file, &st), 0);
+	ASSERT_EQ(st.st_size, 2 * PG + 100); /* the file never grows */
+	ASSERT_EQ(file_byte(file, 2 * PG + 50), 't');
+	ASSERT_EQ(file_byte(file, 0), pat(0));
+	ASSERT_OK(fm_munmap(a, 3 * PG));
+	ASSERT_OK(fm_munmap(p, 3 * PG));
+	ASSERT_EQ(file_byte(file, 0), pat(0));
+	ASSERT_OK(fm_close(fd));
+	fm_object_rele(obj);
+	close(file);
+}
+
+TEST(store_read_only_file_gives_eio)
+{
+	fm_test_need_uffd();
+	int file = testdev_tmpfile(4 * PG), ro;
+	char path[64];
+	struct fm_object *obj;
+	unsigned char vec[4];
+
+	snprintf(path, sizeof path, "/proc/self/fd/%d", file);
+	ro = open(path, O_RDONLY);
+	ASSERT_EQ(fm_store_create(ro, 0, 4 * PG, &obj), 0);
+	int fd = testdev_open("store-ro", obj, RW, O_RDWR);
+	char *a = fm_mmap(NULL, 4 * PG, RW, MAP_SHARED, fd, 0);
+
+	ASSERT(a != MAP_FAILED);
+	a[PG] = 'e';
+	ASSERT_ERRNO(fm_msync(a, 4 * PG, MS_SYNC), EIO);
+	ASSERT_EQ(fm_object_mincore(obj, 0, 4 * PG, vec), 0);
+	ASSERT(vec[1] & FM_PG_DIRTY); /* still dirty: nothing was lost */
+	ASSERT_EQ(a[PG], 'e');
+	ASSERT_OK(fm_munmap(a, 4 * PG));
+	ASSERT_OK(fm_close(fd));
+	fm_object_rele(obj);
+	close(ro);
+	close(file);
+	ASSERT_EQ(fm_store_create(-1, 0, PG, &obj), -EBADF);
+	ASSERT_EQ(fm_store_create(file, 100, PG, &obj), -EINVAL);
+	ASSERT_EQ(fm_store_create(file, 0, 0, &obj), -EINVAL);
+}
+
+/* A pager that fails on page 3 (pgo_get) or on page 5 (pgo_fault). */
+static int
+bad_get(struct fm_object *obj, uint64_t pg, unsigned *n)
+{
+	if (pg <= 3 && pg + *n > 3) {
+		if (pg == 3)
+			return -EIO;
+		*n = (unsigned)(3 - pg); /* fill up to the bad page */
+	}
+	for (unsigned i = 0; i < *n; i++)
+		if (fm_object_write(obj, (off_t)(pg + i) * PG, "ok", 3) < 0)
+			return -EIO;
+	return 0;
+}
+
+static const struct fm_pagerops bad_get_ops = {.pgo_get = bad_get};
+
+static int
+bad_fault(struct fm_fault *f)
+{
+	if (f->pgidx == 5)
+		return -EFAULT;
+	if (f->pgidx == 6)
+		return 12345; /* nonsense from a driver */
+	if (f->npages == 0)
+		return 0;
+	f->npages = 1;
+	return fm_object_write(f->obj, (off_t)f->pgidx * PG, "f", 2);
+}
+
+static const struct fm_pagerops bad_fault_ops = {.pgo_fault = bad_fault};
+
+TEST(pager_error_gives_sigbus)
+{
+	fm_test_need_uffd();
+	struct fm_object *obj;
+	ASSERT_EQ(fm_object_create(&bad_get_ops, 8 * PG, NULL, &obj), 0);
+	int fd = testdev_open("bad-get", obj, RW, O_RDWR);
+	char *a = fm_mmap(NULL, 8 * PG, RW, MAP_SHARED, fd, 0);
+	struct fm_stats before, after;
+
+	ASSERT(a != MAP_FAILED);
+	fm_engine_stats(&before);
+	ASSERT(strcmp(a, "ok") == 0);
+	ASSERT_EQ(fm_test_probe(a + 3 * PG, 0), SIGBUS);
+	ASSERT_EQ(fm_test_probe(a + 3 * PG, 1), SIGBUS);
+	ASSERT(strcmp(a + 2 * PG, "ok") == 0);
+	ASSERT(strcmp(a + 4 * PG, "ok") == 0);
+	fm_engine_stats(&after);
+	ASSERT_GE(after.sigbus, before.sigbus + 1);
+	ASSERT_OK(fm_munmap(a, 8 * PG));
+	ASSERT_OK(fm_close(fd));
+	fm_object_rele(obj);
+
+	ASSERT_EQ(fm_object_create(&bad_fault_ops, 8 * PG, NULL, &obj), 0);
+	fd = testdev_open("bad-fault", obj, RW, O_RDWR);
+	a = fm_mmap(NULL, 8 * PG, RW, MAP_PRIVATE, fd, 0);
+	ASSERT(a != MAP_FAILED);
+	ASSERT_EQ(a[0], 'f');
+	ASSERT_EQ(fm_test_probe(a + 5 * PG, 0), SIGBUS);
+	ASSERT_EQ(fm_test_probe(a + 6 * PG, 0), SIGBUS);
+	ASSERT_EQ(a[7 * PG], 'f');
+	ASSERT_OK(fm_munmap(a, 8 * PG));
+	ASSERT_OK(fm_close(fd));
+	fm_object_rele(obj);
+}
