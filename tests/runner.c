@@ -4,6 +4,7 @@
  * and the closing line. Arguments select tests: a name, or a tag.
  *   FOMAP_TEST_TIMEOUT  seconds per test (default 60)
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -56,24 +57,35 @@ fm_test_need_uffd(void)
 		fm_test_skip(why);
 }
 
+static __thread void *probe_addr;
+
 static void
-probe_handler(int sig)
+probe_handler(int sig, siginfo_t *si, void *uc)
 {
+	probe_addr = si->si_addr;
 	if (probe_armed)
 		siglongjmp(probe_jb, sig);
-	signal(sig, SIG_DFL);
+	signal(sig, SIG_DFL); /* not a probe: die of it as usual */
 	raise(sig);
+}
+
+static void
+probe_setup(void)
+{
+	struct sigaction sa = {.sa_sigaction = probe_handler, .sa_flags = SA_SIGINFO};
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, NULL);
+	sigaction(SIGSEGV, &sa, NULL);
 }
 
 int
 fm_test_probe(volatile char *p, int wr)
 {
-	struct sigaction sa = {.sa_handler = probe_handler}, obus, osegv;
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	int sig;
 
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGBUS, &sa, &obus);
-	sigaction(SIGSEGV, &sa, &osegv);
+	pthread_once(&once, probe_setup);
 	sig = sigsetjmp(probe_jb, 1);
 	if (sig == 0) {
 		probe_armed = 1;
@@ -83,9 +95,13 @@ fm_test_probe(volatile char *p, int wr)
 			(void)*p;
 	}
 	probe_armed = 0;
-	sigaction(SIGBUS, &obus, NULL);
-	sigaction(SIGSEGV, &osegv, NULL);
 	return sig;
+}
+
+void *
+fm_test_fault_addr(void)
+{
+	return probe_addr;
 }
 
 static int

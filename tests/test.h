@@ -85,5 +85,7 @@ typedef const void *fm_test_ptr;
  * this thread. Returns 0, SIGBUS or SIGSEGV.
  */
 int fm_test_probe(volatile char *p, int wr);
+/* si_addr of the last signal fm_test_probe caught in this thread. */
+void *fm_test_fault_addr(void);
 
 #endif

@@ -48,8 +48,10 @@
  *   6. Every fault read from the uffd is answered exactly once with an act
  *      that wakes its thread: a mapped prefix that starts at the faulting
  *      page, a wake (EEXIST, or the entry is gone), an unprotect (write
- *      allowed), or a poison (pager error or refused write: SIGBUS).
- *      resolve() asserts that one of these happened.
+ *      allowed), or a SIGBUS sent to the faulting thread (pager error or
+ *      refused write), which leaves the page as it was so that the next
+ *      access is served afresh. resolve() asserts that one of these
+ *      happened.
  *
  * Races and what answers them:
  *
@@ -79,7 +81,10 @@ static struct {
 	atomic_ulong faults, minor, wp, pages, sigbus, retries;
 } stats;
 
-enum answer { ANS_NONE, ANS_MAPPED, ANS_WOKEN, ANS_UNPROTECTED, ANS_POISONED };
+/* The object whose pmaplock this thread holds shared for a fill, if any. */
+__thread struct fm_object *fm__pmaplock_held;
+
+enum answer { ANS_NONE, ANS_MAPPED, ANS_WOKEN, ANS_UNPROTECTED, ANS_SIGBUS };
 
 static void
 assert_page_state(const struct fm_object *obj, uint64_t pg)
@@ -172,17 +177,16 @@ pager_fill(struct fm_entry *e, uint64_t pg, unsigned n, int access,
 /*
  * Map the resident pages of e from va on (at most around, all with the
  * write protection of the first): invariant 3.
- * => fm__map.lock shared held
+ * => fm__map.lock and obj->pmaplock shared held
  */
 static int
-install(struct fm_entry *e, uintptr_t va, uint64_t pg, unsigned around,
+install_locked(struct fm_entry *e, uintptr_t va, uint64_t pg, unsigned around,
     int rdonly, size_t *mapped)
 {
 	struct fm_object *obj = e->obj;
-	int shared = e->pmode == FM_PMAP_SHARED, wp = 0, r;
+	int shared = e->pmode == FM_PMAP_SHARED, wp = 0;
 	unsigned k = 0;
 
-	pthread_rwlock_rdlock(&obj->pmaplock);
 	pthread_mutex_lock(&obj->lock);
 	if (obj->pgstate[pg] & FM_PG_RESIDENT) {
 		assert_page_state(obj, pg);
@@ -196,8 +200,38 @@ install(struct fm_entry *e, uintptr_t va, uint64_t pg, unsigned around,
 		}
 	}
 	pthread_mutex_unlock(&obj->lock);
-	r = k ? fm__pmap_enter(e->pm, va, (size_t)k << FM_PAGE_SHIFT, wp, mapped)
-	      : -ENOENT;
+	if (k == 0)
+		return -ENOENT;
+	/* Before the wake: the thread's next fault may reach another engine thread. */
+	atomic_store_explicit(&e->ra_next, va + ((uintptr_t)k << FM_PAGE_SHIFT),
+	    memory_order_relaxed);
+	return fm__pmap_enter(e->pm, va, (size_t)k << FM_PAGE_SHIFT, wp, mapped);
+}
+
+/*
+ * Fill (busy pages, through the pager) and map one window from va: the
+ * pmaplock is held shared across both, so no protect, clean or discard
+ * comes between the fill and the install (a discard could otherwise starve
+ * a fault by punching every fill before it is mapped).
+ * => fm__map.lock shared held
+ */
+static int
+fill_and_install(struct fm_entry *e, uintptr_t va, unsigned around,
+    int access, size_t *mapped)
+{
+	struct fm_object *obj = e->obj;
+	uint64_t pg = fm__entry_pgidx(e, va);
+	unsigned n, filled;
+	int rdonly = 0, r;
+
+	pthread_rwlock_rdlock(&obj->pmaplock);
+	fm__pmaplock_held = obj;
+	n = fm__object_busy(obj, pg, around);
+	r = pager_fill(e, pg, n, access, &filled, &around, &rdonly);
+	fm__object_unbusy(obj, pg, n, r < 0 ? 0 : filled);
+	if (r == 0)
+		r = install_locked(e, va, pg, around, rdonly, mapped);
+	fm__pmaplock_held = NULL;
 	pthread_rwlock_unlock(&obj->pmaplock);
 	return r;
 }
@@ -207,7 +241,7 @@ install(struct fm_entry *e, uintptr_t va, uint64_t pg, unsigned around,
  * => fm__map.lock shared held
  */
 static enum answer
-fault_page(struct fm_entry *e, uintptr_t va, uint64_t flags)
+fault_page(struct fm_entry *e, uintptr_t va, uint64_t flags, pid_t tid)
 {
 	struct fm_object *obj = e->obj;
 	uint64_t pg = fm__entry_pgidx(e, va);
@@ -223,18 +257,8 @@ fault_page(struct fm_entry *e, uintptr_t va, uint64_t flags)
 		atomic_fetch_add_explicit(&stats.minor, 1, memory_order_relaxed);
 	}
 	for (int tries = 0; tries < FM_FAULT_TRIES; tries++) {
-		unsigned around = fm__fault_around(e, va), filled;
-		unsigned n = fm__object_busy(obj, pg, around);
-		int rdonly = 0;
-
-		r = pager_fill(e, pg, n, access, &filled, &around, &rdonly);
-		fm__object_unbusy(obj, pg, n, r < 0 ? 0 : filled);
-		if (r < 0)
-			goto sigbus;
-		r = install(e, va, pg, around, rdonly, &mapped);
+		r = fill_and_install(e, va, fm__fault_around(e, va), access, &mapped);
 		if (r == 0) {
-			atomic_store_explicit(&e->ra_next, va + mapped,
-			    memory_order_relaxed);
 			atomic_fetch_add_explicit(&stats.pages,
 			    mapped >> FM_PAGE_SHIFT, memory_order_relaxed);
 			return ANS_MAPPED;
@@ -243,15 +267,14 @@ fault_page(struct fm_entry *e, uintptr_t va, uint64_t flags)
 			return fm__pmap_wake(e->pm, va, FM_PAGE_SIZE) == 0
 			    ? ANS_WOKEN : ANS_NONE;
 		if (r != -ENOENT && r != -EAGAIN)
-			break;
+			break; /* the pager failed: SIGBUS */
 		if (r == -ENOENT) /* the kernel says it is gone: fill again */
 			fm__object_set(obj, pg, 1, 0, FM_PG_RESIDENT | FM_PG_DIRTY);
 		atomic_fetch_add_explicit(&stats.retries, 1, memory_order_relaxed);
 	}
 sigbus:
 	atomic_fetch_add_explicit(&stats.sigbus, 1, memory_order_relaxed);
-	return fm__pmap_poison(e->pm, va, FM_PAGE_SIZE) == 0 ? ANS_POISONED
-							     : ANS_NONE;
+	return fm__pmap_sigbus(e->pm, tid, va, 0) == 0 ? ANS_SIGBUS : ANS_NONE;
 }
 
 /*
@@ -259,7 +282,7 @@ sigbus:
  * => fm__map.lock shared held
  */
 static enum answer
-fault_wp(struct fm_entry *e, uintptr_t va)
+fault_wp(struct fm_entry *e, uintptr_t va, pid_t tid)
 {
 	struct fm_object *obj = e->obj;
 	uint64_t pg = fm__entry_pgidx(e, va);
@@ -270,22 +293,23 @@ fault_wp(struct fm_entry *e, uintptr_t va)
 		r = 0; /* only shared registrations are write-protected */
 	else if (obj->ops && obj->ops->pgo_write)
 		r = obj->ops->pgo_write(obj, pg);
-	else if (obj->pgstate[pg] & FM_PG_RDONLY)
+	else if (fm__object_state(obj, pg) & FM_PG_RDONLY)
 		r = -EACCES;
-	pthread_rwlock_rdlock(&obj->pmaplock);
-	if (r == 0) {
-		fm__object_set(obj, pg, 1, FM_PG_DIRTY, 0);
-		r = fm__pmap_protect(e->pm, va, FM_PAGE_SIZE, 0);
-		pthread_rwlock_unlock(&obj->pmaplock);
-		return r == 0 ? ANS_UNPROTECTED : ANS_NONE;
+	if (r < 0) {
+		/* Refused: SIGBUS; the page stays mapped read-only. */
+		atomic_fetch_add_explicit(&stats.sigbus, 1, memory_order_relaxed);
+		return fm__pmap_sigbus(e->pm, tid, va, 1) == 0 ? ANS_SIGBUS : ANS_NONE;
 	}
-	/* Refused: SIGBUS for this mapping's page until the driver relents. */
-	fm__object_refused(obj, pg);
-	(void)fm__pmap_zap(e->pm, va, FM_PAGE_SIZE);
-	r = fm__pmap_poison(e->pm, va, FM_PAGE_SIZE);
+	pthread_rwlock_rdlock(&obj->pmaplock);
+	if (!(fm__object_state(obj, pg) & FM_PG_RESIDENT)) {
+		/* Discarded meanwhile: the retried write faults it back in. */
+		pthread_rwlock_unlock(&obj->pmaplock);
+		return fm__pmap_wake(e->pm, va, FM_PAGE_SIZE) == 0 ? ANS_WOKEN : ANS_NONE;
+	}
+	fm__object_set(obj, pg, 1, FM_PG_DIRTY, 0);
+	r = fm__pmap_protect(e->pm, va, FM_PAGE_SIZE, 0, 1);
 	pthread_rwlock_unlock(&obj->pmaplock);
-	atomic_fetch_add_explicit(&stats.sigbus, 1, memory_order_relaxed);
-	return r == 0 ? ANS_POISONED : ANS_NONE;
+	return r == 0 ? ANS_UNPROTECTED : ANS_NONE;
 }
 
 static void
@@ -293,6 +317,7 @@ resolve(struct fm_pmap *pm, const struct uffd_msg *m)
 {
 	uintptr_t va = (uintptr_t)m->arg.pagefault.address & ~(uintptr_t)FM_PAGE_MASK;
 	uint64_t flags = m->arg.pagefault.flags;
+	pid_t tid = (pid_t)m->arg.pagefault.feat.ptid;
 	enum answer a;
 	struct fm_entry *e;
 
@@ -302,9 +327,9 @@ resolve(struct fm_pmap *pm, const struct uffd_msg *m)
 	if (e == NULL || e->pm != pm || e->obj == NULL)
 		a = fm__pmap_wake(pm, va, FM_PAGE_SIZE) == 0 ? ANS_WOKEN : ANS_NONE;
 	else if (flags & UFFD_PAGEFAULT_FLAG_WP)
-		a = fault_wp(e, va);
+		a = fault_wp(e, va, tid);
 	else
-		a = fault_page(e, va, flags);
+		a = fault_page(e, va, flags, tid);
 	pthread_rwlock_unlock(&fm__map.lock);
 	FM_ASSERT(a != ANS_NONE, "fault at %#lx (flags %#llx) left unanswered: %s",
 	    (unsigned long)va, (unsigned long long)flags, strerror(errno));
@@ -315,10 +340,10 @@ fm__fault_prefetch(struct fm_entry *e, uintptr_t va, uintptr_t end)
 {
 	while (va < end) {
 		uint64_t pg = fm__entry_pgidx(e, va);
-		unsigned around = FM_AROUND_MAX, filled;
 		uint64_t left = (end - va) >> FM_PAGE_SHIFT;
+		unsigned around = FM_AROUND_MAX;
 		size_t mapped = 0;
-		int rdonly = 0, r;
+		int r;
 
 		if (pg >= e->obj->npages)
 			break;
@@ -326,12 +351,7 @@ fm__fault_prefetch(struct fm_entry *e, uintptr_t va, uintptr_t end)
 			around = (unsigned)left;
 		if (pg + around > e->obj->npages)
 			around = (unsigned)(e->obj->npages - pg);
-		unsigned n = fm__object_busy(e->obj, pg, around);
-		r = pager_fill(e, pg, n, PROT_READ, &filled, &around, &rdonly);
-		fm__object_unbusy(e->obj, pg, n, r < 0 ? 0 : filled);
-		if (r < 0)
-			return r;
-		r = install(e, va, pg, around, rdonly, &mapped);
+		r = fill_and_install(e, va, around, PROT_READ, &mapped);
 		if (r < 0 && r != -EEXIST && r != -ENOENT && r != -EAGAIN)
 			return r;
 		va += mapped ? mapped : FM_PAGE_SIZE;

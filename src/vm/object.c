@@ -16,7 +16,6 @@
 #include "vm/vm.h"
 
 #define FM_OBJ_MAXSIZE ((size_t)1 << 44)
-#define FM_PGS_REFUSED 0x40 /* a write was refused: poisoned in a mapping */
 
 int
 fm__object_alloc(const struct fm_pagerops *ops, size_t size, void *priv,
@@ -50,7 +49,11 @@ fm__object_alloc(const struct fm_pagerops *ops, size_t size, void *priv,
 	atomic_init(&obj->refs, 1);
 	pthread_mutex_init(&obj->lock, NULL);
 	pthread_cond_init(&obj->busycv, NULL);
-	pthread_rwlock_init(&obj->pmaplock, NULL);
+	pthread_rwlockattr_t ra;
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&obj->pmaplock, &ra);
+	pthread_rwlockattr_destroy(&ra);
 	*objp = obj;
 	return 0;
 err:
@@ -170,6 +173,13 @@ range_pages(const struct fm_object *obj, off_t off, size_t len, uint64_t *pg,
 	return 0;
 }
 
+/* A call that takes obj->pmaplock exclusive, from obj's own fill? */
+static int
+check_reentry(const struct fm_object *obj)
+{
+	return fm__pmaplock_held == obj ? -EDEADLK : 0;
+}
+
 static int
 byte_range(const struct fm_object *obj, off_t off, size_t len)
 {
@@ -228,6 +238,17 @@ fm__object_zero(struct fm_object *obj, uint64_t pgidx, unsigned npages)
 		(off_t)npages << FM_PAGE_SHIFT) < 0)
 		return errno == ENOSPC ? -ENOMEM : -errno;
 	return 0;
+}
+
+uint8_t
+fm__object_state(struct fm_object *obj, uint64_t pgidx)
+{
+	uint8_t st;
+
+	pthread_mutex_lock(&obj->lock);
+	st = obj->pgstate[pgidx];
+	pthread_mutex_unlock(&obj->lock);
+	return st;
 }
 
 void
@@ -360,7 +381,7 @@ protect_fn(struct fm_entry *e, uintptr_t va, size_t len, void *arg)
 {
 	if (e->pmode != FM_PMAP_SHARED)
 		return 0; /* read-only for good: the kernel sees to it */
-	return fm__pmap_protect(e->pm, va, len, *(int *)arg);
+	return fm__pmap_protect(e->pm, va, len, *(int *)arg, 0);
 }
 
 static int
@@ -397,7 +418,10 @@ int
 fm_object_protect(struct fm_object *obj, off_t off, size_t len, int prot)
 {
 	uint64_t pg, n;
-	int r = range_pages(obj, off, len, &pg, &n), refused = 0;
+	int r = check_reentry(obj);
+
+	if (r == 0)
+		r = range_pages(obj, off, len, &pg, &n);
 
 	if (r == 0 && (obj->flags & FM_OBJ_HOST))
 		r = -EINVAL;
@@ -408,26 +432,15 @@ fm_object_protect(struct fm_object *obj, off_t off, size_t len, int prot)
 	pthread_rwlock_wrlock(&obj->pmaplock);
 	pthread_mutex_lock(&obj->lock);
 	for (uint64_t i = pg; i < pg + n; i++) {
-		if (prot & PROT_WRITE) {
-			refused |= obj->pgstate[i] & FM_PGS_REFUSED;
-			obj->pgstate[i] &= (uint8_t)~(FM_PG_RDONLY | FM_PGS_REFUSED);
-		} else {
+		if (prot & PROT_WRITE)
+			obj->pgstate[i] &= (uint8_t)~FM_PG_RDONLY;
+		else
 			obj->pgstate[i] |= FM_PG_RDONLY;
-		}
 	}
-	/* Writable again: clear the SIGBUS left by refused writes. */
-	if (refused)
-		(void)each_shared_locked(obj, pg, n, zap_fn, NULL);
 	r = sync_protection_locked(obj, pg, n);
 	pthread_mutex_unlock(&obj->lock);
 	pthread_rwlock_unlock(&obj->pmaplock);
 	return r;
-}
-
-void
-fm__object_refused(struct fm_object *obj, uint64_t pgidx)
-{
-	fm__object_set(obj, pgidx, 1, FM_PGS_REFUSED, 0);
 }
 
 /*
@@ -478,7 +491,10 @@ int
 fm_object_clean(struct fm_object *obj, off_t off, size_t len)
 {
 	uint64_t pg, n;
-	int r = range_pages(obj, off, len, &pg, &n);
+	int r = check_reentry(obj);
+
+	if (r == 0)
+		r = range_pages(obj, off, len, &pg, &n);
 
 	if (r < 0 || (obj->flags & FM_OBJ_HOST) || !obj->ops || !obj->ops->pgo_put)
 		return r;
@@ -492,7 +508,10 @@ int
 fm_object_unmap(struct fm_object *obj, off_t off, size_t len, int how)
 {
 	uint64_t pg, n;
-	int r = range_pages(obj, off, len, &pg, &n);
+	int r = check_reentry(obj);
+
+	if (r == 0)
+		r = range_pages(obj, off, len, &pg, &n);
 
 	if (r == 0 && ((obj->flags & FM_OBJ_HOST) ||
 			  (how != FM_UNMAP_KEEP && how != FM_UNMAP_DISCARD)))
@@ -516,10 +535,8 @@ fm_object_unmap(struct fm_object *obj, off_t off, size_t len, int how)
 		if (r == 0)
 			for (uint64_t i = pg; i < pg + n; i++)
 				obj->pgstate[i] &= (uint8_t)~(FM_PG_RESIDENT |
-				    FM_PG_DIRTY | FM_PGS_REFUSED);
+				    FM_PG_DIRTY);
 		pthread_mutex_unlock(&obj->lock);
-	} else if (r == 0) {
-		fm__object_set(obj, pg, (unsigned)n, 0, FM_PGS_REFUSED);
 	}
 	pthread_rwlock_unlock(&obj->pmaplock);
 	return r;

@@ -3,6 +3,7 @@
  * enter, protect, poison and wake pages.
  */
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -21,7 +22,7 @@
 #define FM_UFFD_NEEDED                                                 \
 	(UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM |       \
 	    UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_POISON |    \
-	    UFFD_FEATURE_PAGEFAULT_FLAG_WP)
+	    UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_THREAD_ID)
 
 static pthread_once_t pmap_once = PTHREAD_ONCE_INIT;
 static struct fm_pmap kernel_pmap = {.uffd = -1};
@@ -166,11 +167,13 @@ fm__pmap_wake(struct fm_pmap *pm, uintptr_t va, size_t len)
 }
 
 int
-fm__pmap_protect(struct fm_pmap *pm, uintptr_t va, size_t len, int wp)
+fm__pmap_protect(struct fm_pmap *pm, uintptr_t va, size_t len, int wp, int wake)
 {
 	struct uffdio_writeprotect w = {
 		.range = {.start = va, .len = len},
-		.mode = wp ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
+		/* Protecting never wakes; the kernel refuses DONTWAKE with it. */
+		.mode = wp ? UFFDIO_WRITEPROTECT_MODE_WP
+			   : wake ? 0 : UFFDIO_WRITEPROTECT_MODE_DONTWAKE,
 	};
 
 	return ioctl(pm->uffd, UFFDIO_WRITEPROTECT, &w) < 0 ? -errno : 0;
@@ -186,6 +189,64 @@ fm__pmap_poison(struct fm_pmap *pm, uintptr_t va, size_t len)
 	if (errno == EEXIST) /* mapped meanwhile: let the thread retry */
 		return fm__pmap_wake(pm, va, len);
 	return -errno;
+}
+
+/* Whether thread tid of this process takes a SIGBUS sent to it. */
+static int
+sigbus_deliverable(pid_t tid)
+{
+	char path[64], line[128];
+	unsigned long long blk = ~0ULL, ign = ~0ULL;
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
+	if ((f = fopen(path, "re")) == NULL)
+		return 0;
+	while (fgets(line, sizeof line, f)) {
+		(void)sscanf(line, "SigBlk: %llx", &blk);
+		(void)sscanf(line, "SigIgn: %llx", &ign);
+	}
+	fclose(f);
+	return !((blk | ign) & (1ULL << (SIGBUS - 1)));
+}
+
+/*
+ * Only a thread may send itself a signal with a kernel si_code, so the
+ * engine's SIGBUS says SI_QUEUE; si_addr holds the faulting page all the
+ * same (it shares its bytes with si_pid and si_uid, which the kernel leaves
+ * as given for queued signals).
+ */
+int
+fm__pmap_sigbus(struct fm_pmap *pm, pid_t tid, uintptr_t va, int mapped)
+{
+	siginfo_t si = {.si_signo = SIGBUS, .si_code = SI_QUEUE};
+	int r;
+
+	si.si_addr = (void *)va;
+	if (tid > 0 && sigbus_deliverable(tid)) {
+		/*
+		 * The signal itself wakes the thread, and only it: a range wake
+		 * would also wake other threads waiting on va, which would then
+		 * go on while their own messages are still to be answered.
+		 */
+		if (syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, SIGBUS, &si) == 0)
+			return 0;
+	}
+	/*
+	 * The thread would not take it (blocked or ignored): the kernel's own
+	 * SIGBUS, as for any fault it cannot serve. Poison needs an empty PTE
+	 * with no write-protect marker: unprotect without waking, then zap.
+	 */
+	if (mapped) {
+		struct uffdio_writeprotect w = {
+			.range = {.start = va, .len = FM_PAGE_SIZE_PMAP},
+			.mode = UFFDIO_WRITEPROTECT_MODE_DONTWAKE,
+		};
+		(void)ioctl(pm->uffd, UFFDIO_WRITEPROTECT, &w);
+	}
+	(void)fm__pmap_zap(pm, va, FM_PAGE_SIZE_PMAP);
+	r = fm__pmap_poison(pm, va, FM_PAGE_SIZE_PMAP);
+	return r;
 }
 
 int

@@ -10,8 +10,11 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "vm/uffd_compat.h"
+
+#define FM_PAGE_SIZE_PMAP 4096
 
 struct fm_pmap {
 	int uffd;           /* faults of this address space arrive here */
@@ -46,10 +49,24 @@ int fm__pmap_register(struct fm_pmap *pm, uintptr_t va, size_t len, int mode);
  */
 int fm__pmap_enter(struct fm_pmap *pm, uintptr_t va, size_t len, int wp, size_t *mapped);
 int fm__pmap_wake(struct fm_pmap *pm, uintptr_t va, size_t len);
-/* Write-protect (wp) or unprotect [va, va+len); unprotect wakes. */
-int fm__pmap_protect(struct fm_pmap *pm, uintptr_t va, size_t len, int wp);
+/*
+ * Write-protect (wp) or unprotect [va, va+len); wake: unprotecting also
+ * wakes the threads waiting on a write there (only the engine's answer to
+ * a fault should: any other wake lets a thread go on while its fault
+ * message is still to be answered).
+ */
+int fm__pmap_protect(struct fm_pmap *pm, uintptr_t va, size_t len, int wp, int wake);
 /* Make [va, va+len) raise SIGBUS when touched, and wake its faulters. */
 int fm__pmap_poison(struct fm_pmap *pm, uintptr_t va, size_t len);
+/*
+ * Deliver SIGBUS at va to thread tid, the thread that faulted (its uffd
+ * message says which), if it still waits on a fault; the signal wakes it.
+ * The page is left as it was, so a later access is served afresh. If the
+ * thread blocks or ignores SIGBUS, the page is poisoned instead, so the
+ * kernel delivers SIGBUS itself (as it would); mapped: va has a PTE (a
+ * refused write), to be removed first.
+ */
+int fm__pmap_sigbus(struct fm_pmap *pm, pid_t tid, uintptr_t va, int mapped);
 /* Remove the PTEs of [va, va+len); the object keeps its pages. */
 int fm__pmap_zap(struct fm_pmap *pm, uintptr_t va, size_t len);
 

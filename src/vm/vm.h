@@ -9,7 +9,10 @@
  *                                    exclusive: changing what may be mapped
  *                                    (protect, unmap, clean)
  *   3. obj->lock           (mutex)   page states, busy pages, obj->entries
- * Pager hooks run with none of 2 and 3 held.
+ * pgo_get and pgo_fault run with 1 and 2 held shared (so a fill and its
+ * install are one step); pgo_put with 2 held exclusive; pgo_write with
+ * 1 shared; the other hooks with none. Calls that need 2 exclusive on the
+ * object a hook of this thread holds it for fail with -EDEADLK.
  */
 #ifndef FM_VM_VM_H
 #define FM_VM_VM_H
@@ -95,10 +98,10 @@ int fm__object_zero(struct fm_object *obj, uint64_t pgidx, unsigned npages);
 unsigned fm__object_busy(struct fm_object *obj, uint64_t pgidx, unsigned max);
 void fm__object_unbusy(struct fm_object *obj, uint64_t pgidx, unsigned n,
     unsigned filled);
+uint8_t fm__object_state(struct fm_object *obj, uint64_t pgidx);
 void fm__object_set(struct fm_object *obj, uint64_t pgidx, unsigned n, uint8_t set,
     uint8_t clear);
 int fm__object_entry_wp(const struct fm_object *obj, uint8_t st);
-void fm__object_refused(struct fm_object *obj, uint64_t pgidx);
 
 /* pager_host.c: a host object mapping fd; the kernel is its pager. */
 int fm__host_object(int fd, struct fm_object **objp);
@@ -120,6 +123,7 @@ size_t fm__map_range(uintptr_t start, uintptr_t end, size_t *n);
 void fm__map_assert(void);
 
 /* fault.c: the fault engine. */
+extern __thread struct fm_object *fm__pmaplock_held;
 int fm__engine_start(void);
 unsigned fm__fault_around(struct fm_entry *e, uintptr_t va);
 /* Make pages of e from va resident and map them (MADV_WILLNEED). */

@@ -221,6 +221,7 @@ TEST(pager_error_gives_sigbus)
 	fm_engine_stats(&before);
 	ASSERT(strcmp(a, "ok") == 0);
 	ASSERT_EQ(fm_test_probe(a + 3 * PG, 0), SIGBUS);
+	ASSERT_PTR_EQ(fm_test_fault_addr(), a + 3 * PG);
 	ASSERT_EQ(fm_test_probe(a + 3 * PG, 1), SIGBUS);
 	ASSERT(strcmp(a + 2 * PG, "ok") == 0);
 	ASSERT(strcmp(a + 4 * PG, "ok") == 0);

@@ -1,0 +1,285 @@
+/*
+ * test_object.c: what a driver does to an object's mappings: protect,
+ * remove (keeping or discarding the pages), mincore; the write hook; and
+ * fault-around as the mappings' advice steers it.
+ */
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <fomap/driver.h>
+
+#include "../test.h"
+#include "testdev.h"
+
+#define PG 4096
+#define RW (PROT_READ | PROT_WRITE)
+
+static struct fm_stats
+stats_now(void)
+{
+	struct fm_stats st;
+
+	fm_engine_stats(&st);
+	return st;
+}
+
+TEST(object_bad_input)
+{
+	fm_test_need_uffd();
+	struct fm_object *obj;
+	unsigned char vec[4];
+
+	ASSERT_EQ(fm_object_create(NULL, 0, NULL, &obj), -EINVAL);
+	ASSERT_EQ(fm_object_create(NULL, (size_t)1 << 62, NULL, &obj), -ENOMEM);
+	ASSERT_EQ(fm_object_create(NULL, 4 * PG, NULL, &obj), 0);
+	ASSERT_EQ(fm_object_size(obj), 4 * PG);
+	ASSERT_EQ(fm_object_protect(obj, 100, PG, PROT_READ), -EINVAL);
+	ASSERT_EQ(fm_object_protect(obj, 0, 0, PROT_READ), -EINVAL);
+	ASSERT_EQ(fm_object_protect(obj, 0, 5 * PG, PROT_READ), -ENXIO);
+	ASSERT_EQ(fm_object_protect(obj, 8 * PG, PG, PROT_READ), -ENXIO);
+	ASSERT_EQ(fm_object_protect(obj, 0, PG, PROT_WRITE), -EINVAL);
+	ASSERT_EQ(fm_object_unmap(obj, 0, PG, 7), -EINVAL);
+	ASSERT_EQ(fm_object_unmap(obj, -PG, PG, FM_UNMAP_KEEP), -EINVAL);
+	ASSERT_EQ(fm_object_mincore(obj, 0, 5 * PG, vec), -ENXIO);
+	ASSERT_EQ(fm_object_read(obj, 3 * PG, vec, PG + 1), -ENXIO);
+	ASSERT_EQ(fm_object_write(obj, -1, vec, 1), -EINVAL);
+	ASSERT_EQ(fm_object_clean(obj, 0, 4 * PG), 0); /* nothing to do */
+	ASSERT_EQ(fm_object_mincore(obj, 0, 4 * PG, vec), 0);
+	ASSERT_EQ(vec[0], 0);
+	ASSERT_EQ(fm_object_write(obj, PG + 10, "abc", 3), 0);
+	ASSERT_EQ(fm_object_mincore(obj, 0, 4 * PG, vec), 0);
+	ASSERT_EQ(vec[1], FM_PG_RESIDENT);
+	fm_object_rele(obj);
+}
+
+TEST(protect_read_only_refuses_writes)
+{
+	fm_test_need_uffd();
+	struct fm_object *obj;
+	ASSERT_EQ(fm_object_create(NULL, 16 * PG, NULL, &obj), 0);
+	int fd = testdev_open("protect", obj, RW, O_RDWR);
+	char *a = fm_mmap(NULL, 16 * PG, RW, MAP_SHARED, fd, 0);
+	char *b = fm_mmap(NULL, 16 * PG, RW, MAP_SHARED, fd, 0);
+	unsigned char vec[16];
+
+	ASSERT(a != MAP_FAILED && b != MAP_FAILED);
+	memset(a, 1, 16 * PG);
+	ASSERT_EQ(fm_object_protect(obj, 4 * PG, 4 * PG, PROT_READ), 0);
+	ASSERT_EQ(fm_object_mincore(obj, 0, 16 * PG, vec), 0);
+	ASSERT(vec[4] & FM_PG_RDONLY);
+	ASSERT(!(vec[3] & FM_PG_RDONLY));
+	/* Mapped pages in both mappings, and pages not mapped yet (b). */
+	ASSERT_EQ(fm_test_probe(a + 5 * PG, 1), SIGBUS);
+	ASSERT_PTR_EQ(fm_test_fault_addr(), a + 5 * PG);
+	ASSERT_EQ(fm_test_probe(b + 6 * PG, 1), SIGBUS);
+	ASSERT_EQ(b[7 * PG], 1); /* reads still work */
+	ASSERT_EQ(fm_test_probe(b + 7 * PG, 1), SIGBUS);
+	ASSERT_EQ(fm_test_probe(a + 3 * PG, 1), 0);
+	ASSERT_EQ(fm_test_probe(a + 8 * PG, 1), 0);
+	ASSERT_EQ(a[5 * PG], 1); /* nothing was written */
+	ASSERT_EQ(fm_object_protect(obj, 4 * PG, 4 * PG, RW), 0);
+	a[5 * PG] = 2; /* writable again, even where a write was refused */
+	b[6 * PG] = 3;
+	ASSERT_EQ(b[5 * PG], 2);
+	ASSERT_EQ(a[6 * PG], 3);
+	ASSERT_OK(fm_munmap(a, 16 * PG));
+	ASSERT_OK(fm_munmap(b, 16 * PG));
+	ASSERT_OK(fm_close(fd));
+	fm_object_rele(obj);
+}
+
+/* A write hook that allows even pages, refuses odd ones, and counts. */
+static int hook_calls;
+
+static int
+hook_write(struct fm_object *obj, uint64_t pg)
+{
+	__atomic_add_fetch(&hook_calls, 1, __ATOMIC_RELAXED);
+	return pg % 2 ? -EPERM : 0;
+}
+
+static const struct fm_pagerops hook_ops = {.pgo_write = hook_write};
+
+TEST(write_hook_allows_and_refuses)
+{
+	fm_test_need_uffd();
+	struct fm_object *obj;
+	ASSERT_EQ(fm_object_create(&hook_ops, 8 * PG, NULL, &obj), 0);
+	int fd = testdev_open("hook", obj, RW, O_RDWR);
+	char *a = fm_mmap(NULL, 8 * PG, RW, MAP_SHARED, fd, 0);
+	unsigned char vec[8];
+
+	ASSERT(a != MAP_FAILED);
+	a[0] = 1; /* not read-only: no hook */
+	ASSERT_EQ(hook_calls, 0);
+	ASSERT_EQ(fm_object_protect(obj, 0, 8 * PG, PROT_READ), 0);
+	ASSERT_EQ(fm_test_probe(a + 2 * PG, 1), 0); /* allowed, recorded */
+	ASSERT_EQ(hook_calls, 1);
+	ASSERT_EQ(fm_test_probe(a + 2 * PG, 1), 0); /* writable now */
+	ASSERT_EQ(hook_calls, 1);
+	ASSERT_EQ(fm_test_probe(a + 3 * PG, 1), SIGBUS);
+	ASSERT_EQ(hook_calls, 2);
+	ASSERT_EQ(fm_object_mincore(obj, 0, 8 * PG, vec), 0);
+	ASSERT(vec[2] & FM_PG_DIRTY);
+	ASSERT(!(vec[3] & FM_PG_DIRTY));
+	ASSERT_OK(fm_munmap(a, 8 * PG));
+	ASSERT_OK(fm_close(fd));
+	fm_object_rele(obj);
+}
+
+TEST(unmap_keep_refaults_minor)
+{
+	fm_test_need_uffd();
+	struct fm_object *obj;
+	ASSERT_EQ(fm_object_create(NULL, 32 * PG, NULL, &obj), 0);
+	int fd = testdev_open("keep", obj, RW, O_RDWR);
+	char *a = fm_mmap(NULL, 32 * PG, RW, MAP_SHARED, fd, 0);
+	struct fm_stats s0, s1, s2;
+
+	ASSERT(a != MAP_FAILED);
+	memset(a, 7, 32 * PG);
+	s0 = stats_now();
+	ASSERT_EQ(a[20 * PG], 7);
+	s1 = stats_now();
+	ASSERT_EQ(s1.faults, s0.faults); /* mapped */
+	ASSERT_EQ(fm_object_unmap(obj, 16 * PG, 16 * PG, FM_UNMAP_KEEP), 0);
+	ASSERT_EQ(a[20 * PG], 7);
+	s2 = stats_now();
+	ASSERT_EQ(s2.faults, s1.faults + 1); /* removed: it faulted again */
+	ASSERT_EQ(s2.minor, s1.minor + 1);   /* ... minor: the page was kept */
+	ASSERT_EQ(a[2 * PG], 7);
+	ASSERT_EQ(stats_now().faults, s2.faults); /* outside the range: mapped */
+	ASSERT_OK(fm_munmap(a, 32 * PG));
+	ASSERT_OK(fm_close(fd));
+	fm_object_rele(obj);
+}
+
+TEST(unmap_discard_frees_and_refills)
+{
+	fm_test_need_uffd();
+	struct fm_object *obj;
+	ASSERT_EQ(fm_object_create(NULL, 8 * PG, NULL, &obj), 0);
+	int fd = testdev_open("discard", obj, RW, O_RDWR);
+	char *a = fm_mmap(NULL, 8 * PG, RW, MAP_SHARED, fd, 0);
+	char *p = fm_mmap(NULL, 8 * PG, RW, MAP_PRIVATE, fd, 0);
+	unsigned char vec[8];
+	struct fm_stats s0;
+
+	ASSERT(a != MAP_FAILED && p != MAP_FAILED);
+	memset(a, 9, 8 * PG);
+	ASSERT_EQ(p[PG], 9);
+	p[2 * PG] = 'p';
+	ASSERT_EQ(fm_object_unmap(obj, 0, 8 * PG, FM_UNMAP_DISCARD), 0);
+	ASSERT_EQ(fm_object_mincore(obj, 0, 8 * PG, vec), 0);
+	ASSERT_EQ(vec[1], 0);
+	s0 = stats_now();
+	ASSERT_EQ(a[PG], 0); /* anonymous pager: discarded is zero again */
+	ASSERT_EQ(p[PG], 0);
+	ASSERT_EQ(p[2 * PG], 'p'); /* a private copy is the mapping's own */
+	ASSERT_GE(stats_now().faults, s0.faults + 1);
+	ASSERT_OK(fm_munmap(a, 8 * PG));
+	ASSERT_OK(fm_munmap(p, 8 * PG));
+	ASSERT_OK(fm_close(fd));
+	fm_object_rele(obj);
+}
+
+TEST(store_discard_keeps_data)
+{
+	fm_test_need_uffd();
+	int file = testdev_tmpfile(64 * PG);
+	struct fm_object *obj;
+	ASSERT_EQ(fm_store_create(file, 0, 64 * PG, &obj), 0);
+	int fd = testdev_open("evict", obj, RW, O_RDWR);
+	char *a = fm_mmap(NULL, 64 * PG, RW, MAP_SHARED, fd, 0);
+	unsigned char vec[64];
+
+	ASSERT(a != MAP_FAILED);
+	for (int i = 0; i < 64; i++)
+		a[i * PG] = (char)(i + 100);
+	ASSERT_EQ(fm_object_unmap(obj, 0, 64 * PG, FM_UNMAP_DISCARD), 0);
+	ASSERT_EQ(fm_object_mincore(obj, 0, 64 * PG, vec), 0);
+	for (int i = 0; i < 64; i++)
+		ASSERT_EQ(vec[i], 0);
+	for (int i = 0; i < 64; i++)
+		ASSERT_EQ(a[i * PG], (char)(i + 100)); /* written back, refilled */
+	ASSERT_EQ(a[5], (char)5);
+	ASSERT_OK(fm_munmap(a, 64 * PG));
+	ASSERT_OK(fm_close(fd));
+	fm_object_rele(obj);
+	close(file);
+}
+
+static unsigned long
+touch_faults(char *a, size_t pages)
+{
+	struct fm_stats s0 = stats_now();
+
+	for (size_t i = 0; i < pages; i++)
+		a[i * PG] = 1;
+	return stats_now().faults - s0.faults;
+}
+
+TEST(fault_around_follows_advice)
+{
+	fm_test_need_uffd();
+	int fd = fm_open("/dev/fomap/zero", O_RDWR);
+	char *a = fm_mmap(NULL, 4096 * PG, RW, MAP_SHARED, fd, 0);
+	char *b = fm_mmap(NULL, 64 * PG, RW, MAP_SHARED, fd, 0);
+	char *c = fm_mmap(NULL, 512 * PG, RW, MAP_SHARED, fd, 0);
+
+	ASSERT(a != MAP_FAILED && b != MAP_FAILED && c != MAP_FAILED);
+	/* Sequential: windows double up to 256 pages. */
+	ASSERT_LE(touch_faults(a, 4096), 24);
+	ASSERT_OK(fm_madvise(b, 64 * PG, MADV_RANDOM));
+	ASSERT_EQ(touch_faults(b, 64), 64);
+	ASSERT_OK(fm_madvise(c, 512 * PG, MADV_SEQUENTIAL));
+	ASSERT_EQ(touch_faults(c, 512), 2);
+	ASSERT_OK(fm_munmap(a, 4096 * PG));
+	ASSERT_OK(fm_munmap(b, 64 * PG));
+	ASSERT_OK(fm_munmap(c, 512 * PG));
+	ASSERT_OK(fm_close(fd));
+}
+
+/* A full fault handler that fills one page, maps it read-only, and counts. */
+static int fault_calls;
+
+static int
+one_page_fault(struct fm_fault *f)
+{
+	__atomic_add_fetch(&fault_calls, 1, __ATOMIC_RELAXED);
+	if (f->npages > 0) {
+		char b[8];
+		snprintf(b, sizeof b, "pg%d", (int)f->pgidx);
+		f->npages = 1;
+		if (fm_object_write(f->obj, (off_t)f->pgidx * PG, b, sizeof b) < 0)
+			return -EIO;
+	}
+	f->around = 1;
+	f->rdonly = f->pgidx == 3;
+	return 0;
+}
+
+static const struct fm_pagerops one_page_ops = {.pgo_fault = one_page_fault};
+
+TEST(fault_handler_chooses_fill_around_and_protection)
+{
+	fm_test_need_uffd();
+	struct fm_object *obj;
+	ASSERT_EQ(fm_object_create(&one_page_ops, 8 * PG, NULL, &obj), 0);
+	int fd = testdev_open("handler", obj, RW, O_RDWR);
+	char *a = fm_mmap(NULL, 8 * PG, RW, MAP_SHARED, fd, 0);
+
+	ASSERT(a != MAP_FAILED);
+	for (int i = 0; i < 8; i++) {
+		char want[8];
+		snprintf(want, sizeof want, "pg%d", i);
+		ASSERT(strcmp(a + i * PG, want) == 0);
+	}
+	ASSERT_EQ(fault_calls, 8); /* around = 1: a fault per page */
+	ASSERT_EQ(fm_test_probe(a + 2 * PG, 1), 0);
+	ASSERT_EQ(fm_test_probe(a + 3 * PG, 1), 0); /* rdonly, no hook: allowed */
+	ASSERT_OK(fm_munmap(a, 8 * PG));
+	ASSERT_OK(fm_close(fd));
+	fm_object_rele(obj);
+}
