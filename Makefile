@@ -51,7 +51,7 @@ asan-check:
 # TSan maps its shadow at fixed addresses: run with ASLR off (setarch -R).
 tsan-check:
 	$(MAKE) B=build-tsan SAN="-fsanitize=thread" $(B:build=build-tsan)/fomap-test
-	setarch -R build-tsan/fomap-test thread
+	TSAN_OPTIONS="halt_on_error=1 $$TSAN_OPTIONS" setarch -R build-tsan/fomap-test thread
 
 format-check:
 	clang-format --dry-run --Werror $(LIB_SRC) $(TEST_SRC) $(wildcard include/fomap/*.h src/*/*.h tools/*.c)

@@ -25,10 +25,10 @@
 
 /* Flags Linux accepts without validation (LEGACY_MAP_MASK and type). */
 #define FM_MAP_KNOWN                                                          \
-	(MAP_TYPE_MASK | MAP_FIXED | MAP_ANONYMOUS | MAP_DENYWRITE |          \
-	    MAP_EXECUTABLE | MAP_GROWSDOWN | MAP_LOCKED | MAP_NORESERVE |     \
+	((unsigned)(MAP_TYPE_MASK | MAP_FIXED | MAP_ANONYMOUS | MAP_DENYWRITE | \
+	    MAP_EXECUTABLE | MAP_GROWSDOWN | MAP_LOCKED | MAP_NORESERVE |       \
 	    MAP_POPULATE | MAP_NONBLOCK | MAP_STACK | MAP_HUGETLB | MAP_32BIT | \
-	    MAP_FIXED_NOREPLACE | (0x3f << 26))
+	    MAP_FIXED_NOREPLACE) | (0x3fU << 26))
 /* Flags passed to the kernel's mmap of an object store. */
 #define FM_MAP_PASSED (MAP_FIXED | MAP_FIXED_NOREPLACE | MAP_NORESERVE)
 
@@ -192,7 +192,7 @@ check_mmap(void *addr, size_t len, int prot, int flags, off_t off)
 		return -EINVAL;
 	if (type != MAP_SHARED && type != MAP_PRIVATE && type != MAP_SHARED_VALIDATE)
 		return -EINVAL;
-	if (type == MAP_SHARED_VALIDATE && (flags & ~FM_MAP_KNOWN))
+	if (type == MAP_SHARED_VALIDATE && ((unsigned)flags & ~FM_MAP_KNOWN))
 		return -EOPNOTSUPP;
 	if ((flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) &&
 	    ((uintptr_t)addr & FM_PAGE_MASK))
