@@ -181,6 +181,12 @@ struct fm_mmap_req {
 	int advice;         /* in/out: MADV_* applied to the mapping */
 	int maxprot;        /* out: the most the object may be mapped with */
 	struct fm_object *obj; /* out: the object, with a reference for fomap */
+	/*
+	 * out, optional: a non-linear layout, the object page of each page of
+	 * the mapping (malloc'ed; fomap frees it). NULL: linear from off. The
+	 * device pager uses it for d_mmap's cookies.
+	 */
+	uint64_t *pages;
 };
 
 typedef ssize_t fm_fo_read_t(struct fm_file *fp, void *buf, size_t len, off_t *offp);
@@ -215,6 +221,10 @@ void fm_file_clone(struct fm_file *fp, const struct fm_fileops *ops, void *data)
  * Devices (NetBSD struct cdevsw).
  */
 
+/*
+ * A page cookie, what legacy d_mmap returns for an offset (NetBSD's
+ * paddr_t): the number of a page of the device's memory.
+ */
 typedef uint64_t fm_cookie_t;
 #define FM_COOKIE_INVALID ((fm_cookie_t)-1)
 
@@ -256,6 +266,16 @@ int fm_dev_register(const char *name, const struct fm_cdevsw *cdev, void *priv);
 int fm_dev_unregister(const char *name);
 void *fm_dev_private(struct fm_dev *dev);
 const char *fm_dev_name(struct fm_dev *dev);
+
+/*
+ * fm_dev_memory: the device's memory, the pages d_mmap's cookies name (like
+ * a device's BAR): size bytes of zeroed memory, made on the first call; a
+ * later call returns the same memory (size no larger than the first).
+ * *kva: where the driver reads and writes it. All opens share it; the
+ * device pager maps its pages into every mapping, coherently.
+ * => 0, -EINVAL (size 0 or larger than the first), -ENOMEM
+ */
+int fm_dev_memory(struct fm_dev *dev, size_t size, void **kva);
 
 #pragma GCC visibility pop
 #ifdef __cplusplus

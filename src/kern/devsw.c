@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 
 #include "kern/kern.h"
+#include "vm/vm.h"
 
 static pthread_mutex_t devsw_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct fm_dev *devs;
@@ -95,6 +96,8 @@ fm_dev_unregister(const char *name)
 	else
 		*pp = dev->next;
 	pthread_mutex_unlock(&devsw_lock);
+	if (r == 0 && dev->mem)
+		fm_object_rele(dev->mem);
 	if (r == 0)
 		free(dev);
 	return r;
@@ -122,6 +125,35 @@ const char *
 fm_dev_name(struct fm_dev *dev)
 {
 	return dev->name;
+}
+
+int
+fm_dev_memory(struct fm_dev *dev, size_t size, void **kva)
+{
+	struct fm_object *obj = NULL;
+	int r = 0;
+
+	if (size == 0)
+		return -EINVAL;
+	pthread_mutex_lock(&devsw_lock);
+	if (dev->mem == NULL) {
+		r = fm_object_create(NULL, size, NULL, &obj);
+		if (r == 0)
+			r = fm__object_zero(obj, 0, (unsigned)obj->npages);
+		if (r == 0)
+			fm__object_set(obj, 0, (unsigned)obj->npages, FM_PG_RESIDENT, 0);
+		if (r == 0)
+			dev->mem = obj;
+		else if (obj)
+			fm_object_rele(obj);
+	} else if (FM_PAGES(size) > dev->mem->npages) {
+		r = -EINVAL;
+	}
+	obj = dev->mem;
+	pthread_mutex_unlock(&devsw_lock);
+	if (r == 0 && (*kva = fm_object_window(obj)) == NULL)
+		r = -ENOMEM;
+	return r;
 }
 
 /* The stubs. */
@@ -184,7 +216,7 @@ spec_mmap(struct fm_file *fp, struct fm_mmap_req *req)
 		return c->d_mmap_single(fp->f_dev, req);
 	if (c->d_mmap == NULL || c->d_mmap == fm_nommap)
 		return -ENODEV;
-	return -ENODEV; /* legacy d_mmap: the device pager (not yet) */
+	return fm__udv_attach(fp->f_dev, req);
 }
 
 const struct fm_fileops fm__devfileops = {

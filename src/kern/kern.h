@@ -16,6 +16,7 @@ struct fm_dev {
 	const struct fm_cdevsw *cdev;
 	void *priv;
 	atomic_uint opens;
+	struct fm_object *mem;   /* fm_dev_memory, or NULL (under devsw lock) */
 	struct fm_dev *next;
 };
 
@@ -40,6 +41,9 @@ void fm__file_rele(struct fm_file *fp);
 /* devsw.c */
 struct fm_dev *fm__dev_lookup(const char *name);
 extern const struct fm_fileops fm__devfileops;
+
+/* pager_device.c: the device pager for legacy d_mmap */
+int fm__udv_attach(struct fm_dev *dev, struct fm_mmap_req *req);
 
 /* vnode.c: a regular file of the host */
 extern const struct fm_fileops fm__vnfileops;

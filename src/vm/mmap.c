@@ -100,7 +100,7 @@ bury(struct fm_entry *dead)
  */
 static void *
 map_object(void *addr, size_t len, int prot, int flags, struct fm_mmap_req *req,
-    struct fm_pmap **pmp, int *pmode)
+    off_t off, struct fm_pmap **pmp, int *pmode)
 {
 	struct fm_object *obj = req->obj;
 	int kflags = (flags & FM_MAP_PASSED) | (flags & MAP_PRIVATE ? MAP_PRIVATE : MAP_SHARED);
@@ -112,8 +112,7 @@ map_object(void *addr, size_t len, int prot, int flags, struct fm_mmap_req *req,
 		if (fd < 0)
 			kflags |= MAP_ANONYMOUS;
 		kflags |= flags & (MAP_POPULATE | MAP_LOCKED | MAP_NONBLOCK);
-		va = mmap(addr, len, prot, kflags, fd, fd < 0 ? 0 : req->off);
-		return va;
+		return mmap(addr, len, prot, kflags, fd, fd < 0 ? 0 : off);
 	}
 	if ((r = fm__engine_start()) < 0 || (*pmp = fm__pmap_kernel()) == NULL) {
 		errno = r < 0 ? -r : errno;
@@ -128,7 +127,7 @@ map_object(void *addr, size_t len, int prot, int flags, struct fm_mmap_req *req,
 		kflags = (kflags & ~MAP_SHARED) | MAP_PRIVATE;
 		*pmode = FM_PMAP_PRIVATE;
 	}
-	va = mmap(addr, len, prot, kflags, fd, req->off);
+	va = mmap(addr, len, prot, kflags, fd, off);
 	if (va == MAP_FAILED)
 		return va;
 	r = fm__pmap_register(*pmp, (uintptr_t)va, len, *pmode);
@@ -208,15 +207,124 @@ check_mmap(void *addr, size_t len, int prot, int flags, off_t off)
 	return 0;
 }
 
+/* A run of a mapping: npages pages of the object from page pgoff. */
+struct run {
+	uint64_t pgoff;
+	size_t npages;
+};
+
+/*
+ * The runs of a mapping of n pages: one for a linear layout, else the
+ * object pages of req->pages with consecutive ones coalesced.
+ * => the count, or -ENOMEM
+ */
+static ssize_t
+make_runs(const struct fm_mmap_req *req, size_t n, struct run **runsp)
+{
+	struct run *v = malloc((req->pages ? n : 1) * sizeof(*v));
+	size_t k = 0;
+
+	if (v == NULL)
+		return -ENOMEM;
+	if (req->pages == NULL)
+		v[k++] = (struct run){(uint64_t)req->off >> FM_PAGE_SHIFT, n};
+	for (size_t i = 0; req->pages && i < n; i++) {
+		if (k > 0 && v[k - 1].pgoff + v[k - 1].npages == req->pages[i])
+			v[k - 1].npages++;
+		else
+			v[k++] = (struct run){req->pages[i], 1};
+	}
+	*runsp = v;
+	return (ssize_t)k;
+}
+
+/*
+ * Map every run of the object at its place from addr (a reservation holds
+ * the range when there are several) and make its entry in e[].
+ * => the address, or MAP_FAILED with errno and nothing left mapped
+ */
+static void *
+map_runs(void *addr, size_t len, int prot, int flags, struct fm_mmap_req *req,
+    const struct run *runs, size_t nruns, struct fm_entry **e)
+{
+	char *va = addr;
+	int err;
+
+	if (nruns > 1) {
+		va = mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS |
+		    MAP_NORESERVE | (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)), -1, 0);
+		if (va == MAP_FAILED)
+			return MAP_FAILED;
+		flags = (flags & ~MAP_FIXED_NOREPLACE) | MAP_FIXED;
+	}
+	for (size_t i = 0, at = 0; i < nruns; at += runs[i++].npages) {
+		size_t rlen = runs[i].npages << FM_PAGE_SHIFT;
+		struct fm_pmap *pm;
+		int pmode = 0;
+		char *p = map_object(va + (at << FM_PAGE_SHIFT), rlen, prot, flags,
+		    req, (off_t)(runs[i].pgoff << FM_PAGE_SHIFT), &pm, &pmode);
+
+		if (p == MAP_FAILED) {
+			err = errno;
+			if (nruns > 1)
+				munmap(va, len);
+			errno = err;
+			return MAP_FAILED;
+		}
+		if (i == 0)
+			va = p;
+		*e[i] = (struct fm_entry){.start = (uintptr_t)p,
+		    .end = (uintptr_t)p + rlen, .obj = req->obj,
+		    .pgoff = runs[i].pgoff, .prot = prot, .maxprot = req->maxprot,
+		    .advice = req->advice,
+		    .flags = flags & MAP_PRIVATE ? MAP_PRIVATE : MAP_SHARED,
+		    .pm = pm, .pmode = pmode};
+	}
+	return va;
+}
+
+/* Put the new entries in the map, each with its reference on obj. */
+static int
+insert_entries(uintptr_t start, uintptr_t end, struct fm_entry **e, size_t n)
+{
+	struct fm_entry *dead = NULL;
+	int r;
+
+	pthread_rwlock_wrlock(&fm__map.lock);
+	/* The kernel replaced whatever was there (MAP_FIXED, or a plain munmap). */
+	r = evict_locked(start, end, &dead);
+	for (size_t i = 0; r == 0 && i < n; i++)
+		r = fm__map_insert(e[i]);
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		if (i > 0)
+			fm_object_ref(e[i]->obj);
+		fm__object_link(e[i]->obj, e[i]);
+	}
+	pthread_rwlock_unlock(&fm__map.lock);
+	bury(dead);
+	return r;
+}
+
+static void
+populate(struct fm_entry **e, size_t n)
+{
+	pthread_rwlock_rdlock(&fm__map.lock);
+	for (size_t i = 0; i < n; i++)
+		if (e[i]->pm != NULL && fm__map_lookup(e[i]->start) == e[i])
+			(void)fm__fault_prefetch(e[i], e[i]->start, e[i]->end);
+	pthread_rwlock_unlock(&fm__map.lock);
+}
+
 void *
 fm_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
 	struct fm_mmap_req req = {.off = off, .len = len, .prot = prot,
 	    .advice = MADV_NORMAL, .maxprot = PROT_READ | PROT_WRITE | PROT_EXEC};
-	struct fm_entry *e, *dead = NULL;
-	struct fm_pmap *pm;
-	void *va;
-	int pmode = 0, r = check_mmap(addr, len, prot, flags, off);
+	struct fm_entry **e = NULL;
+	struct run *runs = NULL;
+	ssize_t nruns = 0;
+	void *va = MAP_FAILED;
+	int r = check_mmap(addr, len, prot, flags, off);
 
 	if (r < 0)
 		FAIL(-r);
@@ -230,44 +338,33 @@ fm_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 	if (r < 0)
 		FAIL(-r);
 	flags = req.flags;
-	e = calloc(1, sizeof(*e));
-	if (e == NULL) {
-		fm_object_rele(req.obj);
-		FAIL(ENOMEM);
+	nruns = make_runs(&req, len >> FM_PAGE_SHIFT, &runs);
+	r = nruns < 0 ? (int)nruns : 0;
+	if (r == 0 && (e = calloc((size_t)nruns, sizeof(*e))) == NULL)
+		r = -ENOMEM;
+	for (ssize_t i = 0; r == 0 && i < nruns; i++)
+		if ((e[i] = malloc(sizeof(**e))) == NULL)
+			r = -ENOMEM;
+	if (r == 0) {
+		va = map_runs(addr, len, prot, flags, &req, runs, (size_t)nruns, e);
+		r = va == MAP_FAILED ? -errno : 0;
 	}
-	va = map_object(addr, len, prot, flags, &req, &pm, &pmode);
-	if (va == MAP_FAILED) {
-		r = errno;
-		fm_object_rele(req.obj);
-		free(e);
-		FAIL(r);
+	if (r == 0) {
+		r = insert_entries((uintptr_t)va, (uintptr_t)va + len, e, (size_t)nruns);
+		if (r < 0)
+			munmap(va, len);
 	}
-	*e = (struct fm_entry){.start = (uintptr_t)va, .end = (uintptr_t)va + len,
-	    .obj = req.obj, .pgoff = (uint64_t)req.off >> FM_PAGE_SHIFT,
-	    .prot = prot, .maxprot = req.maxprot, .advice = req.advice,
-	    .flags = flags & MAP_PRIVATE ? MAP_PRIVATE : MAP_SHARED, .pm = pm,
-	    .pmode = pmode};
-	pthread_rwlock_wrlock(&fm__map.lock);
-	/* The kernel replaced whatever was there (MAP_FIXED, or a plain munmap). */
-	r = evict_locked(e->start, e->end, &dead);
-	if (r == 0)
-		r = fm__map_insert(e);
-	if (r == 0)
-		fm__object_link(e->obj, e);
-	pthread_rwlock_unlock(&fm__map.lock);
-	bury(dead);
-	if (r < 0) {
-		munmap(va, len);
-		fm_object_rele(e->obj);
-		free(e);
+	if (r == 0 && (flags & MAP_POPULATE))
+		populate(e, (size_t)nruns);
+	for (ssize_t i = 0; r < 0 && e && i < nruns; i++)
+		free(e[i]);
+	if (r < 0)
+		fm_object_rele(req.obj);
+	free(e);
+	free(runs);
+	free(req.pages);
+	if (r < 0)
 		FAIL(-r);
-	}
-	if ((flags & MAP_POPULATE) && pm != NULL) {
-		pthread_rwlock_rdlock(&fm__map.lock);
-		if (fm__map_lookup(e->start) == e)
-			(void)fm__fault_prefetch(e, e->start, e->end);
-		pthread_rwlock_unlock(&fm__map.lock);
-	}
 	return va;
 }
 

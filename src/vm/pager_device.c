@@ -1,0 +1,44 @@
+/*
+ * pager_device.c: the device pager, for drivers that have only legacy
+ * d_mmap (NetBSD's udv). As udv_attach does, d_mmap is asked for every page
+ * at mmap time, and an invalid offset fails the mmap (ENXIO). A cookie
+ * names a page of the device's memory (fm_dev_memory): one object a device,
+ * shared by all its opens, mapped page by page as the cookies say, so the
+ * layout may be non-linear. Faults are served by the engine from that
+ * memory, always resident.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+
+#include "kern/kern.h"
+#include "vm/vm.h"
+
+int
+fm__udv_attach(struct fm_dev *dev, struct fm_mmap_req *req)
+{
+	uint64_t n = FM_PAGES(req->len), *pages;
+	struct fm_object *mem = dev->mem;
+
+	if (mem == NULL)
+		return -ENXIO; /* the driver gave its device no memory */
+	pages = malloc(n * sizeof(*pages));
+	if (pages == NULL)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < n; i++) {
+		fm_cookie_t c = dev->cdev->d_mmap(dev,
+		    req->off + (off_t)(i << FM_PAGE_SHIFT), req->prot);
+
+		if (c == FM_COOKIE_INVALID || c >= mem->npages) {
+			free(pages);
+			return -ENXIO;
+		}
+		pages[i] = c;
+	}
+	fm_object_ref(mem);
+	req->obj = mem;
+	req->pages = pages;
+	req->off = 0;
+	req->maxprot = PROT_READ | PROT_WRITE;
+	return 0;
+}
