@@ -4,10 +4,11 @@
  */
 #include "kern/kern.h"
 
-extern const struct fm_cdevsw fm__zero_cdevsw, fm__null_cdevsw;
+extern const struct fm_cdevsw fm__zero_cdevsw, fm__null_cdevsw, fm__fb_cdevsw;
 
 const struct fm_builtin fm__builtins[] = {
 	{"zero", &fm__zero_cdevsw},
 	{"null", &fm__null_cdevsw},
+	{"fb", &fm__fb_cdevsw},
 	{NULL, NULL},
 };
