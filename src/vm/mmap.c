@@ -130,7 +130,14 @@ map_object(void *addr, size_t len, int prot, int flags, struct fm_mmap_req *req,
 	va = mmap(addr, len, prot, kflags, fd, off);
 	if (va == MAP_FAILED)
 		return va;
-	r = fm__pmap_register(*pmp, (uintptr_t)va, len, *pmode);
+	/*
+	 * A child of fork() would inherit the memory but not the engine: its
+	 * faults would fill the object behind the pager's back. Like a
+	 * device's mapping, it is not inherited.
+	 */
+	r = madvise(va, len, MADV_DONTFORK) < 0 ? -errno : 0;
+	if (r == 0)
+		r = fm__pmap_register(*pmp, (uintptr_t)va, len, *pmode);
 	if (r < 0) {
 		munmap(va, len);
 		errno = -r;

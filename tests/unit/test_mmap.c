@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fomap/driver.h>
@@ -432,4 +433,48 @@ TEST(device_registration)
 	int fd = fm_open("/dev/fomap/zero", O_RDWR);
 	ASSERT_EQ(fm_dev_unregister("zero"), -EBUSY);
 	ASSERT_OK(fm_close(fd));
+}
+
+TEST(fork_child_does_not_inherit_engine_mappings)
+{
+	fm_test_need_uffd();
+	int fd = fm_open("/dev/fomap/zero", O_RDWR), status;
+	char *a = fm_mmap(NULL, 4 * PG, RW, MAP_SHARED, fd, 0);
+	pid_t pid;
+
+	ASSERT(a != MAP_FAILED);
+	a[0] = 'p';
+	pid = fork();
+	if (pid == 0)
+		_exit(fm_test_probe(a, 0) == SIGSEGV ? 0 : 1);
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ASSERT_EQ(a[0], 'p');
+	ASSERT_OK(fm_munmap(a, 4 * PG));
+	ASSERT_OK(fm_close(fd));
+}
+
+TEST(unprivileged_process_uses_user_mode_userfaultfd)
+{
+	/* As nobody, without CAP_SYS_PTRACE: the user-mode-only fallback. */
+	int status;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		if (setgid(65534) < 0 || setuid(65534) < 0)
+			_exit(77);
+		int fd = fm_open("/dev/fomap/zero", O_RDWR);
+		char *a = fm_mmap(NULL, 4 * PG, RW, MAP_SHARED, fd, 0);
+		if (a == MAP_FAILED)
+			_exit(errno == EPERM ? 3 : 2);
+		a[PG] = 1;
+		_exit(a[PG] == 1 ? 0 : 1);
+	}
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
+		fm_test_skip("cannot become nobody");
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 3)
+		fm_test_skip("userfaultfd not allowed to nobody here (EPERM, as README says)");
+	ASSERT(WIFEXITED(status));
+	ASSERT_EQ(WEXITSTATUS(status), 0);
 }
