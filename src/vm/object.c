@@ -471,7 +471,10 @@ clean_pmaplocked(struct fm_object *obj, uint64_t pg, uint64_t n)
 			obj->pgstate[k] = (uint8_t)((obj->pgstate[k] & ~FM_PG_DIRTY) |
 			    FM_PGS_BUSY);
 		pthread_mutex_unlock(&obj->lock);
+		struct fm_object *held = fm__pmaplock_held;
+		fm__pmaplock_held = obj;
 		int k = obj->ops->pgo_put(obj, i, (unsigned)(j - i), FM_PGO_CLEAN);
+		fm__pmaplock_held = held;
 		pthread_mutex_lock(&obj->lock);
 		for (uint64_t m = i; m < j; m++) {
 			obj->pgstate[m] &= (uint8_t)~FM_PGS_BUSY;
