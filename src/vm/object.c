@@ -173,11 +173,20 @@ range_pages(const struct fm_object *obj, off_t off, size_t len, uint64_t *pg,
 	return 0;
 }
 
-/* A call that takes obj->pmaplock exclusive, from obj's own fill? */
+/*
+ * The pages of [off, off+len) for a call that takes obj->pmaplock
+ * exclusive. => -EDEADLK from obj's own fill or write-back (the lock is
+ * held there), -EINVAL for a host object or a bad range, -ENXIO past the end
+ */
 static int
-check_reentry(const struct fm_object *obj)
+op_range(const struct fm_object *obj, off_t off, size_t len, uint64_t *pg,
+    uint64_t *n)
 {
-	return fm__pmaplock_held == obj ? -EDEADLK : 0;
+	if (fm__pmaplock_held == obj)
+		return -EDEADLK;
+	if (obj->flags & FM_OBJ_HOST)
+		return -EINVAL;
+	return range_pages(obj, off, len, pg, n);
 }
 
 static int
@@ -418,13 +427,8 @@ int
 fm_object_protect(struct fm_object *obj, off_t off, size_t len, int prot)
 {
 	uint64_t pg, n;
-	int r = check_reentry(obj);
+	int r = op_range(obj, off, len, &pg, &n);
 
-	if (r == 0)
-		r = range_pages(obj, off, len, &pg, &n);
-
-	if (r == 0 && (obj->flags & FM_OBJ_HOST))
-		r = -EINVAL;
 	if (r == 0 && prot != PROT_READ && prot != (PROT_READ | PROT_WRITE))
 		r = -EINVAL;
 	if (r < 0)
@@ -494,12 +498,9 @@ int
 fm_object_clean(struct fm_object *obj, off_t off, size_t len)
 {
 	uint64_t pg, n;
-	int r = check_reentry(obj);
+	int r = op_range(obj, off, len, &pg, &n);
 
-	if (r == 0)
-		r = range_pages(obj, off, len, &pg, &n);
-
-	if (r < 0 || (obj->flags & FM_OBJ_HOST) || !obj->ops || !obj->ops->pgo_put)
+	if (r < 0 || !obj->ops || !obj->ops->pgo_put)
 		return r;
 	pthread_rwlock_wrlock(&obj->pmaplock);
 	r = clean_pmaplocked(obj, pg, n);
@@ -511,13 +512,9 @@ int
 fm_object_unmap(struct fm_object *obj, off_t off, size_t len, int how)
 {
 	uint64_t pg, n;
-	int r = check_reentry(obj);
+	int r = op_range(obj, off, len, &pg, &n);
 
-	if (r == 0)
-		r = range_pages(obj, off, len, &pg, &n);
-
-	if (r == 0 && ((obj->flags & FM_OBJ_HOST) ||
-			  (how != FM_UNMAP_KEEP && how != FM_UNMAP_DISCARD)))
+	if (r == 0 && how != FM_UNMAP_KEEP && how != FM_UNMAP_DISCARD)
 		r = -EINVAL;
 	if (r < 0)
 		return r;
