@@ -70,6 +70,18 @@ evict_locked(uintptr_t start, uintptr_t end, struct fm_entry **dead)
 	return 0;
 }
 
+/* Whether obj is still mapped (a hint: it may be mapped again at once). */
+static int
+mapped(struct fm_object *obj)
+{
+	int r;
+
+	pthread_mutex_lock(&obj->lock);
+	r = obj->entries != NULL;
+	pthread_mutex_unlock(&obj->lock);
+	return r;
+}
+
 /*
  * Wake every fault of the dead entries (their memory is gone, so the
  * threads see SIGSEGV or whatever replaced it), then free them; the last
@@ -86,7 +98,7 @@ bury(struct fm_entry *dead)
 		dead = e->onext;
 		if (e->pm)
 			(void)fm__pmap_wake(e->pm, e->start, e->end - e->start);
-		if (obj && obj->entries == NULL && !(obj->flags & FM_OBJ_HOST))
+		if (obj && !(obj->flags & FM_OBJ_HOST) && !mapped(obj))
 			(void)fm_object_clean(obj, 0, obj->npages << FM_PAGE_SHIFT);
 		if (obj)
 			fm_object_rele(obj);
