@@ -345,3 +345,59 @@ TEST_TAGGED(protect_races_writes, "thread")
 	fm_object_rele(obj);
 	pthread_barrier_destroy(&bar);
 }
+
+/* Read every page over and over while another thread flips the protection. */
+static void *
+reader(void *arg)
+{
+	struct job *j = arg;
+
+	pthread_barrier_wait(j->bar);
+	do {
+		for (size_t i = 0; i < j->pages; i++)
+			ASSERT_EQ(fm_test_probe(j->base + i * PG, 0), 0);
+		j->count++;
+	} while (!__atomic_load_n(j->stop, __ATOMIC_ACQUIRE));
+	return NULL;
+}
+
+static void *
+mprotector(void *arg)
+{
+	struct job *j = arg;
+
+	pthread_barrier_wait(j->bar);
+	for (int i = 0; i < 300; i++) {
+		ASSERT_OK(fm_mprotect(j->base, j->pages * PG,
+		    i % 2 ? PROT_READ : PROT_READ | PROT_WRITE));
+		if (i % 50 == 0) /* and make the pages fault again */
+			ASSERT_OK(fm_madvise(j->base, j->pages * PG, MADV_DONTNEED));
+	}
+	__atomic_store_n(j->stop, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+TEST_TAGGED(mprotect_races_faults, "thread")
+{
+	fm_test_need_uffd();
+	int fd = fm_open("/dev/fomap/zero", O_RDWR);
+	char *a = fm_mmap(NULL, 128 * PG, RW, MAP_SHARED, fd, 0);
+	pthread_barrier_t bar;
+	volatile int stop = 0;
+	struct job jobs[2];
+
+	ASSERT(a != MAP_FAILED);
+	ASSERT_OK(fm_madvise(a, 128 * PG, MADV_RANDOM));
+	pthread_barrier_init(&bar, NULL, 2);
+	jobs[0] = (struct job){reader, .base = a, .pages = 128, .bar = &bar,
+	    .stop = &stop};
+	jobs[1] = (struct job){mprotector, .base = a, .pages = 128, .bar = &bar,
+	    .stop = &stop};
+	run_threads(jobs, 2);
+	ASSERT_GE(jobs[0].count, 1);
+	/* The last call made it read-only. */
+	ASSERT_EQ(fm_test_probe(a, 1), SIGSEGV);
+	ASSERT_OK(fm_munmap(a, 128 * PG));
+	ASSERT_OK(fm_close(fd));
+	pthread_barrier_destroy(&bar);
+}
