@@ -19,7 +19,7 @@ LIB_SRC := $(wildcard src/kern/*.c src/vm/*.c drivers/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
 TEST_SRC := $(wildcard tests/unit/*.c tests/integration/*.c tests/stress/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(B)/%.o)
-TOOLS   := $(B)/fomap-demo
+TOOLS   := $(B)/fomap-demo $(B)/fomap-probe
 
 all: $(B)/libfomap.a $(B)/libfomap.so $(B)/fomap-test $(TOOLS)
 
@@ -36,7 +36,7 @@ $(B)/libfomap.so: $(LIB_OBJ)
 $(B)/fomap-test: $(TEST_OBJ) $(B)/tests/runner.o $(B)/libfomap.a
 	$(CC) $(ALLCFLAGS) -o $@ $(TEST_OBJ) $(B)/tests/runner.o $(B)/libfomap.a $(LDLIBS)
 
-$(B)/fomap-demo: $(B)/tools/demo.o $(B)/libfomap.a
+$(B)/fomap-%: $(B)/tools/%.o $(B)/libfomap.a
 	$(CC) $(ALLCFLAGS) -o $@ $^ $(LDLIBS)
 
 check: all
