@@ -4,11 +4,13 @@
  *   1. one page per fault, sequential: fomap's engine (zero device,
  *      MADV_RANDOM) vs a raw userfaultfd handler (UFFDIO_COPY, and
  *      fallocate + UFFDIO_CONTINUE) vs the kernel's own first touch;
- *   2. sequential with fault-around: fomap's default (adaptive 8 → 256),
+ *   2. sequential with fault-around: fomap's default (adaptive 1 → 256),
  *      MADV_SEQUENTIAL and MAP_POPULATE vs the kernel's first touch and the
- *      populate floor; then a sweep of the window, 1 … 256 pages, through a
- *      pager whose pgo_fault sets f->around (and a raw handler at the same
- *      window, filling the same way);
+ *      populate floor; then a sweep of the window, 1 … 256 pages: the zero
+ *      device with FOMAP_FAULT_AROUND vs a raw handler's UFFDIO_ZEROPAGE at
+ *      the same window (both fill and map in one call), and a pager whose
+ *      pgo_fault sets f->around vs a raw handler filling the same way
+ *      (pwrite of zeros + UFFDIO_CONTINUE);
  *   3. random first touch of 1 page in 16 (fault-around only wastes work).
  *
  * Every touch is a write of one byte of the page. Figures: ns per touched
@@ -27,6 +29,7 @@
 
 enum kind {
 	FOMAP,        /* zero device, advice as given */
+	FOMAP_KNOB,   /* zero device, FOMAP_FAULT_AROUND=around */
 	FOMAP_POP,    /* zero device, MAP_POPULATE */
 	SWEEP,        /* the sweep pager, MADV_SEQUENTIAL, window `around` */
 	RAW_COPY_,    /* raw handler, UFFDIO_COPY */
@@ -116,6 +119,12 @@ fomap_map(const struct touch *t, size_t len)
 
 	if (t->engine > 0)
 		bench_engine_threads(t->engine);
+	if (t->kind == FOMAP_KNOB) {
+		char s[16];
+
+		snprintf(s, sizeof s, "%u", t->around);
+		setenv("FOMAP_FAULT_AROUND", s, 1);
+	}
 	if (t->kind == SWEEP) {
 		sweep_around = t->around;
 		if ((r = fm_object_create(&sweep_pagerops, len, NULL, &obj)) < 0)
@@ -148,6 +157,7 @@ run_touch(const void *arg, double *out)
 	fm_engine_stats(&s0);
 	switch (t->kind) {
 	case FOMAP:
+	case FOMAP_KNOB:
 	case SWEEP:
 		p = fomap_map(t, len);
 		break;
@@ -282,7 +292,7 @@ row2(size_t npages)
 		{.kind = KPOP_MAP},
 	};
 	struct bench_cfg c[] = {
-		{.name = "fomap zero, default fault-around (8 → 256)"},
+		{.name = "fomap zero, default fault-around (1 → 256)"},
 		{.name = "fomap zero, MADV_SEQUENTIAL (256)"},
 		{.name = "fomap zero, MAP_POPULATE (no faults)"},
 		{.name = "kernel memfd MAP_SHARED first touch"},
@@ -316,44 +326,67 @@ row2(size_t npages)
 	    bench_median(&c[0], 1), npages);
 }
 
-/* The fault-around sweep: the sweep pager vs a raw handler, same window. */
+/*
+ * The fault-around sweep, each against a raw handler at the same window:
+ * the zero device (FOMAP_FAULT_AROUND) vs UFFDIO_ZEROPAGE, and the sweep
+ * pager (f->around) vs pwrite of zeros + UFFDIO_CONTINUE.
+ */
+#define SWEEP_KINDS 4
+
 static void
 sweep(size_t npages)
 {
 	static const unsigned full[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
 	static const unsigned quick[] = {1, 8, 64, 256};
+	static const struct {
+		enum kind kind;
+		const char *name;
+	} kinds[SWEEP_KINDS] = {
+		{FOMAP_KNOB, "fomap zero, FOMAP_FAULT_AROUND"},
+		{RAW_ZERO_, "raw UFFDIO_ZEROPAGE"},
+		{SWEEP, "fomap pager (f->around)"},
+		{RAW_CONT_W, "raw pwrite + UFFDIO_CONTINUE"},
+	};
 	const unsigned *k = bench.quick ? quick : full;
 	int nk = bench.quick ? 4 : 9;
-	struct touch t[2 * 9];
-	struct bench_cfg c[2 * 9];
-	char names[2 * 9][64];
+	struct touch t[SWEEP_KINDS * 9];
+	struct bench_cfg c[SWEEP_KINDS * 9];
+	char names[SWEEP_KINDS * 9][64];
 	FILE *f;
 
-	for (int i = 0; i < nk; i++) {
-		t[2 * i] = (struct touch){.kind = SWEEP, .around = k[i]};
-		t[2 * i + 1] = (struct touch){.kind = RAW_CONT_W, .around = k[i]};
-		snprintf(names[2 * i], sizeof names[0], "fomap pager, window %u", k[i]);
-		snprintf(names[2 * i + 1], sizeof names[0],
-		    "raw pwrite + UFFDIO_CONTINUE, window %u", k[i]);
-	}
-	for (int i = 0; i < 2 * nk; i++) {
-		t[i].npages = t[i].ntouch = npages;
-		c[i] = (struct bench_cfg){.name = names[i], .fn = run_touch, .arg = &t[i]};
-	}
-	printf("Row 2 sweep: window 1 … 256 pages, %zu pages in turn; µs per page "
-	       "(both fill by pwrite of zeros).\n\n", npages);
-	bench_compare("2", c, 2 * nk, bench.reps, -1, "µs/page", 1e3);
-	printf("| window | fomap µs/page | raw µs/page | fomap / raw |\n|---:|---:|---:|---:|\n");
+	for (int i = 0; i < nk; i++)
+		for (int j = 0; j < SWEEP_KINDS; j++) {
+			int x = SWEEP_KINDS * i + j;
+
+			t[x] = (struct touch){.kind = kinds[j].kind, .around = k[i],
+			    .npages = npages, .ntouch = npages};
+			snprintf(names[x], sizeof names[0], "%s, window %u",
+			    kinds[j].name, k[i]);
+			c[x] = (struct bench_cfg){.name = names[x], .fn = run_touch,
+			    .arg = &t[x]};
+		}
+	printf("Row 2 sweep: window 1 … 256 pages, %zu pages in turn; µs per page.\n\n",
+	    npages);
+	bench_compare("2", c, SWEEP_KINDS * nk, bench.reps, -1, "µs/page", 1e3);
+	printf("| window | fomap zero | raw ZEROPAGE | ratio | fomap pager | "
+	       "raw pwrite + CONTINUE | ratio |\n"
+	       "|---:|---:|---:|---:|---:|---:|---:|\n");
 	f = bench_data("sweep.dat");
 	for (int i = 0; i < nk; i++) {
-		double a = bench_median(&c[2 * i], 0), b = bench_median(&c[2 * i + 1], 0);
+		const struct bench_cfg *x = &c[SWEEP_KINDS * i];
+		double m[SWEEP_KINDS];
 
-		printf("| %u | %.2f | %.2f | %.2f |\n", k[i], a / 1e3, b / 1e3, a / b);
-		if (f)
-			fprintf(f, "%u %.4f %.4f %.4f %.4f %.4f %.4f\n", k[i], a / 1e3,
-			    bench_min(&c[2 * i], 0) / 1e3, bench_max(&c[2 * i], 0) / 1e3,
-			    b / 1e3, bench_min(&c[2 * i + 1], 0) / 1e3,
-			    bench_max(&c[2 * i + 1], 0) / 1e3);
+		for (int j = 0; j < SWEEP_KINDS; j++)
+			m[j] = bench_median(&x[j], 0) / 1e3;
+		printf("| %u | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", k[i],
+		    m[0], m[1], m[0] / m[1], m[2], m[3], m[2] / m[3]);
+		if (f == NULL)
+			continue;
+		fprintf(f, "%u", k[i]);
+		for (int j = 0; j < SWEEP_KINDS; j++)
+			fprintf(f, " %.4f %.4f %.4f", m[j], bench_min(&x[j], 0) / 1e3,
+			    bench_max(&x[j], 0) / 1e3);
+		fprintf(f, "\n");
 	}
 	printf("\n");
 	if (f)

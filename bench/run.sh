@@ -90,8 +90,10 @@ unset logscale y
 set xrange [0.8:320]
 set yrange [0:*]
 set key top right
-plot "$dir/sweep.dat" using 1:2:3:4 with yerrorlines lw 2 title "fomap pager (f->around)", \
-     "$dir/sweep.dat" using 1:5:6:7 with yerrorlines lw 2 title "raw uffd, same window", \
+plot "$dir/sweep.dat" using 1:2:3:4 with yerrorlines lw 2 title "fomap zero (FOMAP_FAULT_AROUND)", \
+     "$dir/sweep.dat" using 1:5:6:7 with yerrorlines lw 2 title "raw uffd ZEROPAGE, same window", \
+     "$dir/sweep.dat" using 1:8:9:10 with yerrorlines lw 2 dt 2 title "fomap pager (f->around)", \
+     "$dir/sweep.dat" using 1:11:12:13 with yerrorlines lw 2 dt 2 title "raw uffd pwrite + CONTINUE", \
      $(ref kernel_memfd) with lines dt 2 lw 2 title "kernel memfd first touch", \
      $(ref populate_write) with lines dt 3 lw 2 title "floor: MADV_POPULATE_WRITE", \
      $(ref fomap_default) with lines dt 4 lw 2 title "fomap default (adaptive)"

@@ -19,7 +19,8 @@
  * Transitions, each with the function that makes it:
  *
  *   EMPTY -> FILLING            fm__object_busy      (fault, prefetch)
- *   FILLING -> CLEAN | EMPTY    fm__object_unbusy    (pager done / failed)
+ *   FILLING -> CLEAN | EMPTY    fm__object_unbusy    (pager done / failed,
+ *                                                     or zero_install)
  *   CLEAN -> DIRTY              fault_wp             (write hook allowed)
  *   DIRTY -> WRITEBACK -> CLEAN clean_pmaplocked     (msync, last unmap,
  *                                                     release, discard)
@@ -33,13 +34,15 @@
  *   2. A DIRTY page is RESIDENT; a BUSY page is never installed from a fill
  *      that is not the busy holder's (installs need RESIDENT).
  *   3. A page is installed only while obj->pmaplock is held shared and its
- *      state says RESIDENT; the write protection it is installed with is
- *      read from its state under that same lock. Every change of what may
- *      be mapped, and how (protect, clean, discard), holds pmaplock
- *      exclusive and applies itself to every shared mapping before letting
- *      go. So a mapping never holds a page more writable than its state
- *      allows, but for a WP fault the write hook allowed (which makes the
- *      page DIRTY under the same shared lock).
+ *      state says RESIDENT, or says BUSY for the installing thread, which
+ *      fills and maps it in one act (zero_install, only for pages whose
+ *      state asks no write protection); the write protection it is
+ *      installed with is read from its state under that same lock. Every
+ *      change of what may be mapped, and how (protect, clean, discard),
+ *      holds pmaplock exclusive and applies itself to every shared mapping
+ *      before letting go. So a mapping never holds a page more writable
+ *      than its state allows, but for a WP fault the write hook allowed
+ *      (which makes the page DIRTY under the same shared lock).
  *   4. For a pager with pgo_put, a page writable in some mapping is DIRTY:
  *      clean_pmaplocked write-protects before it clears DIRTY.
  *   5. No page is installed into an entry that has left the map: faults are
@@ -62,9 +65,53 @@
  *   fault vs protect            invariant 3
  *   write vs write-back         invariant 4: the write faults, re-dirties
  *   kernel busy (mmap_changing) enter gives EAGAIN: try again (bounded)
+ *   zero fill vs a page put in  ZEROPAGE gives EEXIST: fill the usual way
+ *   the store by other means    (fallocate keeps the page, CONTINUE maps it)
+ *
+ * Filling and mapping (fill_and_install):
+ *
+ *   - The pager fills the busy run (pgo_fault, pgo_get, or fallocate for
+ *     zero-fill objects); install_locked maps the resident run with
+ *     UFFDIO_CONTINUE, write-protected or not as the first page's state
+ *     says.
+ *   - A zero-fill object (no pgo_get, pgo_fault or pgo_put) in a shared
+ *     registration fills and maps its busy run with one UFFDIO_ZEROPAGE
+ *     (zero_install): the kernel allocates each page in the store's page
+ *     cache and maps it writable, so only the prefix of the run that is
+ *     not RDONLY; the rest is filled the usual way. Never for a private
+ *     registration, where ZEROPAGE maps the zero page and the object
+ *     would never see the page.
+ *
+ * Fault-around (fm__fault_around): how many pages a fault maps from the
+ * faulting one. MADV_RANDOM: 1; MADV_SEQUENTIAL: FM_AROUND_MAX. Otherwise
+ * each entry keeps FM_AROUND_STREAMS sequential streams (relaxed atomics:
+ * a hint), matched on the address of their next fault: a hit doubles the
+ * stream's window up to FM_AROUND_MAX, a miss starts a new stream at 1
+ * page in place of the one started first. So random access maps 1 page a
+ * fault and threads scanning one mapping do not reset each other. The
+ * stream is advanced when the window is chosen and corrected to what was
+ * mapped before the faulter is woken (ra_advance). The environment
+ * variable FOMAP_FAULT_AROUND (read once at engine start, clamped to 1 ..
+ * FM_AROUND_MAX; 0 or not a number: unset), when set, is the window of
+ * every fault, whatever the advice (for benchmarks). Windows are clipped
+ * to the entry and the object.
+ *
+ * Engine threads (FOMAP_ENGINE_THREADS, default 2): the kernel wakes every
+ * thread sleeping in read(2) on a uffd for each fault. When the engine
+ * may use one CPU only (its affinity at start), the others' wake-ups are
+ * pure cost, so one thread at a time, the reader, reads; the others wait
+ * on eng.cv. When it may use several, every engine thread reads: a
+ * second reader costs another CPU, not the faulter, and it gives a
+ * faulting thread a reader on its own CPU (in a VM, waking an idle vCPU
+ * costs tens of µs) and faults of several threads are resolved in
+ * parallel. Either way a thread resolves the first fault of its read and
+ * queues the others (eng.q), which go before any new read: a waiting
+ * thread, or the reader once done, takes them. eng.lock is a leaf:
+ * nothing is taken while it is held.
  * ======================================================================
  */
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -72,10 +119,17 @@
 
 #include "vm/vm.h"
 
-#define FM_AROUND_START 8   /* pages: the first window of a run */
-#define FM_AROUND_MAX   256 /* pages: the largest window */
-#define FM_FAULT_TRIES  64  /* fills before a fault gives up (SIGBUS) */
+#define FM_AROUND_SHIFT   8 /* log2 of the largest window */
+#define FM_AROUND_MAX     (1u << FM_AROUND_SHIFT) /* pages */
+#define FM_AROUND_STREAMS 4 /* e->ra_next and e->ra_more */
+#define FM_FAULT_TRIES    64 /* fills before a fault gives up (SIGBUS) */
 #define FM_ENGINE_MAXTHREADS 16
+#define FM_ENGINE_BATCH   8  /* messages a read takes at most */
+#define FM_ENGINE_QUEUE   (FM_ENGINE_MAXTHREADS * FM_ENGINE_BATCH)
+
+_Static_assert(sizeof(((struct fm_entry *)0)->ra_more) ==
+	(FM_AROUND_STREAMS - 1) * sizeof(uintptr_t), "fault-around streams");
+_Static_assert(FM_AROUND_SHIFT < FM_PAGE_SHIFT, "window shift in an offset");
 
 static struct {
 	atomic_ulong faults, minor, wp, pages, sigbus, retries;
@@ -83,6 +137,21 @@ static struct {
 
 /* The object whose pmaplock this thread holds shared for a fill, if any. */
 __thread struct fm_object *fm__pmaplock_held;
+
+/* The engine threads (design notes); all but the constants under lock. */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cv;        /* a message queued, or no reader */
+	struct uffd_msg q[FM_ENGINE_QUEUE];
+	unsigned head, n;         /* the queue */
+	int readers;              /* threads that read, or may read next */
+	int idle;                 /* threads waiting on cv */
+	int shared;               /* every thread may read (several CPUs) */
+	unsigned around;          /* FOMAP_FAULT_AROUND, or 0 */
+} eng = {.lock = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+/* This thread counts in eng.readers. */
+static __thread int eng_reader;
 
 enum answer { ANS_NONE, ANS_MAPPED, ANS_WOKEN, ANS_UNPROTECTED, ANS_SIGBUS };
 
@@ -96,38 +165,85 @@ assert_page_state(const struct fm_object *obj, uint64_t pg)
 	    (unsigned long long)pg, (const void *)obj, st);
 }
 
+static _Atomic uintptr_t *
+ra_stream(struct fm_entry *e, unsigned i)
+{
+	return i == 0 ? &e->ra_next : &e->ra_more[i - 1];
+}
+
 /*
- * fm__fault_around: how many pages a fault at va should map, from va on.
- * Sequential runs double the window up to FM_AROUND_MAX; a jump starts
- * again at FM_AROUND_START. Clipped to the entry and the object.
+ * fm__fault_around: how many pages a fault at va should map, from va on
+ * (design notes: fault-around). Advances the stream it continues or
+ * starts to just past the window. Clipped to the entry and the object.
  */
 unsigned
 fm__fault_around(struct fm_entry *e, uintptr_t va)
 {
 	uint64_t left = (e->end - va) >> FM_PAGE_SHIFT;
 	uint64_t pg = fm__entry_pgidx(e, va);
-	unsigned n;
+	unsigned n, i = FM_AROUND_STREAMS, shift = 0;
 
-	switch (e->advice) {
-	case MADV_RANDOM:
+	if (eng.around > 0)
+		n = eng.around;
+	else if (e->advice == MADV_RANDOM)
 		n = 1;
-		break;
-	case MADV_SEQUENTIAL:
+	else if (e->advice == MADV_SEQUENTIAL)
 		n = FM_AROUND_MAX;
-		break;
-	default:
-		n = atomic_load_explicit(&e->ra_size, memory_order_relaxed);
-		if (atomic_load_explicit(&e->ra_next, memory_order_relaxed) == va)
-			n = n * 2 > FM_AROUND_MAX ? FM_AROUND_MAX : n * 2;
-		else
-			n = FM_AROUND_START;
-		atomic_store_explicit(&e->ra_size, n, memory_order_relaxed);
+	else {
+		for (i = 0; i < FM_AROUND_STREAMS; i++) {
+			uintptr_t s = atomic_load_explicit(ra_stream(e, i),
+			    memory_order_relaxed);
+
+			if (s != 0 && (s & ~(uintptr_t)FM_PAGE_MASK) == va) {
+				shift = (unsigned)(s & FM_PAGE_MASK) + 1;
+				break;
+			}
+		}
+		if (i == FM_AROUND_STREAMS) /* a new stream */
+			i = atomic_fetch_add_explicit(&e->ra_size, 1,
+			    memory_order_relaxed) % FM_AROUND_STREAMS;
+		if (shift > FM_AROUND_SHIFT)
+			shift = FM_AROUND_SHIFT;
+		n = 1u << shift;
 	}
 	if (n > left)
 		n = (unsigned)left;
 	if (pg + n > e->obj->npages)
 		n = pg < e->obj->npages ? (unsigned)(e->obj->npages - pg) : 1;
-	return n ? n : 1;
+	if (n == 0)
+		n = 1;
+	if (i < FM_AROUND_STREAMS)
+		atomic_store_explicit(ra_stream(e, i),
+		    (va + ((uintptr_t)n << FM_PAGE_SHIFT)) | shift,
+		    memory_order_relaxed);
+	return n;
+}
+
+/*
+ * A fault at va chose a window of want pages and maps k: the stream that
+ * expects va + want expects va + k instead. Before the faulter is woken:
+ * its next fault may reach another engine thread.
+ */
+static void
+ra_advance(struct fm_entry *e, uintptr_t va, unsigned want, unsigned k)
+{
+	uintptr_t at = va + ((uintptr_t)want << FM_PAGE_SHIFT);
+
+	if (k == want)
+		return;
+	for (unsigned i = 0; i < FM_AROUND_STREAMS; i++) {
+		_Atomic uintptr_t *sp = ra_stream(e, i);
+		uintptr_t s = atomic_load_explicit(sp, memory_order_relaxed);
+
+		if ((s & ~(uintptr_t)FM_PAGE_MASK) == at) {
+			uintptr_t to = (va + ((uintptr_t)k << FM_PAGE_SHIFT)) |
+			    (s & FM_PAGE_MASK);
+
+			(void)atomic_compare_exchange_strong_explicit(sp, &s,
+			    to, memory_order_relaxed, memory_order_relaxed);
+			return;
+		}
+	}
 }
 
 /*
@@ -176,12 +292,12 @@ pager_fill(struct fm_entry *e, uint64_t pg, unsigned n, int access,
 
 /*
  * Map the resident pages of e from va on (at most around, all with the
- * write protection of the first): invariant 3.
+ * write protection of the first): invariant 3. want: the window chosen.
  * => fm__map.lock and obj->pmaplock shared held
  */
 static int
 install_locked(struct fm_entry *e, uintptr_t va, uint64_t pg, unsigned around,
-    int rdonly, size_t *mapped)
+    unsigned want, int rdonly, size_t *mapped)
 {
 	struct fm_object *obj = e->obj;
 	int shared = e->pmode == FM_PMAP_SHARED, wp = 0;
@@ -202,17 +318,54 @@ install_locked(struct fm_entry *e, uintptr_t va, uint64_t pg, unsigned around,
 	pthread_mutex_unlock(&obj->lock);
 	if (k == 0)
 		return -ENOENT;
-	/* Before the wake: the thread's next fault may reach another engine thread. */
-	atomic_store_explicit(&e->ra_next, va + ((uintptr_t)k << FM_PAGE_SHIFT),
-	    memory_order_relaxed);
+	ra_advance(e, va, want, k);
 	return fm__pmap_enter(e->pm, va, (size_t)k << FM_PAGE_SHIFT, wp, mapped);
 }
 
 /*
- * Fill (busy pages, through the pager) and map one window from va: the
- * pmaplock is held shared across both, so no protect, clean or discard
- * comes between the fill and the install (a discard could otherwise starve
- * a fault by punching every fill before it is mapped).
+ * Whether e's faults may fill with zero_install: a zero-fill object in a
+ * shared registration, without pgo_put (whose clean pages are mapped
+ * write-protected).
+ */
+static int
+zero_fill(const struct fm_entry *e)
+{
+	const struct fm_pagerops *ops = e->obj->ops;
+
+	return e->pmode == FM_PMAP_SHARED && (ops == NULL ||
+	    (!ops->pgo_get && !ops->pgo_fault && !ops->pgo_put));
+}
+
+/*
+ * Zero-fill and map, with one UFFDIO_ZEROPAGE, the busy pages from va
+ * (n of them, ours) that need no write protection: invariant 3.
+ * => the pages mapped, a prefix; 0: none, fill them the usual way
+ * => fm__map.lock and obj->pmaplock shared held; e is zero_fill
+ */
+static unsigned
+zero_install(struct fm_entry *e, uintptr_t va, uint64_t pg, unsigned n,
+    unsigned want, size_t *mapped)
+{
+	struct fm_object *obj = e->obj;
+	unsigned k = 0;
+
+	pthread_mutex_lock(&obj->lock);
+	while (k < n && !fm__object_entry_wp(obj, obj->pgstate[pg + k]))
+		k++;
+	pthread_mutex_unlock(&obj->lock);
+	if (k == 0)
+		return 0;
+	ra_advance(e, va, want, k);
+	if (fm__pmap_zero(e->pm, va, (size_t)k << FM_PAGE_SHIFT, mapped) < 0)
+		*mapped = 0;
+	return (unsigned)(*mapped >> FM_PAGE_SHIFT);
+}
+
+/*
+ * Fill the busy pages (zero_install, or the pager) and map one window
+ * from va: the pmaplock is held shared across both, so no protect, clean
+ * or discard comes between the fill and the install (a discard could
+ * otherwise starve a fault by punching every fill before it is mapped).
  * => fm__map.lock shared held
  */
 static int
@@ -221,16 +374,23 @@ fill_and_install(struct fm_entry *e, uintptr_t va, unsigned around,
 {
 	struct fm_object *obj = e->obj;
 	uint64_t pg = fm__entry_pgidx(e, va);
-	unsigned n, filled;
+	unsigned n, filled, want = around;
 	int rdonly = 0, r;
 
 	pthread_rwlock_rdlock(&obj->pmaplock);
 	fm__pmaplock_held = obj;
 	n = fm__object_busy(obj, pg, around);
-	r = pager_fill(e, pg, n, access, &filled, &around, &rdonly);
-	fm__object_unbusy(obj, pg, n, r < 0 ? 0 : filled);
-	if (r == 0)
-		r = install_locked(e, va, pg, around, rdonly, mapped);
+	if (n > 0 && zero_fill(e) &&
+	    (filled = zero_install(e, va, pg, n, want, mapped)) > 0) {
+		fm__object_unbusy(obj, pg, n, filled);
+		r = 0;
+	} else {
+		r = pager_fill(e, pg, n, access, &filled, &around, &rdonly);
+		fm__object_unbusy(obj, pg, n, r < 0 ? 0 : filled);
+		if (r == 0)
+			r = install_locked(e, va, pg, around, want, rdonly,
+			    mapped);
+	}
 	fm__pmaplock_held = NULL;
 	pthread_rwlock_unlock(&obj->pmaplock);
 	return r;
@@ -247,6 +407,7 @@ fault_page(struct fm_entry *e, uintptr_t va, uint64_t flags, pid_t tid)
 	uint64_t pg = fm__entry_pgidx(e, va);
 	int access = (flags & UFFD_PAGEFAULT_FLAG_WRITE) ? PROT_WRITE : PROT_READ;
 	size_t mapped = 0;
+	unsigned around;
 	int r = -EIO;
 
 	if (pg >= obj->npages)
@@ -256,8 +417,9 @@ fault_page(struct fm_entry *e, uintptr_t va, uint64_t flags, pid_t tid)
 		fm__object_set(obj, pg, 1, FM_PG_RESIDENT, 0);
 		atomic_fetch_add_explicit(&stats.minor, 1, memory_order_relaxed);
 	}
+	around = fm__fault_around(e, va);
 	for (int tries = 0; tries < FM_FAULT_TRIES; tries++) {
-		r = fill_and_install(e, va, fm__fault_around(e, va), access, &mapped);
+		r = fill_and_install(e, va, around, access, &mapped);
 		if (r == 0) {
 			atomic_fetch_add_explicit(&stats.pages,
 			    mapped >> FM_PAGE_SHIFT, memory_order_relaxed);
@@ -359,23 +521,76 @@ fm__fault_prefetch(struct fm_entry *e, uintptr_t va, uintptr_t end)
 	return 0;
 }
 
+/*
+ * Read the next messages: the first comes back in *m, the others are
+ * queued. => 1, or 0 when the read gave no fault
+ * => eng.lock held, this thread a reader; returns with them
+ */
+static int
+engine_read_locked(struct fm_pmap *pm, struct uffd_msg *m)
+{
+	struct uffd_msg msgs[FM_ENGINE_BATCH];
+	ssize_t k;
+	int got = 0;
+
+	pthread_mutex_unlock(&eng.lock);
+	k = read(pm->uffd, msgs, sizeof msgs);
+	if (k < 0)
+		FM_ASSERT(errno == EINTR || errno == EAGAIN,
+		    "reading the userfaultfd: %s", strerror(errno));
+	pthread_mutex_lock(&eng.lock);
+	for (size_t i = 0; k > 0 && i < (size_t)k / sizeof msgs[0]; i++) {
+		if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
+			continue;
+		if (!got) {
+			*m = msgs[i];
+			got = 1;
+			continue;
+		}
+		FM_ASSERT(eng.n < FM_ENGINE_QUEUE, "engine queue full (%u)",
+		    eng.n);
+		eng.q[(eng.head + eng.n++) % FM_ENGINE_QUEUE] = msgs[i];
+		if (eng.idle > 0)
+			pthread_cond_signal(&eng.cv);
+	}
+	return got;
+}
+
 static void *
 engine_main(void *arg)
 {
 	struct fm_pmap *pm = arg;
-	struct uffd_msg msgs[8];
+	struct uffd_msg m = {0};
 
+	pthread_mutex_lock(&eng.lock);
 	for (;;) {
-		ssize_t k = read(pm->uffd, msgs, sizeof msgs);
-
-		if (k < 0) {
-			FM_ASSERT(errno == EINTR || errno == EAGAIN,
-			    "reading the userfaultfd: %s", strerror(errno));
+		if (eng.n > 0) {
+			/* Queued faults first; another thread may read. */
+			m = eng.q[eng.head];
+			eng.head = (eng.head + 1) % FM_ENGINE_QUEUE;
+			eng.n--;
+			if (eng_reader) {
+				eng_reader = 0;
+				eng.readers--;
+				if (eng.idle > 0)
+					pthread_cond_signal(&eng.cv);
+			}
+		} else if (eng_reader || eng.readers == 0 || eng.shared) {
+			if (!eng_reader) {
+				eng_reader = 1;
+				eng.readers++;
+			}
+			if (!engine_read_locked(pm, &m))
+				continue;
+		} else {
+			eng.idle++;
+			pthread_cond_wait(&eng.cv, &eng.lock);
+			eng.idle--;
 			continue;
 		}
-		for (size_t i = 0; i < (size_t)k / sizeof msgs[0]; i++)
-			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
-				resolve(pm, &msgs[i]);
+		pthread_mutex_unlock(&eng.lock);
+		resolve(pm, &m);
+		pthread_mutex_lock(&eng.lock);
 	}
 	return NULL;
 }
@@ -389,6 +604,7 @@ engine_setup(void)
 	struct fm_pmap *pm = fm__pmap_kernel();
 	const char *env = getenv("FOMAP_ENGINE_THREADS");
 	int nthreads = env ? atoi(env) : 2;
+	cpu_set_t cpus;
 	sigset_t all, old;
 	pthread_attr_t attr;
 
@@ -398,6 +614,16 @@ engine_setup(void)
 	}
 	if (nthreads < 1 || nthreads > FM_ENGINE_MAXTHREADS)
 		nthreads = 2;
+	if ((env = getenv("FOMAP_FAULT_AROUND")) != NULL && atoi(env) != 0) {
+		int n = atoi(env);
+
+		eng.around = n < 1 ? 1
+		    : n > (int)FM_AROUND_MAX ? FM_AROUND_MAX : (unsigned)n;
+	}
+	/* A second reader only helps if it can run beside the first. */
+	if (sched_getaffinity(0, sizeof cpus, &cpus) < 0 ||
+	    CPU_COUNT(&cpus) > 1)
+		eng.shared = 1;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	pthread_attr_init(&attr);

@@ -1,6 +1,6 @@
 /*
  * pmap.c: the MMU layer: userfaultfd set-up, probing and the ioctls that
- * enter, protect, poison and wake pages.
+ * enter, zero-fill, protect, poison and wake pages.
  */
 #include <errno.h>
 #include <signal.h>
@@ -153,6 +153,18 @@ fm__pmap_enter(struct fm_pmap *pm, uintptr_t va, size_t len, int wp, size_t *map
 	*mapped = c.mapped > 0 ? (size_t)c.mapped : 0;
 	if (r == -EFAULT) /* CONTINUE's word for "not in the page cache" */
 		r = -ENOENT;
+	if (r == -EAGAIN && *mapped > 0)
+		r = 0; /* a prefix was mapped and its faulter woken */
+	return r;
+}
+
+int
+fm__pmap_zero(struct fm_pmap *pm, uintptr_t va, size_t len, size_t *mapped)
+{
+	struct uffdio_zeropage z = {.range = {.start = va, .len = len}};
+	int r = ioctl(pm->uffd, UFFDIO_ZEROPAGE, &z) < 0 ? -errno : 0;
+
+	*mapped = z.zeropage > 0 ? (size_t)z.zeropage : 0;
 	if (r == -EAGAIN && *mapped > 0)
 		r = 0; /* a prefix was mapped and its faulter woken */
 	return r;

@@ -48,6 +48,16 @@ int fm__pmap_register(struct fm_pmap *pm, uintptr_t va, size_t len, int mode);
  * -ENOENT: va's page is not resident; -EAGAIN: try again.
  */
 int fm__pmap_enter(struct fm_pmap *pm, uintptr_t va, size_t len, int wp, size_t *mapped);
+/*
+ * Fill [va, va+len) with zeros and map it (UFFDIO_ZEROPAGE), writable,
+ * never write-protected. In a shared mapping of a memfd each page is
+ * allocated in the memfd's page cache (one call where fallocate + CONTINUE
+ * take two); in a private one the kernel maps its zero page and leaves the
+ * memfd alone: use it for shared registrations only. *mapped and the wake
+ * as for fm__pmap_enter. => -EEXIST: va is mapped or already in the page
+ * cache; -EAGAIN: try again.
+ */
+int fm__pmap_zero(struct fm_pmap *pm, uintptr_t va, size_t len, size_t *mapped);
 int fm__pmap_wake(struct fm_pmap *pm, uintptr_t va, size_t len);
 /*
  * Write-protect (wp) or unprotect [va, va+len); wake: unprotecting also

@@ -84,8 +84,15 @@ struct fm_entry {
 	struct fm_pmap *pm;   /* the address space, when the engine serves it */
 	int pmode;            /* FM_PMAP_SHARED or _PRIVATE: how pm has it */
 	struct fm_entry *onext;
-	_Atomic uintptr_t ra_next; /* fault-around: where a sequential run goes */
-	_Atomic unsigned ra_size;  /* fault-around: pages of the next window */
+	/*
+	 * Fault-around streams (fm__fault_around), so that sequential runs of
+	 * several threads do not reset each other: each the address where its
+	 * next fault should land | log2 of its window, or 0. ra_size counts
+	 * the streams started: a new one replaces the one started first.
+	 */
+	_Atomic uintptr_t ra_next;    /* stream 0 */
+	_Atomic uintptr_t ra_more[3]; /* streams 1 to 3 */
+	_Atomic unsigned ra_size;
 };
 
 /* object.c */
