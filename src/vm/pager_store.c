@@ -19,7 +19,33 @@ struct store {
 	size_t size;  /* bytes of the file the object covers */
 };
 
-static __thread char bounce[STORE_CHUNK * FM_PAGE_SIZE];
+/*
+ * A bounce buffer a thread, made on its first fill: a __thread array this
+ * large would be set up in every thread the application creates.
+ */
+static pthread_key_t bounce_key;
+static pthread_once_t bounce_once = PTHREAD_ONCE_INIT;
+
+static void
+bounce_setup(void)
+{
+	FM_ASSERT(pthread_key_create(&bounce_key, free) == 0, "no thread key");
+}
+
+static char *
+bounce_buf(void)
+{
+	char *b;
+
+	pthread_once(&bounce_once, bounce_setup);
+	b = pthread_getspecific(bounce_key);
+	if (b == NULL && (b = malloc(STORE_CHUNK * FM_PAGE_SIZE)) != NULL &&
+	    pthread_setspecific(bounce_key, b) != 0) {
+		free(b);
+		b = NULL;
+	}
+	return b;
+}
 
 static ssize_t
 full_pread(int fd, void *buf, size_t len, off_t off)
@@ -47,7 +73,12 @@ store_get(struct fm_object *obj, uint64_t pgidx, unsigned *npages)
 	unsigned n = *npages < STORE_CHUNK ? *npages : STORE_CHUNK;
 	size_t len = (size_t)n << FM_PAGE_SHIFT;
 	off_t off = (off_t)(pgidx << FM_PAGE_SHIFT);
-	ssize_t k = full_pread(s->fd, bounce, len, s->base + off);
+	char *bounce = bounce_buf();
+	ssize_t k;
+
+	if (bounce == NULL)
+		return -ENOMEM;
+	k = full_pread(s->fd, bounce, len, s->base + off);
 
 	if (k < 0)
 		return (int)k;
@@ -60,7 +91,10 @@ static int
 store_put(struct fm_object *obj, uint64_t pgidx, unsigned npages, int flags)
 {
 	struct store *s = fm_object_private(obj);
+	char *bounce = bounce_buf();
 
+	if (bounce == NULL)
+		return -ENOMEM;
 	for (unsigned i = 0; i < npages; i += STORE_CHUNK) {
 		unsigned n = npages - i < STORE_CHUNK ? npages - i : STORE_CHUNK;
 		size_t off = (size_t)(pgidx + i) << FM_PAGE_SHIFT;

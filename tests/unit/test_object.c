@@ -112,14 +112,14 @@ TEST(write_hook_allows_and_refuses)
 
 	ASSERT(a != MAP_FAILED);
 	a[0] = 1; /* not read-only: no hook */
-	ASSERT_EQ(hook_calls, 0);
+	ASSERT_EQ(__atomic_load_n(&hook_calls, __ATOMIC_RELAXED), 0);
 	ASSERT_EQ(fm_object_protect(obj, 0, 8 * PG, PROT_READ), 0);
 	ASSERT_EQ(fm_test_probe(a + 2 * PG, 1), 0); /* allowed, recorded */
-	ASSERT_EQ(hook_calls, 1);
+	ASSERT_EQ(__atomic_load_n(&hook_calls, __ATOMIC_RELAXED), 1);
 	ASSERT_EQ(fm_test_probe(a + 2 * PG, 1), 0); /* writable now */
-	ASSERT_EQ(hook_calls, 1);
+	ASSERT_EQ(__atomic_load_n(&hook_calls, __ATOMIC_RELAXED), 1);
 	ASSERT_EQ(fm_test_probe(a + 3 * PG, 1), SIGBUS);
-	ASSERT_EQ(hook_calls, 2);
+	ASSERT_EQ(__atomic_load_n(&hook_calls, __ATOMIC_RELAXED), 2);
 	ASSERT_EQ(fm_object_mincore(obj, 0, 8 * PG, vec), 0);
 	ASSERT(vec[2] & FM_PG_DIRTY);
 	ASSERT(!(vec[3] & FM_PG_DIRTY));
@@ -276,7 +276,7 @@ TEST(fault_handler_chooses_fill_around_and_protection)
 		snprintf(want, sizeof want, "pg%d", i);
 		ASSERT(strcmp(a + i * PG, want) == 0);
 	}
-	ASSERT_EQ(fault_calls, 8); /* around = 1: a fault per page */
+	ASSERT_EQ(__atomic_load_n(&fault_calls, __ATOMIC_RELAXED), 8); /* around = 1: a fault per page */
 	ASSERT_EQ(fm_test_probe(a + 2 * PG, 1), 0);
 	ASSERT_EQ(fm_test_probe(a + 3 * PG, 1), 0); /* rdonly, no hook: allowed */
 	ASSERT_OK(fm_munmap(a, 8 * PG));
