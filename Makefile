@@ -53,8 +53,14 @@ tsan-check:
 	$(MAKE) B=build-tsan SAN="-fsanitize=thread" $(B:build=build-tsan)/fomap-test
 	TSAN_OPTIONS="halt_on_error=1 $$TSAN_OPTIONS" setarch -R build-tsan/fomap-test thread
 
+FORMAT_SRC = $(wildcard include/fomap/*.h src/*/*.[ch] drivers/*.c tools/*.c \
+             tests/*.[ch] tests/unit/*.[ch] bench/*.[ch])
+
 format-check:
-	clang-format --dry-run --Werror $(LIB_SRC) $(TEST_SRC) $(wildcard include/fomap/*.h src/*/*.h tools/*.c)
+	clang-format --dry-run --Werror $(FORMAT_SRC)
+
+format:
+	clang-format -i $(FORMAT_SRC)
 
 clean:
 	rm -rf build build-asan build-tsan
@@ -62,4 +68,4 @@ clean:
 -include bench/bench.mk
 -include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
 
-.PHONY: all check demo asan-check tsan-check format-check clean
+.PHONY: all check demo asan-check tsan-check format-check format clean

@@ -57,7 +57,9 @@ bench_init(int argc, char **argv, const char *title)
 			bench.cfg = optarg;
 			break;
 		default:
-			fprintf(stderr, "usage: %s [-q] [-v] [-F] [-r reps] [-o dir] [-R rows] [-C cfg]\n",
+			fprintf(stderr,
+			    "usage: %s [-q] [-v] [-F] [-r reps] [-o dir] [-R "
+			    "rows] [-C cfg]\n",
 			    argv[0]);
 			exit(2);
 		}
@@ -140,7 +142,8 @@ bench_child(bench_fn *fn, const void *arg, double *out)
 	if (got != sizeof v || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		fprintf(stderr, "# bench: a measurement failed (%s %d)\n",
 		    WIFSIGNALED(status) ? "signal" : "exit",
-		    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+		    WIFSIGNALED(status) ? WTERMSIG(status)
+		                        : WEXITSTATUS(status));
 		return -1;
 	}
 	memcpy(out, v, sizeof v);
@@ -206,10 +209,12 @@ bench_table(const char *row, struct bench_cfg *c, int n, int k, int ref,
 	for (int i = 0; i < n; i++) {
 		double m = bench_median(&c[i], k);
 
-		if (c[i].n == 0 || (bench.cfg && strstr(c[i].name, bench.cfg) == NULL))
+		if (c[i].n == 0 ||
+		    (bench.cfg && strstr(c[i].name, bench.cfg) == NULL))
 			continue; /* not run (-C) */
-		printf("| %s | %s | %.3g | %.3g–%.3g |", row, c[i].name, m / scale,
-		    bench_min(&c[i], k) / scale, bench_max(&c[i], k) / scale);
+		printf("| %s | %s | %.3g | %.3g–%.3g |", row, c[i].name,
+		    m / scale, bench_min(&c[i], k) / scale,
+		    bench_max(&c[i], k) / scale);
 		if (ref >= 0)
 			printf(" %.2f |\n", m / bench_median(&c[ref], k));
 		else
@@ -241,8 +246,9 @@ bench_compare(const char *row, struct bench_cfg *c, int n, int reps, int ref,
 			(void)bench_child(x->fn, x->arg, x->v[r]);
 			x->n = r + 1;
 			if (bench.verbose)
-				printf("# rep %d %s: %.4g %.4g %.4g %.4g\n", r, x->name,
-				    x->v[r][0], x->v[r][1], x->v[r][2], x->v[r][3]);
+				printf("# rep %d %s: %.4g %.4g %.4g %.4g\n", r,
+				    x->name, x->v[r][0], x->v[r][1], x->v[r][2],
+				    x->v[r][3]);
 		}
 	}
 	bench_table(row, c, n, 0, ref, unit, scale);
@@ -294,7 +300,8 @@ bench_done(void)
 	for (int i = 0; i < nheads; i++) {
 		printf("# %s: %s", heads[i].name, heads[i].note);
 		if (!isnan(heads[i].lo) && isfinite(heads[i].lo))
-			printf(" (per-rep %.3f–%.3f)", heads[i].lo, heads[i].hi);
+			printf(" (per-rep %.3f–%.3f)", heads[i].lo,
+			    heads[i].hi);
 		printf("\n");
 	}
 	for (int i = 0; i < nheads; i++)
@@ -358,7 +365,8 @@ bench_random_pages(size_t npages, size_t n, uint64_t seed)
 		v[i] = (uint32_t)i;
 	for (size_t i = 0; i < n && i < npages; i++) {
 		x ^= x >> 12, x ^= x << 25, x ^= x >> 27; /* xorshift64* */
-		size_t j = i + (size_t)((x * 0x2545F4914F6CDD1DULL) % (npages - i));
+		size_t j =
+		    i + (size_t)((x * 0x2545F4914F6CDD1DULL) % (npages - i));
 		uint32_t t = v[i];
 
 		v[i] = v[j];
@@ -420,12 +428,12 @@ benchdev_mmap(struct fm_dev *dev, struct fm_mmap_req *req)
 }
 
 static const struct fm_cdevsw benchdev_cdevsw = {
-	.d_open = fm_nullopen,
-	.d_close = fm_nullclose,
-	.d_read = fm_noread,
-	.d_write = fm_nowrite,
-	.d_ioctl = fm_noioctl,
-	.d_mmap_single = benchdev_mmap,
+    .d_open = fm_nullopen,
+    .d_close = fm_nullclose,
+    .d_read = fm_noread,
+    .d_write = fm_nowrite,
+    .d_ioctl = fm_noioctl,
+    .d_mmap_single = benchdev_mmap,
 };
 
 void *
@@ -436,7 +444,8 @@ bench_fm_map(struct fm_object *obj, size_t len)
 	int fd, r;
 
 	if (!registered) {
-		if ((r = fm_dev_register("bench", &benchdev_cdevsw, NULL)) < 0) {
+		if ((r = fm_dev_register("bench", &benchdev_cdevsw, NULL)) <
+		    0) {
 			errno = -r;
 			bench_fail("fm_dev_register");
 		}

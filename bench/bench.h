@@ -34,18 +34,18 @@
 #include <fomap/driver.h>
 #include <fomap/fomap.h>
 
-#define PG         4096
-#define BENCH_NOUT 8   /* values a measurement reports */
+#define PG 4096
+#define BENCH_NOUT 8 /* values a measurement reports */
 #define BENCH_MAXREP 32
 
 struct bench_opts {
 	int quick;
 	int reps;
 	const char *outdir; /* NULL: no data files */
-	const char *only;   /* -R: the rows to run ("1,2s"), NULL: all */
-	int verbose;        /* -v: print every rep */
-	int pin;            /* children run on this CPU only; -1 (-F): anywhere */
-	const char *cfg;    /* -C: only configurations whose name has this */
+	const char *only; /* -R: the rows to run ("1,2s"), NULL: all */
+	int verbose; /* -v: print every rep */
+	int pin; /* children run on this CPU only; -1 (-F): anywhere */
+	const char *cfg; /* -C: only configurations whose name has this */
 };
 
 extern struct bench_opts bench;
@@ -155,25 +155,25 @@ void *bench_fm_zero(size_t len);
  * with EPOLLEXCLUSIVE, so a fault wakes one thread.
  */
 enum raw_mode {
-	RAW_COPY,     /* MISSING: fill a buffer, UFFDIO_COPY */
+	RAW_COPY, /* MISSING: fill a buffer, UFFDIO_COPY */
 	RAW_CONTINUE, /* MISSING: fill the memfd, UFFDIO_CONTINUE */
-	RAW_WP,       /* WP: mark the page dirty, UFFDIO_WRITEPROTECT off */
-	RAW_ZERO,     /* MISSING: UFFDIO_ZEROPAGE (zeros only) */
+	RAW_WP, /* WP: mark the page dirty, UFFDIO_WRITEPROTECT off */
+	RAW_ZERO, /* MISSING: UFFDIO_ZEROPAGE (zeros only) */
 };
 
 struct raw {
 	enum raw_mode mode;
-	char *base;            /* the mapping */
+	char *base; /* the mapping */
 	size_t len;
-	int memfd;             /* behind the mapping */
-	int srcfd;             /* fill by pread from here; -1: zeros */
-	const char *src;       /* RAW_COPY: copy from src + offset (no fill) */
-	int fill_write;        /* RAW_CONTINUE, zeros: pwrite them, not fallocate */
-	unsigned around;       /* pages per fault */
-	int nthreads;          /* handler threads (0: 1) */
-	int excl;              /* each waits in its own epoll, EPOLLEXCLUSIVE */
+	int memfd; /* behind the mapping */
+	int srcfd; /* fill by pread from here; -1: zeros */
+	const char *src; /* RAW_COPY: copy from src + offset (no fill) */
+	int fill_write; /* RAW_CONTINUE, zeros: pwrite them, not fallocate */
+	unsigned around; /* pages per fault */
+	int nthreads; /* handler threads (0: 1) */
+	int excl; /* each waits in its own epoll, EPOLLEXCLUSIVE */
 	int uffd;
-	unsigned char *dirty;  /* RAW_WP: one byte a page */
+	unsigned char *dirty; /* RAW_WP: one byte a page */
 	atomic_ulong faults;
 };
 

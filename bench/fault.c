@@ -28,30 +28,30 @@
 #define AROUND_MAX 256
 
 enum kind {
-	FOMAP,        /* zero device, advice as given */
-	FOMAP_KNOB,   /* zero device, FOMAP_FAULT_AROUND=around */
-	FOMAP_POP,    /* zero device, MAP_POPULATE */
-	SWEEP,        /* the sweep pager, MADV_SEQUENTIAL, window `around` */
-	RAW_COPY_,    /* raw handler, UFFDIO_COPY */
-	RAW_CONT,     /* raw handler, fallocate + UFFDIO_CONTINUE */
-	RAW_CONT_W,   /* raw handler, pwrite of zeros + UFFDIO_CONTINUE */
-	RAW_ZERO_,    /* raw handler, UFFDIO_ZEROPAGE */
-	KMEMFD,       /* kernel: memfd MAP_SHARED */
-	KANON,        /* kernel: anonymous MAP_PRIVATE */
-	KPOP_MADV,    /* kernel: memfd + MADV_POPULATE_WRITE, then touch */
-	KPOP_MAP,     /* kernel: memfd mmap(MAP_POPULATE), then touch */
+	FOMAP, /* zero device, advice as given */
+	FOMAP_KNOB, /* zero device, FOMAP_FAULT_AROUND=around */
+	FOMAP_POP, /* zero device, MAP_POPULATE */
+	SWEEP, /* the sweep pager, MADV_SEQUENTIAL, window `around` */
+	RAW_COPY_, /* raw handler, UFFDIO_COPY */
+	RAW_CONT, /* raw handler, fallocate + UFFDIO_CONTINUE */
+	RAW_CONT_W, /* raw handler, pwrite of zeros + UFFDIO_CONTINUE */
+	RAW_ZERO_, /* raw handler, UFFDIO_ZEROPAGE */
+	KMEMFD, /* kernel: memfd MAP_SHARED */
+	KANON, /* kernel: anonymous MAP_PRIVATE */
+	KPOP_MADV, /* kernel: memfd + MADV_POPULATE_WRITE, then touch */
+	KPOP_MAP, /* kernel: memfd mmap(MAP_POPULATE), then touch */
 };
 
 struct touch {
 	enum kind kind;
-	size_t npages;          /* the mapping */
-	const uint32_t *order;  /* pages to touch, in order; NULL: all, in turn */
+	size_t npages; /* the mapping */
+	const uint32_t *order; /* pages to touch, in order; NULL: all, in turn */
 	size_t ntouch;
-	int advice;             /* fomap: MADV_*, or -1 for the default */
-	int engine;             /* fomap engine threads; 0: the default */
-	unsigned around;        /* SWEEP and raw: pages per fault */
-	int nthreads, excl;     /* raw: handler threads, EPOLLEXCLUSIVE */
-	const char *latfile;    /* write per-touch latency quantiles here */
+	int advice; /* fomap: MADV_*, or -1 for the default */
+	int engine; /* fomap engine threads; 0: the default */
+	unsigned around; /* SWEEP and raw: pages per fault */
+	int nthreads, excl; /* raw: handler threads, EPOLLEXCLUSIVE */
+	const char *latfile; /* write per-touch latency quantiles here */
 };
 
 /* The sweep pager: fills min(window, busy) pages with zeros, maps that many. */
@@ -64,8 +64,9 @@ sweep_fault(struct fm_fault *f)
 	unsigned n = f->npages < sweep_around ? f->npages : sweep_around;
 	int r;
 
-	if (n > 0 && (r = fm_object_write(f->obj, (off_t)f->pgidx * PG, zeros,
-			  (size_t)n * PG)) < 0)
+	if (n > 0 &&
+	    (r = fm_object_write(f->obj, (off_t)f->pgidx * PG, zeros,
+	         (size_t)n * PG)) < 0)
 		return r;
 	f->npages = n;
 	f->around = sweep_around;
@@ -73,7 +74,7 @@ sweep_fault(struct fm_fault *f)
 }
 
 static const struct fm_pagerops sweep_pagerops = {
-	.pgo_fault = sweep_fault,
+    .pgo_fault = sweep_fault,
 };
 
 static int
@@ -104,7 +105,9 @@ touch_latency(char *p, const struct touch *t)
 	if ((f = bench_data(t->latfile)) != NULL) {
 		for (int q = 0; q < 1000; q++)
 			fprintf(f, "%.4f %.3f\n", (q + 0.5) / 1000.0,
-			    lat[(size_t)((q + 0.5) / 1000.0 * (double)t->ntouch)] / 1e3);
+			    lat[(size_t)((q + 0.5) / 1000.0 *
+			        (double)t->ntouch)] /
+			        1e3);
 		fclose(f);
 	}
 	free(lat);
@@ -127,7 +130,8 @@ fomap_map(const struct touch *t, size_t len)
 	}
 	if (t->kind == SWEEP) {
 		sweep_around = t->around;
-		if ((r = fm_object_create(&sweep_pagerops, len, NULL, &obj)) < 0)
+		if ((r = fm_object_create(&sweep_pagerops, len, NULL, &obj)) <
+		    0)
 			bench_fail("fm_object_create");
 		p = bench_fm_map(obj, len);
 		fm_object_rele(obj);
@@ -147,8 +151,10 @@ run_touch(const void *arg, double *out)
 	const struct touch *t = arg;
 	size_t len = t->npages * PG;
 	struct fm_stats s0, s1;
-	struct raw raw = {.srcfd = -1, .around = t->around,
-	    .nthreads = t->nthreads, .excl = t->excl};
+	struct raw raw = {.srcfd = -1,
+	    .around = t->around,
+	    .nthreads = t->nthreads,
+	    .excl = t->excl};
 	char *p = NULL;
 	int fd = -1;
 	uint64_t t0;
@@ -166,11 +172,12 @@ run_touch(const void *arg, double *out)
 	case RAW_CONT_W:
 	case RAW_ZERO_:
 		raw.memfd = fd = bench_memfd(len);
-		raw.base = p = bench_mmap(len, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
+		raw.base = p =
+		    bench_mmap(len, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
 		raw.len = len;
 		raw.mode = t->kind == RAW_COPY_ ? RAW_COPY
 		    : t->kind == RAW_ZERO_      ? RAW_ZERO
-						: RAW_CONTINUE;
+		                                : RAW_CONTINUE;
 		raw.fill_write = t->kind == RAW_CONT_W;
 		raw_start(&raw);
 		break;
@@ -186,15 +193,16 @@ run_touch(const void *arg, double *out)
 	case KPOP_MAP:
 	case FOMAP_POP:
 		fd = t->kind == FOMAP_POP ? fm_open(FM_DEVPREFIX "zero", O_RDWR)
-					  : bench_memfd(len);
+		                          : bench_memfd(len);
 		break;
 	}
 	t0 = now_ns();
 	if (t->kind == KPOP_MAP)
-		p = bench_mmap(len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd);
+		p = bench_mmap(len, PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_POPULATE, fd);
 	if (t->kind == FOMAP_POP &&
 	    (p = fm_mmap(NULL, len, PROT_READ | PROT_WRITE,
-		 MAP_SHARED | MAP_POPULATE, fd, 0)) == MAP_FAILED)
+	         MAP_SHARED | MAP_POPULATE, fd, 0)) == MAP_FAILED)
 		bench_fail("fm_mmap MAP_POPULATE");
 	if (t->kind == KPOP_MADV) {
 		p = bench_mmap(len, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
@@ -221,29 +229,29 @@ static void
 row1(size_t npages)
 {
 	struct touch t[] = {
-		{.kind = FOMAP, .advice = MADV_RANDOM},
-		{.kind = FOMAP, .advice = MADV_RANDOM, .engine = 1},
-		{.kind = RAW_COPY_},
-		{.kind = RAW_CONT},
-		{.kind = KMEMFD},
-		{.kind = KANON},
-		{.kind = RAW_COPY_, .nthreads = 2},
-		{.kind = RAW_COPY_, .nthreads = 2, .excl = 1},
-		{.kind = RAW_ZERO_},
+	    {.kind = FOMAP, .advice = MADV_RANDOM},
+	    {.kind = FOMAP, .advice = MADV_RANDOM, .engine = 1},
+	    {.kind = RAW_COPY_},
+	    {.kind = RAW_CONT},
+	    {.kind = KMEMFD},
+	    {.kind = KANON},
+	    {.kind = RAW_COPY_, .nthreads = 2},
+	    {.kind = RAW_COPY_, .nthreads = 2, .excl = 1},
+	    {.kind = RAW_ZERO_},
 	};
 	const char *lat[] = {"lat-fomap.dat", NULL, "lat-raw-copy.dat",
-	    "lat-raw-continue.dat", "lat-kernel-memfd.dat", "lat-kernel-anon.dat",
-	    NULL, NULL, NULL};
+	    "lat-raw-continue.dat", "lat-kernel-memfd.dat",
+	    "lat-kernel-anon.dat", NULL, NULL, NULL};
 	struct bench_cfg c[] = {
-		{.name = "fomap zero, MADV_RANDOM (1 page/fault)"},
-		{.name = "fomap zero, MADV_RANDOM, 1 engine thread"},
-		{.name = "raw uffd UFFDIO_COPY"},
-		{.name = "raw uffd fallocate + UFFDIO_CONTINUE"},
-		{.name = "kernel memfd MAP_SHARED first touch"},
-		{.name = "kernel anonymous first touch"},
-		{.name = "raw uffd UFFDIO_COPY, 2 threads in read(2)"},
-		{.name = "raw uffd UFFDIO_COPY, 2 threads, EPOLLEXCLUSIVE"},
-		{.name = "raw uffd UFFDIO_ZEROPAGE"},
+	    {.name = "fomap zero, MADV_RANDOM (1 page/fault)"},
+	    {.name = "fomap zero, MADV_RANDOM, 1 engine thread"},
+	    {.name = "raw uffd UFFDIO_COPY"},
+	    {.name = "raw uffd fallocate + UFFDIO_CONTINUE"},
+	    {.name = "kernel memfd MAP_SHARED first touch"},
+	    {.name = "kernel anonymous first touch"},
+	    {.name = "raw uffd UFFDIO_COPY, 2 threads in read(2)"},
+	    {.name = "raw uffd UFFDIO_COPY, 2 threads, EPOLLEXCLUSIVE"},
+	    {.name = "raw uffd UFFDIO_ZEROPAGE"},
 	};
 	int n = (int)(sizeof c / sizeof c[0]);
 
@@ -253,7 +261,8 @@ row1(size_t npages)
 		c[i].fn = run_touch;
 		c[i].arg = &t[i];
 	}
-	printf("Row 1: one page per fault, %zu pages written in turn; µs per fault.\n\n",
+	printf("Row 1: one page per fault, %zu pages written in turn; µs per "
+	       "fault.\n\n",
 	    npages);
 	bench_compare("1", c, n, bench.reps, 2, "µs/fault", 1e3);
 	const struct bench_cfg *best =
@@ -263,7 +272,8 @@ row1(size_t npages)
 	printf("Context switches per fault, all threads:\n\n");
 	for (int i = 0; i < n; i++)
 		if (i != 4 && i != 5)
-			printf("- %s: %.2f\n", c[i].name, bench_median(&c[i], 4));
+			printf("- %s: %.2f\n", c[i].name,
+			    bench_median(&c[i], 4));
 	printf("\n");
 	/* The latency distributions, one run each, for the plot. */
 	if (bench.outdir) {
@@ -283,22 +293,22 @@ static void
 row2(size_t npages)
 {
 	struct touch t[] = {
-		{.kind = FOMAP, .advice = -1},
-		{.kind = FOMAP, .advice = MADV_SEQUENTIAL},
-		{.kind = FOMAP_POP},
-		{.kind = KMEMFD},
-		{.kind = KANON},
-		{.kind = KPOP_MADV},
-		{.kind = KPOP_MAP},
+	    {.kind = FOMAP, .advice = -1},
+	    {.kind = FOMAP, .advice = MADV_SEQUENTIAL},
+	    {.kind = FOMAP_POP},
+	    {.kind = KMEMFD},
+	    {.kind = KANON},
+	    {.kind = KPOP_MADV},
+	    {.kind = KPOP_MAP},
 	};
 	struct bench_cfg c[] = {
-		{.name = "fomap zero, default fault-around (1 → 256)"},
-		{.name = "fomap zero, MADV_SEQUENTIAL (256)"},
-		{.name = "fomap zero, MAP_POPULATE (no faults)"},
-		{.name = "kernel memfd MAP_SHARED first touch"},
-		{.name = "kernel anonymous first touch"},
-		{.name = "floor: memfd MADV_POPULATE_WRITE"},
-		{.name = "floor: memfd MAP_POPULATE"},
+	    {.name = "fomap zero, default fault-around (1 → 256)"},
+	    {.name = "fomap zero, MADV_SEQUENTIAL (256)"},
+	    {.name = "fomap zero, MAP_POPULATE (no faults)"},
+	    {.name = "kernel memfd MAP_SHARED first touch"},
+	    {.name = "kernel anonymous first touch"},
+	    {.name = "floor: memfd MADV_POPULATE_WRITE"},
+	    {.name = "floor: memfd MAP_POPULATE"},
 	};
 	int n = (int)(sizeof c / sizeof c[0]);
 
@@ -307,14 +317,16 @@ row2(size_t npages)
 		c[i].fn = run_touch;
 		c[i].arg = &t[i];
 	}
-	printf("Row 2: sequential first touch of %zu pages; µs per page.\n\n", npages);
+	printf("Row 2: sequential first touch of %zu pages; µs per page.\n\n",
+	    npages);
 	bench_compare("2", c, n, bench.reps, 3, "µs/page", 1e3);
 	bench_ratio("seq_touch_vs_kernel", &c[0], &c[3], 0);
 	/* The references of the sweep's plot. */
 	FILE *f = bench_data("row2.dat");
 
 	if (f) {
-		fprintf(f, "fomap_default %.4f\nkernel_memfd %.4f\nkernel_anon %.4f\n"
+		fprintf(f,
+		    "fomap_default %.4f\nkernel_memfd %.4f\nkernel_anon %.4f\n"
 		    "populate_write %.4f\nmap_populate %.4f\n",
 		    bench_median(&c[0], 0) / 1e3, bench_median(&c[3], 0) / 1e3,
 		    bench_median(&c[4], 0) / 1e3, bench_median(&c[5], 0) / 1e3,
@@ -342,10 +354,10 @@ sweep(size_t npages)
 		enum kind kind;
 		const char *name;
 	} kinds[SWEEP_KINDS] = {
-		{FOMAP_KNOB, "fomap zero, FOMAP_FAULT_AROUND"},
-		{RAW_ZERO_, "raw UFFDIO_ZEROPAGE"},
-		{SWEEP, "fomap pager (f->around)"},
-		{RAW_CONT_W, "raw pwrite + UFFDIO_CONTINUE"},
+	    {FOMAP_KNOB, "fomap zero, FOMAP_FAULT_AROUND"},
+	    {RAW_ZERO_, "raw UFFDIO_ZEROPAGE"},
+	    {SWEEP, "fomap pager (f->around)"},
+	    {RAW_CONT_W, "raw pwrite + UFFDIO_CONTINUE"},
 	};
 	const unsigned *k = bench.quick ? quick : full;
 	int nk = bench.quick ? 4 : 9;
@@ -358,14 +370,18 @@ sweep(size_t npages)
 		for (int j = 0; j < SWEEP_KINDS; j++) {
 			int x = SWEEP_KINDS * i + j;
 
-			t[x] = (struct touch){.kind = kinds[j].kind, .around = k[i],
-			    .npages = npages, .ntouch = npages};
+			t[x] = (struct touch){.kind = kinds[j].kind,
+			    .around = k[i],
+			    .npages = npages,
+			    .ntouch = npages};
 			snprintf(names[x], sizeof names[0], "%s, window %u",
 			    kinds[j].name, k[i]);
-			c[x] = (struct bench_cfg){.name = names[x], .fn = run_touch,
+			c[x] = (struct bench_cfg){.name = names[x],
+			    .fn = run_touch,
 			    .arg = &t[x]};
 		}
-	printf("Row 2 sweep: window 1 … 256 pages, %zu pages in turn; µs per page.\n\n",
+	printf("Row 2 sweep: window 1 … 256 pages, %zu pages in turn; µs per "
+	       "page.\n\n",
 	    npages);
 	bench_compare("2", c, SWEEP_KINDS * nk, bench.reps, -1, "µs/page", 1e3);
 	printf("| window | fomap zero | raw ZEROPAGE | ratio | fomap pager | "
@@ -378,13 +394,14 @@ sweep(size_t npages)
 
 		for (int j = 0; j < SWEEP_KINDS; j++)
 			m[j] = bench_median(&x[j], 0) / 1e3;
-		printf("| %u | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", k[i],
-		    m[0], m[1], m[0] / m[1], m[2], m[3], m[2] / m[3]);
+		printf("| %u | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n",
+		    k[i], m[0], m[1], m[0] / m[1], m[2], m[3], m[2] / m[3]);
 		if (f == NULL)
 			continue;
 		fprintf(f, "%u", k[i]);
 		for (int j = 0; j < SWEEP_KINDS; j++)
-			fprintf(f, " %.4f %.4f %.4f", m[j], bench_min(&x[j], 0) / 1e3,
+			fprintf(f, " %.4f %.4f %.4f", m[j],
+			    bench_min(&x[j], 0) / 1e3,
 			    bench_max(&x[j], 0) / 1e3);
 		fprintf(f, "\n");
 	}
@@ -400,20 +417,20 @@ row3(size_t ntouch)
 	size_t npages = ntouch * 16;
 	uint32_t *order = bench_random_pages(npages, ntouch, 42);
 	struct touch t[] = {
-		{.kind = FOMAP, .advice = -1},
-		{.kind = FOMAP, .advice = MADV_RANDOM},
-		{.kind = RAW_COPY_},
-		{.kind = RAW_CONT},
-		{.kind = KMEMFD},
-		{.kind = KANON},
+	    {.kind = FOMAP, .advice = -1},
+	    {.kind = FOMAP, .advice = MADV_RANDOM},
+	    {.kind = RAW_COPY_},
+	    {.kind = RAW_CONT},
+	    {.kind = KMEMFD},
+	    {.kind = KANON},
 	};
 	struct bench_cfg c[] = {
-		{.name = "fomap zero, default fault-around"},
-		{.name = "fomap zero, MADV_RANDOM"},
-		{.name = "raw uffd UFFDIO_COPY"},
-		{.name = "raw uffd fallocate + UFFDIO_CONTINUE"},
-		{.name = "kernel memfd MAP_SHARED first touch"},
-		{.name = "kernel anonymous first touch"},
+	    {.name = "fomap zero, default fault-around"},
+	    {.name = "fomap zero, MADV_RANDOM"},
+	    {.name = "raw uffd UFFDIO_COPY"},
+	    {.name = "raw uffd fallocate + UFFDIO_CONTINUE"},
+	    {.name = "kernel memfd MAP_SHARED first touch"},
+	    {.name = "kernel anonymous first touch"},
 	};
 	int n = (int)(sizeof c / sizeof c[0]);
 
@@ -425,7 +442,8 @@ row3(size_t ntouch)
 		c[i].fn = run_touch;
 		c[i].arg = &t[i];
 	}
-	printf("Row 3: %zu random pages of %zu written; µs per touched page.\n\n",
+	printf(
+	    "Row 3: %zu random pages of %zu written; µs per touched page.\n\n",
 	    ntouch, npages);
 	bench_compare("3", c, n, bench.reps, 4, "µs/page", 1e3);
 	bench_ratio("random_touch_vs_kernel", &c[0], &c[4], 0);

@@ -22,7 +22,7 @@
 #include "bench.h"
 
 struct mem {
-	int store;     /* 1: a store object, 0: the zero device */
+	int store; /* 1: a store object, 0: the zero device */
 	size_t npages;
 };
 
@@ -114,21 +114,24 @@ main(int argc, char **argv)
 {
 	struct mem m[] = {{0, 262144}, {1, 262144}};
 	struct bench_cfg c[] = {
-		{.name = "zero device object", .fn = run_mem, .arg = &m[0]},
-		{.name = "store object", .fn = run_mem, .arg = &m[1]},
+	    {.name = "zero device object", .fn = run_mem, .arg = &m[0]},
+	    {.name = "store object", .fn = run_mem, .arg = &m[1]},
 	};
 	static const char *what[] = {
-		"heap (mallinfo2) per mapped page", "RssAnon per mapped page",
-		"heap per resident page", "RssAnon per resident page",
-		"page tables (VmPTE) per resident page",
-		"page tables of a plain memfd mapping",
+	    "heap (mallinfo2) per mapped page",
+	    "RssAnon per mapped page",
+	    "heap per resident page",
+	    "RssAnon per resident page",
+	    "page tables (VmPTE) per resident page",
+	    "page tables of a plain memfd mapping",
 	};
 	double v = 0;
 	int reps;
 
 	bench_init(argc, argv, "fomap's own memory per page at 1 GiB (row 9)");
 	reps = bench.quick ? 1 : 3; /* bytes, not times: they barely vary */
-	printf("Row 9: a 1 GiB object mapped, then written in full; bytes per page.\n\n");
+	printf("Row 9: a 1 GiB object mapped, then written in full; bytes per "
+	       "page.\n\n");
 	for (int r = 0; r < reps; r++)
 		for (int i = 0; i < 2; i++) {
 			(void)bench_child(c[i].fn, c[i].arg, c[i].v[r]);
@@ -137,15 +140,16 @@ main(int argc, char **argv)
 	printf("| row | measure | %s | %s |\n|---|---|---:|---:|\n", c[0].name,
 	    c[1].name);
 	for (int k = 0; k < 6; k++)
-		printf("| 9 | %s | %.2f | %.2f |\n", what[k], bench_median(&c[0], k),
-		    bench_median(&c[1], k));
+		printf("| 9 | %s | %.2f | %.2f |\n", what[k],
+		    bench_median(&c[0], k), bench_median(&c[1], k));
 	printf("\n");
 	for (int i = 0; i < 2; i++)
 		for (int k = 2; k <= 3; k++)
 			if (bench_median(&c[i], k) > v)
 				v = bench_median(&c[i], k);
 	bench_headline("meta_bytes_per_page", v,
-	    "fomap's own bytes per resident page, the larger of heap and RssAnon");
+	    "fomap's own bytes per resident page, the larger of heap and "
+	    "RssAnon");
 	bench_done();
 	return 0;
 }

@@ -36,7 +36,7 @@ enum kind { PAGER, GEM, RAW_COPY_, KERNEL };
 struct fill {
 	enum kind kind;
 	size_t npages;
-	int advice;      /* fomap: MADV_*, -1: the default */
+	int advice; /* fomap: MADV_*, -1: the default */
 	unsigned around; /* raw: pages per fault */
 };
 
@@ -49,13 +49,13 @@ bpager_fault(struct fm_fault *f)
 
 	if (f->npages == 0)
 		return 0; /* resident: the engine maps it */
-	r = fm_object_write(f->obj, (off_t)f->pgidx * PG, backing + f->pgidx * PG,
-	    (size_t)f->npages * PG);
+	r = fm_object_write(f->obj, (off_t)f->pgidx * PG,
+	    backing + f->pgidx * PG, (size_t)f->npages * PG);
 	return r;
 }
 
 static const struct fm_pagerops bpager_ops = {
-	.pgo_fault = bpager_fault,
+    .pgo_fault = bpager_fault,
 };
 
 #if HAVE_GEM
@@ -74,7 +74,8 @@ gem_evicted(size_t len)
 	mo.handle = ev.handle = cr.handle;
 	if (fm_ioctl(fd, FM_GEM_MMAP_OFFSET, &mo) < 0)
 		bench_fail("gem mmap offset");
-	p = fm_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)mo.offset);
+	p = fm_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+	    (off_t)mo.offset);
 	if (p == MAP_FAILED)
 		bench_fail("gem fm_mmap");
 	memcpy(p, backing, len);
@@ -116,7 +117,8 @@ run_fill(const void *arg, double *out)
 		break;
 	case RAW_COPY_:
 		raw.memfd = fd = bench_memfd(len);
-		raw.base = p = bench_mmap(len, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
+		raw.base = p =
+		    bench_mmap(len, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
 		raw.len = len;
 		raw.src = backing;
 		raw.mode = RAW_COPY;
@@ -148,7 +150,8 @@ main(int argc, char **argv)
 	size_t npages;
 	int gem = 0, n;
 
-	bench_init(argc, argv, "A custom-pager driver: fill from backing storage (row 6)");
+	bench_init(argc, argv,
+	    "A custom-pager driver: fill from backing storage (row 6)");
 	npages = bench.quick ? 8192 : 32768;
 	if ((backing = malloc(npages * PG)) == NULL)
 		bench_fail("malloc");
@@ -160,22 +163,22 @@ main(int argc, char **argv)
 	gem = bench_child(gem_probe, NULL, probe) == 0 && probe[0] == 1;
 #endif
 	struct fill f[] = {
-		{.kind = PAGER, .advice = -1},
-		{.kind = PAGER, .advice = MADV_RANDOM},
-		{.kind = RAW_COPY_, .advice = -1, .around = 1},
-		{.kind = RAW_COPY_, .advice = -1, .around = 64},
-		{.kind = KERNEL, .advice = -1},
-		{.kind = GEM, .advice = -1},
-		{.kind = GEM, .advice = MADV_RANDOM},
+	    {.kind = PAGER, .advice = -1},
+	    {.kind = PAGER, .advice = MADV_RANDOM},
+	    {.kind = RAW_COPY_, .advice = -1, .around = 1},
+	    {.kind = RAW_COPY_, .advice = -1, .around = 64},
+	    {.kind = KERNEL, .advice = -1},
+	    {.kind = GEM, .advice = -1},
+	    {.kind = GEM, .advice = MADV_RANDOM},
 	};
 	struct bench_cfg c[] = {
-		{.name = "bench pager (pgo_fault), default fault-around"},
-		{.name = "bench pager (pgo_fault), MADV_RANDOM"},
-		{.name = "raw UFFDIO_COPY from the buffer, 1 page"},
-		{.name = "raw UFFDIO_COPY from the buffer, 64 pages"},
-		{.name = "kernel: memcpy into a fresh memfd mapping"},
-		{.name = "gem buffer after FM_GEM_EVICT, default fault-around"},
-		{.name = "gem buffer after FM_GEM_EVICT, MADV_RANDOM"},
+	    {.name = "bench pager (pgo_fault), default fault-around"},
+	    {.name = "bench pager (pgo_fault), MADV_RANDOM"},
+	    {.name = "raw UFFDIO_COPY from the buffer, 1 page"},
+	    {.name = "raw UFFDIO_COPY from the buffer, 64 pages"},
+	    {.name = "kernel: memcpy into a fresh memfd mapping"},
+	    {.name = "gem buffer after FM_GEM_EVICT, default fault-around"},
+	    {.name = "gem buffer after FM_GEM_EVICT, MADV_RANDOM"},
 	};
 	n = gem ? 7 : 5;
 	for (int i = 0; i < n; i++) {
@@ -184,8 +187,10 @@ main(int argc, char **argv)
 		c[i].arg = &f[i];
 	}
 	printf("Row 6: first touch (read) of %zu pages filled on fault from "
-	       "backing storage; µs per page.%s\n\n", npages,
-	    gem ? "" : " The gem driver is not built in: the bench pager only.");
+	       "backing storage; µs per page.%s\n\n",
+	    npages,
+	    gem ? ""
+	        : " The gem driver is not built in: the bench pager only.");
 	bench_compare("6", c, n, bench.reps, 4, "µs/page", 1e3);
 	bench_ratio("pager_fill_vs_kernel_copy", &c[0], &c[4], 0);
 	bench_ratio("pager_fill_vs_raw_uffd64", &c[0], &c[3], 0);

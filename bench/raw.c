@@ -59,7 +59,8 @@ missing(struct raw *r, char *buf, uintptr_t va)
 				k = 0;
 		} else if (r->mode == RAW_COPY) {
 			struct uffdio_copy c = {.dst = va,
-			    .src = (uintptr_t)(r->src ? r->src + off : buf), .len = len};
+			    .src = (uintptr_t)(r->src ? r->src + off : buf),
+			    .len = len};
 
 			if (r->src == NULL)
 				fill_buf(r, buf, off, len);
@@ -71,9 +72,11 @@ missing(struct raw *r, char *buf, uintptr_t va)
 
 			if (r->srcfd >= 0 || r->fill_write) {
 				fill_buf(r, buf, off, len);
-				if (pwrite(r->memfd, buf, len, (off_t)off) != (ssize_t)len)
+				if (pwrite(r->memfd, buf, len, (off_t)off) !=
+				    (ssize_t)len)
 					bench_fail("raw: pwrite");
-			} else if (fallocate(r->memfd, 0, (off_t)off, (off_t)len) < 0) {
+			} else if (fallocate(r->memfd, 0, (off_t)off,
+			               (off_t)len) < 0) {
 				bench_fail("raw: fallocate");
 			}
 			k = ioctl(r->uffd, UFFDIO_CONTINUE, &c) < 0 ? errno : 0;
@@ -113,8 +116,9 @@ raw_main(void *arg)
 	if (buf == NULL)
 		bench_fail("raw: malloc");
 	memset(buf, 0, (size_t)r->around * PG);
-	if (r->excl && ((ep = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
-			   epoll_ctl(ep, EPOLL_CTL_ADD, r->uffd, &ev) < 0))
+	if (r->excl &&
+	    ((ep = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+	        epoll_ctl(ep, EPOLL_CTL_ADD, r->uffd, &ev) < 0))
 		bench_fail("raw: epoll");
 	for (;;) {
 		ssize_t k;
@@ -129,7 +133,8 @@ raw_main(void *arg)
 		if (m.event != UFFD_EVENT_PAGEFAULT)
 			continue;
 		atomic_fetch_add_explicit(&r->faults, 1, memory_order_relaxed);
-		uintptr_t va = (uintptr_t)m.arg.pagefault.address & ~(uintptr_t)(PG - 1);
+		uintptr_t va =
+		    (uintptr_t)m.arg.pagefault.address & ~(uintptr_t)(PG - 1);
 		if (m.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)
 			wp(r, va);
 		else
@@ -145,7 +150,8 @@ raw_start(struct raw *r)
 	struct uffdio_register reg = {.range = {(uintptr_t)r->base, r->len}};
 	pthread_t t;
 
-	r->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | (r->excl ? O_NONBLOCK : 0));
+	r->uffd = (int)syscall(SYS_userfaultfd,
+	    O_CLOEXEC | (r->excl ? O_NONBLOCK : 0));
 	if (r->uffd < 0)
 		bench_fail("raw: userfaultfd");
 	switch (r->mode) {
@@ -155,7 +161,8 @@ raw_start(struct raw *r)
 		break;
 	case RAW_CONTINUE:
 		api.features = UFFD_FEATURE_MINOR_SHMEM;
-		reg.mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR;
+		reg.mode =
+		    UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR;
 		break;
 	case RAW_WP:
 		api.features = UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
@@ -173,7 +180,8 @@ raw_start(struct raw *r)
 		    .mode = UFFDIO_WRITEPROTECT_MODE_WP};
 
 		r->dirty = calloc(r->len / PG, 1);
-		if (r->dirty == NULL || ioctl(r->uffd, UFFDIO_WRITEPROTECT, &w) < 0)
+		if (r->dirty == NULL ||
+		    ioctl(r->uffd, UFFDIO_WRITEPROTECT, &w) < 0)
 			bench_fail("raw: write-protect");
 	}
 	for (int i = 0; i < (r->nthreads > 0 ? r->nthreads : 1); i++) {

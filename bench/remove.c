@@ -60,7 +60,8 @@ run_rm(const void *arg, double *out)
 		k = madvise(p, len, MADV_DONTNEED);
 		break;
 	case K_PUNCH:
-		k = fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)len);
+		k = fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+		    (off_t)len);
 		break;
 	}
 	t1 = now_ns();
@@ -76,24 +77,28 @@ main(int argc, char **argv)
 {
 	size_t npages;
 
-	bench_init(argc, argv, "Removal of all mappings of a large object (row 8)");
+	bench_init(argc, argv,
+	    "Removal of all mappings of a large object (row 8)");
 	npages = bench.quick ? 65536 : 262144;
 	struct rm r[] = {
-		{FOMAP_KEEP, npages}, {K_DONTNEED, npages},
-		{FOMAP_DISCARD, npages}, {K_PUNCH, npages},
+	    {FOMAP_KEEP, npages},
+	    {K_DONTNEED, npages},
+	    {FOMAP_DISCARD, npages},
+	    {K_PUNCH, npages},
 	};
 	struct bench_cfg c[] = {
-		{.name = "fomap fm_object_unmap FM_UNMAP_KEEP"},
-		{.name = "kernel madvise MADV_DONTNEED"},
-		{.name = "fomap fm_object_unmap FM_UNMAP_DISCARD"},
-		{.name = "kernel fallocate PUNCH_HOLE"},
+	    {.name = "fomap fm_object_unmap FM_UNMAP_KEEP"},
+	    {.name = "kernel madvise MADV_DONTNEED"},
+	    {.name = "fomap fm_object_unmap FM_UNMAP_DISCARD"},
+	    {.name = "kernel fallocate PUNCH_HOLE"},
 	};
 
 	for (int i = 0; i < 4; i++) {
 		c[i].fn = run_rm;
 		c[i].arg = &r[i];
 	}
-	printf("Row 8: remove every mapping of a %zu MiB object; ns per page.\n\n",
+	printf(
+	    "Row 8: remove every mapping of a %zu MiB object; ns per page.\n\n",
 	    npages * PG >> 20);
 	bench_compare("8", c, 4, bench.reps, -1, "ns/page (removal)", 1);
 	printf("Then write every page again; µs per page.\n\n");

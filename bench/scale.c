@@ -22,10 +22,10 @@ enum kind { FOMAP, RAW_CONT, KMEMFD };
 struct scale {
 	enum kind kind;
 	size_t npages;
-	int faulters;   /* T */
-	int engine;     /* E (fomap) */
-	int advice;     /* MADV_RANDOM (1 page a fault) or -1 (the default) */
-	int split;      /* 1: each faulter has its own mapping */
+	int faulters; /* T */
+	int engine; /* E (fomap) */
+	int advice; /* MADV_RANDOM (1 page a fault) or -1 (the default) */
+	int split; /* 1: each faulter has its own mapping */
 };
 
 struct worker {
@@ -57,9 +57,12 @@ map_one(const struct scale *s, size_t len, struct raw *raw)
 			bench_fail("fm_madvise");
 		break;
 	case RAW_CONT:
-		*raw = (struct raw){.srcfd = -1, .around = 1, .mode = RAW_CONTINUE};
+		*raw = (struct raw){.srcfd = -1,
+		    .around = 1,
+		    .mode = RAW_CONTINUE};
 		raw->memfd = fd = bench_memfd(len);
-		raw->base = p = bench_mmap(len, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
+		raw->base = p =
+		    bench_mmap(len, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
 		raw->len = len;
 		raw_start(raw);
 		break;
@@ -90,8 +93,10 @@ run_scale(const void *arg, double *out)
 		p = map_one(s, len, &raw[0]);
 	pthread_barrier_init(&go, NULL, (unsigned)s->faulters + 1);
 	for (int i = 0; i < s->faulters; i++) {
-		w[i] = (struct worker){.npages = per, .go = &go,
-		    .p = s->split ? map_one(s, per * PG, &raw[i]) : p + (size_t)i * per * PG};
+		w[i] = (struct worker){.npages = per,
+		    .go = &go,
+		    .p = s->split ? map_one(s, per * PG, &raw[i])
+		                  : p + (size_t)i * per * PG};
 		if (pthread_create(&t[i], NULL, worker_main, &w[i]) != 0)
 			bench_fail("pthread_create");
 	}
@@ -115,7 +120,8 @@ main(int argc, char **argv)
 	struct bench_cfg c[16];
 	int n = 0;
 
-	bench_init(argc, argv, "Scaling: faulting threads and engine threads (row 7)");
+	bench_init(argc, argv,
+	    "Scaling: faulting threads and engine threads (row 7)");
 	bench.pin = -1;
 	npages = bench.quick ? 8192 : 65536;
 	for (int adv = 0; adv < 2; adv++) {
@@ -123,38 +129,57 @@ main(int argc, char **argv)
 
 		for (int e = 1; e <= 2; e++)
 			for (int f = 1; f <= 2; f++) {
-				sc[n] = (struct scale){.kind = FOMAP, .npages = npages,
-				    .faulters = f, .engine = e, .advice = advice};
+				sc[n] = (struct scale){.kind = FOMAP,
+				    .npages = npages,
+				    .faulters = f,
+				    .engine = e,
+				    .advice = advice};
 				snprintf(names[n], sizeof names[n],
-				    "fomap %s, %d faulter%s, %d engine thread%s",
-				    adv ? "default fault-around" : "1 page/fault", f,
-				    f > 1 ? "s" : "", e, e > 1 ? "s" : "");
+				    "fomap %s, %d faulter%s, %d engine "
+				    "thread%s",
+				    adv ? "default fault-around"
+				        : "1 page/fault",
+				    f, f > 1 ? "s" : "", e, e > 1 ? "s" : "");
 				n++;
 			}
 	}
 	for (int f = 1; f <= 2; f++) {
-		sc[n] = (struct scale){.kind = FOMAP, .npages = npages, .faulters = f,
-		    .engine = 2, .advice = -1, .split = 1};
+		sc[n] = (struct scale){.kind = FOMAP,
+		    .npages = npages,
+		    .faulters = f,
+		    .engine = 2,
+		    .advice = -1,
+		    .split = 1};
 		snprintf(names[n++], sizeof names[0],
 		    "fomap default fault-around, %d faulter%s, own mappings", f,
 		    f > 1 ? "s" : "");
 	}
 	for (int f = 1; f <= 2; f++) {
-		sc[n] = (struct scale){.kind = RAW_CONT, .npages = npages, .faulters = f,
+		sc[n] = (struct scale){.kind = RAW_CONT,
+		    .npages = npages,
+		    .faulters = f,
 		    .split = 1};
 		snprintf(names[n++], sizeof names[0],
-		    "raw uffd CONTINUE (1 handler per mapping), %d faulter%s", f,
-		    f > 1 ? "s" : "");
-	}
-	for (int f = 1; f <= 2; f++) {
-		sc[n] = (struct scale){.kind = KMEMFD, .npages = npages, .faulters = f};
-		snprintf(names[n++], sizeof names[0], "kernel memfd first touch, %d thread%s",
+		    "raw uffd CONTINUE (1 handler per mapping), %d faulter%s",
 		    f, f > 1 ? "s" : "");
 	}
+	for (int f = 1; f <= 2; f++) {
+		sc[n] = (struct scale){.kind = KMEMFD,
+		    .npages = npages,
+		    .faulters = f};
+		snprintf(names[n++], sizeof names[0],
+		    "kernel memfd first touch, %d thread%s", f,
+		    f > 1 ? "s" : "");
+	}
 	for (int i = 0; i < n; i++)
-		c[i] = (struct bench_cfg){.name = names[i], .fn = run_scale, .arg = &sc[i]};
-	printf("Row 7: %zu pages written, split between the faulting threads; µs of "
-	       "wall time per page (throughput is its inverse). Not pinned.\n\n", npages);
+		c[i] = (struct bench_cfg){.name = names[i],
+		    .fn = run_scale,
+		    .arg = &sc[i]};
+	printf(
+	    "Row 7: %zu pages written, split between the faulting threads; µs "
+	    "of "
+	    "wall time per page (throughput is its inverse). Not pinned.\n\n",
+	    npages);
 	bench_compare("7", c, n, bench.reps, -1, "µs/page", 1e3);
 	printf("| configuration | speedup, 2 faulters / 1 |\n|---|---:|\n");
 	for (int i = 0; i + 1 < n; i += 2)

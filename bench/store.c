@@ -22,14 +22,22 @@
 
 #include "bench.h"
 
-enum kind { STORE, RAW_COPY_, RAW_CONT, KFILE, HOST_FILE, PLAIN_FILE, HOST_ANON,
-	PLAIN_ANON };
+enum kind {
+	STORE,
+	RAW_COPY_,
+	RAW_CONT,
+	KFILE,
+	HOST_FILE,
+	PLAIN_FILE,
+	HOST_ANON,
+	PLAIN_ANON
+};
 
 struct fill {
 	enum kind kind;
 	size_t npages;
-	int advice;        /* STORE: MADV_*, -1 the default */
-	unsigned around;   /* raw: pages per fault */
+	int advice; /* STORE: MADV_*, -1 the default */
+	unsigned around; /* raw: pages per fault */
 };
 
 static char path[256];
@@ -41,7 +49,8 @@ make_file(size_t npages)
 	char *page = malloc(PG);
 	int fd;
 
-	snprintf(path, sizeof path, "%s/fomap-bench-XXXXXX", dir ? dir : "/var/tmp");
+	snprintf(path, sizeof path, "%s/fomap-bench-XXXXXX",
+	    dir ? dir : "/var/tmp");
 	if (page == NULL || (fd = mkstemp(path)) < 0)
 		bench_fail("backing file");
 	for (size_t i = 0; i < npages; i++) {
@@ -79,7 +88,8 @@ run_fill(const void *arg, double *out)
 	case RAW_COPY_:
 	case RAW_CONT:
 		raw.memfd = mfd = bench_memfd(len);
-		raw.base = p = bench_mmap(len, PROT_READ | PROT_WRITE, MAP_SHARED, mfd);
+		raw.base = p =
+		    bench_mmap(len, PROT_READ | PROT_WRITE, MAP_SHARED, mfd);
 		raw.len = len;
 		raw.srcfd = fd;
 		raw.mode = f->kind == RAW_COPY_ ? RAW_COPY : RAW_CONTINUE;
@@ -98,7 +108,8 @@ run_fill(const void *arg, double *out)
 		int anon = f->kind == HOST_ANON;
 
 		p = fm_mmap(NULL, len, PROT_READ | PROT_WRITE,
-		    anon ? MAP_PRIVATE | MAP_ANONYMOUS : MAP_SHARED, anon ? -1 : fd, 0);
+		    anon ? MAP_PRIVATE | MAP_ANONYMOUS : MAP_SHARED,
+		    anon ? -1 : fd, 0);
 		if (p == MAP_FAILED)
 			bench_fail("fm_mmap");
 		t1 = now_ns();
@@ -112,7 +123,8 @@ run_fill(const void *arg, double *out)
 		int anon = f->kind == PLAIN_ANON;
 
 		p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-		    anon ? MAP_PRIVATE | MAP_ANONYMOUS : MAP_SHARED, anon ? -1 : fd, 0);
+		    anon ? MAP_PRIVATE | MAP_ANONYMOUS : MAP_SHARED,
+		    anon ? -1 : fd, 0);
 		if (p == MAP_FAILED)
 			bench_fail("mmap");
 		t1 = now_ns();
@@ -142,24 +154,24 @@ static void
 store(size_t npages)
 {
 	struct fill f[] = {
-		{.kind = STORE, .advice = MADV_RANDOM},
-		{.kind = RAW_COPY_, .around = 1},
-		{.kind = RAW_CONT, .around = 1},
-		{.kind = STORE, .advice = -1},
-		{.kind = STORE, .advice = MADV_SEQUENTIAL},
-		{.kind = RAW_COPY_, .around = 64},
-		{.kind = RAW_CONT, .around = 64},
-		{.kind = KFILE},
+	    {.kind = STORE, .advice = MADV_RANDOM},
+	    {.kind = RAW_COPY_, .around = 1},
+	    {.kind = RAW_CONT, .around = 1},
+	    {.kind = STORE, .advice = -1},
+	    {.kind = STORE, .advice = MADV_SEQUENTIAL},
+	    {.kind = RAW_COPY_, .around = 64},
+	    {.kind = RAW_CONT, .around = 64},
+	    {.kind = KFILE},
 	};
 	struct bench_cfg c[] = {
-		{.name = "fomap store pager, MADV_RANDOM (1 page/fault)"},
-		{.name = "raw pread + UFFDIO_COPY, 1 page"},
-		{.name = "raw pread + pwrite + UFFDIO_CONTINUE, 1 page"},
-		{.name = "fomap store pager, default fault-around"},
-		{.name = "fomap store pager, MADV_SEQUENTIAL (64-page fills)"},
-		{.name = "raw pread + UFFDIO_COPY, 64 pages"},
-		{.name = "raw pread + pwrite + UFFDIO_CONTINUE, 64 pages"},
-		{.name = "kernel mmap of the file (page cache)"},
+	    {.name = "fomap store pager, MADV_RANDOM (1 page/fault)"},
+	    {.name = "raw pread + UFFDIO_COPY, 1 page"},
+	    {.name = "raw pread + pwrite + UFFDIO_CONTINUE, 1 page"},
+	    {.name = "fomap store pager, default fault-around"},
+	    {.name = "fomap store pager, MADV_SEQUENTIAL (64-page fills)"},
+	    {.name = "raw pread + UFFDIO_COPY, 64 pages"},
+	    {.name = "raw pread + pwrite + UFFDIO_CONTINUE, 64 pages"},
+	    {.name = "kernel mmap of the file (page cache)"},
 	};
 	int n = (int)(sizeof c / sizeof c[0]);
 
@@ -168,8 +180,10 @@ store(size_t npages)
 		c[i].fn = run_fill;
 		c[i].arg = &f[i];
 	}
-	printf("Row 5: first touch (read) of %zu pages filled from a cached file; "
-	       "µs per page.\n\n", npages);
+	printf(
+	    "Row 5: first touch (read) of %zu pages filled from a cached file; "
+	    "µs per page.\n\n",
+	    npages);
 	bench_compare("5", c, n, bench.reps, 1, "µs/page", 1e3);
 	const struct bench_cfg *best1 =
 	    bench_median(&c[1], 0) <= bench_median(&c[2], 0) ? &c[1] : &c[2];
@@ -184,14 +198,16 @@ static void
 host(size_t npages)
 {
 	struct fill f[] = {
-		{.kind = HOST_FILE}, {.kind = PLAIN_FILE},
-		{.kind = HOST_ANON}, {.kind = PLAIN_ANON},
+	    {.kind = HOST_FILE},
+	    {.kind = PLAIN_FILE},
+	    {.kind = HOST_ANON},
+	    {.kind = PLAIN_ANON},
 	};
 	struct bench_cfg c[] = {
-		{.name = "fomap: fm_mmap of the regular file (read)"},
-		{.name = "plain mmap of the regular file (read)"},
-		{.name = "fomap: fm_mmap MAP_ANONYMOUS (write)"},
-		{.name = "plain mmap MAP_ANONYMOUS (write)"},
+	    {.name = "fomap: fm_mmap of the regular file (read)"},
+	    {.name = "plain mmap of the regular file (read)"},
+	    {.name = "fomap: fm_mmap MAP_ANONYMOUS (write)"},
+	    {.name = "plain mmap MAP_ANONYMOUS (write)"},
 	};
 
 	for (int i = 0; i < 4; i++) {
@@ -199,14 +215,16 @@ host(size_t npages)
 		c[i].fn = run_fill;
 		c[i].arg = &f[i];
 	}
-	printf("Row 5 host objects: mmap + touch %zu pages + munmap; µs per page.\n\n",
+	printf("Row 5 host objects: mmap + touch %zu pages + munmap; µs per "
+	       "page.\n\n",
 	    npages);
 	/* Cheap and noisy (a few ms a run): twice the reps. */
 	bench_compare("5h", c, 4, 2 * bench.reps, 1, "µs/page", 1e3);
 	printf("Apart, medians: map µs / touch ns per page / unmap µs:\n\n");
 	for (int i = 0; i < 4; i++)
-		printf("- %s: %.1f / %.1f / %.0f\n", c[i].name, bench_median(&c[i], 1),
-		    bench_median(&c[i], 2), bench_median(&c[i], 3));
+		printf("- %s: %.1f / %.1f / %.0f\n", c[i].name,
+		    bench_median(&c[i], 1), bench_median(&c[i], 2),
+		    bench_median(&c[i], 3));
 	printf("\n");
 	bench_ratio("host_touch_vs_kernel", &c[0], &c[1], 0);
 	bench_ratio("host_anon_vs_kernel", &c[2], &c[3], 0);

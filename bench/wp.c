@@ -24,7 +24,7 @@ enum kind { FOMAP, RAW, SIGNAL };
 struct wp {
 	enum kind kind;
 	size_t npages;
-	int engine;  /* fomap engine threads; 0: the default */
+	int engine; /* fomap engine threads; 0: the default */
 };
 
 /* The dirty-tracking pager: zero-fill, write-back nowhere, allow writes. */
@@ -41,8 +41,8 @@ track_write(struct fm_object *obj, uint64_t pgidx)
 }
 
 static const struct fm_pagerops track_pagerops = {
-	.pgo_put = track_put,
-	.pgo_write = track_write,
+    .pgo_put = track_put,
+    .pgo_write = track_write,
 };
 
 /* The signal handler's state. */
@@ -87,7 +87,8 @@ run_wp(const void *arg, double *out)
 		break;
 	case RAW:
 		raw.memfd = fd = bench_memfd(len);
-		raw.base = p = bench_mmap(len, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
+		raw.base = p =
+		    bench_mmap(len, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
 		raw.len = len;
 		raw.mode = RAW_WP;
 		if (madvise(p, len, MADV_POPULATE_WRITE) < 0)
@@ -95,12 +96,15 @@ run_wp(const void *arg, double *out)
 		raw_start(&raw);
 		break;
 	case SIGNAL: {
-		struct sigaction sa = {.sa_sigaction = on_segv, .sa_flags = SA_SIGINFO};
+		struct sigaction sa = {.sa_sigaction = on_segv,
+		    .sa_flags = SA_SIGINFO};
 
 		fd = bench_memfd(len);
-		sig_base = p = bench_mmap(len, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
+		sig_base = p =
+		    bench_mmap(len, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
 		sig_dirty = calloc(w->npages, 1);
-		if (sig_dirty == NULL || madvise(p, len, MADV_POPULATE_WRITE) < 0 ||
+		if (sig_dirty == NULL ||
+		    madvise(p, len, MADV_POPULATE_WRITE) < 0 ||
 		    mprotect(p, len, PROT_READ) < 0)
 			bench_fail("set-up");
 		sigemptyset(&sa.sa_mask);
@@ -115,7 +119,7 @@ run_wp(const void *arg, double *out)
 	fm_engine_stats(&s1);
 	out[1] = w->kind == FOMAP ? (double)(s1.wp - s0.wp)
 	    : w->kind == RAW      ? (double)raw.faults
-				  : (double)sig_faults;
+	                          : (double)sig_faults;
 }
 
 int
@@ -126,23 +130,25 @@ main(int argc, char **argv)
 	bench_init(argc, argv, "Write-protect faults: dirty tracking (row 4)");
 	npages = bench.quick ? 4096 : 32768;
 	struct wp w[] = {
-		{.kind = FOMAP, .npages = npages},
-		{.kind = RAW, .npages = npages},
-		{.kind = SIGNAL, .npages = npages},
-		{.kind = FOMAP, .npages = npages, .engine = 1},
+	    {.kind = FOMAP, .npages = npages},
+	    {.kind = RAW, .npages = npages},
+	    {.kind = SIGNAL, .npages = npages},
+	    {.kind = FOMAP, .npages = npages, .engine = 1},
 	};
 	struct bench_cfg c[] = {
-		{.name = "fomap, pgo_write allows", .fn = run_wp, .arg = &w[0]},
-		{.name = "raw uffd UFFDIO_WRITEPROTECT", .fn = run_wp, .arg = &w[1]},
-		{.name = "mprotect + SIGSEGV handler", .fn = run_wp, .arg = &w[2]},
-		{.name = "fomap, 1 engine thread", .fn = run_wp, .arg = &w[3]},
+	    {.name = "fomap, pgo_write allows", .fn = run_wp, .arg = &w[0]},
+	    {.name = "raw uffd UFFDIO_WRITEPROTECT", .fn = run_wp, .arg = &w[1]},
+	    {.name = "mprotect + SIGSEGV handler", .fn = run_wp, .arg = &w[2]},
+	    {.name = "fomap, 1 engine thread", .fn = run_wp, .arg = &w[3]},
 	};
 
-	printf("Row 4: %zu write-protected pages written in turn; µs per write fault.\n\n",
+	printf("Row 4: %zu write-protected pages written in turn; µs per write "
+	       "fault.\n\n",
 	    npages);
 	bench_compare("4", c, 4, bench.reps, 1, "µs/fault", 1e3);
 	printf("Write faults per run: fomap %.0f, raw %.0f, signal %.0f.\n\n",
-	    bench_median(&c[0], 1), bench_median(&c[1], 1), bench_median(&c[2], 1));
+	    bench_median(&c[0], 1), bench_median(&c[1], 1),
+	    bench_median(&c[2], 1));
 	bench_ratio("wp_fault_vs_raw_uffd_wp", &c[0], &c[1], 0);
 	bench_ratio("wp_fault_vs_mprotect", &c[0], &c[2], 0);
 	bench_done();

@@ -13,12 +13,12 @@
 #include <fomap/driver.h>
 #include <fomap/fb.h>
 
-#define FB_PAGE        4096
-#define FB_STRIDE      (FB_WIDTH * 4)
-#define FB_PIXEL_LEN   (FB_STRIDE * FB_HEIGHT)
+#define FB_PAGE 4096
+#define FB_STRIDE (FB_WIDTH * 4)
+#define FB_PIXEL_LEN (FB_STRIDE * FB_HEIGHT)
 #define FB_PIXEL_PAGES (FB_PIXEL_LEN / FB_PAGE)
-#define FB_PIXEL_PAGE  4 /* device page of the first pixel page */
-#define FB_MEM_LEN     ((FB_PIXEL_PAGE + FB_PIXEL_PAGES) * FB_PAGE)
+#define FB_PIXEL_PAGE 4 /* device page of the first pixel page */
+#define FB_MEM_LEN ((FB_PIXEL_PAGE + FB_PIXEL_PAGES) * FB_PAGE)
 
 static pthread_mutex_t fb_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *fb_mem; /* the device memory, as the driver sees it */
@@ -40,8 +40,10 @@ fb_open(struct fm_dev *dev, int flags, struct fm_file *fp)
 	r = fm_dev_memory(dev, FB_MEM_LEN, &kva);
 	if (r == 0 && fb_mem == NULL) {
 		fb_mem = kva;
-		*fb_regs() = (struct fb_regs){.magic = FB_MAGIC, .width = FB_WIDTH,
-		    .height = FB_HEIGHT, .stride = FB_STRIDE};
+		*fb_regs() = (struct fb_regs){.magic = FB_MAGIC,
+		    .width = FB_WIDTH,
+		    .height = FB_HEIGHT,
+		    .stride = FB_STRIDE};
 	}
 	pthread_mutex_unlock(&fb_lock);
 	return r;
@@ -55,8 +57,11 @@ fb_ioctl(struct fm_dev *dev, unsigned long cmd, void *data, int flags)
 	switch (cmd) {
 	case FB_IOC_INFO:
 		*(struct fb_info *)data = (struct fb_info){.width = FB_WIDTH,
-		    .height = FB_HEIGHT, .stride = FB_STRIDE, .bpp = 4,
-		    .pixels_off = FB_PIXELS_OFF, .pixels_len = FB_PIXEL_LEN};
+		    .height = FB_HEIGHT,
+		    .stride = FB_STRIDE,
+		    .bpp = 4,
+		    .pixels_off = FB_PIXELS_OFF,
+		    .pixels_len = FB_PIXEL_LEN};
 		return 0;
 	case FB_IOC_FILL: {
 		uint32_t c = *(const uint32_t *)data;
@@ -93,10 +98,10 @@ fb_mmap(struct fm_dev *dev, off_t off, int prot)
 }
 
 const struct fm_cdevsw fm__fb_cdevsw = {
-	.d_open = fb_open,
-	.d_close = fm_nullclose,
-	.d_read = fm_noread,
-	.d_write = fm_nowrite,
-	.d_ioctl = fb_ioctl,
-	.d_mmap = fb_mmap,
+    .d_open = fb_open,
+    .d_close = fm_nullclose,
+    .d_read = fm_noread,
+    .d_write = fm_nowrite,
+    .d_ioctl = fb_ioctl,
+    .d_mmap = fb_mmap,
 };

@@ -39,26 +39,26 @@
 #include <fomap/driver.h>
 #include <fomap/gem.h>
 
-#define PAGE          ((size_t)4096)
-#define PAGES(b)      (((b) + PAGE - 1) / PAGE)
-#define FAKE_BASE     ((uint64_t)1 << 32) /* first fake mmap offset */
-#define MAXHANDLES    65536               /* per open */
+#define PAGE ((size_t)4096)
+#define PAGES(b) (((b) + PAGE - 1) / PAGE)
+#define FAKE_BASE ((uint64_t)1 << 32) /* first fake mmap offset */
+#define MAXHANDLES 65536 /* per open */
 
 struct gem_bo {
-	struct fm_object *obj;  /* the buffer's object (its reference count) */
+	struct fm_object *obj; /* the buffer's object (its reference count) */
 	size_t size;
-	uint64_t fake;          /* fake mmap offset; immutable */
-	uint32_t name;          /* global name, 0: none (gem.lock) */
-	unsigned handles;       /* handles to it in every open (gem.lock) */
-	struct gem_bo *next;    /* every live buffer (gem.lock) */
+	uint64_t fake; /* fake mmap offset; immutable */
+	uint32_t name; /* global name, 0: none (gem.lock) */
+	unsigned handles; /* handles to it in every open (gem.lock) */
+	struct gem_bo *next; /* every live buffer (gem.lock) */
 	pthread_mutex_t lock;
-	uint8_t *saved;         /* bit per page: backing holds it (lock) */
+	uint8_t *saved; /* bit per page: backing holds it (lock) */
 	atomic_ulong faults, minor, zerofill, refill, nsaved, evictions;
 };
 
 struct gem_file {
 	pthread_mutex_t lock;
-	struct gem_bo **h;      /* h[handle - 1] */
+	struct gem_bo **h; /* h[handle - 1] */
 	uint32_t nh;
 };
 
@@ -68,12 +68,12 @@ static struct {
 	uint64_t nbos, bytes, named;
 	uint64_t next_fake;
 	uint32_t next_name;
-	int swapfd;             /* backing storage, or -1 */
+	int swapfd; /* backing storage, or -1 */
 } gem = {
-	.lock = PTHREAD_MUTEX_INITIALIZER,
-	.next_fake = FAKE_BASE,
-	.next_name = 1,
-	.swapfd = -1,
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .next_fake = FAKE_BASE,
+    .next_name = 1,
+    .swapfd = -1,
 };
 
 /* ------------------------------------------------------------------------
@@ -88,7 +88,8 @@ swap_open_locked(void)
 
 	if (gem.swapfd >= 0)
 		return gem.swapfd;
-	gem.swapfd = open(dir ? dir : "/var/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	gem.swapfd =
+	    open(dir ? dir : "/var/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (gem.swapfd < 0)
 		gem.swapfd = memfd_create("fomap-gem-backing", MFD_CLOEXEC);
 	return gem.swapfd < 0 ? -errno : gem.swapfd;
@@ -122,15 +123,17 @@ static int
 swap_io(int fd, int wr, char *buf, size_t len, off_t off)
 {
 	for (size_t done = 0; done < len;) {
-		ssize_t k = wr ? pwrite(fd, buf + done, len - done, off + (off_t)done)
-			       : pread(fd, buf + done, len - done, off + (off_t)done);
+		ssize_t k = wr
+		    ? pwrite(fd, buf + done, len - done, off + (off_t)done)
+		    : pread(fd, buf + done, len - done, off + (off_t)done);
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0)
 			return -errno;
 		if (k == 0 && wr)
 			return -EIO;
-		if (k == 0) { /* past the end of the file: never written, zeros */
+		if (k ==
+		    0) { /* past the end of the file: never written, zeros */
 			memset(buf + done, 0, len - done);
 			break;
 		}
@@ -168,7 +171,8 @@ gem_fill(struct gem_bo *bo, struct fm_object *obj, uint64_t pg, unsigned n)
 		if (saved) {
 			if (fd < 0 && (fd = r = swap_fd()) < 0)
 				break;
-			r = swap_io(fd, 0, w + i * PAGE, (j - i) * PAGE, swap_off(bo, i));
+			r = swap_io(fd, 0, w + i * PAGE, (j - i) * PAGE,
+			    swap_off(bo, i));
 			atomic_fetch_add(&bo->refill, j - i);
 		} else {
 			memset(w + i * PAGE, 0, (j - i) * PAGE);
@@ -219,7 +223,8 @@ gem_put(struct fm_object *obj, uint64_t pg, unsigned n, int flags)
 	for (unsigned i = 0; r == 0 && i < n;) {
 		unsigned j = i;
 
-		while (j < n && (vec[j] & FM_PG_RESIDENT) == (vec[i] & FM_PG_RESIDENT))
+		while (j < n &&
+		    (vec[j] & FM_PG_RESIDENT) == (vec[i] & FM_PG_RESIDENT))
 			j++;
 		if (vec[i] & FM_PG_RESIDENT) {
 			r = swap_io(fd, 1, w + (pg + i) * PAGE, (j - i) * PAGE,
@@ -255,8 +260,9 @@ gem_detach(struct fm_object *obj)
 	gem.nbos--;
 	gem.bytes -= bo->size;
 	if (gem.swapfd >= 0)
-		(void)fallocate(gem.swapfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-		    swap_off(bo, 0), (off_t)bo->size);
+		(void)fallocate(gem.swapfd,
+		    FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, swap_off(bo, 0),
+		    (off_t)bo->size);
 	if (gem.nbos == 0) { /* nothing left to back: give the file back */
 		fd = gem.swapfd;
 		gem.swapfd = -1;
@@ -270,9 +276,9 @@ gem_detach(struct fm_object *obj)
 }
 
 static const struct fm_pagerops gem_pagerops = {
-	.pgo_fault = gem_fault,
-	.pgo_put = gem_put,
-	.pgo_detach = gem_detach,
+    .pgo_fault = gem_fault,
+    .pgo_put = gem_put,
+    .pgo_detach = gem_detach,
 };
 
 /* ------------------------------------------------------------------------
@@ -286,7 +292,8 @@ bo_create(uint64_t size, struct gem_bo **bop)
 	struct gem_bo *bo = calloc(1, sizeof(*bo));
 	int r;
 
-	if (bo == NULL || (bo->saved = calloc(PAGES(size) / 8 + 1, 1)) == NULL) {
+	if (bo == NULL ||
+	    (bo->saved = calloc(PAGES(size) / 8 + 1, 1)) == NULL) {
 		free(bo);
 		return -ENOMEM;
 	}
@@ -301,7 +308,8 @@ bo_create(uint64_t size, struct gem_bo **bop)
 	}
 	pthread_mutex_lock(&gem.lock);
 	bo->fake = gem.next_fake;
-	gem.next_fake += size + PAGE; /* a gap: a buffer's end is no other's start */
+	gem.next_fake +=
+	    size + PAGE; /* a gap: a buffer's end is no other's start */
 	bo->next = gem.bos;
 	gem.bos = bo;
 	gem.nbos++;
@@ -439,7 +447,8 @@ ioc_flink(struct gem_file *gf, struct fm_gem_flink *a)
 		return -ENOENT;
 	pthread_mutex_lock(&gem.lock);
 	if (bo->name == 0) {
-		bo->name = gem.next_name++; /* never reused: a stale name finds nothing */
+		bo->name =
+		    gem.next_name++; /* never reused: a stale name finds nothing */
 		gem.named++;
 	}
 	a->name = bo->name;
@@ -574,7 +583,9 @@ gem_ioctl(struct fm_file *fp, unsigned long cmd, void *data)
 	case FM_GEM_CLOSE: {
 		struct fm_gem_close *a = data;
 
-		return a->pad != 0 || a->handle == 0 ? -EINVAL : handle_close(gf, a->handle);
+		return a->pad != 0 || a->handle == 0
+		    ? -EINVAL
+		    : handle_close(gf, a->handle);
 	}
 	case FM_GEM_MMAP_OFFSET:
 		return ioc_mmap_offset(gf, data);
@@ -607,7 +618,8 @@ gem_mmap(struct fm_file *fp, struct fm_mmap_req *req)
 
 	pthread_mutex_lock(&gf->lock);
 	for (uint32_t i = 0; i < gf->nh && bo == NULL; i++)
-		if (gf->h[i] && off >= gf->h[i]->fake && off - gf->h[i]->fake < gf->h[i]->size)
+		if (gf->h[i] && off >= gf->h[i]->fake &&
+		    off - gf->h[i]->fake < gf->h[i]->size)
 			bo = gf->h[i];
 	if (bo != NULL && req->len > bo->size - (off - bo->fake))
 		r = -ENXIO;
@@ -638,9 +650,9 @@ gem_close(struct fm_file *fp)
 }
 
 static const struct fm_fileops gem_fileops = {
-	.fo_ioctl = gem_ioctl,
-	.fo_close = gem_close,
-	.fo_mmap = gem_mmap,
+    .fo_ioctl = gem_ioctl,
+    .fo_close = gem_close,
+    .fo_mmap = gem_mmap,
 };
 
 /* d_open: every open is a clone with its own handle table. */
@@ -657,10 +669,10 @@ gem_open(struct fm_dev *dev, int flags, struct fm_file *fp)
 }
 
 const struct fm_cdevsw fm__gem_cdevsw = {
-	.d_open = gem_open,
-	.d_close = fm_nullclose,
-	.d_read = fm_noread,
-	.d_write = fm_nowrite,
-	.d_ioctl = fm_noioctl,
-	.d_mmap = fm_nommap,
+    .d_open = gem_open,
+    .d_close = fm_nullclose,
+    .d_read = fm_noread,
+    .d_write = fm_nowrite,
+    .d_ioctl = fm_noioctl,
+    .d_mmap = fm_nommap,
 };

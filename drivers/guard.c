@@ -46,14 +46,14 @@
 #define PAGE ((uint64_t)4096)
 
 /* Page state of the driver; RDONLY, REVOKED, RECORDED as in guard.h. */
-#define G_RDONLY   FM_GUARD_PG_RDONLY
-#define G_REVOKED  FM_GUARD_PG_REVOKED
+#define G_RDONLY FM_GUARD_PG_RDONLY
+#define G_REVOKED FM_GUARD_PG_REVOKED
 #define G_RECORDED FM_GUARD_PG_RECORDED
-#define G_RECORD   0x40 /* read-only policy: record (else refuse) */
+#define G_RECORD 0x40 /* read-only policy: record (else refuse) */
 
 struct wire {
-	uint64_t pg, n;    /* the range, in pages */
-	uint32_t left;     /* writes still let through */
+	uint64_t pg, n; /* the range, in pages */
+	uint32_t left; /* writes still let through */
 	uint32_t policy;
 	int armed;
 };
@@ -68,14 +68,14 @@ struct region {
 	struct fm_object *obj;
 	uint64_t npages;
 	pthread_mutex_t lock;
-	uint8_t *pg;                    /* G_* per page */
+	uint8_t *pg; /* G_* per page */
 	struct wire wires[FM_GUARD_MAXWIRES];
 	struct fm_guard_stats st;
 };
 
 static struct {
 	pthread_mutex_t lock;
-	struct region *cur;             /* what a new mapping gets */
+	struct region *cur; /* what a new mapping gets */
 } guard = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static int
@@ -104,14 +104,16 @@ range_pages(const struct region *rg, uint64_t off, uint64_t len, uint64_t *pg,
  * => no lock held
  */
 static void
-remove_pages(struct fm_object *obj, uint64_t pg, uint64_t n, int how, uint64_t xpg)
+remove_pages(struct fm_object *obj, uint64_t pg, uint64_t n, int how,
+    uint64_t xpg)
 {
 	if (xpg < pg || xpg >= pg + n) {
 		(void)fm_object_unmap(obj, (off_t)(pg * PAGE), n * PAGE, how);
 		return;
 	}
 	if (xpg > pg)
-		(void)fm_object_unmap(obj, (off_t)(pg * PAGE), (xpg - pg) * PAGE, how);
+		(void)fm_object_unmap(obj, (off_t)(pg * PAGE),
+		    (xpg - pg) * PAGE, how);
 	if (xpg + 1 < pg + n)
 		(void)fm_object_unmap(obj, (off_t)((xpg + 1) * PAGE),
 		    (pg + n - xpg - 1) * PAGE, how);
@@ -188,7 +190,8 @@ guard_fault(struct fm_fault *f)
 	/* Map around only pages like this one: not revoked, as wired. */
 	wired = wired_locked(rg, pg);
 	while (around < f->around && pg + around < rg->npages &&
-	    !(rg->pg[pg + around] & G_REVOKED) && wired_locked(rg, pg + around) == wired)
+	    !(rg->pg[pg + around] & G_REVOKED) &&
+	    wired_locked(rg, pg + around) == wired)
 		around++;
 	f->around = around;
 	f->rdonly = wired;
@@ -242,7 +245,8 @@ guard_write(struct fm_object *obj, uint64_t pg)
 	for (int i = 0; i < k; i++) {
 		if (rm[i].policy == FM_GUARD_REVOKE) {
 			/* Revoked: drop the pages; this write too gets SIGBUS. */
-			remove_pages(obj, rm[i].pg, rm[i].n, FM_UNMAP_DISCARD, UINT64_MAX);
+			remove_pages(obj, rm[i].pg, rm[i].n, FM_UNMAP_DISCARD,
+			    UINT64_MAX);
 		} else {
 			/* The writing page stays: this write goes through. */
 			remove_pages(obj, rm[i].pg, rm[i].n, FM_UNMAP_KEEP, pg);
@@ -263,9 +267,9 @@ guard_detach(struct fm_object *obj)
 }
 
 static const struct fm_pagerops guard_pagerops = {
-	.pgo_fault = guard_fault,
-	.pgo_write = guard_write,
-	.pgo_detach = guard_detach,
+    .pgo_fault = guard_fault,
+    .pgo_write = guard_write,
+    .pgo_detach = guard_detach,
 };
 
 /* A new zero-filled region. => 0 with *rgp, its object referenced once */
@@ -366,8 +370,9 @@ ioc_protect(struct region *rg, const struct fm_guard_protect *a)
 	uint64_t pg, n;
 	int r = range_pages(rg, a->off, a->len, &pg, &n);
 
-	if (r == 0 && !(a->prot == PROT_READ &&
-			   good_policy(a->policy, FM_GUARD_REFUSE, FM_GUARD_RECORD)) &&
+	if (r == 0 &&
+	    !(a->prot == PROT_READ &&
+	        good_policy(a->policy, FM_GUARD_REFUSE, FM_GUARD_RECORD)) &&
 	    !(a->prot == (PROT_READ | PROT_WRITE) && a->policy == 0))
 		r = -EINVAL;
 	if (r < 0)
@@ -376,7 +381,7 @@ ioc_protect(struct region *rg, const struct fm_guard_protect *a)
 
 	pthread_mutex_lock(&rg->lock);
 	for (uint64_t i = pg; i < pg + n; i++) {
-		rg->pg[i] &= (uint8_t)~(G_RDONLY | G_RECORD | G_RECORDED);
+		rg->pg[i] &= (uint8_t) ~(G_RDONLY | G_RECORD | G_RECORDED);
 		if (a->prot == PROT_READ)
 			rg->pg[i] |= (uint8_t)(G_RDONLY |
 			    (a->policy == FM_GUARD_RECORD ? G_RECORD : 0));
@@ -387,7 +392,8 @@ ioc_protect(struct region *rg, const struct fm_guard_protect *a)
 	/* Read-write unprotects wired pages too: have them fault, and map
 	 * them write-protected again. */
 	if (r == 0 && wired && a->prot != PROT_READ)
-		r = fm_object_unmap(rg->obj, (off_t)a->off, n * PAGE, FM_UNMAP_KEEP);
+		r = fm_object_unmap(rg->obj, (off_t)a->off, n * PAGE,
+		    FM_UNMAP_KEEP);
 	return r;
 }
 
@@ -397,8 +403,9 @@ ioc_remove(struct region *rg, const struct fm_guard_remove *a)
 	uint64_t pg, n;
 	int r = range_pages(rg, a->off, a->len, &pg, &n);
 
-	if (r == 0 && (a->pad != 0 || !good_policy(a->policy, FM_GUARD_REFILL,
-					    FM_GUARD_REVOKE)))
+	if (r == 0 &&
+	    (a->pad != 0 ||
+	        !good_policy(a->policy, FM_GUARD_REFILL, FM_GUARD_REVOKE)))
 		r = -EINVAL;
 	if (r < 0)
 		return r;
@@ -459,15 +466,18 @@ ioc_pages(struct region *rg, struct fm_guard_pages *a)
 
 	if (a->pad != 0 || a->npages == 0 || a->npages > FM_GUARD_MAXPAGES)
 		return -EINVAL;
-	if ((r = range_pages(rg, a->off, (uint64_t)a->npages * PAGE, &pg, &n)) < 0)
+	if ((r = range_pages(rg, a->off, (uint64_t)a->npages * PAGE, &pg, &n)) <
+	    0)
 		return r;
 	if ((r = fm_object_mincore(rg->obj, (off_t)a->off, n * PAGE, vec)) < 0)
 		return r;
 	pthread_mutex_lock(&rg->lock);
 	for (uint64_t i = 0; i < n; i++)
-		a->state[i] = (uint8_t)((rg->pg[pg + i] & (G_RDONLY | G_REVOKED | G_RECORDED)) |
-		    (vec[i] & FM_PG_RESIDENT ? FM_GUARD_PG_RESIDENT : 0) |
-		    (wired_locked(rg, pg + i) ? FM_GUARD_PG_WIRED : 0));
+		a->state[i] =
+		    (uint8_t)((rg->pg[pg + i] &
+		                  (G_RDONLY | G_REVOKED | G_RECORDED)) |
+		        (vec[i] & FM_PG_RESIDENT ? FM_GUARD_PG_RESIDENT : 0) |
+		        (wired_locked(rg, pg + i) ? FM_GUARD_PG_WIRED : 0));
 	pthread_mutex_unlock(&rg->lock);
 	return 0;
 }
@@ -530,11 +540,11 @@ guard_ioctl(struct fm_dev *dev, unsigned long cmd, void *data, int flags)
 }
 
 const struct fm_cdevsw fm__guard_cdevsw = {
-	.d_open = fm_nullopen,
-	.d_close = fm_nullclose,
-	.d_read = fm_noread,
-	.d_write = fm_nowrite,
-	.d_ioctl = guard_ioctl,
-	.d_mmap = fm_nommap,
-	.d_mmap_single = guard_mmap,
+    .d_open = fm_nullopen,
+    .d_close = fm_nullclose,
+    .d_read = fm_noread,
+    .d_write = fm_nowrite,
+    .d_ioctl = guard_ioctl,
+    .d_mmap = fm_nommap,
+    .d_mmap_single = guard_mmap,
 };

@@ -28,10 +28,10 @@ zero_mmap(struct fm_dev *dev, struct fm_mmap_req *req)
 }
 
 const struct fm_cdevsw fm__zero_cdevsw = {
-	.d_open = fm_nullopen,
-	.d_close = fm_nullclose,
-	.d_read = zero_read,
-	.d_write = fm_nullwrite,
-	.d_ioctl = fm_noioctl,
-	.d_mmap_single = zero_mmap,
+    .d_open = fm_nullopen,
+    .d_close = fm_nullclose,
+    .d_read = zero_read,
+    .d_write = fm_nullwrite,
+    .d_ioctl = fm_noioctl,
+    .d_mmap_single = zero_mmap,
 };

@@ -72,7 +72,8 @@ probe_handler(int sig, siginfo_t *si, void *uc)
 static void
 probe_setup(void)
 {
-	struct sigaction sa = {.sa_sigaction = probe_handler, .sa_flags = SA_SIGINFO};
+	struct sigaction sa = {.sa_sigaction = probe_handler,
+	    .sa_flags = SA_SIGINFO};
 
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGBUS, &sa, NULL);

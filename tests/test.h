@@ -30,28 +30,28 @@ void fm_test_fail(const char *file, int line, const char *fmt, ...)
 /* Skips the test unless userfaultfd can be used here. */
 void fm_test_need_uffd(void);
 
-#define TEST_TAGGED(name, tags)                                               \
-	static void test_##name(void);                                        \
+#define TEST_TAGGED(name, tags)                                                \
+	static void test_##name(void);                                         \
 	static struct fm_test test_rec_##name = {#name, tags, test_##name, 0}; \
-	__attribute__((constructor)) static void test_reg_##name(void)        \
-	{                                                                     \
-		fm_test_register(&test_rec_##name);                           \
-	}                                                                     \
+	__attribute__((constructor)) static void test_reg_##name(void)         \
+	{                                                                      \
+		fm_test_register(&test_rec_##name);                            \
+	}                                                                      \
 	static void test_##name(void)
 #define TEST(name) TEST_TAGGED(name, "")
 
-#define ASSERT(c)                                                             \
-	do {                                                                  \
-		if (!(c))                                                     \
-			fm_test_fail(__FILE__, __LINE__, "%s", #c);           \
+#define ASSERT(c)                                                   \
+	do {                                                        \
+		if (!(c))                                           \
+			fm_test_fail(__FILE__, __LINE__, "%s", #c); \
 	} while (0)
 
-#define ASSERT_CMP(a, op, b, fmt, type)                                       \
-	do {                                                                  \
-		type a_ = (type)(a);                                          \
-		type b_ = (type)(b);                                          \
-		if (!(a_ op b_))                                              \
-			fm_test_fail(__FILE__, __LINE__,                      \
+#define ASSERT_CMP(a, op, b, fmt, type)                                        \
+	do {                                                                   \
+		type a_ = (type)(a);                                           \
+		type b_ = (type)(b);                                           \
+		if (!(a_ op b_))                                               \
+			fm_test_fail(__FILE__, __LINE__,                       \
 			    "%s " #op " %s: " fmt " vs " fmt, #a, #b, a_, b_); \
 	} while (0)
 #define ASSERT_EQ(a, b) ASSERT_CMP(a, ==, b, "%lld", long long)
@@ -61,23 +61,25 @@ void fm_test_need_uffd(void);
 typedef const void *fm_test_ptr;
 #define ASSERT_PTR_EQ(a, b) ASSERT_CMP(a, ==, b, "%p", fm_test_ptr)
 /* A call that must fail with errno e. */
-#define ASSERT_ERRNO(call, e)                                                 \
-	do {                                                                  \
-		errno = 0;                                                    \
-		long r_ = (long)(call);                                       \
-		int e_ = errno;                                               \
-		if (r_ != -1 || e_ != (e))                                    \
-			fm_test_fail(__FILE__, __LINE__,                      \
-			    "%s: returned %ld errno %d (%s), want errno %d (%s)", \
-			    #call, r_, e_, strerror(e_), (e), strerror(e));   \
+#define ASSERT_ERRNO(call, e)                                                \
+	do {                                                                 \
+		errno = 0;                                                   \
+		long r_ = (long)(call);                                      \
+		int e_ = errno;                                              \
+		if (r_ != -1 || e_ != (e))                                   \
+			fm_test_fail(__FILE__, __LINE__,                     \
+			    "%s: returned %ld errno %d (%s), want errno %d " \
+			    "(%s)",                                          \
+			    #call, r_, e_, strerror(e_), (e), strerror(e));  \
 	} while (0)
-#define ASSERT_OK(call)                                                       \
-	do {                                                                  \
-		errno = 0;                                                    \
-		long r_ = (long)(call);                                       \
-		if (r_ < 0)                                                   \
-			fm_test_fail(__FILE__, __LINE__, "%s: %ld errno %d (%s)", \
-			    #call, r_, errno, strerror(errno));               \
+#define ASSERT_OK(call)                                                \
+	do {                                                           \
+		errno = 0;                                             \
+		long r_ = (long)(call);                                \
+		if (r_ < 0)                                            \
+			fm_test_fail(__FILE__, __LINE__,               \
+			    "%s: %ld errno %d (%s)", #call, r_, errno, \
+			    strerror(errno));                          \
 	} while (0)
 
 /*

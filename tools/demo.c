@@ -113,8 +113,8 @@ guard_stats(int fd)
 }
 
 static void
-guard_range(int fd, unsigned long req, uint64_t pg, uint64_t n, uint32_t a, uint32_t b,
-    const char *what)
+guard_range(int fd, unsigned long req, uint64_t pg, uint64_t n, uint32_t a,
+    uint32_t b, const char *what)
 {
 	union {
 		struct fm_guard_protect p;
@@ -154,15 +154,18 @@ demo_gem(void)
 	ioc(a, FM_GEM_CREATE, &ca, "GEM_CREATE");
 	ioc(b, FM_GEM_CREATE, &cb, "GEM_CREATE");
 	say("A: GEM_CREATE %zu KiB -> handle %u", len / 1024, ca.handle);
-	say("B: GEM_CREATE %d KiB  -> handle %u   (the same number, another buffer:",
+	say("B: GEM_CREATE %d KiB  -> handle %u   (the same number, another "
+	    "buffer:",
 	    PG / 1024, cb.handle);
-	say("                                 handles are private to their open)");
+	say("                                 handles are private to their "
+	    "open)");
 	struct fm_gem_mmap_offset oa = {.handle = ca.handle};
 	ioc(a, FM_GEM_MMAP_OFFSET, &oa, "GEM_MMAP_OFFSET");
 	say("A: GEM_MMAP_OFFSET handle %u -> fake offset %#llx", ca.handle,
 	    (unsigned long long)oa.offset);
 	errno = 0;
-	void *bad = fm_mmap(NULL, len, PROT_READ, MAP_SHARED, b, (off_t)oa.offset);
+	void *bad =
+	    fm_mmap(NULL, len, PROT_READ, MAP_SHARED, b, (off_t)oa.offset);
 	say("B: fm_mmap at A's offset -> %s (%s): B holds no handle to it",
 	    bad == MAP_FAILED ? "refused" : "MAPPED?!", strerror(errno));
 	struct fm_gem_close cl = {.handle = 7};
@@ -176,15 +179,18 @@ demo_gem(void)
 	struct fm_gem_open op = {.name = fl.name};
 	ioc(b, FM_GEM_OPEN, &op, "GEM_OPEN");
 	say("A: GEM_FLINK handle %u -> global name %u", ca.handle, fl.name);
-	say("B: GEM_OPEN name %u -> handle %u in B (size %llu KiB)", fl.name, op.handle,
-	    (unsigned long long)op.size / 1024);
+	say("B: GEM_OPEN name %u -> handle %u in B (size %llu KiB)", fl.name,
+	    op.handle, (unsigned long long)op.size / 1024);
 	struct fm_gem_mmap_offset ob = {.handle = op.handle};
 	ioc(b, FM_GEM_MMAP_OFFSET, &ob, "GEM_MMAP_OFFSET");
-	char *pa = fm_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, a, (off_t)oa.offset);
-	char *pb = fm_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, b, (off_t)ob.offset);
+	char *pa = fm_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, a,
+	    (off_t)oa.offset);
+	char *pb = fm_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, b,
+	    (off_t)ob.offset);
 	if (pa == MAP_FAILED || pb == MAP_FAILED)
 		die("fm_mmap gem");
-	say("A maps it at %p, B at %p: two mappings, one set of pages", (void *)pa, (void *)pb);
+	say("A maps it at %p, B at %p: two mappings, one set of pages",
+	    (void *)pa, (void *)pb);
 	strcpy(pa + 3 * PG, "hello from A");
 	say("A writes page 3: \"%s\"", pa + 3 * PG);
 	say("B reads page 3:  \"%s\"", pb + 3 * PG);
@@ -196,11 +202,13 @@ demo_gem(void)
 	step("3. gem: eviction to backing storage, then transparent re-fault");
 	struct fm_gem_info i0 = gem_info(a, ca.handle);
 	say("before: %llu of %zu pages resident, %llu dirty",
-	    (unsigned long long)i0.resident, len / PG, (unsigned long long)i0.dirty);
+	    (unsigned long long)i0.resident, len / PG,
+	    (unsigned long long)i0.dirty);
 	struct fm_gem_evict ev = {.handle = ca.handle};
 	ioc(a, FM_GEM_EVICT, &ev, "GEM_EVICT");
 	struct fm_gem_info i1 = gem_info(a, ca.handle);
-	say("GEM_EVICT: dirty pages saved (%llu), pages dropped, every mapping removed",
+	say("GEM_EVICT: dirty pages saved (%llu), pages dropped, every mapping "
+	    "removed",
 	    (unsigned long long)(i1.saved - i0.saved));
 	say("after:  %llu pages resident", (unsigned long long)i1.resident);
 	struct fm_stats e0, e1;
@@ -211,15 +219,18 @@ demo_gem(void)
 		intact &= pb[i + 100] == (char)(i / PG);
 	fm_engine_stats(&e1);
 	struct fm_gem_info i2 = gem_info(a, ca.handle);
-	say("B reads page 3 again: \"%s\"; all %zu pages %s", pb + 3 * PG, len / PG,
-	    intact ? "intact" : "CORRUPT");
-	say("the reads faulted (%lu faults; each maps several pages), the pager read",
+	say("B reads page 3 again: \"%s\"; all %zu pages %s", pb + 3 * PG,
+	    len / PG, intact ? "intact" : "CORRUPT");
+	say("the reads faulted (%lu faults; each maps several pages), the "
+	    "pager read",
 	    e1.faults - e0.faults);
 	say("back %llu pages, and %llu pages are resident again",
-	    (unsigned long long)(i2.refill - i1.refill), (unsigned long long)i2.resident);
+	    (unsigned long long)(i2.refill - i1.refill),
+	    (unsigned long long)i2.resident);
 
 	step("gem buffer counters");
-	say("faults %llu (minor %llu), zero-filled %llu, read back %llu, saved %llu, evictions %llu",
+	say("faults %llu (minor %llu), zero-filled %llu, read back %llu, saved "
+	    "%llu, evictions %llu",
 	    (unsigned long long)i2.faults, (unsigned long long)i2.minor,
 	    (unsigned long long)i2.zerofill, (unsigned long long)i2.refill,
 	    (unsigned long long)i2.saved, (unsigned long long)i2.evictions);
@@ -230,7 +241,8 @@ demo_gem(void)
 	struct fm_gem_stats gs;
 	int c = fm_open(FM_GEM_DEV, O_RDONLY);
 	ioc(c, FM_GEM_STATS, &gs, "GEM_STATS");
-	say("after munmap and close: %llu buffers alive", (unsigned long long)gs.buffers);
+	say("after munmap and close: %llu buffers alive",
+	    (unsigned long long)gs.buffers);
 	fm_close(c);
 	if (!intact) {
 		fprintf(stderr, "fomap-demo: gem data was lost\n");
@@ -253,66 +265,85 @@ demo_guard(void)
 		die("open " FM_GUARD_DEV);
 	struct fm_guard_setup su = {.size = len};
 	ioc(fd, FM_GUARD_SETUP, &su, "GUARD_SETUP");
-	volatile char *p = fm_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	volatile char *p =
+	    fm_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED)
 		die("fm_mmap guard");
-	fm_madvise((void *)p, len, MADV_RANDOM); /* one page a fault: easy to count */
+	fm_madvise((void *)p, len,
+	    MADV_RANDOM); /* one page a fault: easy to count */
 	for (size_t i = 0; i < n; i++)
 		p[i * PG] = (char)('A' + i);
-	say("mapped %zu pages of /dev/fomap/guard and wrote 'A'..'P', one per page", n);
+	say("mapped %zu pages of /dev/fomap/guard and wrote 'A'..'P', one per "
+	    "page",
+	    n);
 
-	guard_range(fd, FM_GUARD_PROTECT, 2, 2, PROT_READ, FM_GUARD_REFUSE, "GUARD_PROTECT");
+	guard_range(fd, FM_GUARD_PROTECT, 2, 2, PROT_READ, FM_GUARD_REFUSE,
+	    "GUARD_PROTECT");
 	say("GUARD_PROTECT pages 2-3 read-only, policy refuse:");
 	int r = try_access(p + 2 * PG, 0, 0);
 	say("  read page 2   -> %s ('%c')", outcome(r), p[2 * PG]);
 	r = try_access(p + 2 * PG, 1, 'x');
-	say("  write page 2  -> %s (refused; page 2 still holds '%c')", outcome(r), p[2 * PG]);
+	say("  write page 2  -> %s (refused; page 2 still holds '%c')",
+	    outcome(r), p[2 * PG]);
 
-	guard_range(fd, FM_GUARD_PROTECT, 4, 2, PROT_READ, FM_GUARD_RECORD, "GUARD_PROTECT");
+	guard_range(fd, FM_GUARD_PROTECT, 4, 2, PROT_READ, FM_GUARD_RECORD,
+	    "GUARD_PROTECT");
 	say("GUARD_PROTECT pages 4-5 read-only, policy record:");
 	r = try_access(p + 4 * PG, 1, 'e');
 	struct fm_guard_stats s = guard_stats(fd);
-	say("  write page 4  -> %s (allowed and recorded: %llu write, at page %llu)",
+	say("  write page 4  -> %s (allowed and recorded: %llu write, at page "
+	    "%llu)",
 	    outcome(r), (unsigned long long)s.recorded,
 	    (unsigned long long)(s.last_recorded / PG));
 
 	struct fm_guard_stats s0 = guard_stats(fd);
-	guard_range(fd, FM_GUARD_REMOVE, 6, 2, FM_GUARD_REFILL, 0, "GUARD_REMOVE");
-	say("GUARD_REMOVE pages 6-7, policy refill (mappings removed, data kept):");
+	guard_range(fd, FM_GUARD_REMOVE, 6, 2, FM_GUARD_REFILL, 0,
+	    "GUARD_REMOVE");
+	say("GUARD_REMOVE pages 6-7, policy refill (mappings removed, data "
+	    "kept):");
 	say("  read pages 6, 7 -> '%c' '%c'", p[6 * PG], p[7 * PG]);
 	s = guard_stats(fd);
 	say("  both faulted again: the driver counted %llu minor faults",
 	    (unsigned long long)(s.read_minor - s0.read_minor));
 
-	guard_range(fd, FM_GUARD_REMOVE, 8, 2, FM_GUARD_REVOKE, 0, "GUARD_REMOVE");
+	guard_range(fd, FM_GUARD_REMOVE, 8, 2, FM_GUARD_REVOKE, 0,
+	    "GUARD_REMOVE");
 	say("GUARD_REMOVE pages 8-9, policy revoke:");
 	r = try_access(p + 8 * PG, 0, 0);
 	say("  read page 8   -> %s", outcome(r));
 	guard_range(fd, FM_GUARD_RESTORE, 8, 2, 0, 0, "GUARD_RESTORE");
 	r = try_access(p + 8 * PG, 0, 0);
-	say("  GUARD_RESTORE, read page 8 -> %s (value %d: revoked data is gone)",
+	say("  GUARD_RESTORE, read page 8 -> %s (value %d: revoked data is "
+	    "gone)",
 	    outcome(r), p[8 * PG]);
 
 	guard_range(fd, FM_GUARD_ARM, 10, 4, 2, FM_GUARD_REVOKE, "GUARD_ARM");
-	say("GUARD_ARM pages 10-13: let 2 writes through, then revoke the range:");
+	say("GUARD_ARM pages 10-13: let 2 writes through, then revoke the "
+	    "range:");
 	for (int i = 10; i <= 12; i++) {
 		r = try_access(p + i * PG, 1, 'w');
 		say("  write page %d -> %s", i, outcome(r));
 	}
 	r = try_access(p + 10 * PG, 0, 0);
-	say("  read page 10  -> %s (the wire tripped, %llu trip: the range is revoked)", outcome(r),
-	    (unsigned long long)guard_stats(fd).trips);
+	say("  read page 10  -> %s (the wire tripped, %llu trip: the range is "
+	    "revoked)",
+	    outcome(r), (unsigned long long)guard_stats(fd).trips);
 	r = try_access(p + 14 * PG, 0, 0);
-	say("  read page 14  -> %s ('%c', outside the wire)", outcome(r), p[14 * PG]);
+	say("  read page 14  -> %s ('%c', outside the wire)", outcome(r),
+	    p[14 * PG]);
 
 	step("guard fault counters, by kind");
 	s = guard_stats(fd);
-	say("read faults %llu, write faults %llu, minor read %llu, minor write %llu",
-	    (unsigned long long)s.read_faults, (unsigned long long)s.write_faults,
-	    (unsigned long long)s.read_minor, (unsigned long long)s.write_minor);
+	say("read faults %llu, write faults %llu, minor read %llu, minor write "
+	    "%llu",
+	    (unsigned long long)s.read_faults,
+	    (unsigned long long)s.write_faults,
+	    (unsigned long long)s.read_minor,
+	    (unsigned long long)s.write_minor);
 	say("writes to read-only pages: %llu refused, %llu recorded",
 	    (unsigned long long)s.refused, (unsigned long long)s.recorded);
-	say("accesses to revoked pages: %llu; removals %llu; wires tripped %llu",
+	say("accesses to revoked pages: %llu; removals %llu; wires tripped "
+	    "%llu",
 	    (unsigned long long)s.revoked, (unsigned long long)s.removals,
 	    (unsigned long long)s.trips);
 	fm_munmap((void *)p, len);
@@ -329,14 +360,19 @@ main(void)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGBUS, &sa, NULL);
 	printf("fomap demo: drivers in user space own mmap(2).\n");
-	printf("Embedded mode: the fault engine runs as threads of this process and\n");
-	printf("serves the faults of every fomap mapping through userfaultfd. The\n");
-	printf("drivers gem and guard are built in: fm_open(\"/dev/fomap/NAME\").\n");
+	printf("Embedded mode: the fault engine runs as threads of this "
+	       "process and\n");
+	printf("serves the faults of every fomap mapping through userfaultfd. "
+	       "The\n");
+	printf("drivers gem and guard are built in: "
+	       "fm_open(\"/dev/fomap/NAME\").\n");
 	int z = fm_open(FM_DEVPREFIX "zero", O_RDWR);
-	char *t = z < 0 ? MAP_FAILED : fm_mmap(NULL, PG, PROT_READ, MAP_SHARED, z, 0);
+	char *t =
+	    z < 0 ? MAP_FAILED : fm_mmap(NULL, PG, PROT_READ, MAP_SHARED, z, 0);
 	if (t == MAP_FAILED) {
-		fprintf(stderr, "fomap-demo: cannot map a fomap device (%s).\n"
-				"Userfaultfd must be usable: run as root, or see README.\n",
+		fprintf(stderr,
+		    "fomap-demo: cannot map a fomap device (%s).\n"
+		    "Userfaultfd must be usable: run as root, or see README.\n",
 		    strerror(errno));
 		return 1;
 	}
@@ -349,9 +385,13 @@ main(void)
 
 	step("5. the fault engine's counters, for the whole run");
 	fm_engine_stats(&st);
-	say("faults served %lu (of which the page was in memory: %lu)", st.faults, st.minor);
-	say("writes to write-protected pages %lu, pages mapped %lu", st.wp, st.pages);
-	say("answered with SIGBUS %lu, retried after a race %lu", st.sigbus, st.retries);
-	printf("\nDone. docs/drivers.md shows how these drivers are written.\n");
+	say("faults served %lu (of which the page was in memory: %lu)",
+	    st.faults, st.minor);
+	say("writes to write-protected pages %lu, pages mapped %lu", st.wp,
+	    st.pages);
+	say("answered with SIGBUS %lu, retried after a race %lu", st.sigbus,
+	    st.retries);
+	printf(
+	    "\nDone. docs/drivers.md shows how these drivers are written.\n");
 	return 0;
 }

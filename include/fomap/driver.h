@@ -54,8 +54,10 @@ struct fm_fault;
 
 typedef void fm_pgo_reference_t(struct fm_object *obj);
 typedef void fm_pgo_detach_t(struct fm_object *obj);
-typedef int fm_pgo_get_t(struct fm_object *obj, uint64_t pgidx, unsigned *npages);
-typedef int fm_pgo_put_t(struct fm_object *obj, uint64_t pgidx, unsigned npages, int flags);
+typedef int fm_pgo_get_t(struct fm_object *obj, uint64_t pgidx,
+    unsigned *npages);
+typedef int fm_pgo_put_t(struct fm_object *obj, uint64_t pgidx, unsigned npages,
+    int flags);
 typedef int fm_pgo_fault_t(struct fm_fault *f);
 typedef int fm_pgo_write_t(struct fm_object *obj, uint64_t pgidx);
 
@@ -106,13 +108,13 @@ struct fm_pagerops {
  */
 struct fm_fault {
 	struct fm_object *obj;
-	uint64_t pgidx;   /* the faulting page */
-	unsigned npages;  /* in: busy pages it may fill; out: pages it filled */
-	unsigned around;  /* in: pages the engine would map; out: its choice */
-	int access;       /* PROT_READ or PROT_WRITE */
-	int mapflags;     /* MAP_SHARED or MAP_PRIVATE */
-	int prot;         /* the faulting mapping's protection */
-	int rdonly;       /* out: map the pages write-protected */
+	uint64_t pgidx; /* the faulting page */
+	unsigned npages; /* in: busy pages it may fill; out: pages it filled */
+	unsigned around; /* in: pages the engine would map; out: its choice */
+	int access; /* PROT_READ or PROT_WRITE */
+	int mapflags; /* MAP_SHARED or MAP_PRIVATE */
+	int prot; /* the faulting mapping's protection */
+	int rdonly; /* out: map the pages write-protected */
 };
 
 /*
@@ -141,7 +143,8 @@ void *fm_object_window(struct fm_object *obj);
  * not make them dirty (the pager's own fill). Return 0 or -errno.
  */
 int fm_object_read(struct fm_object *obj, off_t off, void *buf, size_t len);
-int fm_object_write(struct fm_object *obj, off_t off, const void *buf, size_t len);
+int fm_object_write(struct fm_object *obj, off_t off, const void *buf,
+    size_t len);
 
 /*
  * fm_object_protect: make [off, off+len) read-only (PROT_READ) or
@@ -157,7 +160,7 @@ int fm_object_protect(struct fm_object *obj, off_t off, size_t len, int prot);
  * written back first through pgo_put when the pager has one, then the next
  * access faults to the pager again.
  */
-#define FM_UNMAP_KEEP    0
+#define FM_UNMAP_KEEP 0
 #define FM_UNMAP_DISCARD 1
 int fm_object_unmap(struct fm_object *obj, off_t off, size_t len, int how);
 
@@ -166,9 +169,10 @@ int fm_object_unmap(struct fm_object *obj, off_t off, size_t len, int how);
  * FM_PG_DIRTY and FM_PG_RDONLY as they stand.
  */
 #define FM_PG_RESIDENT 0x01
-#define FM_PG_DIRTY    0x02
-#define FM_PG_RDONLY   0x04
-int fm_object_mincore(struct fm_object *obj, off_t off, size_t len, unsigned char *vec);
+#define FM_PG_DIRTY 0x02
+#define FM_PG_RDONLY 0x04
+int fm_object_mincore(struct fm_object *obj, off_t off, size_t len,
+    unsigned char *vec);
 
 /* fm_object_clean: write back the dirty pages of [off, off+len). */
 int fm_object_clean(struct fm_object *obj, off_t off, size_t len);
@@ -185,12 +189,12 @@ int fm_store_create(int fd, off_t off, size_t size, struct fm_object **objp);
  */
 
 struct fm_mmap_req {
-	off_t off;          /* in: the user's offset; out: offset in *obj */
-	size_t len;         /* the length asked for */
-	int prot;           /* PROT_* asked for */
-	int flags;          /* in/out: MAP_* (fo_mmap may adjust) */
-	int advice;         /* in/out: MADV_* applied to the mapping */
-	int maxprot;        /* out: the most the object may be mapped with */
+	off_t off; /* in: the user's offset; out: offset in *obj */
+	size_t len; /* the length asked for */
+	int prot; /* PROT_* asked for */
+	int flags; /* in/out: MAP_* (fo_mmap may adjust) */
+	int advice; /* in/out: MADV_* applied to the mapping */
+	int maxprot; /* out: the most the object may be mapped with */
 	struct fm_object *obj; /* out: the object, with a reference for fomap */
 	/*
 	 * out, optional: a non-linear layout, the object page of each page of
@@ -200,8 +204,10 @@ struct fm_mmap_req {
 	uint64_t *pages;
 };
 
-typedef ssize_t fm_fo_read_t(struct fm_file *fp, void *buf, size_t len, off_t *offp);
-typedef ssize_t fm_fo_write_t(struct fm_file *fp, const void *buf, size_t len, off_t *offp);
+typedef ssize_t fm_fo_read_t(struct fm_file *fp, void *buf, size_t len,
+    off_t *offp);
+typedef ssize_t fm_fo_write_t(struct fm_file *fp, const void *buf, size_t len,
+    off_t *offp);
 typedef int fm_fo_ioctl_t(struct fm_file *fp, unsigned long cmd, void *data);
 typedef int fm_fo_close_t(struct fm_file *fp);
 typedef int fm_fo_stat_t(struct fm_file *fp, struct stat *st);
@@ -211,7 +217,7 @@ struct fm_fileops {
 	fm_fo_read_t *fo_read;
 	fm_fo_write_t *fo_write;
 	fm_fo_ioctl_t *fo_ioctl;
-	fm_fo_close_t *fo_close;	/* the last descriptor is closed */
+	fm_fo_close_t *fo_close; /* the last descriptor is closed */
 	fm_fo_stat_t *fo_stat;
 	/* NULL: the file cannot be mapped (ENODEV). */
 	fm_fo_mmap_t *fo_mmap;
@@ -226,7 +232,8 @@ struct fm_dev *fm_file_dev(struct fm_file *fp);
  * fm_file_clone: from d_open, make this open a clone with its own fileops
  * and per-open data (NetBSD's fd_clone). fo_close then replaces d_close.
  */
-void fm_file_clone(struct fm_file *fp, const struct fm_fileops *ops, void *data);
+void fm_file_clone(struct fm_file *fp, const struct fm_fileops *ops,
+    void *data);
 
 /* ------------------------------------------------------------------------
  * Devices (NetBSD struct cdevsw).
@@ -241,9 +248,12 @@ typedef uint64_t fm_cookie_t;
 
 typedef int fm_d_open_t(struct fm_dev *dev, int flags, struct fm_file *fp);
 typedef int fm_d_close_t(struct fm_dev *dev, int flags);
-typedef ssize_t fm_d_read_t(struct fm_dev *dev, void *buf, size_t len, off_t off);
-typedef ssize_t fm_d_write_t(struct fm_dev *dev, const void *buf, size_t len, off_t off);
-typedef int fm_d_ioctl_t(struct fm_dev *dev, unsigned long cmd, void *data, int flags);
+typedef ssize_t fm_d_read_t(struct fm_dev *dev, void *buf, size_t len,
+    off_t off);
+typedef ssize_t fm_d_write_t(struct fm_dev *dev, const void *buf, size_t len,
+    off_t off);
+typedef int fm_d_ioctl_t(struct fm_dev *dev, unsigned long cmd, void *data,
+    int flags);
 typedef fm_cookie_t fm_d_mmap_t(struct fm_dev *dev, off_t off, int prot);
 typedef int fm_d_mmap_single_t(struct fm_dev *dev, struct fm_mmap_req *req);
 

@@ -15,22 +15,22 @@
 #include <stdint.h>
 #include <sys/ioctl.h>
 
-#define FB_WIDTH      128
-#define FB_HEIGHT     128
+#define FB_WIDTH 128
+#define FB_HEIGHT 128
 #define FB_PIXELS_OFF 4096 /* mmap offset of the first pixel page */
-#define FB_MAGIC      0x31304246u /* "FB01", the first register */
+#define FB_MAGIC 0x31304246u /* "FB01", the first register */
 
-struct fb_regs {          /* the register page, as mapped at offset 0 */
-	uint32_t magic;     /* FB_MAGIC */
+struct fb_regs { /* the register page, as mapped at offset 0 */
+	uint32_t magic; /* FB_MAGIC */
 	uint32_t width, height, stride; /* pixels, pixels, bytes a row */
-	uint32_t frames;    /* FB_IOC_FILL calls so far */
+	uint32_t frames; /* FB_IOC_FILL calls so far */
 };
 
 struct fb_info {
 	uint32_t width, height, stride;
-	uint32_t bpp;       /* bytes a pixel */
-	uint64_t pixels_off;  /* mmap offset of the pixels */
-	uint64_t pixels_len;  /* their length in bytes */
+	uint32_t bpp; /* bytes a pixel */
+	uint64_t pixels_off; /* mmap offset of the pixels */
+	uint64_t pixels_len; /* their length in bytes */
 };
 
 #define FB_IOC_INFO _IOR('F', 1, struct fb_info)

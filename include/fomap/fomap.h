@@ -94,12 +94,12 @@ int fm_madvise(void *addr, size_t len, int advice);
  * fm_engine_stats: counters of the fault engine, since the process started.
  */
 struct fm_stats {
-	unsigned long faults;      /* page faults resolved */
-	unsigned long minor;       /* ... of which the page was resident */
-	unsigned long wp;          /* write faults on write-protected pages */
-	unsigned long pages;       /* pages installed (fault-around included) */
-	unsigned long sigbus;      /* faults answered with SIGBUS */
-	unsigned long retries;     /* installs retried after a race */
+	unsigned long faults; /* page faults resolved */
+	unsigned long minor; /* ... of which the page was resident */
+	unsigned long wp; /* write faults on write-protected pages */
+	unsigned long pages; /* pages installed (fault-around included) */
+	unsigned long sigbus; /* faults answered with SIGBUS */
+	unsigned long retries; /* installs retried after a race */
 };
 void fm_engine_stats(struct fm_stats *st);
 

@@ -36,9 +36,9 @@
 
 /* FM_GEM_CREATE: a new zero-filled buffer; size is rounded up to pages. */
 struct fm_gem_create {
-	uint64_t size;    /* in: bytes; out: bytes, rounded up */
-	uint32_t handle;  /* out */
-	uint32_t pad;     /* must be zero */
+	uint64_t size; /* in: bytes; out: bytes, rounded up */
+	uint32_t handle; /* out */
+	uint32_t pad; /* must be zero */
 };
 
 /* FM_GEM_CLOSE: drop a handle (mappings of the buffer stay valid). */
@@ -51,20 +51,20 @@ struct fm_gem_close {
 struct fm_gem_mmap_offset {
 	uint32_t handle;
 	uint32_t pad;
-	uint64_t offset;  /* out */
+	uint64_t offset; /* out */
 };
 
 /* FM_GEM_FLINK: a global name for the buffer (the same name every time). */
 struct fm_gem_flink {
 	uint32_t handle;
-	uint32_t name;    /* out: never 0 */
+	uint32_t name; /* out: never 0 */
 };
 
 /* FM_GEM_OPEN: a handle, in this open, to the buffer with a global name. */
 struct fm_gem_open {
 	uint32_t name;
-	uint32_t handle;  /* out */
-	uint64_t size;    /* out */
+	uint32_t handle; /* out */
+	uint64_t size; /* out */
 };
 
 /* FM_GEM_EVICT: remove every mapping; move the data to backing storage. */
@@ -75,35 +75,36 @@ struct fm_gem_evict {
 
 /* FM_GEM_INFO: what the buffer's pager has done (counters since created). */
 struct fm_gem_info {
-	uint32_t handle;     /* in */
-	uint32_t name;       /* 0: not named */
+	uint32_t handle; /* in */
+	uint32_t name; /* 0: not named */
 	uint64_t size;
-	uint64_t offset;     /* the fake mmap offset */
-	uint64_t resident;   /* pages in memory now */
-	uint64_t dirty;      /* ... of which written since last saved */
-	uint64_t faults;     /* faults the pager handled */
-	uint64_t minor;      /* ... of which found the page in memory */
-	uint64_t zerofill;   /* pages filled with zeros (never saved) */
-	uint64_t refill;     /* pages read back from backing storage */
-	uint64_t saved;      /* pages written to backing storage */
+	uint64_t offset; /* the fake mmap offset */
+	uint64_t resident; /* pages in memory now */
+	uint64_t dirty; /* ... of which written since last saved */
+	uint64_t faults; /* faults the pager handled */
+	uint64_t minor; /* ... of which found the page in memory */
+	uint64_t zerofill; /* pages filled with zeros (never saved) */
+	uint64_t refill; /* pages read back from backing storage */
+	uint64_t saved; /* pages written to backing storage */
 	uint64_t evictions;
 };
 
 /* FM_GEM_STATS: the device as a whole. */
 struct fm_gem_stats {
-	uint64_t buffers;    /* buffer objects alive (held by a handle or a mapping) */
-	uint64_t bytes;      /* their total size */
-	uint64_t named;      /* ... of which have a global name */
+	uint64_t
+	    buffers; /* buffer objects alive (held by a handle or a mapping) */
+	uint64_t bytes; /* their total size */
+	uint64_t named; /* ... of which have a global name */
 };
 
 #define FM_GEM_IOC 'g'
-#define FM_GEM_CREATE      _IOWR(FM_GEM_IOC, 1, struct fm_gem_create)
-#define FM_GEM_CLOSE       _IOW(FM_GEM_IOC, 2, struct fm_gem_close)
+#define FM_GEM_CREATE _IOWR(FM_GEM_IOC, 1, struct fm_gem_create)
+#define FM_GEM_CLOSE _IOW(FM_GEM_IOC, 2, struct fm_gem_close)
 #define FM_GEM_MMAP_OFFSET _IOWR(FM_GEM_IOC, 3, struct fm_gem_mmap_offset)
-#define FM_GEM_FLINK       _IOWR(FM_GEM_IOC, 4, struct fm_gem_flink)
-#define FM_GEM_OPEN        _IOWR(FM_GEM_IOC, 5, struct fm_gem_open)
-#define FM_GEM_EVICT       _IOW(FM_GEM_IOC, 6, struct fm_gem_evict)
-#define FM_GEM_INFO        _IOWR(FM_GEM_IOC, 7, struct fm_gem_info)
-#define FM_GEM_STATS       _IOR(FM_GEM_IOC, 8, struct fm_gem_stats)
+#define FM_GEM_FLINK _IOWR(FM_GEM_IOC, 4, struct fm_gem_flink)
+#define FM_GEM_OPEN _IOWR(FM_GEM_IOC, 5, struct fm_gem_open)
+#define FM_GEM_EVICT _IOW(FM_GEM_IOC, 6, struct fm_gem_evict)
+#define FM_GEM_INFO _IOWR(FM_GEM_IOC, 7, struct fm_gem_info)
+#define FM_GEM_STATS _IOR(FM_GEM_IOC, 8, struct fm_gem_stats)
 
 #endif /* FOMAP_GEM_H */

@@ -59,18 +59,18 @@
 #define FM_GUARD_REVOKE 4 /* after removal: access gets SIGBUS */
 
 struct fm_guard_setup {
-	uint64_t size;    /* in: bytes; out: rounded up to pages */
+	uint64_t size; /* in: bytes; out: rounded up to pages */
 };
 
 struct fm_guard_protect {
 	uint64_t off, len;
-	uint32_t prot;    /* PROT_READ, or PROT_READ | PROT_WRITE */
-	uint32_t policy;  /* PROT_READ: FM_GUARD_REFUSE or _RECORD; else 0 */
+	uint32_t prot; /* PROT_READ, or PROT_READ | PROT_WRITE */
+	uint32_t policy; /* PROT_READ: FM_GUARD_REFUSE or _RECORD; else 0 */
 };
 
 struct fm_guard_remove {
 	uint64_t off, len;
-	uint32_t policy;  /* FM_GUARD_REFILL or FM_GUARD_REVOKE */
+	uint32_t policy; /* FM_GUARD_REFILL or FM_GUARD_REVOKE */
 	uint32_t pad;
 };
 
@@ -80,46 +80,48 @@ struct fm_guard_restore {
 
 struct fm_guard_arm {
 	uint64_t off, len;
-	uint32_t writes;  /* write faults let through before it trips */
-	uint32_t policy;  /* FM_GUARD_REFILL or FM_GUARD_REVOKE */
+	uint32_t writes; /* write faults let through before it trips */
+	uint32_t policy; /* FM_GUARD_REFILL or FM_GUARD_REVOKE */
 };
 
 /* Fault counters, by kind, since the region was set up. */
 struct fm_guard_stats {
 	uint64_t size;
-	uint64_t read_faults;   /* read faults that filled pages */
-	uint64_t write_faults;  /* write faults that filled pages */
-	uint64_t read_minor;    /* read faults on pages still in memory */
-	uint64_t write_minor;   /* write faults on pages still in memory */
-	uint64_t pages_filled;  /* zero-filled pages */
-	uint64_t recorded;      /* writes to read-only pages, allowed */
-	uint64_t refused;       /* writes to read-only pages, SIGBUS */
-	uint64_t revoked;       /* accesses to revoked pages, SIGBUS */
-	uint64_t removals;      /* ranges removed (FM_GUARD_REMOVE or a wire) */
-	uint64_t trips;         /* wires tripped */
-	uint64_t last_recorded; /* offset of the page of the last recorded write */
+	uint64_t read_faults; /* read faults that filled pages */
+	uint64_t write_faults; /* write faults that filled pages */
+	uint64_t read_minor; /* read faults on pages still in memory */
+	uint64_t write_minor; /* write faults on pages still in memory */
+	uint64_t pages_filled; /* zero-filled pages */
+	uint64_t recorded; /* writes to read-only pages, allowed */
+	uint64_t refused; /* writes to read-only pages, SIGBUS */
+	uint64_t revoked; /* accesses to revoked pages, SIGBUS */
+	uint64_t removals; /* ranges removed (FM_GUARD_REMOVE or a wire) */
+	uint64_t trips; /* wires tripped */
+	uint64_t
+	    last_recorded; /* offset of the page of the last recorded write */
 };
 
 /* Per-page state of [off, off + npages pages). */
 #define FM_GUARD_PG_RESIDENT 0x01 /* in memory */
-#define FM_GUARD_PG_RDONLY   0x02
-#define FM_GUARD_PG_REVOKED  0x04
-#define FM_GUARD_PG_RECORDED 0x08 /* a write to it while read-only was recorded */
-#define FM_GUARD_PG_WIRED    0x10 /* an armed wire covers it */
+#define FM_GUARD_PG_RDONLY 0x02
+#define FM_GUARD_PG_REVOKED 0x04
+#define FM_GUARD_PG_RECORDED \
+	0x08 /* a write to it while read-only was recorded */
+#define FM_GUARD_PG_WIRED 0x10 /* an armed wire covers it */
 struct fm_guard_pages {
 	uint64_t off;
-	uint32_t npages;  /* at most FM_GUARD_MAXPAGES */
+	uint32_t npages; /* at most FM_GUARD_MAXPAGES */
 	uint32_t pad;
 	uint8_t state[FM_GUARD_MAXPAGES];
 };
 
 #define FM_GUARD_IOC 'w'
-#define FM_GUARD_SETUP   _IOWR(FM_GUARD_IOC, 1, struct fm_guard_setup)
+#define FM_GUARD_SETUP _IOWR(FM_GUARD_IOC, 1, struct fm_guard_setup)
 #define FM_GUARD_PROTECT _IOW(FM_GUARD_IOC, 2, struct fm_guard_protect)
-#define FM_GUARD_REMOVE  _IOW(FM_GUARD_IOC, 3, struct fm_guard_remove)
+#define FM_GUARD_REMOVE _IOW(FM_GUARD_IOC, 3, struct fm_guard_remove)
 #define FM_GUARD_RESTORE _IOW(FM_GUARD_IOC, 4, struct fm_guard_restore)
-#define FM_GUARD_ARM     _IOW(FM_GUARD_IOC, 5, struct fm_guard_arm)
-#define FM_GUARD_STATS   _IOR(FM_GUARD_IOC, 6, struct fm_guard_stats)
-#define FM_GUARD_PAGES   _IOWR(FM_GUARD_IOC, 7, struct fm_guard_pages)
+#define FM_GUARD_ARM _IOW(FM_GUARD_IOC, 5, struct fm_guard_arm)
+#define FM_GUARD_STATS _IOR(FM_GUARD_IOC, 6, struct fm_guard_stats)
+#define FM_GUARD_PAGES _IOWR(FM_GUARD_IOC, 7, struct fm_guard_pages)
 
 #endif /* FOMAP_GUARD_H */

@@ -24,8 +24,10 @@ valid_name(const char *name)
 	if (n == 0 || n >= sizeof(((struct fm_dev *)0)->name))
 		return 0;
 	for (size_t i = 0; i < n; i++)
-		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-			    "0123456789_.-", name[i]))
+		if (!strchr(
+		        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		        "0123456789_.-",
+		        name[i]))
 			return 0;
 	return strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
 }
@@ -36,7 +38,8 @@ find_locked(const char *name)
 {
 	struct fm_dev **pp;
 
-	for (pp = &devs; *pp && strcmp((*pp)->name, name) != 0; pp = &(*pp)->next)
+	for (pp = &devs; *pp && strcmp((*pp)->name, name) != 0;
+	     pp = &(*pp)->next)
 		;
 	return pp;
 }
@@ -141,7 +144,8 @@ fm_dev_memory(struct fm_dev *dev, size_t size, void **kva)
 		if (r == 0)
 			r = fm__object_zero(obj, 0, (unsigned)obj->npages);
 		if (r == 0)
-			fm__object_set(obj, 0, (unsigned)obj->npages, FM_PG_RESIDENT, 0);
+			fm__object_set(obj, 0, (unsigned)obj->npages,
+			    FM_PG_RESIDENT, 0);
 		if (r == 0)
 			dev->mem = obj;
 		else if (obj)
@@ -157,16 +161,65 @@ fm_dev_memory(struct fm_dev *dev, size_t size, void **kva)
 }
 
 /* The stubs. */
-int fm_noopen(struct fm_dev *d, int f, struct fm_file *fp) { return -ENODEV; }
-int fm_nullopen(struct fm_dev *d, int f, struct fm_file *fp) { return 0; }
-int fm_noclose(struct fm_dev *d, int f) { return -ENODEV; }
-int fm_nullclose(struct fm_dev *d, int f) { return 0; }
-ssize_t fm_noread(struct fm_dev *d, void *b, size_t n, off_t o) { return -ENODEV; }
-ssize_t fm_nullread(struct fm_dev *d, void *b, size_t n, off_t o) { return 0; }
-ssize_t fm_nowrite(struct fm_dev *d, const void *b, size_t n, off_t o) { return -ENODEV; }
-ssize_t fm_nullwrite(struct fm_dev *d, const void *b, size_t n, off_t o) { return (ssize_t)n; }
-int fm_noioctl(struct fm_dev *d, unsigned long c, void *a, int f) { return -ENOTTY; }
-fm_cookie_t fm_nommap(struct fm_dev *d, off_t o, int p) { return FM_COOKIE_INVALID; }
+int
+fm_noopen(struct fm_dev *d, int f, struct fm_file *fp)
+{
+	return -ENODEV;
+}
+
+int
+fm_nullopen(struct fm_dev *d, int f, struct fm_file *fp)
+{
+	return 0;
+}
+
+int
+fm_noclose(struct fm_dev *d, int f)
+{
+	return -ENODEV;
+}
+
+int
+fm_nullclose(struct fm_dev *d, int f)
+{
+	return 0;
+}
+
+ssize_t
+fm_noread(struct fm_dev *d, void *b, size_t n, off_t o)
+{
+	return -ENODEV;
+}
+
+ssize_t
+fm_nullread(struct fm_dev *d, void *b, size_t n, off_t o)
+{
+	return 0;
+}
+
+ssize_t
+fm_nowrite(struct fm_dev *d, const void *b, size_t n, off_t o)
+{
+	return -ENODEV;
+}
+
+ssize_t
+fm_nullwrite(struct fm_dev *d, const void *b, size_t n, off_t o)
+{
+	return (ssize_t)n;
+}
+
+int
+fm_noioctl(struct fm_dev *d, unsigned long c, void *a, int f)
+{
+	return -ENOTTY;
+}
+
+fm_cookie_t
+fm_nommap(struct fm_dev *d, off_t o, int p)
+{
+	return FM_COOKIE_INVALID;
+}
 
 /* Fileops of a device file that did not clone. */
 static ssize_t
@@ -184,7 +237,8 @@ static ssize_t
 spec_write(struct fm_file *fp, const void *buf, size_t len, off_t *offp)
 {
 	const struct fm_cdevsw *c = fp->f_dev->cdev;
-	ssize_t r = c->d_write ? c->d_write(fp->f_dev, buf, len, *offp) : -ENODEV;
+	ssize_t r =
+	    c->d_write ? c->d_write(fp->f_dev, buf, len, *offp) : -ENODEV;
 
 	if (r > 0)
 		*offp += r;
@@ -196,7 +250,8 @@ spec_ioctl(struct fm_file *fp, unsigned long cmd, void *data)
 {
 	const struct fm_cdevsw *c = fp->f_dev->cdev;
 
-	return c->d_ioctl ? c->d_ioctl(fp->f_dev, cmd, data, fp->f_flag) : -ENOTTY;
+	return c->d_ioctl ? c->d_ioctl(fp->f_dev, cmd, data, fp->f_flag)
+	                  : -ENOTTY;
 }
 
 static int
@@ -220,9 +275,9 @@ spec_mmap(struct fm_file *fp, struct fm_mmap_req *req)
 }
 
 const struct fm_fileops fm__devfileops = {
-	.fo_read = spec_read,
-	.fo_write = spec_write,
-	.fo_ioctl = spec_ioctl,
-	.fo_close = spec_close,
-	.fo_mmap = spec_mmap,
+    .fo_read = spec_read,
+    .fo_write = spec_write,
+    .fo_ioctl = spec_ioctl,
+    .fo_close = spec_close,
+    .fo_mmap = spec_mmap,
 };

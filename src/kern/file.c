@@ -21,9 +21,9 @@
 
 static struct {
 	pthread_mutex_t lock;
-	struct fm_file **v;   /* indexed by descriptor */
+	struct fm_file **v; /* indexed by descriptor */
 	int n;
-	int anchor;           /* /dev/null, duplicated to reserve numbers */
+	int anchor; /* /dev/null, duplicated to reserve numbers */
 } fm__files = {.lock = PTHREAD_MUTEX_INITIALIZER, .anchor = -1};
 
 static int
@@ -34,7 +34,8 @@ fd_reserve(void)
 	pthread_mutex_lock(&fm__files.lock);
 	if (fm__files.anchor < 0)
 		fm__files.anchor = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	fd = fm__files.anchor < 0 ? -1 : fcntl(fm__files.anchor, F_DUPFD_CLOEXEC, 0);
+	fd = fm__files.anchor < 0 ? -1
+	                          : fcntl(fm__files.anchor, F_DUPFD_CLOEXEC, 0);
 	pthread_mutex_unlock(&fm__files.lock);
 	return fd < 0 ? -errno : fd;
 }
@@ -56,7 +57,8 @@ table_insert(struct fm_file *fp)
 			r = -ENOMEM;
 			goto out;
 		}
-		memset(v + fm__files.n, 0, (size_t)(n - fm__files.n) * sizeof(*v));
+		memset(v + fm__files.n, 0,
+		    (size_t)(n - fm__files.n) * sizeof(*v));
 		fm__files.v = v;
 		fm__files.n = n;
 	}
@@ -94,7 +96,8 @@ fm__file_get(int fd, struct fm_file *tmp, int *err)
 	pthread_mutex_unlock(&fm__files.lock);
 	if (fp != NULL)
 		return fp;
-	if (tmp == NULL || (fl = fcntl(fd, F_GETFL)) < 0 || fstat(fd, &st) < 0) {
+	if (tmp == NULL || (fl = fcntl(fd, F_GETFL)) < 0 ||
+	    fstat(fd, &st) < 0) {
 		*err = -EBADF;
 		return NULL;
 	}
@@ -202,21 +205,21 @@ fm_close(int fd)
 }
 
 /* Run one fileops call on fd, or the host's call on an ordinary fd. */
-#define FILE_CALL(fd, method, hostcall, ...)                              \
-	do {                                                              \
-		int err_;                                                 \
-		struct fm_file *fp_ = fm__file_get(fd, NULL, &err_);      \
-		ssize_t r_;                                               \
-		if (fp_ == NULL)                                          \
-			return hostcall;                                  \
+#define FILE_CALL(fd, method, hostcall, ...)                                   \
+	do {                                                                   \
+		int err_;                                                      \
+		struct fm_file *fp_ = fm__file_get(fd, NULL, &err_);           \
+		ssize_t r_;                                                    \
+		if (fp_ == NULL)                                               \
+			return hostcall;                                       \
 		r_ = fp_->f_ops->method ? fp_->f_ops->method(fp_, __VA_ARGS__) \
-					: -ENODEV;                        \
-		fm__file_rele(fp_);                                       \
-		if (r_ < 0) {                                             \
-			errno = (int)-r_;                                 \
-			return -1;                                        \
-		}                                                         \
-		return r_;                                                \
+		                        : -ENODEV;                             \
+		fm__file_rele(fp_);                                            \
+		if (r_ < 0) {                                                  \
+			errno = (int)-r_;                                      \
+			return -1;                                             \
+		}                                                              \
+		return r_;                                                     \
 	} while (0)
 
 ssize_t

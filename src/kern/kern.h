@@ -16,18 +16,18 @@ struct fm_dev {
 	const struct fm_cdevsw *cdev;
 	void *priv;
 	atomic_uint opens;
-	struct fm_object *mem;   /* fm_dev_memory, or NULL (under devsw lock) */
+	struct fm_object *mem; /* fm_dev_memory, or NULL (under devsw lock) */
 	struct fm_dev *next;
 };
 
 struct fm_file {
 	const struct fm_fileops *f_ops;
 	void *f_data;
-	int f_flag;          /* open(2) flags */
-	int f_fd;            /* the kernel descriptor: reserved, or the file */
-	off_t f_offset;      /* for fo_read/fo_write of devices */
+	int f_flag; /* open(2) flags */
+	int f_fd; /* the kernel descriptor: reserved, or the file */
+	off_t f_offset; /* for fo_read/fo_write of devices */
 	struct fm_dev *f_dev;
-	atomic_uint f_refs;  /* the descriptor table's, and calls in flight */
+	atomic_uint f_refs; /* the descriptor table's, and calls in flight */
 };
 
 /*

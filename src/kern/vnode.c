@@ -52,9 +52,9 @@ vn_mmap(struct fm_file *fp, struct fm_mmap_req *req)
 }
 
 const struct fm_fileops fm__vnfileops = {
-	.fo_read = vn_read,
-	.fo_write = vn_write,
-	.fo_ioctl = vn_ioctl,
-	.fo_stat = vn_stat,
-	.fo_mmap = vn_mmap,
+    .fo_read = vn_read,
+    .fo_write = vn_write,
+    .fo_ioctl = vn_ioctl,
+    .fo_stat = vn_stat,
+    .fo_mmap = vn_mmap,
 };

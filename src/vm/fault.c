@@ -119,16 +119,17 @@
 
 #include "vm/vm.h"
 
-#define FM_AROUND_SHIFT   8 /* log2 of the largest window */
-#define FM_AROUND_MAX     (1u << FM_AROUND_SHIFT) /* pages */
+#define FM_AROUND_SHIFT 8 /* log2 of the largest window */
+#define FM_AROUND_MAX (1u << FM_AROUND_SHIFT) /* pages */
 #define FM_AROUND_STREAMS 4 /* e->ra_next and e->ra_more */
-#define FM_FAULT_TRIES    64 /* fills before a fault gives up (SIGBUS) */
+#define FM_FAULT_TRIES 64 /* fills before a fault gives up (SIGBUS) */
 #define FM_ENGINE_MAXTHREADS 16
-#define FM_ENGINE_BATCH   8  /* messages a read takes at most */
-#define FM_ENGINE_QUEUE   (FM_ENGINE_MAXTHREADS * FM_ENGINE_BATCH)
+#define FM_ENGINE_BATCH 8 /* messages a read takes at most */
+#define FM_ENGINE_QUEUE (FM_ENGINE_MAXTHREADS * FM_ENGINE_BATCH)
 
 _Static_assert(sizeof(((struct fm_entry *)0)->ra_more) ==
-	(FM_AROUND_STREAMS - 1) * sizeof(uintptr_t), "fault-around streams");
+        (FM_AROUND_STREAMS - 1) * sizeof(uintptr_t),
+    "fault-around streams");
 _Static_assert(FM_AROUND_SHIFT < FM_PAGE_SHIFT, "window shift in an offset");
 
 static struct {
@@ -141,13 +142,13 @@ __thread struct fm_object *fm__pmaplock_held;
 /* The engine threads (design notes); all but the constants under lock. */
 static struct {
 	pthread_mutex_t lock;
-	pthread_cond_t cv;        /* a message queued, or no reader */
+	pthread_cond_t cv; /* a message queued, or no reader */
 	struct uffd_msg q[FM_ENGINE_QUEUE];
-	unsigned head, n;         /* the queue */
-	int readers;              /* threads that read, or may read next */
-	int idle;                 /* threads waiting on cv */
-	int shared;               /* every thread may read (several CPUs) */
-	unsigned around;          /* FOMAP_FAULT_AROUND, or 0 */
+	unsigned head, n; /* the queue */
+	int readers; /* threads that read, or may read next */
+	int idle; /* threads waiting on cv */
+	int shared; /* every thread may read (several CPUs) */
+	unsigned around; /* FOMAP_FAULT_AROUND, or 0 */
 } eng = {.lock = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 /* This thread counts in eng.readers. */
@@ -201,7 +202,8 @@ fm__fault_around(struct fm_entry *e, uintptr_t va)
 		}
 		if (i == FM_AROUND_STREAMS) /* a new stream */
 			i = atomic_fetch_add_explicit(&e->ra_size, 1,
-			    memory_order_relaxed) % FM_AROUND_STREAMS;
+			        memory_order_relaxed) %
+			    FM_AROUND_STREAMS;
 		if (shift > FM_AROUND_SHIFT)
 			shift = FM_AROUND_SHIFT;
 		n = 1u << shift;
@@ -262,9 +264,13 @@ pager_fill(struct fm_entry *e, uint64_t pg, unsigned n, int access,
 	*filled = 0;
 	if (ops && ops->pgo_fault) {
 		struct fm_fault f = {
-			.obj = obj, .pgidx = pg, .npages = n, .around = *around,
-			.access = access, .prot = e->prot,
-			.mapflags = e->flags & (MAP_SHARED | MAP_PRIVATE),
+		    .obj = obj,
+		    .pgidx = pg,
+		    .npages = n,
+		    .around = *around,
+		    .access = access,
+		    .prot = e->prot,
+		    .mapflags = e->flags & (MAP_SHARED | MAP_PRIVATE),
 		};
 		r = ops->pgo_fault(&f);
 		if (r < 0)
@@ -281,7 +287,7 @@ pager_fill(struct fm_entry *e, uint64_t pg, unsigned n, int access,
 		return 0;
 	unsigned cnt = n;
 	r = ops && ops->pgo_get ? ops->pgo_get(obj, pg, &cnt)
-				: fm__object_zero(obj, pg, n);
+	                        : fm__object_zero(obj, pg, n);
 	if (r < 0)
 		return r > -4096 ? r : -EIO;
 	if (cnt == 0 || cnt > n)
@@ -306,12 +312,14 @@ install_locked(struct fm_entry *e, uintptr_t va, uint64_t pg, unsigned around,
 	pthread_mutex_lock(&obj->lock);
 	if (obj->pgstate[pg] & FM_PG_RESIDENT) {
 		assert_page_state(obj, pg);
-		wp = shared && (rdonly || fm__object_entry_wp(obj, obj->pgstate[pg]));
+		wp = shared &&
+		    (rdonly || fm__object_entry_wp(obj, obj->pgstate[pg]));
 		for (k = 1; k < around; k++) {
 			uint8_t st = obj->pgstate[pg + k];
 
 			if (!(st & FM_PG_RESIDENT) ||
-			    (shared && (rdonly || fm__object_entry_wp(obj, st)) != wp))
+			    (shared &&
+			        (rdonly || fm__object_entry_wp(obj, st)) != wp))
 				break;
 		}
 	}
@@ -319,7 +327,8 @@ install_locked(struct fm_entry *e, uintptr_t va, uint64_t pg, unsigned around,
 	if (k == 0)
 		return -ENOENT;
 	ra_advance(e, va, want, k);
-	return fm__pmap_enter(e->pm, va, (size_t)k << FM_PAGE_SHIFT, wp, mapped);
+	return fm__pmap_enter(e->pm, va, (size_t)k << FM_PAGE_SHIFT, wp,
+	    mapped);
 }
 
 /*
@@ -332,8 +341,9 @@ zero_fill(const struct fm_entry *e)
 {
 	const struct fm_pagerops *ops = e->obj->ops;
 
-	return e->pmode == FM_PMAP_SHARED && (ops == NULL ||
-	    (!ops->pgo_get && !ops->pgo_fault && !ops->pgo_put));
+	return e->pmode == FM_PMAP_SHARED &&
+	    (ops == NULL ||
+	        (!ops->pgo_get && !ops->pgo_fault && !ops->pgo_put));
 }
 
 /*
@@ -369,8 +379,8 @@ zero_install(struct fm_entry *e, uintptr_t va, uint64_t pg, unsigned n,
  * => fm__map.lock shared held
  */
 static int
-fill_and_install(struct fm_entry *e, uintptr_t va, unsigned around,
-    int access, size_t *mapped)
+fill_and_install(struct fm_entry *e, uintptr_t va, unsigned around, int access,
+    size_t *mapped)
 {
 	struct fm_object *obj = e->obj;
 	uint64_t pg = fm__entry_pgidx(e, va);
@@ -405,7 +415,8 @@ fault_page(struct fm_entry *e, uintptr_t va, uint64_t flags, pid_t tid)
 {
 	struct fm_object *obj = e->obj;
 	uint64_t pg = fm__entry_pgidx(e, va);
-	int access = (flags & UFFD_PAGEFAULT_FLAG_WRITE) ? PROT_WRITE : PROT_READ;
+	int access =
+	    (flags & UFFD_PAGEFAULT_FLAG_WRITE) ? PROT_WRITE : PROT_READ;
 	size_t mapped = 0;
 	unsigned around;
 	int r = -EIO;
@@ -415,7 +426,8 @@ fault_page(struct fm_entry *e, uintptr_t va, uint64_t flags, pid_t tid)
 	if (flags & UFFD_PAGEFAULT_FLAG_MINOR) {
 		/* The kernel has the page: a fill through the window. */
 		fm__object_set(obj, pg, 1, FM_PG_RESIDENT, 0);
-		atomic_fetch_add_explicit(&stats.minor, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&stats.minor, 1,
+		    memory_order_relaxed);
 	}
 	around = fm__fault_around(e, va);
 	for (int tries = 0; tries < FM_FAULT_TRIES; tries++) {
@@ -427,12 +439,15 @@ fault_page(struct fm_entry *e, uintptr_t va, uint64_t flags, pid_t tid)
 		}
 		if (r == -EEXIST) /* another fault mapped it first */
 			return fm__pmap_wake(e->pm, va, FM_PAGE_SIZE) == 0
-			    ? ANS_WOKEN : ANS_NONE;
+			    ? ANS_WOKEN
+			    : ANS_NONE;
 		if (r != -ENOENT && r != -EAGAIN)
 			break; /* the pager failed: SIGBUS */
 		if (r == -ENOENT) /* the kernel says it is gone: fill again */
-			fm__object_set(obj, pg, 1, 0, FM_PG_RESIDENT | FM_PG_DIRTY);
-		atomic_fetch_add_explicit(&stats.retries, 1, memory_order_relaxed);
+			fm__object_set(obj, pg, 1, 0,
+			    FM_PG_RESIDENT | FM_PG_DIRTY);
+		atomic_fetch_add_explicit(&stats.retries, 1,
+		    memory_order_relaxed);
 	}
 sigbus:
 	atomic_fetch_add_explicit(&stats.sigbus, 1, memory_order_relaxed);
@@ -459,14 +474,17 @@ fault_wp(struct fm_entry *e, uintptr_t va, pid_t tid)
 		r = -EACCES;
 	if (r < 0) {
 		/* Refused: SIGBUS; the page stays mapped read-only. */
-		atomic_fetch_add_explicit(&stats.sigbus, 1, memory_order_relaxed);
-		return fm__pmap_sigbus(e->pm, tid, va, 1) == 0 ? ANS_SIGBUS : ANS_NONE;
+		atomic_fetch_add_explicit(&stats.sigbus, 1,
+		    memory_order_relaxed);
+		return fm__pmap_sigbus(e->pm, tid, va, 1) == 0 ? ANS_SIGBUS
+		                                               : ANS_NONE;
 	}
 	pthread_rwlock_rdlock(&obj->pmaplock);
 	if (!(fm__object_state(obj, pg) & FM_PG_RESIDENT)) {
 		/* Discarded meanwhile: the retried write faults it back in. */
 		pthread_rwlock_unlock(&obj->pmaplock);
-		return fm__pmap_wake(e->pm, va, FM_PAGE_SIZE) == 0 ? ANS_WOKEN : ANS_NONE;
+		return fm__pmap_wake(e->pm, va, FM_PAGE_SIZE) == 0 ? ANS_WOKEN
+		                                                   : ANS_NONE;
 	}
 	fm__object_set(obj, pg, 1, FM_PG_DIRTY, 0);
 	r = fm__pmap_protect(e->pm, va, FM_PAGE_SIZE, 0, 1);
@@ -477,7 +495,8 @@ fault_wp(struct fm_entry *e, uintptr_t va, pid_t tid)
 static void
 resolve(struct fm_pmap *pm, const struct uffd_msg *m)
 {
-	uintptr_t va = (uintptr_t)m->arg.pagefault.address & ~(uintptr_t)FM_PAGE_MASK;
+	uintptr_t va =
+	    (uintptr_t)m->arg.pagefault.address & ~(uintptr_t)FM_PAGE_MASK;
 	uint64_t flags = m->arg.pagefault.flags;
 	pid_t tid = (pid_t)m->arg.pagefault.feat.ptid;
 	enum answer a;
@@ -487,13 +506,15 @@ resolve(struct fm_pmap *pm, const struct uffd_msg *m)
 	pthread_rwlock_rdlock(&fm__map.lock);
 	e = fm__map_lookup(va);
 	if (e == NULL || e->pm != pm || e->obj == NULL)
-		a = fm__pmap_wake(pm, va, FM_PAGE_SIZE) == 0 ? ANS_WOKEN : ANS_NONE;
+		a = fm__pmap_wake(pm, va, FM_PAGE_SIZE) == 0 ? ANS_WOKEN
+		                                             : ANS_NONE;
 	else if (flags & UFFD_PAGEFAULT_FLAG_WP)
 		a = fault_wp(e, va, tid);
 	else
 		a = fault_page(e, va, flags, tid);
 	pthread_rwlock_unlock(&fm__map.lock);
-	FM_ASSERT(a != ANS_NONE, "fault at %#lx (flags %#llx) left unanswered: %s",
+	FM_ASSERT(a != ANS_NONE,
+	    "fault at %#lx (flags %#llx) left unanswered: %s",
 	    (unsigned long)va, (unsigned long long)flags, strerror(errno));
 }
 
@@ -617,8 +638,9 @@ engine_setup(void)
 	if ((env = getenv("FOMAP_FAULT_AROUND")) != NULL && atoi(env) != 0) {
 		int n = atoi(env);
 
-		eng.around = n < 1 ? 1
-		    : n > (int)FM_AROUND_MAX ? FM_AROUND_MAX : (unsigned)n;
+		eng.around = n < 1           ? 1
+		    : n > (int)FM_AROUND_MAX ? FM_AROUND_MAX
+		                             : (unsigned)n;
 	}
 	/* A second reader only helps if it can run beside the first. */
 	if (sched_getaffinity(0, sizeof cpus, &cpus) < 0 ||

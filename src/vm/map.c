@@ -9,7 +9,8 @@
 
 #include "vm/vm.h"
 
-struct fm_map fm__map = {.lock = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP};
+struct fm_map fm__map = {
+    .lock = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP};
 
 /* Index of the first entry whose end is above va. */
 static size_t
@@ -148,8 +149,9 @@ fm__map_assert(void)
 		const struct fm_entry *e = fm__map.v[i];
 
 		FM_ASSERT(e->start < e->end && !(e->start & FM_PAGE_MASK) &&
-		    !(e->end & FM_PAGE_MASK), "bad entry [%#lx, %#lx)",
-		    (unsigned long)e->start, (unsigned long)e->end);
+		        !(e->end & FM_PAGE_MASK),
+		    "bad entry [%#lx, %#lx)", (unsigned long)e->start,
+		    (unsigned long)e->end);
 		FM_ASSERT(i == 0 || fm__map.v[i - 1]->end <= e->start,
 		    "entries %zu and %zu overlap", i - 1, i);
 	}

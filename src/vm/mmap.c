@@ -24,17 +24,18 @@
 #define MAP_TYPE_MASK 0x0f
 
 /* Flags Linux accepts without validation (LEGACY_MAP_MASK and type). */
-#define FM_MAP_KNOWN                                                          \
-	((unsigned)(MAP_TYPE_MASK | MAP_FIXED | MAP_ANONYMOUS | MAP_DENYWRITE | \
-	    MAP_EXECUTABLE | MAP_GROWSDOWN | MAP_LOCKED | MAP_NORESERVE |       \
-	    MAP_POPULATE | MAP_NONBLOCK | MAP_STACK | MAP_HUGETLB | MAP_32BIT | \
-	    MAP_FIXED_NOREPLACE) | (0x3fU << 26))
+#define FM_MAP_KNOWN                                                       \
+	((unsigned)(MAP_TYPE_MASK | MAP_FIXED | MAP_ANONYMOUS |            \
+	     MAP_DENYWRITE | MAP_EXECUTABLE | MAP_GROWSDOWN | MAP_LOCKED | \
+	     MAP_NORESERVE | MAP_POPULATE | MAP_NONBLOCK | MAP_STACK |     \
+	     MAP_HUGETLB | MAP_32BIT | MAP_FIXED_NOREPLACE) |              \
+	    (0x3fU << 26))
 /* Flags passed to the kernel's mmap of an object store. */
 #define FM_MAP_PASSED (MAP_FIXED | MAP_FIXED_NOREPLACE | MAP_NORESERVE)
 
-#define FAIL(e)                   \
-	do {                      \
-		errno = (e);      \
+#define FAIL(e)                    \
+	do {                       \
+		errno = (e);       \
 		return MAP_FAILED; \
 	} while (0)
 
@@ -99,7 +100,8 @@ bury(struct fm_entry *dead)
 		if (e->pm)
 			(void)fm__pmap_wake(e->pm, e->start, e->end - e->start);
 		if (obj && !(obj->flags & FM_OBJ_HOST) && !mapped(obj))
-			(void)fm_object_clean(obj, 0, obj->npages << FM_PAGE_SHIFT);
+			(void)fm_object_clean(obj, 0,
+			    obj->npages << FM_PAGE_SHIFT);
 		if (obj)
 			fm_object_rele(obj);
 		free(e);
@@ -115,7 +117,8 @@ map_object(void *addr, size_t len, int prot, int flags, struct fm_mmap_req *req,
     off_t off, struct fm_pmap **pmp, int *pmode)
 {
 	struct fm_object *obj = req->obj;
-	int kflags = (flags & FM_MAP_PASSED) | (flags & MAP_PRIVATE ? MAP_PRIVATE : MAP_SHARED);
+	int kflags = (flags & FM_MAP_PASSED) |
+	    (flags & MAP_PRIVATE ? MAP_PRIVATE : MAP_SHARED);
 	int fd = obj->fd, r;
 	void *va;
 
@@ -126,7 +129,8 @@ map_object(void *addr, size_t len, int prot, int flags, struct fm_mmap_req *req,
 		kflags |= flags & (MAP_POPULATE | MAP_LOCKED | MAP_NONBLOCK);
 		return mmap(addr, len, prot, kflags, fd, fd < 0 ? 0 : off);
 	}
-	if ((r = fm__engine_start()) < 0 || (*pmp = fm__pmap_kernel()) == NULL) {
+	if ((r = fm__engine_start()) < 0 ||
+	    (*pmp = fm__pmap_kernel()) == NULL) {
 		errno = r < 0 ? -r : errno;
 		return MAP_FAILED;
 	}
@@ -160,7 +164,8 @@ map_object(void *addr, size_t len, int prot, int flags, struct fm_mmap_req *req,
 
 /* Check the request against the open mode and what fo_mmap returned. */
 static int
-check_access(const struct fm_file *fp, int prot, int flags, struct fm_mmap_req *req)
+check_access(const struct fm_file *fp, int prot, int flags,
+    struct fm_mmap_req *req)
 {
 	int acc = fp->f_flag & O_ACCMODE;
 
@@ -208,7 +213,8 @@ check_mmap(void *addr, size_t len, int prot, int flags, off_t off)
 
 	if (len == 0 || check_prot(prot) < 0)
 		return -EINVAL;
-	if (type != MAP_SHARED && type != MAP_PRIVATE && type != MAP_SHARED_VALIDATE)
+	if (type != MAP_SHARED && type != MAP_PRIVATE &&
+	    type != MAP_SHARED_VALIDATE)
 		return -EINVAL;
 	if (type == MAP_SHARED_VALIDATE && ((unsigned)flags & ~FM_MAP_KNOWN))
 		return -EOPNOTSUPP;
@@ -220,8 +226,10 @@ check_mmap(void *addr, size_t len, int prot, int flags, off_t off)
 	if (!(flags & MAP_ANONYMOUS) && (off & (off_t)FM_PAGE_MASK))
 		return -EINVAL;
 	if (!(flags & MAP_ANONYMOUS) &&
-	    (off < 0 || (uint64_t)off + FM_PAGES(len) * FM_PAGE_SIZE < (uint64_t)off ||
-		(uint64_t)off + FM_PAGES(len) * FM_PAGE_SIZE > (uint64_t)INT64_MAX))
+	    (off < 0 ||
+	        (uint64_t)off + FM_PAGES(len) * FM_PAGE_SIZE < (uint64_t)off ||
+	        (uint64_t)off + FM_PAGES(len) * FM_PAGE_SIZE >
+	            (uint64_t)INT64_MAX))
 		return -EOVERFLOW;
 	return 0;
 }
@@ -270,8 +278,10 @@ map_runs(void *addr, size_t len, int prot, int flags, struct fm_mmap_req *req,
 	int err;
 
 	if (nruns > 1) {
-		va = mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS |
-		    MAP_NORESERVE | (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)), -1, 0);
+		va = mmap(addr, len, PROT_NONE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
+		        (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)),
+		    -1, 0);
 		if (va == MAP_FAILED)
 			return MAP_FAILED;
 		flags = (flags & ~MAP_FIXED_NOREPLACE) | MAP_FIXED;
@@ -280,8 +290,9 @@ map_runs(void *addr, size_t len, int prot, int flags, struct fm_mmap_req *req,
 		size_t rlen = runs[i].npages << FM_PAGE_SHIFT;
 		struct fm_pmap *pm;
 		int pmode = 0;
-		char *p = map_object(va + (at << FM_PAGE_SHIFT), rlen, prot, flags,
-		    req, (off_t)(runs[i].pgoff << FM_PAGE_SHIFT), &pm, &pmode);
+		char *p = map_object(va + (at << FM_PAGE_SHIFT), rlen, prot,
+		    flags, req, (off_t)(runs[i].pgoff << FM_PAGE_SHIFT), &pm,
+		    &pmode);
 
 		if (p == MAP_FAILED) {
 			err = errno;
@@ -293,11 +304,15 @@ map_runs(void *addr, size_t len, int prot, int flags, struct fm_mmap_req *req,
 		if (i == 0)
 			va = p;
 		*e[i] = (struct fm_entry){.start = (uintptr_t)p,
-		    .end = (uintptr_t)p + rlen, .obj = req->obj,
-		    .pgoff = runs[i].pgoff, .prot = prot, .maxprot = req->maxprot,
+		    .end = (uintptr_t)p + rlen,
+		    .obj = req->obj,
+		    .pgoff = runs[i].pgoff,
+		    .prot = prot,
+		    .maxprot = req->maxprot,
 		    .advice = req->advice,
 		    .flags = flags & MAP_PRIVATE ? MAP_PRIVATE : MAP_SHARED,
-		    .pm = pm, .pmode = pmode};
+		    .pm = pm,
+		    .pmode = pmode};
 	}
 	return va;
 }
@@ -337,8 +352,11 @@ populate(struct fm_entry **e, size_t n)
 void *
 fm_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
-	struct fm_mmap_req req = {.off = off, .len = len, .prot = prot,
-	    .advice = MADV_NORMAL, .maxprot = PROT_READ | PROT_WRITE | PROT_EXEC};
+	struct fm_mmap_req req = {.off = off,
+	    .len = len,
+	    .prot = prot,
+	    .advice = MADV_NORMAL,
+	    .maxprot = PROT_READ | PROT_WRITE | PROT_EXEC};
 	struct fm_entry **e = NULL;
 	struct run *runs = NULL;
 	ssize_t nruns = 0;
@@ -353,7 +371,7 @@ fm_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 	req.len = len;
 	req.flags = flags;
 	r = flags & MAP_ANONYMOUS ? fm__host_object(-1, &req.obj)
-				  : file_object(fd, prot, flags, &req);
+	                          : file_object(fd, prot, flags, &req);
 	if (r < 0)
 		FAIL(-r);
 	flags = req.flags;
@@ -365,11 +383,13 @@ fm_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 		if ((e[i] = malloc(sizeof(**e))) == NULL)
 			r = -ENOMEM;
 	if (r == 0) {
-		va = map_runs(addr, len, prot, flags, &req, runs, (size_t)nruns, e);
+		va = map_runs(addr, len, prot, flags, &req, runs, (size_t)nruns,
+		    e);
 		r = va == MAP_FAILED ? -errno : 0;
 	}
 	if (r == 0) {
-		r = insert_entries((uintptr_t)va, (uintptr_t)va + len, e, (size_t)nruns);
+		r = insert_entries((uintptr_t)va, (uintptr_t)va + len, e,
+		    (size_t)nruns);
 		if (r < 0)
 			munmap(va, len);
 	}
@@ -391,18 +411,19 @@ static int
 check_range(void *addr, size_t len, uintptr_t *start, uintptr_t *end)
 {
 	*start = (uintptr_t)addr;
-	if ((*start & FM_PAGE_MASK) || len == 0 || len > UINTPTR_MAX - *start - FM_PAGE_MASK)
+	if ((*start & FM_PAGE_MASK) || len == 0 ||
+	    len > UINTPTR_MAX - *start - FM_PAGE_MASK)
 		return -EINVAL;
 	*end = *start + (FM_PAGES(len) << FM_PAGE_SHIFT);
 	return 0;
 }
 
-#define SYSFAIL(r)                         \
-	do {                               \
-		if ((r) < 0) {             \
-			errno = -(r);      \
-			return -1;         \
-		}                          \
+#define SYSFAIL(r)                    \
+	do {                          \
+		if ((r) < 0) {        \
+			errno = -(r); \
+			return -1;    \
+		}                     \
 	} while (0)
 
 int
@@ -495,8 +516,9 @@ fm_msync(void *addr, size_t len, int flags)
 	ssize_t n;
 	int r = check_range(addr, len, &start, &end);
 
-	if (r == 0 && ((flags & ~(MS_ASYNC | MS_SYNC | MS_INVALIDATE)) ||
-			  (flags & (MS_ASYNC | MS_SYNC)) == (MS_ASYNC | MS_SYNC)))
+	if (r == 0 &&
+	    ((flags & ~(MS_ASYNC | MS_SYNC | MS_INVALIDATE)) ||
+	        (flags & (MS_ASYNC | MS_SYNC)) == (MS_ASYNC | MS_SYNC)))
 		r = -EINVAL;
 	if (r == 0 && msync(addr, end - start, flags) < 0)
 		r = -errno; /* ENOMEM for a hole; host files are written here */
@@ -528,7 +550,8 @@ willneed(uintptr_t start, uintptr_t end)
 		struct fm_entry *e = fm__map.v[k];
 
 		if (e->pm != NULL)
-			r = fm__fault_prefetch(e, e->start > start ? e->start : start,
+			r = fm__fault_prefetch(e,
+			    e->start > start ? e->start : start,
 			    e->end < end ? e->end : end);
 	}
 	pthread_rwlock_unlock(&fm__map.lock);

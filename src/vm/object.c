@@ -18,8 +18,8 @@
 #define FM_OBJ_MAXSIZE ((size_t)1 << 44)
 
 int
-fm__object_alloc(const struct fm_pagerops *ops, size_t size, void *priv,
-    int fd, int flags, struct fm_object **objp)
+fm__object_alloc(const struct fm_pagerops *ops, size_t size, void *priv, int fd,
+    int flags, struct fm_object **objp)
 {
 	struct fm_object *obj;
 	uint64_t npages = FM_PAGES(size);
@@ -33,7 +33,8 @@ fm__object_alloc(const struct fm_pagerops *ops, size_t size, void *priv,
 		return -ENOMEM;
 	if (!(flags & FM_OBJ_HOST)) {
 		obj->pgstate = calloc(npages, 1);
-		fd = memfd_create("fomap-object", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+		fd = memfd_create("fomap-object",
+		    MFD_CLOEXEC | MFD_ALLOW_SEALING);
 		if (obj->pgstate == NULL || fd < 0)
 			goto err;
 		if (ftruncate(fd, (off_t)(npages << FM_PAGE_SHIFT)) < 0 ||
@@ -51,7 +52,8 @@ fm__object_alloc(const struct fm_pagerops *ops, size_t size, void *priv,
 	pthread_cond_init(&obj->busycv, NULL);
 	pthread_rwlockattr_t ra;
 	pthread_rwlockattr_init(&ra);
-	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlockattr_setkind_np(&ra,
+	    PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&obj->pmaplock, &ra);
 	pthread_rwlockattr_destroy(&ra);
 	*objp = obj;
@@ -209,7 +211,9 @@ fm_object_read(struct fm_object *obj, off_t off, void *buf, size_t len)
 		ssize_t k = pread(obj->fd, (char *)buf + done, len - done,
 		    off + (off_t)done);
 		if (k <= 0)
-			r = k < 0 && errno != EINTR ? -errno : k == 0 ? -EIO : 0;
+			r = k < 0 && errno != EINTR ? -errno
+			    : k == 0                ? -EIO
+			                            : 0;
 		else
 			done += (size_t)k;
 	}
@@ -225,7 +229,9 @@ fm_object_write(struct fm_object *obj, off_t off, const void *buf, size_t len)
 		ssize_t k = pwrite(obj->fd, (const char *)buf + done,
 		    len - done, off + (off_t)done);
 		if (k <= 0)
-			r = k < 0 && errno != EINTR ? -errno : k == 0 ? -EIO : 0;
+			r = k < 0 && errno != EINTR ? -errno
+			    : k == 0                ? -EIO
+			                            : 0;
 		else
 			done += (size_t)k;
 	}
@@ -244,7 +250,7 @@ int
 fm__object_zero(struct fm_object *obj, uint64_t pgidx, unsigned npages)
 {
 	if (fallocate(obj->fd, 0, (off_t)(pgidx << FM_PAGE_SHIFT),
-		(off_t)npages << FM_PAGE_SHIFT) < 0)
+	        (off_t)npages << FM_PAGE_SHIFT) < 0)
 		return errno == ENOSPC ? -ENOMEM : -errno;
 	return 0;
 }
@@ -352,7 +358,8 @@ fm__object_unlink(struct fm_object *obj, struct fm_entry *e)
 	pthread_mutex_lock(&obj->lock);
 	for (pp = &obj->entries; *pp && *pp != e; pp = &(*pp)->onext)
 		;
-	FM_ASSERT(*pp == e, "entry %p not on object %p", (void *)e, (void *)obj);
+	FM_ASSERT(*pp == e, "entry %p not on object %p", (void *)e,
+	    (void *)obj);
 	*pp = e->onext;
 	e->onext = NULL;
 	pthread_mutex_unlock(&obj->lock);
@@ -365,15 +372,16 @@ fm__object_unlink(struct fm_object *obj, struct fm_entry *e)
 typedef int entry_fn(struct fm_entry *e, uintptr_t va, size_t len, void *arg);
 
 static int
-each_shared_locked(struct fm_object *obj, uint64_t pg, uint64_t n,
-    entry_fn *fn, void *arg)
+each_shared_locked(struct fm_object *obj, uint64_t pg, uint64_t n, entry_fn *fn,
+    void *arg)
 {
 	int r = 0;
 
 	for (struct fm_entry *e = obj->entries; e; e = e->onext) {
 		uint64_t epages = (e->end - e->start) >> FM_PAGE_SHIFT;
 		uint64_t lo = pg > e->pgoff ? pg : e->pgoff;
-		uint64_t hi = pg + n < e->pgoff + epages ? pg + n : e->pgoff + epages;
+		uint64_t hi =
+		    pg + n < e->pgoff + epages ? pg + n : e->pgoff + epages;
 
 		if (!(e->flags & MAP_SHARED) || e->pm == NULL || lo >= hi)
 			continue;
@@ -413,7 +421,8 @@ sync_protection_locked(struct fm_object *obj, uint64_t pg, uint64_t n)
 		int wp = fm__object_entry_wp(obj, obj->pgstate[i]);
 		uint64_t j = i + 1;
 
-		while (j < pg + n && fm__object_entry_wp(obj, obj->pgstate[j]) == wp)
+		while (j < pg + n &&
+		    fm__object_entry_wp(obj, obj->pgstate[j]) == wp)
 			j++;
 		int k = each_shared_locked(obj, i, j - i, protect_fn, &wp);
 		if (k < 0 && r == 0)
@@ -472,12 +481,14 @@ clean_pmaplocked(struct fm_object *obj, uint64_t pg, uint64_t n)
 		}
 		(void)each_shared_locked(obj, i, j - i, protect_fn, &wp);
 		for (uint64_t k = i; k < j; k++)
-			obj->pgstate[k] = (uint8_t)((obj->pgstate[k] & ~FM_PG_DIRTY) |
-			    FM_PGS_BUSY);
+			obj->pgstate[k] =
+			    (uint8_t)((obj->pgstate[k] & ~FM_PG_DIRTY) |
+			        FM_PGS_BUSY);
 		pthread_mutex_unlock(&obj->lock);
 		struct fm_object *held = fm__pmaplock_held;
 		fm__pmaplock_held = obj;
-		int k = obj->ops->pgo_put(obj, i, (unsigned)(j - i), FM_PGO_CLEAN);
+		int k =
+		    obj->ops->pgo_put(obj, i, (unsigned)(j - i), FM_PGO_CLEAN);
 		fm__pmaplock_held = held;
 		pthread_mutex_lock(&obj->lock);
 		for (uint64_t m = i; m < j; m++) {
@@ -527,15 +538,16 @@ fm_object_unmap(struct fm_object *obj, off_t off, size_t len, int how)
 			r = clean_pmaplocked(obj, pg, n);
 		pthread_mutex_lock(&obj->lock);
 		wait_unbusy_locked(obj, pg, n);
-		if (r == 0 && fallocate(obj->fd,
-				  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				  (off_t)(pg << FM_PAGE_SHIFT),
-				  (off_t)(n << FM_PAGE_SHIFT)) < 0)
+		if (r == 0 &&
+		    fallocate(obj->fd,
+		        FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		        (off_t)(pg << FM_PAGE_SHIFT),
+		        (off_t)(n << FM_PAGE_SHIFT)) < 0)
 			r = -errno;
 		if (r == 0)
 			for (uint64_t i = pg; i < pg + n; i++)
-				obj->pgstate[i] &= (uint8_t)~(FM_PG_RESIDENT |
-				    FM_PG_DIRTY);
+				obj->pgstate[i] &=
+				    (uint8_t) ~(FM_PG_RESIDENT | FM_PG_DIRTY);
 		pthread_mutex_unlock(&obj->lock);
 	}
 	pthread_rwlock_unlock(&obj->pmaplock);
@@ -543,7 +555,8 @@ fm_object_unmap(struct fm_object *obj, off_t off, size_t len, int how)
 }
 
 int
-fm_object_mincore(struct fm_object *obj, off_t off, size_t len, unsigned char *vec)
+fm_object_mincore(struct fm_object *obj, off_t off, size_t len,
+    unsigned char *vec)
 {
 	uint64_t pg, n;
 	int r = range_pages(obj, off, len, &pg, &n);

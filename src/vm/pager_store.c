@@ -15,8 +15,8 @@
 
 struct store {
 	int fd;
-	off_t base;   /* where the object starts in the file */
-	size_t size;  /* bytes of the file the object covers */
+	off_t base; /* where the object starts in the file */
+	size_t size; /* bytes of the file the object covers */
 };
 
 /*
@@ -53,7 +53,8 @@ full_pread(int fd, void *buf, size_t len, off_t off)
 	size_t done = 0;
 
 	while (done < len) {
-		ssize_t k = pread(fd, (char *)buf + done, len - done, off + (off_t)done);
+		ssize_t k = pread(fd, (char *)buf + done, len - done,
+		    off + (off_t)done);
 
 		if (k < 0 && errno == EINTR)
 			continue;
@@ -96,7 +97,8 @@ store_put(struct fm_object *obj, uint64_t pgidx, unsigned npages, int flags)
 	if (bounce == NULL)
 		return -ENOMEM;
 	for (unsigned i = 0; i < npages; i += STORE_CHUNK) {
-		unsigned n = npages - i < STORE_CHUNK ? npages - i : STORE_CHUNK;
+		unsigned n =
+		    npages - i < STORE_CHUNK ? npages - i : STORE_CHUNK;
 		size_t off = (size_t)(pgidx + i) << FM_PAGE_SHIFT;
 		size_t len = (size_t)n << FM_PAGE_SHIFT;
 		int r;
@@ -130,9 +132,9 @@ store_detach(struct fm_object *obj)
 }
 
 static const struct fm_pagerops store_pagerops = {
-	.pgo_get = store_get,
-	.pgo_put = store_put,
-	.pgo_detach = store_detach,
+    .pgo_get = store_get,
+    .pgo_put = store_put,
+    .pgo_detach = store_detach,
 };
 
 int

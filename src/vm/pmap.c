@@ -19,9 +19,9 @@
 #endif
 
 /* The kernel must offer these for fomap's engine to work. */
-#define FM_UFFD_NEEDED                                                 \
-	(UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM |       \
-	    UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_POISON |    \
+#define FM_UFFD_NEEDED                                              \
+	(UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM |    \
+	    UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_POISON | \
 	    UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_THREAD_ID)
 
 static pthread_once_t pmap_once = PTHREAD_ONCE_INIT;
@@ -76,7 +76,8 @@ pmap_setup(void)
 		snprintf(unavail, sizeof unavail,
 		    "userfaultfd unavailable (%s): run as root, or grant "
 		    "read-write access to /dev/userfaultfd, or set "
-		    "vm.unprivileged_userfaultfd=1", strerror(errno));
+		    "vm.unprivileged_userfaultfd=1",
+		    strerror(errno));
 		return;
 	}
 	if (uffd_api(fd, 0, &f) < 0)
@@ -86,7 +87,8 @@ pmap_setup(void)
 	if ((f & FM_UFFD_NEEDED) != FM_UFFD_NEEDED) {
 		unavail_errno = ENOSYS;
 		snprintf(unavail, sizeof unavail,
-		    "kernel userfaultfd lacks features 0x%llx (needs Linux 6.6+ "
+		    "kernel userfaultfd lacks features 0x%llx (needs Linux "
+		    "6.6+ "
 		    "with shmem minor faults and write protection)",
 		    (unsigned long long)(FM_UFFD_NEEDED & ~f));
 		return;
@@ -132,8 +134,8 @@ int
 fm__pmap_register(struct fm_pmap *pm, uintptr_t va, size_t len, int mode)
 {
 	struct uffdio_register reg = {
-		.range = {.start = va, .len = len},
-		.mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR,
+	    .range = {.start = va, .len = len},
+	    .mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR,
 	};
 
 	if (mode & FM_PMAP_SHARED)
@@ -142,11 +144,12 @@ fm__pmap_register(struct fm_pmap *pm, uintptr_t va, size_t len, int mode)
 }
 
 int
-fm__pmap_enter(struct fm_pmap *pm, uintptr_t va, size_t len, int wp, size_t *mapped)
+fm__pmap_enter(struct fm_pmap *pm, uintptr_t va, size_t len, int wp,
+    size_t *mapped)
 {
 	struct uffdio_continue c = {
-		.range = {.start = va, .len = len},
-		.mode = wp ? UFFDIO_CONTINUE_MODE_WP : 0,
+	    .range = {.start = va, .len = len},
+	    .mode = wp ? UFFDIO_CONTINUE_MODE_WP : 0,
 	};
 	int r = ioctl(pm->uffd, UFFDIO_CONTINUE, &c) < 0 ? -errno : 0;
 
@@ -182,10 +185,11 @@ int
 fm__pmap_protect(struct fm_pmap *pm, uintptr_t va, size_t len, int wp, int wake)
 {
 	struct uffdio_writeprotect w = {
-		.range = {.start = va, .len = len},
-		/* Protecting never wakes; the kernel refuses DONTWAKE with it. */
-		.mode = wp ? UFFDIO_WRITEPROTECT_MODE_WP
-			   : wake ? 0 : UFFDIO_WRITEPROTECT_MODE_DONTWAKE,
+	    .range = {.start = va, .len = len},
+	    /* Protecting never wakes; the kernel refuses DONTWAKE with it. */
+	    .mode = wp ? UFFDIO_WRITEPROTECT_MODE_WP
+	        : wake ? 0
+	               : UFFDIO_WRITEPROTECT_MODE_DONTWAKE,
 	};
 
 	return ioctl(pm->uffd, UFFDIO_WRITEPROTECT, &w) < 0 ? -errno : 0;
@@ -241,7 +245,8 @@ fm__pmap_sigbus(struct fm_pmap *pm, pid_t tid, uintptr_t va, int mapped)
 		 * would also wake other threads waiting on va, which would then
 		 * go on while their own messages are still to be answered.
 		 */
-		if (syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, SIGBUS, &si) == 0)
+		if (syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, SIGBUS,
+		        &si) == 0)
 			return 0;
 	}
 	/*
@@ -251,8 +256,8 @@ fm__pmap_sigbus(struct fm_pmap *pm, pid_t tid, uintptr_t va, int mapped)
 	 */
 	if (mapped) {
 		struct uffdio_writeprotect w = {
-			.range = {.start = va, .len = FM_PAGE_SIZE_PMAP},
-			.mode = UFFDIO_WRITEPROTECT_MODE_DONTWAKE,
+		    .range = {.start = va, .len = FM_PAGE_SIZE_PMAP},
+		    .mode = UFFDIO_WRITEPROTECT_MODE_DONTWAKE,
 		};
 		(void)ioctl(pm->uffd, UFFDIO_WRITEPROTECT, &w);
 	}

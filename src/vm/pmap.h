@@ -17,8 +17,8 @@
 #define FM_PAGE_SIZE_PMAP 4096
 
 struct fm_pmap {
-	int uffd;           /* faults of this address space arrive here */
-	uint64_t features;  /* UFFD_FEATURE_* enabled on uffd */
+	int uffd; /* faults of this address space arrive here */
+	uint64_t features; /* UFFD_FEATURE_* enabled on uffd */
 };
 
 /*
@@ -27,8 +27,8 @@ struct fm_pmap {
  * maximum protection lacks PROT_WRITE is a private mapping of a read-only
  * descriptor: the kernel then guarantees that no write reaches the object.
  */
-#define FM_PMAP_SHARED  0x1  /* MAP_SHARED, MISSING | MINOR | WP */
-#define FM_PMAP_PRIVATE 0x2  /* MAP_PRIVATE, MISSING | MINOR */
+#define FM_PMAP_SHARED 0x1 /* MAP_SHARED, MISSING | MINOR | WP */
+#define FM_PMAP_PRIVATE 0x2 /* MAP_PRIVATE, MISSING | MINOR */
 
 /*
  * fm__pmap_kernel: the process's own address space, opened on first use.
@@ -47,7 +47,8 @@ int fm__pmap_register(struct fm_pmap *pm, uintptr_t va, size_t len, int mode);
  * that prefix is woken. => -EEXIST: va itself was mapped already;
  * -ENOENT: va's page is not resident; -EAGAIN: try again.
  */
-int fm__pmap_enter(struct fm_pmap *pm, uintptr_t va, size_t len, int wp, size_t *mapped);
+int fm__pmap_enter(struct fm_pmap *pm, uintptr_t va, size_t len, int wp,
+    size_t *mapped);
 /*
  * Fill [va, va+len) with zeros and map it (UFFDIO_ZEROPAGE), writable,
  * never write-protected. In a shared mapping of a memfd each page is
@@ -65,7 +66,8 @@ int fm__pmap_wake(struct fm_pmap *pm, uintptr_t va, size_t len);
  * a fault should: any other wake lets a thread go on while its fault
  * message is still to be answered).
  */
-int fm__pmap_protect(struct fm_pmap *pm, uintptr_t va, size_t len, int wp, int wake);
+int fm__pmap_protect(struct fm_pmap *pm, uintptr_t va, size_t len, int wp,
+    int wake);
 /* Make [va, va+len) raise SIGBUS when touched, and wake its faulters. */
 int fm__pmap_poison(struct fm_pmap *pm, uintptr_t va, size_t len);
 /*

@@ -29,20 +29,21 @@
 #include "vm/pmap.h"
 
 #define FM_PAGE_SHIFT 12
-#define FM_PAGE_SIZE  ((size_t)1 << FM_PAGE_SHIFT)
-#define FM_PAGE_MASK  (FM_PAGE_SIZE - 1)
-#define FM_PAGES(b)   (((b) + FM_PAGE_MASK) >> FM_PAGE_SHIFT)
+#define FM_PAGE_SIZE ((size_t)1 << FM_PAGE_SHIFT)
+#define FM_PAGE_MASK (FM_PAGE_SIZE - 1)
+#define FM_PAGES(b) (((b) + FM_PAGE_MASK) >> FM_PAGE_SHIFT)
 
 /* Our own invariants: checked in every build, loudly. */
-#define FM_ASSERT(c, ...)                                                   \
-	do {                                                                \
-		if (!(c)) {                                                 \
-			fprintf(stderr, "fomap: %s:%d: %s: assertion %s: ", \
-			    __FILE__, __LINE__, __func__, #c);              \
-			fprintf(stderr, __VA_ARGS__);                       \
-			fputc('\n', stderr);                                \
-			abort();                                            \
-		}                                                           \
+#define FM_ASSERT(c, ...)                                                 \
+	do {                                                              \
+		if (!(c)) {                                               \
+			fprintf(stderr,                                   \
+			    "fomap: %s:%d: %s: assertion %s: ", __FILE__, \
+			    __LINE__, __func__, #c);                      \
+			fprintf(stderr, __VA_ARGS__);                     \
+			fputc('\n', stderr);                              \
+			abort();                                          \
+		}                                                         \
 	} while (0)
 
 /* Internal page states; the low bits are the public FM_PG_*. */
@@ -56,15 +57,15 @@ struct fm_object {
 	const struct fm_pagerops *ops;
 	void *priv;
 	atomic_uint refs;
-	int flags;            /* FM_OBJ_* */
-	int fd;               /* the object store (memfd), or the host file */
-	int rofd;             /* fd reopened read-only, or -1 (under lock) */
+	int flags; /* FM_OBJ_* */
+	int fd; /* the object store (memfd), or the host file */
+	int rofd; /* fd reopened read-only, or -1 (under lock) */
 	uint64_t npages;
-	void *window;         /* fm_object_window, or NULL (under lock) */
+	void *window; /* fm_object_window, or NULL (under lock) */
 	pthread_mutex_t lock;
 	pthread_cond_t busycv;
 	pthread_rwlock_t pmaplock;
-	uint8_t *pgstate;     /* FM_PG_* | FM_PGS_BUSY, one byte a page */
+	uint8_t *pgstate; /* FM_PG_* | FM_PGS_BUSY, one byte a page */
 	struct fm_entry *entries; /* entries mapping obj, via e->onext */
 };
 
@@ -79,10 +80,10 @@ struct fm_entry {
 	struct fm_object *obj;
 	uint64_t pgoff;
 	int prot, maxprot;
-	int flags;            /* MAP_SHARED or MAP_PRIVATE */
-	int advice;           /* MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL */
-	struct fm_pmap *pm;   /* the address space, when the engine serves it */
-	int pmode;            /* FM_PMAP_SHARED or _PRIVATE: how pm has it */
+	int flags; /* MAP_SHARED or MAP_PRIVATE */
+	int advice; /* MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL */
+	struct fm_pmap *pm; /* the address space, when the engine serves it */
+	int pmode; /* FM_PMAP_SHARED or _PRIVATE: how pm has it */
 	struct fm_entry *onext;
 	/*
 	 * Fault-around streams (fm__fault_around), so that sequential runs of
@@ -90,7 +91,7 @@ struct fm_entry {
 	 * next fault should land | log2 of its window, or 0. ra_size counts
 	 * the streams started: a new one replaces the one started first.
 	 */
-	_Atomic uintptr_t ra_next;    /* stream 0 */
+	_Atomic uintptr_t ra_next; /* stream 0 */
 	_Atomic uintptr_t ra_more[3]; /* streams 1 to 3 */
 	_Atomic unsigned ra_size;
 };
@@ -106,8 +107,8 @@ unsigned fm__object_busy(struct fm_object *obj, uint64_t pgidx, unsigned max);
 void fm__object_unbusy(struct fm_object *obj, uint64_t pgidx, unsigned n,
     unsigned filled);
 uint8_t fm__object_state(struct fm_object *obj, uint64_t pgidx);
-void fm__object_set(struct fm_object *obj, uint64_t pgidx, unsigned n, uint8_t set,
-    uint8_t clear);
+void fm__object_set(struct fm_object *obj, uint64_t pgidx, unsigned n,
+    uint8_t set, uint8_t clear);
 int fm__object_entry_wp(const struct fm_object *obj, uint8_t st);
 
 /* pager_host.c: a host object mapping fd; the kernel is its pager. */
@@ -116,7 +117,7 @@ int fm__host_object(int fd, struct fm_object **objp);
 /* map.c: the map of the process's fomap mappings. */
 struct fm_map {
 	pthread_rwlock_t lock;
-	struct fm_entry **v;  /* sorted by start, not overlapping */
+	struct fm_entry **v; /* sorted by start, not overlapping */
 	size_t n, cap;
 };
 extern struct fm_map fm__map;

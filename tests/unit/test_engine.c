@@ -68,7 +68,8 @@ TEST_TAGGED(concurrent_faults_one_mapping, "thread")
 	run_threads(jobs, NTHREADS);
 	for (size_t i = 0; i < pages; i++)
 		for (int k = 0; k < NTHREADS; k++)
-			ASSERT_EQ(a[i * PG + k], (int)(i % NTHREADS) == k ? k + 1 : 0);
+			ASSERT_EQ(a[i * PG + k],
+			    (int)(i % NTHREADS) == k ? k + 1 : 0);
 	ASSERT_OK(fm_munmap(a, pages * PG));
 	ASSERT_OK(fm_close(fd));
 	pthread_barrier_destroy(&bar);
@@ -104,8 +105,8 @@ TEST_TAGGED(concurrent_faults_same_pages, "thread")
 		want += (char)((i * PG) % 251);
 	pthread_barrier_init(&bar, NULL, NTHREADS);
 	for (int i = 0; i < NTHREADS; i++)
-		jobs[i] = (struct job){same_page_reader, .base = a, .pages = 256,
-		    .bar = &bar};
+		jobs[i] = (struct job){same_page_reader, .base = a,
+		    .pages = 256, .bar = &bar};
 	run_threads(jobs, NTHREADS);
 	for (int i = 0; i < NTHREADS; i++)
 		ASSERT_EQ(jobs[i].count, want);
@@ -159,7 +160,8 @@ TEST_TAGGED(munmap_races_faults, "thread")
 		ASSERT(a != MAP_FAILED);
 		ASSERT_OK(fm_madvise(a, pages * PG, MADV_RANDOM));
 		pthread_barrier_init(&bar, NULL, 3);
-		jobs[0] = (struct job){toucher, .base = a, .pages = pages, .bar = &bar};
+		jobs[0] = (struct job){toucher, .base = a, .pages = pages,
+		    .bar = &bar};
 		jobs[1] = (struct job){toucher, .base = a + PG * (pages / 2),
 		    .pages = pages / 2, .bar = &bar};
 		jobs[2] = (struct job){unmapper, .base = a, .pages = pages,
@@ -195,7 +197,8 @@ discarder(void *arg)
 	pthread_barrier_wait(j->bar);
 	for (int i = 0; i < 200; i++)
 		ASSERT_EQ(fm_object_unmap(j->obj, 0, j->pages * PG,
-			      i % 2 ? FM_UNMAP_DISCARD : FM_UNMAP_KEEP), 0);
+		              i % 2 ? FM_UNMAP_DISCARD : FM_UNMAP_KEEP),
+		    0);
 	__atomic_store_n(j->stop, 1, __ATOMIC_RELEASE);
 	return NULL;
 }
@@ -216,8 +219,8 @@ TEST_TAGGED(discard_races_faults, "thread")
 	pthread_barrier_init(&bar, NULL, 2);
 	jobs[0] = (struct job){verifier, .base = a, .pages = 64, .bar = &bar,
 	    .stop = &stop};
-	jobs[1] = (struct job){discarder, .pages = 64, .bar = &bar, .stop = &stop,
-	    .obj = obj};
+	jobs[1] = (struct job){discarder, .pages = 64, .bar = &bar,
+	    .stop = &stop, .obj = obj};
 	run_threads(jobs, 2);
 	ASSERT_GE(jobs[0].count, 1);
 	ASSERT_OK(fm_munmap(a, 64 * PG));
@@ -296,7 +299,8 @@ protector(void *arg)
 	pthread_barrier_wait(j->bar);
 	for (int i = 0; i < 300; i++)
 		ASSERT_EQ(fm_object_protect(j->obj, 0, j->pages * PG,
-			      i % 2 ? PROT_READ | PROT_WRITE : PROT_READ), 0);
+		              i % 2 ? PROT_READ | PROT_WRITE : PROT_READ),
+		    0);
 	__atomic_store_n(j->stop, 1, __ATOMIC_RELEASE);
 	return NULL;
 }
@@ -331,8 +335,8 @@ TEST_TAGGED(protect_races_writes, "thread")
 	pthread_barrier_init(&bar, NULL, 2);
 	jobs[0] = (struct job){prober, .base = a, .pages = 32, .bar = &bar,
 	    .stop = &stop};
-	jobs[1] = (struct job){protector, .pages = 32, .bar = &bar, .stop = &stop,
-	    .obj = obj};
+	jobs[1] = (struct job){protector, .pages = 32, .bar = &bar,
+	    .stop = &stop, .obj = obj};
 	run_threads(jobs, 2);
 	/* Settled: the last call (i = 299) made it read-write. */
 	for (int i = 0; i < 32; i++)
@@ -371,7 +375,8 @@ mprotector(void *arg)
 		ASSERT_OK(fm_mprotect(j->base, j->pages * PG,
 		    i % 2 ? PROT_READ : PROT_READ | PROT_WRITE));
 		if (i % 50 == 0) /* and make the pages fault again */
-			ASSERT_OK(fm_madvise(j->base, j->pages * PG, MADV_DONTNEED));
+			ASSERT_OK(
+			    fm_madvise(j->base, j->pages * PG, MADV_DONTNEED));
 	}
 	__atomic_store_n(j->stop, 1, __ATOMIC_RELEASE);
 	return NULL;

@@ -62,9 +62,12 @@ TEST(fb_opens_share_the_device_memory)
 	uint32_t blue = 0x0000ffff;
 
 	ASSERT_OK(fm_ioctl(a, FB_IOC_INFO, &info));
-	uint32_t *pa = fm_mmap(NULL, info.pixels_len, RW, MAP_SHARED, a, FB_PIXELS_OFF);
-	uint32_t *pb = fm_mmap(NULL, info.pixels_len, RW, MAP_SHARED, b, FB_PIXELS_OFF);
-	const struct fb_regs *regs = fm_mmap(NULL, PG, PROT_READ, MAP_SHARED, b, 0);
+	uint32_t *pa =
+	    fm_mmap(NULL, info.pixels_len, RW, MAP_SHARED, a, FB_PIXELS_OFF);
+	uint32_t *pb =
+	    fm_mmap(NULL, info.pixels_len, RW, MAP_SHARED, b, FB_PIXELS_OFF);
+	const struct fb_regs *regs =
+	    fm_mmap(NULL, PG, PROT_READ, MAP_SHARED, b, 0);
 	ASSERT(pa != MAP_FAILED && pb != MAP_FAILED && regs != MAP_FAILED);
 	unsigned frames = regs->frames;
 	pa[1000] = 0x12345678; /* the user draws ... */
@@ -93,17 +96,22 @@ TEST(fb_d_mmap_validates_every_page)
 	ASSERT_ERRNO(fm_mmap(NULL, all, RW, MAP_SHARED, fd, 0), ENXIO);
 	/* One page past the pixels. */
 	ASSERT_ERRNO(fm_mmap(NULL, info.pixels_len + PG, RW, MAP_SHARED, fd,
-			 FB_PIXELS_OFF), ENXIO);
-	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ, MAP_SHARED, fd, 1 << 30), ENXIO);
+	                 FB_PIXELS_OFF),
+	    ENXIO);
+	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ, MAP_SHARED, fd, 1 << 30),
+	    ENXIO);
 	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ, MAP_SHARED, fd, 100), EINVAL);
-	ASSERT_ERRNO(fm_mmap(NULL, PG, RW, MAP_SHARED, ro, FB_PIXELS_OFF), EACCES);
+	ASSERT_ERRNO(fm_mmap(NULL, PG, RW, MAP_SHARED, ro, FB_PIXELS_OFF),
+	    EACCES);
 	ASSERT_ERRNO(fm_ioctl(fd, 0x4242, &c), ENOTTY);
 	ASSERT_ERRNO(fm_ioctl(fd, FB_IOC_FILL, NULL), EFAULT);
 	ASSERT_ERRNO(fm_read(fd, &c, 4), ENODEV);
 	/* A mapping at a fixed place still gets the layout. */
-	char *r = fm_mmap(NULL, 4 * PG, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *r = fm_mmap(NULL, 4 * PG, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS,
+	    -1, 0);
 	ASSERT(r != MAP_FAILED);
-	char *m = fm_mmap(r + PG, 2 * PG, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0);
+	char *m =
+	    fm_mmap(r + PG, 2 * PG, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0);
 	ASSERT_PTR_EQ(m, r + PG);
 	ASSERT_EQ(((const struct fb_regs *)m)->magic, FB_MAGIC);
 	ASSERT_OK(fm_munmap(r, 4 * PG));

@@ -116,8 +116,9 @@ check(const char *p, size_t len, unsigned seed)
 {
 	for (size_t i = 0; i < len; i += 512)
 		if (p[i] != (char)(seed + i / 512 * 7))
-			fm_test_fail(__FILE__, __LINE__, "byte %zu is %d, want %d", i,
-			    p[i], (char)(seed + i / 512 * 7));
+			fm_test_fail(__FILE__, __LINE__,
+			    "byte %zu is %d, want %d", i, p[i],
+			    (char)(seed + i / 512 * 7));
 }
 
 /* Two opens: private handle tables, private buffers, no way across. */
@@ -139,7 +140,8 @@ TEST(gem_open_has_private_handles)
 	check(pb, 4 * PG, 2);
 
 	/* b cannot map a's buffer by its offset, nor name a's second handle. */
-	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ, MAP_SHARED, b, (off_t)oa), EINVAL);
+	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ, MAP_SHARED, b, (off_t)oa),
+	    EINVAL);
 	uint32_t ha2 = gem_create(a, PG);
 	ASSERT_EQ(ha2, 2);
 	struct fm_gem_info i = {.handle = ha2};
@@ -213,7 +215,8 @@ TEST(gem_evict_and_refault_keep_data)
 	struct fm_gem_info i1 = gem_info(a, ha);
 	ASSERT_EQ(i1.resident, 0);
 	ASSERT_EQ(i1.dirty, 0);
-	ASSERT_EQ(i1.saved - i0.saved, n); /* every dirty page went to backing */
+	ASSERT_EQ(i1.saved - i0.saved,
+	    n); /* every dirty page went to backing */
 	ASSERT_EQ(i1.evictions, 1);
 
 	fm_engine_stats(&e0);
@@ -223,7 +226,7 @@ TEST(gem_evict_and_refault_keep_data)
 	struct fm_gem_info i2 = gem_info(a, ha);
 	ASSERT_GE(e1.faults - e0.faults, 1); /* it really faulted again */
 	ASSERT_GE(i2.faults - i1.faults, 1);
-	ASSERT_EQ(i2.refill - i1.refill, n);  /* every page read back */
+	ASSERT_EQ(i2.refill - i1.refill, n); /* every page read back */
 	ASSERT_EQ(i2.resident, n);
 	ASSERT_EQ(i2.dirty, 0);
 
@@ -287,7 +290,8 @@ TEST(gem_msync_and_unmap_save)
 	i = gem_info(a, h);
 	ASSERT_EQ(i.dirty, 0);
 	ASSERT_EQ(i.saved, 9);
-	p = gem_map(a, h, len); /* the data is the buffer's, not the mapping's */
+	p = gem_map(a, h,
+	    len); /* the data is the buffer's, not the mapping's */
 	ASSERT_EQ(p[0], 1);
 	check(p + PG, len - PG, 5 + PG / 512 * 7);
 	ASSERT_OK(fm_munmap(p, len));
@@ -312,7 +316,8 @@ TEST(gem_partial_and_private_mappings)
 	q[1] = 'q';
 	ASSERT_EQ(p[6 * PG + 1], 'q');
 
-	char *v = fm_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE, a, (off_t)off);
+	char *v = fm_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE, a,
+	    (off_t)off);
 	ASSERT(v != MAP_FAILED);
 	check(v, len, 9);
 	v[3 * PG] = 'v'; /* its own copy */
@@ -348,7 +353,8 @@ TEST(gem_buffer_life)
 	c.handle = hb;
 	ASSERT_OK(fm_ioctl(b, FM_GEM_CLOSE, &c));
 	struct fm_gem_open o = {.name = name};
-	ASSERT_ERRNO(fm_ioctl(b, FM_GEM_OPEN, &o), ENOENT); /* last handle: no name */
+	ASSERT_ERRNO(fm_ioctl(b, FM_GEM_OPEN, &o),
+	    ENOENT); /* last handle: no name */
 	ASSERT_EQ(gem_stats(b).named, 0);
 	ASSERT_EQ(gem_stats(b).buffers, 1); /* the mapping holds it */
 	ASSERT_OK(fm_close(a));
@@ -384,7 +390,8 @@ TEST(gem_handles_and_offsets)
 	uint32_t h3 = gem_create(a, PG);
 	ASSERT_EQ(h3, 1);
 	ASSERT_NE(gem_offset(a, h3), o1); /* a stale offset maps nothing */
-	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ, MAP_SHARED, a, (off_t)o1), EINVAL);
+	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ, MAP_SHARED, a, (off_t)o1),
+	    EINVAL);
 	ASSERT_OK(fm_close(a));
 }
 
@@ -396,7 +403,8 @@ TEST(gem_bad_input)
 	uint32_t h = gem_create(a, 2 * PG);
 	uint64_t off = gem_offset(a, h);
 
-	ASSERT_ERRNO(fm_ioctl(a, _IOWR('g', 99, struct fm_gem_create), &h), ENOTTY);
+	ASSERT_ERRNO(fm_ioctl(a, _IOWR('g', 99, struct fm_gem_create), &h),
+	    ENOTTY);
 	ASSERT_ERRNO(fm_ioctl(a, 0, NULL), ENOTTY);
 	ASSERT_ERRNO(fm_ioctl(a, FM_GEM_CREATE, NULL), EFAULT);
 
@@ -429,19 +437,27 @@ TEST(gem_bad_input)
 	ASSERT_ERRNO(fm_ioctl(a, FM_GEM_INFO, &in), ENOENT);
 
 	/* Mappings: beyond the buffer, no buffer, unaligned, too much prot. */
-	ASSERT_ERRNO(fm_mmap(NULL, 3 * PG, PROT_READ, MAP_SHARED, a, (off_t)off), ENXIO);
+	ASSERT_ERRNO(fm_mmap(NULL, 3 * PG, PROT_READ, MAP_SHARED, a,
+	                 (off_t)off),
+	    ENXIO);
 	ASSERT_ERRNO(fm_mmap(NULL, 2 * PG, PROT_READ, MAP_SHARED, a,
-			 (off_t)(off + PG)), ENXIO);
+	                 (off_t)(off + PG)),
+	    ENXIO);
 	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ, MAP_SHARED, a,
-			 (off_t)(off + 2 * PG)), EINVAL); /* the gap after it */
+	                 (off_t)(off + 2 * PG)),
+	    EINVAL); /* the gap after it */
 	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ, MAP_SHARED, a, 0), EINVAL);
-	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ, MAP_SHARED, a, (off_t)off + 1), EINVAL);
+	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ, MAP_SHARED, a,
+	                 (off_t)off + 1),
+	    EINVAL);
 	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ | PROT_EXEC, MAP_SHARED, a,
-			 (off_t)off), EACCES);
+	                 (off_t)off),
+	    EACCES);
 	int ro = gem_dev(O_RDONLY);
 	uint32_t hr = gem_open_name(ro, gem_flink(a, h));
 	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_SHARED, ro,
-			 (off_t)gem_offset(ro, hr)), EACCES);
+	                 (off_t)gem_offset(ro, hr)),
+	    EACCES);
 
 	/* Nothing changed: the buffer maps and works, one buffer exists. */
 	ASSERT_EQ(gem_stats(a).buffers, 1);
@@ -524,7 +540,8 @@ TEST_TAGGED(gem_threads_share_and_churn, "thread")
 
 		ASSERT_EQ(pthread_join(t[i], &why), 0);
 		if (why != NULL)
-			fm_test_fail(__FILE__, __LINE__, "thread %d: %s", i, (char *)why);
+			fm_test_fail(__FILE__, __LINE__, "thread %d: %s", i,
+			    (char *)why);
 	}
 	for (int i = 0; i < 4; i++)
 		ASSERT_EQ(p[PG + i], (char)199);
@@ -537,7 +554,7 @@ TEST_TAGGED(gem_threads_share_and_churn, "thread")
 #define NWRITERS 4
 
 struct writer {
-	volatile unsigned *p;  /* one counter per page */
+	volatile unsigned *p; /* one counter per page */
 	size_t npages;
 	int id;
 	atomic_int *stop;
@@ -589,7 +606,8 @@ evict_while_writing(unsigned pause_us, int secs)
 
 	ASSERT_OK(fm_madvise((void *)p, len, MADV_RANDOM)); /* more faults */
 	for (int i = 0; i < NWRITERS; i++) {
-		w[i] = (struct writer){.p = p, .npages = n, .id = i, .stop = &stop};
+		w[i] =
+		    (struct writer){.p = p, .npages = n, .id = i, .stop = &stop};
 		ASSERT_EQ(pthread_create(&t[i], NULL, writer_main, &w[i]), 0);
 	}
 	ASSERT_EQ(pthread_create(&spinner, NULL, spin_main, &stop), 0);
@@ -604,10 +622,12 @@ evict_while_writing(unsigned pause_us, int secs)
 		ASSERT_EQ(pthread_join(t[i], NULL), 0);
 	ASSERT_EQ(pthread_join(spinner, NULL), 0);
 	for (size_t i = 0; i < n; i++)
-		ASSERT_EQ(p[i * PG / sizeof(unsigned)], w[i % NWRITERS].last[i]);
+		ASSERT_EQ(p[i * PG / sizeof(unsigned)],
+		    w[i % NWRITERS].last[i]);
 	gem_evict(a, h);
 	for (size_t i = 0; i < n; i++)
-		ASSERT_EQ(p[i * PG / sizeof(unsigned)], w[i % NWRITERS].last[i]);
+		ASSERT_EQ(p[i * PG / sizeof(unsigned)],
+		    w[i % NWRITERS].last[i]);
 	ASSERT_EQ(gem_info(a, h).evictions, k + 1);
 	ASSERT_OK(fm_munmap((void *)p, len));
 	ASSERT_OK(fm_close(a));

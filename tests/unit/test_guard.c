@@ -70,7 +70,8 @@ gstats(int fd)
 static void
 gprotect(int fd, size_t pg, size_t n, int prot, int policy)
 {
-	struct fm_guard_protect a = {pg * PG, n * PG, (uint32_t)prot, (uint32_t)policy};
+	struct fm_guard_protect a = {pg * PG, n * PG, (uint32_t)prot,
+	    (uint32_t)policy};
 
 	ASSERT_OK(fm_ioctl(fd, FM_GUARD_PROTECT, &a));
 }
@@ -117,9 +118,9 @@ TEST(guard_counts_faults_by_kind)
 	struct fm_guard_stats s;
 	struct fm_stats e0, e1;
 
-	ASSERT_EQ(p[0], 0);               /* read fault, fills a page */
-	p[PG] = 'w';                      /* write fault, fills a page */
-	ASSERT_EQ(p[0], 0);               /* mapped: no fault */
+	ASSERT_EQ(p[0], 0); /* read fault, fills a page */
+	p[PG] = 'w'; /* write fault, fills a page */
+	ASSERT_EQ(p[0], 0); /* mapped: no fault */
 	p[PG + 1] = 'x';
 	s = gstats(fd);
 	ASSERT_EQ(s.read_faults, 1);
@@ -132,8 +133,8 @@ TEST(guard_counts_faults_by_kind)
 	gremove(fd, 0, 2, FM_GUARD_REFILL);
 	ASSERT_EQ(gpage(fd, 1), FM_GUARD_PG_RESIDENT); /* data kept */
 	fm_engine_stats(&e0);
-	ASSERT_EQ(p[0], 0);               /* faults again: minor */
-	p[PG + 2] = 'y';                  /* ditto, a write */
+	ASSERT_EQ(p[0], 0); /* faults again: minor */
+	p[PG + 2] = 'y'; /* ditto, a write */
 	ASSERT_EQ(p[PG], 'w');
 	ASSERT_EQ(p[PG + 1], 'x');
 	fm_engine_stats(&e1);
@@ -141,7 +142,7 @@ TEST(guard_counts_faults_by_kind)
 	ASSERT_EQ(s.read_minor, 1);
 	ASSERT_EQ(s.write_minor, 1);
 	ASSERT_EQ(s.removals, 1);
-	ASSERT_EQ(s.pages_filled, 2);     /* nothing filled again */
+	ASSERT_EQ(s.pages_filled, 2); /* nothing filled again */
 	ASSERT_GE(e1.faults - e0.faults, 2);
 	ASSERT_GE(e1.minor - e0.minor, 2);
 	ASSERT_OK(fm_munmap((void *)p, 16 * PG));
@@ -166,10 +167,10 @@ TEST(guard_readonly_refuses_writes)
 	ASSERT_EQ(fm_test_probe(q + 20, 1), SIGBUS); /* the other mapping too */
 	ASSERT_EQ(fm_test_probe(q + 30, 1), SIGBUS); /* and again */
 	ASSERT_EQ(gstats(fd).refused, 3);
-	ASSERT_EQ(fm_test_probe(p, 0), 0);          /* still readable */
+	ASSERT_EQ(fm_test_probe(p, 0), 0); /* still readable */
 	ASSERT_EQ(p[0], 'a');
 	ASSERT_EQ(q[0], 'a');
-	q[PG] = 'B';                                /* the next page is not */
+	q[PG] = 'B'; /* the next page is not */
 	ASSERT_EQ(p[PG], 'B');
 
 	gprotect(fd, 0, 1, PROT_READ | PROT_WRITE, 0);
@@ -196,19 +197,19 @@ TEST(guard_readonly_records_writes)
 	ASSERT_EQ(q[PG], 0);
 	gprotect(fd, 0, 4, PROT_READ, FM_GUARD_RECORD);
 	ASSERT_EQ(gstats(fd).recorded, 0);
-	p[PG] = 'r';                     /* write-protect fault: recorded */
+	p[PG] = 'r'; /* write-protect fault: recorded */
 	struct fm_guard_stats s = gstats(fd);
 	ASSERT_EQ(s.recorded, 1);
 	ASSERT_EQ(s.last_recorded, PG);
-	ASSERT_EQ(gpage(fd, 1), FM_GUARD_PG_RESIDENT | FM_GUARD_PG_RDONLY |
-	    FM_GUARD_PG_RECORDED);
+	ASSERT_EQ(gpage(fd, 1),
+	    FM_GUARD_PG_RESIDENT | FM_GUARD_PG_RDONLY | FM_GUARD_PG_RECORDED);
 	ASSERT_EQ(gpage(fd, 2), FM_GUARD_PG_RDONLY); /* never touched */
 	ASSERT_EQ(q[PG], 'r');
-	p[PG + 1] = 's';                 /* writable in p now: not seen */
+	p[PG + 1] = 's'; /* writable in p now: not seen */
 	ASSERT_EQ(gstats(fd).recorded, 1);
-	q[PG + 2] = 't';                 /* q's first write: seen */
+	q[PG + 2] = 't'; /* q's first write: seen */
 	ASSERT_EQ(gstats(fd).recorded, 2);
-	p[3 * PG] = 'u';                 /* fills write-protected, then records */
+	p[3 * PG] = 'u'; /* fills write-protected, then records */
 	s = gstats(fd);
 	ASSERT_EQ(s.recorded, 3);
 	ASSERT_EQ(s.last_recorded, 3 * PG);
@@ -258,22 +259,23 @@ TEST(guard_revoke_gives_sigbus_until_restored)
 		p[i * PG] = (char)('A' + i);
 	ASSERT_EQ(q[2 * PG], 'C');
 	gremove(fd, 1, 2, FM_GUARD_REVOKE);
-	ASSERT_EQ(gpage(fd, 1), FM_GUARD_PG_REVOKED);  /* and no longer resident */
+	ASSERT_EQ(gpage(fd, 1),
+	    FM_GUARD_PG_REVOKED); /* and no longer resident */
 	ASSERT_EQ(gpage(fd, 3), FM_GUARD_PG_RESIDENT);
 
 	ASSERT_EQ(fm_test_probe(p + PG, 0), SIGBUS);
 	ASSERT_PTR_EQ(page_of(fm_test_fault_addr()), p + PG);
 	ASSERT_EQ(fm_test_probe(p + 2 * PG, 1), SIGBUS);
 	ASSERT_EQ(fm_test_probe(q + 2 * PG, 0), SIGBUS);
-	ASSERT_EQ(fm_test_probe(q + PG, 0), SIGBUS);   /* every time */
+	ASSERT_EQ(fm_test_probe(q + PG, 0), SIGBUS); /* every time */
 	ASSERT_EQ(gstats(fd).revoked, 4);
-	ASSERT_EQ(p[0], 'A');                          /* the rest is fine */
+	ASSERT_EQ(p[0], 'A'); /* the rest is fine */
 	ASSERT_EQ(q[3 * PG], 'D');
 
 	grestore(fd, 1, 2);
 	ASSERT_EQ(gpage(fd, 1), 0);
 	ASSERT_EQ(fm_test_probe(q + PG, 0), 0);
-	ASSERT_EQ(q[PG], 0);                           /* revoked data is gone */
+	ASSERT_EQ(q[PG], 0); /* revoked data is gone */
 	p[2 * PG] = 'z';
 	ASSERT_EQ(q[2 * PG], 'z');
 	ASSERT_EQ(gstats(fd).revoked, 4);
@@ -290,35 +292,35 @@ TEST(guard_wire_refill)
 	int fd = guard_setup(16);
 	volatile char *p = guard_map(fd, 16 * PG);
 
-	ASSERT_EQ(p[3 * PG], 0);                   /* mapped before the wire */
+	ASSERT_EQ(p[3 * PG], 0); /* mapped before the wire */
 	garm(fd, 0, 4, 2, FM_GUARD_REFILL);
 	ASSERT_EQ(gpage(fd, 0), FM_GUARD_PG_WIRED);
 	ASSERT_EQ(gpage(fd, 3), FM_GUARD_PG_WIRED | FM_GUARD_PG_RESIDENT);
 	ASSERT_EQ(gpage(fd, 4), 0);
-	p[0] = 1;                                  /* write 1 */
-	p[PG] = 2;                                 /* write 2 */
-	p[1] = 9;                                  /* same page: not a new write */
-	p[5 * PG] = 5;                             /* outside the wire */
-	ASSERT_EQ(p[2 * PG], 0);                   /* reads do not count */
+	p[0] = 1; /* write 1 */
+	p[PG] = 2; /* write 2 */
+	p[1] = 9; /* same page: not a new write */
+	p[5 * PG] = 5; /* outside the wire */
+	ASSERT_EQ(p[2 * PG], 0); /* reads do not count */
 	struct fm_guard_stats s = gstats(fd);
 	ASSERT_EQ(s.trips, 0);
 	ASSERT_EQ(s.removals, 0);
 
-	p[3 * PG] = 3;                             /* write 3: trips, goes through */
+	p[3 * PG] = 3; /* write 3: trips, goes through */
 	s = gstats(fd);
 	ASSERT_EQ(s.trips, 1);
 	ASSERT_EQ(s.removals, 1);
 	ASSERT_EQ(gpage(fd, 0), FM_GUARD_PG_RESIDENT); /* disarmed, kept */
 	uint64_t minor = s.read_minor + s.write_minor;
-	ASSERT_EQ(p[3 * PG], 3);                   /* the tripping page stayed */
+	ASSERT_EQ(p[3 * PG], 3); /* the tripping page stayed */
 	ASSERT_EQ(gstats(fd).read_minor + gstats(fd).write_minor, minor);
-	ASSERT_EQ(p[0], 1);                        /* the others fault again */
+	ASSERT_EQ(p[0], 1); /* the others fault again */
 	ASSERT_EQ(p[1], 9);
 	ASSERT_EQ(p[PG], 2);
 	ASSERT_EQ(p[2 * PG], 0);
 	ASSERT_EQ(gstats(fd).read_minor + gstats(fd).write_minor, minor + 3);
 	ASSERT_EQ(p[5 * PG], 5);
-	p[2 * PG] = 7;                             /* no wire: plain writes now */
+	p[2 * PG] = 7; /* no wire: plain writes now */
 	ASSERT_EQ(gstats(fd).trips, 1);
 	ASSERT_OK(fm_munmap((void *)p, 16 * PG));
 	ASSERT_OK(fm_close(fd));
@@ -332,7 +334,7 @@ TEST(guard_wire_revoke)
 	volatile char *p = guard_map(fd, 16 * PG);
 
 	garm(fd, 4, 4, 1, FM_GUARD_REVOKE);
-	p[4 * PG] = 'x';                           /* write 1: allowed */
+	p[4 * PG] = 'x'; /* write 1: allowed */
 	ASSERT_EQ(p[4 * PG], 'x');
 	ASSERT_EQ(gstats(fd).trips, 0);
 	ASSERT_EQ(fm_test_probe(p + 5 * PG, 1), SIGBUS); /* write 2: trips */
@@ -342,7 +344,7 @@ TEST(guard_wire_revoke)
 	ASSERT_EQ(fm_test_probe(p + 4 * PG, 0), SIGBUS); /* removed, revoked */
 	ASSERT_EQ(fm_test_probe(p + 7 * PG, 0), SIGBUS);
 	ASSERT_EQ(gpage(fd, 4), FM_GUARD_PG_REVOKED);
-	ASSERT_EQ(fm_test_probe(p + 3 * PG, 1), 0);      /* outside: fine */
+	ASSERT_EQ(fm_test_probe(p + 3 * PG, 1), 0); /* outside: fine */
 	ASSERT_EQ(fm_test_probe(p + 8 * PG, 1), 0);
 	grestore(fd, 4, 4);
 	ASSERT_EQ(p[4 * PG], 0);
@@ -361,7 +363,7 @@ TEST(guard_wire_over_recorded_writes)
 
 	gprotect(fd, 0, 4, PROT_READ, FM_GUARD_RECORD);
 	garm(fd, 0, 4, 1, FM_GUARD_REVOKE);
-	p[0] = 1;                                  /* recorded, counted */
+	p[0] = 1; /* recorded, counted */
 	ASSERT_EQ(gstats(fd).recorded, 1);
 	ASSERT_EQ(fm_test_probe(p + PG, 1), SIGBUS); /* trips: not recorded */
 	struct fm_guard_stats s = gstats(fd);
@@ -381,11 +383,11 @@ TEST(guard_wire_survives_protect)
 	volatile char *p = guard_map(fd, 8 * PG);
 
 	garm(fd, 0, 2, 1, FM_GUARD_REVOKE);
-	ASSERT_EQ(p[0], 0);                        /* mapped write-protected */
+	ASSERT_EQ(p[0], 0); /* mapped write-protected */
 	ASSERT_EQ(p[PG], 0);
 	gprotect(fd, 0, 2, PROT_READ, FM_GUARD_RECORD);
 	gprotect(fd, 0, 2, PROT_READ | PROT_WRITE, 0);
-	p[0] = 1;                                  /* write 1: still seen */
+	p[0] = 1; /* write 1: still seen */
 	ASSERT_EQ(fm_test_probe(p + PG, 1), SIGBUS); /* write 2 trips */
 	ASSERT_EQ(gstats(fd).trips, 1);
 	ASSERT_EQ(gstats(fd).recorded, 0);
@@ -410,10 +412,10 @@ TEST(guard_setup_starts_afresh)
 	ASSERT_EQ(s.write_faults + s.read_faults, 0);
 	volatile char *p = guard_map(fd, 8 * PG);
 	ASSERT_EQ(p[0], 0);
-	p[PG] = 1;                                 /* not read-only here */
+	p[PG] = 1; /* not read-only here */
 	ASSERT_EQ(old[0], 'o');
 	ASSERT_EQ(fm_test_probe(old + PG, 1), SIGBUS); /* the old rules hold */
-	ASSERT_EQ(gstats(fd).refused, 0);          /* counted in the old one */
+	ASSERT_EQ(gstats(fd).refused, 0); /* counted in the old one */
 	ASSERT_EQ(gstats(fd).read_faults, 1);
 	ASSERT_OK(fm_munmap((void *)old, 4 * PG));
 	ASSERT_OK(fm_munmap((void *)p, 8 * PG));
@@ -450,19 +452,22 @@ TEST(guard_bad_input)
 	ASSERT_ERRNO(fm_ioctl(fd, FM_GUARD_PROTECT, &pr), EINVAL);
 	pr = (struct fm_guard_protect){8 * PG, PG, PROT_READ, FM_GUARD_REFUSE};
 	ASSERT_ERRNO(fm_ioctl(fd, FM_GUARD_PROTECT, &pr), ENXIO);
-	pr = (struct fm_guard_protect){7 * PG, 2 * PG, PROT_READ, FM_GUARD_REFUSE};
+	pr = (struct fm_guard_protect){7 * PG, 2 * PG, PROT_READ,
+	    FM_GUARD_REFUSE};
 	ASSERT_ERRNO(fm_ioctl(fd, FM_GUARD_PROTECT, &pr), ENXIO);
 	pr = (struct fm_guard_protect){0, PG, PROT_WRITE, 0};
 	ASSERT_ERRNO(fm_ioctl(fd, FM_GUARD_PROTECT, &pr), EINVAL);
 	pr = (struct fm_guard_protect){0, PG, PROT_READ, FM_GUARD_REFILL};
 	ASSERT_ERRNO(fm_ioctl(fd, FM_GUARD_PROTECT, &pr), EINVAL);
-	pr = (struct fm_guard_protect){0, PG, PROT_READ | PROT_WRITE, FM_GUARD_RECORD};
+	pr = (struct fm_guard_protect){0, PG, PROT_READ | PROT_WRITE,
+	    FM_GUARD_RECORD};
 	ASSERT_ERRNO(fm_ioctl(fd, FM_GUARD_PROTECT, &pr), EINVAL);
 	rm.policy = FM_GUARD_RECORD;
 	ASSERT_ERRNO(fm_ioctl(fd, FM_GUARD_REMOVE, &rm), EINVAL);
 	rm = (struct fm_guard_remove){0, PG, FM_GUARD_REFILL, 1};
 	ASSERT_ERRNO(fm_ioctl(fd, FM_GUARD_REMOVE, &rm), EINVAL);
-	rm = (struct fm_guard_remove){UINT64_MAX & ~(uint64_t)(PG - 1), PG, FM_GUARD_REFILL, 0};
+	rm = (struct fm_guard_remove){UINT64_MAX & ~(uint64_t)(PG - 1), PG,
+	    FM_GUARD_REFILL, 0};
 	ASSERT_ERRNO(fm_ioctl(fd, FM_GUARD_REMOVE, &rm), ENXIO);
 	struct fm_guard_restore rs = {PG, UINT64_MAX};
 	ASSERT_ERRNO(fm_ioctl(fd, FM_GUARD_RESTORE, &rs), ENXIO);
@@ -481,15 +486,20 @@ TEST(guard_bad_input)
 
 	/* Mappings: private, past the end, beyond the open mode. */
 	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ, MAP_PRIVATE, fd, 0), EINVAL);
-	ASSERT_ERRNO(fm_mmap(NULL, 9 * PG, PROT_READ, MAP_SHARED, fd, 0), ENXIO);
-	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ, MAP_SHARED, fd, 8 * PG), ENXIO);
-	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_SHARED, ro, 0), EACCES);
+	ASSERT_ERRNO(fm_mmap(NULL, 9 * PG, PROT_READ, MAP_SHARED, fd, 0),
+	    ENXIO);
+	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ, MAP_SHARED, fd, 8 * PG),
+	    ENXIO);
+	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_SHARED, ro,
+	                 0),
+	    EACCES);
 
 	/* Nothing changed: no page is read-only or revoked; it all works. */
 	volatile char *p = guard_map(fd, 8 * PG);
 	for (int i = 0; i < 8; i++) {
 		ASSERT_EQ(fm_test_probe(p + i * PG, 1), 0);
-		ASSERT_EQ(gpage(fd, (size_t)i) & ~FM_GUARD_PG_WIRED, FM_GUARD_PG_RESIDENT);
+		ASSERT_EQ(gpage(fd, (size_t)i) & ~FM_GUARD_PG_WIRED,
+		    FM_GUARD_PG_RESIDENT);
 	}
 	struct fm_guard_stats s = gstats(fd);
 	ASSERT_EQ(s.refused + s.revoked + s.removals + s.recorded, 0);
@@ -546,7 +556,8 @@ gthread_main(void *arg)
 			if (sig == SIGBUS) {
 				t->sigbus++;
 				if (*b != t->last[i])
-					return "a refused write changed the page";
+					return "a refused write changed the "
+					       "page";
 			} else if (sig != 0) {
 				return "unexpected signal";
 			} else {
@@ -581,9 +592,11 @@ TEST_TAGGED(guard_threads_protect_and_remove, "thread")
 	for (int k = 0; k < 200; k++) {
 		size_t pg = (size_t)k % (NT * NPG - 4);
 
-		gprotect(fd, pg, 4, PROT_READ, k % 2 ? FM_GUARD_REFUSE : FM_GUARD_RECORD);
+		gprotect(fd, pg, 4, PROT_READ,
+		    k % 2 ? FM_GUARD_REFUSE : FM_GUARD_RECORD);
 		usleep(500);
-		gremove(fd, (size_t)(k * 7) % (NT * NPG - 2), 2, FM_GUARD_REFILL);
+		gremove(fd, (size_t)(k * 7) % (NT * NPG - 2), 2,
+		    FM_GUARD_REFILL);
 		usleep(200);
 		gprotect(fd, pg, 4, PROT_READ | PROT_WRITE, 0);
 		usleep(200);
@@ -595,7 +608,8 @@ TEST_TAGGED(guard_threads_protect_and_remove, "thread")
 
 		ASSERT_EQ(pthread_join(th[i], &why), 0);
 		if (why != NULL)
-			fm_test_fail(__FILE__, __LINE__, "thread %d: %s", i, (char *)why);
+			fm_test_fail(__FILE__, __LINE__, "thread %d: %s", i,
+			    (char *)why);
 		sigbus += t[i].sigbus;
 		writes += t[i].writes;
 		for (int j = 0; j < NPG; j++)
@@ -603,7 +617,7 @@ TEST_TAGGED(guard_threads_protect_and_remove, "thread")
 	}
 	struct fm_guard_stats s = gstats(fd);
 	ASSERT_EQ(s.refused, sigbus);
-	ASSERT_GE(sigbus, 1);      /* the test did race writes with refusal */
+	ASSERT_GE(sigbus, 1); /* the test did race writes with refusal */
 	ASSERT_GE(writes - sigbus, 1);
 	ASSERT_GE(s.recorded, 1);
 	ASSERT_EQ(s.removals, 200);

@@ -46,12 +46,14 @@ TEST(mmap_errors_einval)
 
 	ASSERT_ERRNO(fm_mmap(NULL, 0, RW, MAP_SHARED, fd, 0), EINVAL);
 	ASSERT_ERRNO(fm_mmap(NULL, PG, RW, MAP_SHARED, fd, 100), EINVAL);
-	ASSERT_ERRNO(fm_mmap((void *)0x10000100, PG, RW, MAP_SHARED | MAP_FIXED, fd, 0),
+	ASSERT_ERRNO(fm_mmap((void *)0x10000100, PG, RW, MAP_SHARED | MAP_FIXED,
+	                 fd, 0),
 	    EINVAL);
 	ASSERT_ERRNO(fm_mmap(NULL, PG, RW, 0, fd, 0), EINVAL);
 	ASSERT_ERRNO(fm_mmap(NULL, PG, RW, 0x04, fd, 0), EINVAL);
 	ASSERT_ERRNO(fm_mmap(NULL, PG, 0x100, MAP_SHARED, fd, 0), EINVAL);
-	ASSERT_ERRNO(fm_mmap(NULL, PG, RW, MAP_SHARED_VALIDATE | 0x400000, fd, 0),
+	ASSERT_ERRNO(fm_mmap(NULL, PG, RW, MAP_SHARED_VALIDATE | 0x400000, fd,
+	                 0),
 	    EOPNOTSUPP);
 	ASSERT_ERRNO(fm_munmap((void *)0x10000100, PG), EINVAL);
 	ASSERT_ERRNO(fm_munmap((void *)0x10000000, 0), EINVAL);
@@ -80,8 +82,10 @@ TEST(mmap_errors_ebadf_enodev_eoverflow_enomem)
 	ASSERT_OK(fm_close(fd));
 	fd = testdev_tmpfile(PG);
 	ASSERT_ERRNO(fm_mmap(NULL, 2 * PG, PROT_READ, MAP_SHARED, fd,
-			 (off_t)0x7fffffffffffe000LL), EOVERFLOW);
-	ASSERT_ERRNO(fm_mmap(NULL, SIZE_MAX - 10, PROT_READ, MAP_SHARED, fd, 0), ENOMEM);
+	                 (off_t)0x7fffffffffffe000LL),
+	    EOVERFLOW);
+	ASSERT_ERRNO(fm_mmap(NULL, SIZE_MAX - 10, PROT_READ, MAP_SHARED, fd, 0),
+	    ENOMEM);
 	ASSERT_EQ(map_entries(), before);
 	close(fd);
 	close(p[0]);
@@ -182,14 +186,14 @@ TEST(private_mapping_copy_on_write)
 
 	ASSERT(s != MAP_FAILED && p != MAP_FAILED);
 	s[PG] = 'a';
-	ASSERT_EQ(p[PG], 'a');  /* the private mapping reads the object */
-	p[PG] = 'b';            /* ... and copies on write */
+	ASSERT_EQ(p[PG], 'a'); /* the private mapping reads the object */
+	p[PG] = 'b'; /* ... and copies on write */
 	ASSERT_EQ(s[PG], 'a');
 	ASSERT_EQ(fm_object_read(obj, PG, &c, 1), 0);
 	ASSERT_EQ(c, 'a');
-	p[9 * PG] = 'p';        /* write first, never read: still private */
+	p[9 * PG] = 'p'; /* write first, never read: still private */
 	ASSERT_EQ(s[9 * PG], 0);
-	s[2 * PG] = 's';        /* untouched private pages follow the object */
+	s[2 * PG] = 's'; /* untouched private pages follow the object */
 	ASSERT_EQ(p[2 * PG], 's');
 	/* MADV_DONTNEED drops the private copy: back to the object. */
 	ASSERT_OK(fm_madvise(p, 16 * PG, MADV_DONTNEED));
@@ -223,7 +227,9 @@ TEST(map_fixed_replaces)
 	char c;
 	ASSERT_EQ(fm_object_read(obj, PG, &c, 1), 0);
 	ASSERT_EQ(c, 9);
-	ASSERT_ERRNO(fm_mmap(a, PG, RW, MAP_SHARED | MAP_FIXED_NOREPLACE, ofd, 0), EEXIST);
+	ASSERT_ERRNO(fm_mmap(a, PG, RW, MAP_SHARED | MAP_FIXED_NOREPLACE, ofd,
+	                 0),
+	    EEXIST);
 	ASSERT_OK(fm_munmap(a, 16 * PG));
 	ASSERT_EQ(map_entries(), before - 1);
 	ASSERT_OK(fm_close(fd));
@@ -474,7 +480,8 @@ TEST(unprivileged_process_uses_user_mode_userfaultfd)
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
 		fm_test_skip("cannot become nobody");
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 3)
-		fm_test_skip("userfaultfd not allowed to nobody here (EPERM, as README says)");
+		fm_test_skip("userfaultfd not allowed to nobody here (EPERM, "
+		             "as README says)");
 	ASSERT(WIFEXITED(status));
 	ASSERT_EQ(WEXITSTATUS(status), 0);
 }

@@ -43,10 +43,13 @@ TEST(null_cannot_be_mapped)
 	ASSERT_GE(fd, 0);
 	ASSERT_GE(ro, 0);
 	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ, MAP_SHARED, fd, 0), ENODEV);
-	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), ENODEV);
+	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+	                 0),
+	    ENODEV);
 	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ, MAP_PRIVATE, fd, 0), ENODEV);
 	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ, MAP_PRIVATE, ro, 0), ENODEV);
-	ASSERT_ERRNO(fm_mmap(NULL, 16 * PG, PROT_READ, MAP_SHARED, ro, 64 * PG), ENODEV);
+	ASSERT_ERRNO(fm_mmap(NULL, 16 * PG, PROT_READ, MAP_SHARED, ro, 64 * PG),
+	    ENODEV);
 	/* Still a working device afterwards. */
 	ASSERT_EQ(fm_write(fd, "x", 1), 1);
 	ASSERT_OK(fm_close(fd));
@@ -62,7 +65,8 @@ TEST(null_cannot_be_mapped)
 static struct {
 	atomic_int d_open, d_close, d_read, d_write, d_ioctl, d_mmap_single;
 	atomic_int fo_read, fo_write, fo_ioctl, fo_close, fo_mmap;
-	atomic_int pgo_reference, pgo_detach, pgo_get, pgo_put, pgo_fault, pgo_write;
+	atomic_int pgo_reference, pgo_detach, pgo_get, pgo_put, pgo_fault,
+	    pgo_write;
 	atomic_int put_pages;
 	off_t last_off;
 	int last_flags;
@@ -70,14 +74,14 @@ static struct {
 
 /* Volatile: the engine's threads read it while the test's accesses fault. */
 static volatile struct {
-	int open_err;     /* d_open fails with it */
-	int io_err;       /* read, write, ioctl fail with it */
-	int mmap_err;     /* the mmap hook fails with it */
-	int mmap_noobj;   /* ... says yes without an object */
-	off_t mmap_off;   /* ... puts this offset in the request */
+	int open_err; /* d_open fails with it */
+	int io_err; /* read, write, ioctl fail with it */
+	int mmap_err; /* the mmap hook fails with it */
+	int mmap_noobj; /* ... says yes without an object */
+	off_t mmap_off; /* ... puts this offset in the request */
 	int maxprot;
-	int64_t fail_pg;  /* pgo_get / pgo_fault fail on this page */
-	int nofill;       /* pgo_fault claims success, fills nothing */
+	int64_t fail_pg; /* pgo_get / pgo_fault fail on this page */
+	int nofill; /* pgo_fault claims success, fills nothing */
 	int put_err;
 	int write_err;
 } cfg = {.maxprot = PROT_READ | PROT_WRITE, .fail_pg = -1};
@@ -149,12 +153,12 @@ t_dopen(struct fm_dev *dev, int flags, struct fm_file *fp)
 }
 
 static const struct fm_cdevsw plain_cdevsw = {
-	.d_open = t_dopen,
-	.d_close = t_dclose,
-	.d_read = t_dread,
-	.d_write = t_dwrite,
-	.d_ioctl = t_dioctl,
-	.d_mmap_single = t_dmmap,
+    .d_open = t_dopen,
+    .d_close = t_dclose,
+    .d_read = t_dread,
+    .d_write = t_dwrite,
+    .d_ioctl = t_dioctl,
+    .d_mmap_single = t_dmmap,
 };
 
 /* The clone's per-open state: which open it is. */
@@ -208,11 +212,11 @@ t_fommap(struct fm_file *fp, struct fm_mmap_req *req)
 }
 
 static const struct fm_fileops clone_fileops = {
-	.fo_read = t_foread,
-	.fo_write = t_fowrite,
-	.fo_ioctl = t_foioctl,
-	.fo_close = t_foclose,
-	.fo_mmap = t_fommap,
+    .fo_read = t_foread,
+    .fo_write = t_fowrite,
+    .fo_ioctl = t_foioctl,
+    .fo_close = t_foclose,
+    .fo_mmap = t_fommap,
 };
 
 static int
@@ -232,8 +236,8 @@ t_clone_open(struct fm_dev *dev, int flags, struct fm_file *fp)
 }
 
 static const struct fm_cdevsw clone_cdevsw = {
-	.d_open = t_clone_open,
-	.d_close = t_dclose, /* never called: fo_close replaces it */
+    .d_open = t_clone_open,
+    .d_close = t_dclose, /* never called: fo_close replaces it */
 };
 
 /* Fill pages [pg, pg+n) with 'a' + page % 26. */
@@ -320,18 +324,18 @@ t_write(struct fm_object *obj, uint64_t pg)
 }
 
 static const struct fm_pagerops get_pagerops = {
-	.pgo_reference = t_reference,
-	.pgo_detach = t_detach,
-	.pgo_get = t_get,
-	.pgo_put = t_put,
-	.pgo_write = t_write,
+    .pgo_reference = t_reference,
+    .pgo_detach = t_detach,
+    .pgo_get = t_get,
+    .pgo_put = t_put,
+    .pgo_write = t_write,
 };
 
 static const struct fm_pagerops fault_pagerops = {
-	.pgo_reference = t_reference,
-	.pgo_detach = t_detach,
-	.pgo_fault = t_fault,
-	.pgo_put = t_put,
+    .pgo_reference = t_reference,
+    .pgo_detach = t_detach,
+    .pgo_fault = t_fault,
+    .pgo_put = t_put,
 };
 
 /* Register both devices over a new object of npages with ops. */
@@ -368,24 +372,26 @@ TEST(hooks_cdevsw_of_a_plain_device)
 	ASSERT_EQ(fm_read(fd, buf, 8), 8);
 	ASSERT_EQ(buf[7], 'r');
 	ASSERT_EQ(fm_read(fd, buf, 8), 8);
-	ASSERT_EQ(calls.last_off, 8);              /* fomap keeps the offset */
+	ASSERT_EQ(calls.last_off, 8); /* fomap keeps the offset */
 	ASSERT_EQ(fm_write(fd, buf, 3), 3);
 	ASSERT_EQ(calls.last_off, 16);
 	ASSERT_EQ(calls.d_read, 2);
 	ASSERT_EQ(calls.d_write, 1);
 	ASSERT_OK(fm_ioctl(fd, 1, &dummy));
-	ASSERT_EQ(calls.last_flags & (O_ACCMODE | O_NONBLOCK), O_RDWR | O_NONBLOCK);
+	ASSERT_EQ(calls.last_flags & (O_ACCMODE | O_NONBLOCK),
+	    O_RDWR | O_NONBLOCK);
 	ASSERT_ERRNO(fm_ioctl(fd, 7, &dummy), ENOTTY);
 	ASSERT_EQ(calls.d_ioctl, 2);
 
-	char *p = fm_mmap(NULL, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	char *p =
+	    fm_mmap(NULL, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	ASSERT(p != MAP_FAILED);
 	ASSERT_EQ(calls.d_mmap_single, 1);
 	ASSERT_EQ(p[2 * PG], 'c');
 	ASSERT_GE(calls.pgo_get, 1);
 	ASSERT_OK(fm_close(fd));
 	ASSERT_EQ(calls.d_close, 1);
-	ASSERT_EQ(p[3 * PG], 'd');                 /* the mapping outlives it */
+	ASSERT_EQ(p[3 * PG], 'd'); /* the mapping outlives it */
 	ASSERT_OK(fm_munmap(p, 4 * PG));
 	ASSERT_EQ(calls.d_open, 1);
 	ASSERT_OK(fm_dev_unregister("t-plain"));
@@ -402,7 +408,7 @@ TEST(hooks_fileops_of_a_cloning_device)
 
 	ASSERT_EQ(calls.d_open, 2);
 	ASSERT_EQ(fm_read(a, buf, 4), 4);
-	ASSERT_EQ(buf[0], '1');                    /* each open its own state */
+	ASSERT_EQ(buf[0], '1'); /* each open its own state */
 	ASSERT_EQ(fm_read(b, buf, 4), 4);
 	ASSERT_EQ(buf[0], '2');
 	ASSERT_OK(fm_ioctl(b, 2, &id));
@@ -420,7 +426,7 @@ TEST(hooks_fileops_of_a_cloning_device)
 	ASSERT_EQ(calls.d_mmap_single, 0);
 	ASSERT_EQ(p[0], 'a');
 	ASSERT_OK(fm_close(a));
-	ASSERT_EQ(calls.fo_close, 1);              /* fo_close, not d_close */
+	ASSERT_EQ(calls.fo_close, 1); /* fo_close, not d_close */
 	ASSERT_EQ(calls.d_close, 0);
 	ASSERT_OK(fm_close(b));
 	ASSERT_EQ(calls.fo_close, 2);
@@ -434,16 +440,17 @@ TEST(hooks_of_a_pager_with_get)
 	tdev_setup(&get_pagerops, 8);
 	int fd = tdev_open(FM_DEVPREFIX "t-plain", O_RDWR);
 
-	char *p = fm_mmap(NULL, 8 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	char *p =
+	    fm_mmap(NULL, 8 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	ASSERT(p != MAP_FAILED);
-	ASSERT_EQ(calls.pgo_reference, 1);         /* the mapping's reference */
+	ASSERT_EQ(calls.pgo_reference, 1); /* the mapping's reference */
 	ASSERT_EQ(p[0], 'a');
 	ASSERT_EQ(p[7 * PG], 'h');
 	ASSERT_GE(calls.pgo_get, 1);
 	ASSERT_EQ(calls.pgo_write, 0);
-	p[PG] = 'B';                               /* clean page: write hook */
+	p[PG] = 'B'; /* clean page: write hook */
 	ASSERT_EQ(calls.pgo_write, 1);
-	p[PG + 1] = 'B';                           /* dirty now: no fault */
+	p[PG + 1] = 'B'; /* dirty now: no fault */
 	ASSERT_EQ(calls.pgo_write, 1);
 	unsigned char vec[8];
 	ASSERT_OK(fm_object_mincore(tobj, 0, 8 * PG, vec));
@@ -452,13 +459,13 @@ TEST(hooks_of_a_pager_with_get)
 	ASSERT_OK(fm_msync(p, 8 * PG, MS_SYNC));
 	ASSERT_EQ(calls.pgo_put, 1);
 	ASSERT_EQ(calls.put_pages, 1);
-	p[PG + 2] = 'C';                           /* clean again: hook again */
+	p[PG + 2] = 'C'; /* clean again: hook again */
 	ASSERT_EQ(calls.pgo_write, 2);
-	ASSERT_OK(fm_munmap(p, 8 * PG));           /* the last mapping: put */
+	ASSERT_OK(fm_munmap(p, 8 * PG)); /* the last mapping: put */
 	ASSERT_EQ(calls.put_pages, 2);
 	ASSERT_OK(fm_close(fd));
 	ASSERT_EQ(calls.pgo_detach, 0);
-	fm_object_rele(tobj);                      /* the last reference */
+	fm_object_rele(tobj); /* the last reference */
 	ASSERT_EQ(calls.pgo_detach, 1);
 }
 
@@ -468,16 +475,17 @@ TEST(hooks_of_a_pager_with_fault)
 	tdev_setup(&fault_pagerops, 8);
 	int fd = tdev_open(FM_DEVPREFIX "t-clone", O_RDWR);
 
-	char *p = fm_mmap(NULL, 8 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	char *p =
+	    fm_mmap(NULL, 8 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	ASSERT(p != MAP_FAILED);
 	ASSERT_OK(fm_madvise(p, 8 * PG, MADV_RANDOM));
 	ASSERT_EQ(p[3 * PG], 'd');
 	ASSERT_EQ(calls.pgo_fault, 1);
-	ASSERT_EQ(calls.pgo_get, 0);               /* the full handler instead */
+	ASSERT_EQ(calls.pgo_get, 0); /* the full handler instead */
 	ASSERT_OK(fm_madvise(p, 8 * PG, MADV_DONTNEED));
-	ASSERT_EQ(p[3 * PG], 'd');                 /* resident: npages 0 */
+	ASSERT_EQ(p[3 * PG], 'd'); /* resident: npages 0 */
 	ASSERT_EQ(calls.pgo_fault, 2);
-	p[4 * PG] = 'E';                           /* no write hook: allowed */
+	p[4 * PG] = 'E'; /* no write hook: allowed */
 	ASSERT_EQ(p[4 * PG], 'E');
 	ASSERT_OK(fm_munmap(p, 8 * PG));
 	ASSERT_EQ(calls.put_pages, 1);
@@ -499,7 +507,7 @@ TEST(failing_open_read_write_ioctl_give_errno)
 	ASSERT_ERRNO(fm_open(FM_DEVPREFIX "t-plain", O_RDWR), EIO);
 	ASSERT_ERRNO(fm_open(FM_DEVPREFIX "t-clone", O_RDWR), EIO);
 	ASSERT_EQ(calls.d_open, 2);
-	ASSERT_OK(fm_dev_unregister("t-clone"));   /* not left open */
+	ASSERT_OK(fm_dev_unregister("t-clone")); /* not left open */
 	cfg.open_err = 0;
 
 	int fd = tdev_open(FM_DEVPREFIX "t-plain", O_RDWR);
@@ -511,7 +519,7 @@ TEST(failing_open_read_write_ioctl_give_errno)
 	ASSERT_ERRNO(fm_ioctl(fd, 1, &dummy), EPERM);
 	cfg.io_err = 0;
 	ASSERT_EQ(fm_read(fd, buf, 4), 4);
-	ASSERT_EQ(calls.last_off, 0);              /* failures moved nothing */
+	ASSERT_EQ(calls.last_off, 0); /* failures moved nothing */
 	ASSERT_EQ(fm_dev_unregister("t-plain"), -EBUSY);
 	ASSERT_OK(fm_close(fd));
 	ASSERT_OK(fm_dev_unregister("t-plain"));
@@ -529,16 +537,18 @@ TEST(failing_mmap_hook_gives_errno)
 	cfg.mmap_err = -ENOMEM;
 	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ, MAP_SHARED, fd, 0), ENOMEM);
 	cfg.mmap_err = 0;
-	cfg.mmap_noobj = 1;                        /* yes, but no object */
+	cfg.mmap_noobj = 1; /* yes, but no object */
 	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ, MAP_SHARED, fd, 0), ENODEV);
 	cfg.mmap_noobj = 0;
-	cfg.mmap_off = 100;                        /* an unaligned offset */
+	cfg.mmap_off = 100; /* an unaligned offset */
 	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ, MAP_SHARED, fd, 0), EINVAL);
 	cfg.mmap_off = -PG;
 	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ, MAP_SHARED, fd, 0), EINVAL);
 	cfg.mmap_off = 0;
-	cfg.maxprot = PROT_READ;                   /* less than asked */
-	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), EACCES);
+	cfg.maxprot = PROT_READ; /* less than asked */
+	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+	                 0),
+	    EACCES);
 	/* Every refused request gave its reference back. */
 	ASSERT_EQ(calls.pgo_reference, 3);
 	ASSERT_EQ(calls.d_mmap_single, 6);
@@ -549,7 +559,7 @@ TEST(failing_mmap_hook_gives_errno)
 	ASSERT_OK(fm_munmap(p, 4 * PG));
 	ASSERT_OK(fm_close(fd));
 	fm_object_rele(tobj);
-	ASSERT_EQ(calls.pgo_detach, 1);            /* no reference leaked */
+	ASSERT_EQ(calls.pgo_detach, 1); /* no reference leaked */
 }
 
 TEST(failing_pgo_get_gives_sigbus_on_that_page)
@@ -557,20 +567,21 @@ TEST(failing_pgo_get_gives_sigbus_on_that_page)
 	fm_test_need_uffd();
 	tdev_setup(&get_pagerops, 8);
 	int fd = tdev_open(FM_DEVPREFIX "t-plain", O_RDWR);
-	volatile char *p = fm_mmap(NULL, 8 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	volatile char *p =
+	    fm_mmap(NULL, 8 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	struct fm_stats s0, s1;
 
 	ASSERT(p != MAP_FAILED);
 	cfg.fail_pg = 3;
 	fm_engine_stats(&s0);
-	ASSERT_EQ(p[0], 'a');                      /* a fill that stops short */
+	ASSERT_EQ(p[0], 'a'); /* a fill that stops short */
 	ASSERT_EQ(p[2 * PG], 'c');
 	ASSERT_EQ(fm_test_probe(p + 3 * PG, 0), SIGBUS);
 	ASSERT_EQ(fm_test_probe(p + 3 * PG, 1), SIGBUS);
 	ASSERT_EQ(p[4 * PG], 'e');
 	fm_engine_stats(&s1);
 	ASSERT_GE(s1.sigbus - s0.sigbus, 2);
-	cfg.fail_pg = -1;                          /* the driver recovers */
+	cfg.fail_pg = -1; /* the driver recovers */
 	ASSERT_EQ(fm_test_probe(p + 3 * PG, 0), 0);
 	ASSERT_EQ(p[3 * PG], 'd');
 	ASSERT_OK(fm_munmap((void *)p, 8 * PG));
@@ -583,20 +594,22 @@ TEST(failing_pgo_fault_gives_sigbus)
 	fm_test_need_uffd();
 	tdev_setup(&fault_pagerops, 8);
 	int fd = tdev_open(FM_DEVPREFIX "t-plain", O_RDWR);
-	volatile char *p = fm_mmap(NULL, 8 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	volatile char *p =
+	    fm_mmap(NULL, 8 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 
 	ASSERT(p != MAP_FAILED);
-	ASSERT_OK(fm_madvise((void *)p, 8 * PG, MADV_RANDOM)); /* one page a fault */
+	ASSERT_OK(
+	    fm_madvise((void *)p, 8 * PG, MADV_RANDOM)); /* one page a fault */
 	ASSERT_EQ(p[PG], 'b');
 	cfg.fail_pg = 5;
 	ASSERT_EQ(fm_test_probe(p + 5 * PG, 1), SIGBUS);
 	cfg.fail_pg = -1;
-	cfg.nofill = 1;                            /* "done", but filled nothing */
+	cfg.nofill = 1; /* "done", but filled nothing */
 	ASSERT_EQ(fm_test_probe(p + 6 * PG, 0), SIGBUS);
 	cfg.nofill = 0;
 	ASSERT_EQ(p[5 * PG], 'f');
 	ASSERT_EQ(p[6 * PG], 'g');
-	cfg.fail_pg = 1;                           /* resident: fails all the same */
+	cfg.fail_pg = 1; /* resident: fails all the same */
 	ASSERT_OK(fm_madvise((void *)p, 8 * PG, MADV_DONTNEED));
 	ASSERT_EQ(fm_test_probe(p + PG, 0), SIGBUS);
 	cfg.fail_pg = -1;
@@ -611,7 +624,8 @@ TEST(failing_pgo_put_gives_eio_and_keeps_pages_dirty)
 	fm_test_need_uffd();
 	tdev_setup(&get_pagerops, 4);
 	int fd = tdev_open(FM_DEVPREFIX "t-plain", O_RDWR);
-	char *p = fm_mmap(NULL, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	char *p =
+	    fm_mmap(NULL, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	unsigned char vec[4];
 
 	ASSERT(p != MAP_FAILED);
@@ -621,7 +635,7 @@ TEST(failing_pgo_put_gives_eio_and_keeps_pages_dirty)
 	ASSERT_OK(fm_object_mincore(tobj, 0, 4 * PG, vec));
 	ASSERT_EQ(vec[0], FM_PG_RESIDENT | FM_PG_DIRTY);
 	ASSERT_EQ(p[0], 'X');
-	p[1] = 'Y';                                /* still writable */
+	p[1] = 'Y'; /* still writable */
 	cfg.put_err = 0;
 	ASSERT_OK(fm_msync(p, 4 * PG, MS_SYNC));
 	ASSERT_OK(fm_object_mincore(tobj, 0, 4 * PG, vec));
@@ -637,14 +651,15 @@ TEST(failing_pgo_write_gives_sigbus)
 	fm_test_need_uffd();
 	tdev_setup(&get_pagerops, 4);
 	int fd = tdev_open(FM_DEVPREFIX "t-plain", O_RDWR);
-	volatile char *p = fm_mmap(NULL, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	volatile char *p =
+	    fm_mmap(NULL, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 
 	ASSERT(p != MAP_FAILED);
 	ASSERT_EQ(p[0], 'a');
 	cfg.write_err = -EROFS;
 	ASSERT_EQ(fm_test_probe(p, 1), SIGBUS);
 	ASSERT_EQ(calls.pgo_write, 1);
-	ASSERT_EQ(p[0], 'a');                      /* readable, unchanged */
+	ASSERT_EQ(p[0], 'a'); /* readable, unchanged */
 	cfg.write_err = 0;
 	p[0] = 'z';
 	ASSERT_EQ(calls.pgo_write, 2);

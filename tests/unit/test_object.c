@@ -147,9 +147,10 @@ TEST(unmap_keep_refaults_minor)
 	ASSERT_EQ(a[20 * PG], 7);
 	s2 = stats_now();
 	ASSERT_EQ(s2.faults, s1.faults + 1); /* removed: it faulted again */
-	ASSERT_EQ(s2.minor, s1.minor + 1);   /* ... minor: the page was kept */
+	ASSERT_EQ(s2.minor, s1.minor + 1); /* ... minor: the page was kept */
 	ASSERT_EQ(a[2 * PG], 7);
-	ASSERT_EQ(stats_now().faults, s2.faults); /* outside the range: mapped */
+	ASSERT_EQ(stats_now().faults,
+	    s2.faults); /* outside the range: mapped */
 	ASSERT_OK(fm_munmap(a, 32 * PG));
 	ASSERT_OK(fm_close(fd));
 	fm_object_rele(obj);
@@ -202,7 +203,8 @@ TEST(store_discard_keeps_data)
 	for (int i = 0; i < 64; i++)
 		ASSERT_EQ(vec[i], 0);
 	for (int i = 0; i < 64; i++)
-		ASSERT_EQ(a[i * PG], (char)(i + 100)); /* written back, refilled */
+		ASSERT_EQ(a[i * PG],
+		    (char)(i + 100)); /* written back, refilled */
 	ASSERT_EQ(a[5], (char)5);
 	ASSERT_OK(fm_munmap(a, 64 * PG));
 	ASSERT_OK(fm_close(fd));
@@ -252,7 +254,8 @@ one_page_fault(struct fm_fault *f)
 		char b[8];
 		snprintf(b, sizeof b, "pg%d", (int)f->pgidx);
 		f->npages = 1;
-		if (fm_object_write(f->obj, (off_t)f->pgidx * PG, b, sizeof b) < 0)
+		if (fm_object_write(f->obj, (off_t)f->pgidx * PG, b, sizeof b) <
+		    0)
 			return -EIO;
 	}
 	f->around = 1;
@@ -276,9 +279,11 @@ TEST(fault_handler_chooses_fill_around_and_protection)
 		snprintf(want, sizeof want, "pg%d", i);
 		ASSERT(strcmp(a + i * PG, want) == 0);
 	}
-	ASSERT_EQ(__atomic_load_n(&fault_calls, __ATOMIC_RELAXED), 8); /* around = 1: a fault per page */
+	ASSERT_EQ(__atomic_load_n(&fault_calls, __ATOMIC_RELAXED),
+	    8); /* around = 1: a fault per page */
 	ASSERT_EQ(fm_test_probe(a + 2 * PG, 1), 0);
-	ASSERT_EQ(fm_test_probe(a + 3 * PG, 1), 0); /* rdonly, no hook: allowed */
+	ASSERT_EQ(fm_test_probe(a + 3 * PG, 1),
+	    0); /* rdonly, no hook: allowed */
 	ASSERT_OK(fm_munmap(a, 8 * PG));
 	ASSERT_OK(fm_close(fd));
 	fm_object_rele(obj);

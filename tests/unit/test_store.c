@@ -132,7 +132,7 @@ TEST(store_partial_last_page_and_private)
 	ASSERT_EQ(a[2 * PG + 100], 0); /* past the end of the file: zeros */
 	a[2 * PG + 50] = 't';
 	a[2 * PG + 200] = 'T'; /* beyond the file: kept in memory only */
-	p[0] = 'p';            /* private: never written back */
+	p[0] = 'p'; /* private: never written back */
 	ASSERT_OK(fm_msync(a, 3 * PG, MS_SYNC));
 	ASSERT_EQ(fstat(file, &st), 0);
 	ASSERT_EQ(st.st_size, 2 * PG + 100); /* the file never grows */

@@ -28,9 +28,9 @@ testdev_mmap(struct fm_dev *dev, struct fm_mmap_req *req)
 }
 
 static const struct fm_cdevsw testdev_cdevsw = {
-	.d_open = fm_nullopen,
-	.d_close = fm_nullclose,
-	.d_mmap_single = testdev_mmap,
+    .d_open = fm_nullopen,
+    .d_close = fm_nullclose,
+    .d_mmap_single = testdev_mmap,
 };
 
 int

@@ -12,7 +12,8 @@
  * with maximum protection maxprot, and open it with flags.
  * => the descriptor; the test fails on error
  */
-int testdev_open(const char *name, struct fm_object *obj, int maxprot, int flags);
+int testdev_open(const char *name, struct fm_object *obj, int maxprot,
+    int flags);
 
 /* A temporary regular file of len bytes, each byte (offset % 251). */
 int testdev_tmpfile(size_t len);
