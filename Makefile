@@ -69,3 +69,5 @@ clean:
 -include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
 
 .PHONY: all check demo asan-check tsan-check format-check format clean
+# Keep the objects that pattern rules make (tools, benchmarks).
+.SECONDARY:
