@@ -49,6 +49,13 @@ ssize_t fm_write(int fd, const void *buf, size_t len);
 int fm_ioctl(int fd, unsigned long request, ...);
 
 /*
+ * fm_fstat: fstat(2). A device file is a character device (S_IFCHR) unless
+ * its driver's fo_stat says more.
+ */
+struct stat;
+int fm_fstat(int fd, struct stat *st);
+
+/*
  * fm_mmap: mmap(2). MAP_ANONYMOUS gives host memory; any other file is mapped
  * through its fileops' fo_mmap, which chooses the memory object. fd may be a
  * descriptor from fm_open or an ordinary descriptor of a regular file.

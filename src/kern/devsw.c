@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "kern/kern.h"
 #include "vm/vm.h"
@@ -274,10 +275,21 @@ spec_mmap(struct fm_file *fp, struct fm_mmap_req *req)
 	return fm__udv_attach(fp->f_dev, req);
 }
 
+static int
+spec_stat(struct fm_file *fp, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_mode = S_IFCHR | 0666;
+	st->st_nlink = 1;
+	st->st_blksize = 4096;
+	return 0;
+}
+
 const struct fm_fileops fm__devfileops = {
     .fo_read = spec_read,
     .fo_write = spec_write,
     .fo_ioctl = spec_ioctl,
     .fo_close = spec_close,
+    .fo_stat = spec_stat,
     .fo_mmap = spec_mmap,
 };

@@ -246,6 +246,24 @@ fm_ioctl(int fd, unsigned long request, ...)
 	FILE_CALL(fd, fo_ioctl, ioctl(fd, request, arg), request, arg);
 }
 
+int
+fm_fstat(int fd, struct stat *st)
+{
+	int r;
+	struct fm_file *fp = fm__file_get(fd, NULL, &r);
+
+	if (fp == NULL)
+		return fstat(fd, st);
+	/* A clone without fo_stat is still its device's file. */
+	r = (fp->f_ops->fo_stat ? fp->f_ops : &fm__devfileops)->fo_stat(fp, st);
+	fm__file_rele(fp);
+	if (r < 0) {
+		errno = -r;
+		return -1;
+	}
+	return 0;
+}
+
 void *
 fm_file_data(struct fm_file *fp)
 {

@@ -413,6 +413,14 @@ TEST(descriptors_and_file_calls)
 	ASSERT_EQ(buf[15], 0);
 	ASSERT_EQ(fm_write(fd, buf, 5), 5);
 	ASSERT_ERRNO(fm_ioctl(fd, 0x1234, &n), ENOTTY);
+	struct stat st;
+	ASSERT_OK(fm_fstat(fd, &st));
+	ASSERT(S_ISCHR(st.st_mode));
+	int gem = fm_open("/dev/fomap/gem", O_RDWR); /* a clone */
+	ASSERT_OK(fm_fstat(gem, &st));
+	ASSERT(S_ISCHR(st.st_mode));
+	ASSERT_OK(fm_close(gem));
+	ASSERT_OK(fm_fstat(0, &st)); /* an ordinary descriptor */
 	n = fm_open("/dev/fomap/null", O_RDONLY);
 	ASSERT_EQ(fm_read(n, buf, 16), 0);
 	ASSERT_OK(fm_close(n));
