@@ -400,6 +400,14 @@ fill_and_install(struct fm_entry *e, uintptr_t va, unsigned around, int access,
 		if (r == 0)
 			r = install_locked(e, va, pg, around, want, rdonly,
 			    mapped);
+		/*
+		 * The state said resident, the kernel says not: the pager
+		 * claimed a fill it did not make. Under the same hold of the
+		 * pmaplock no one else fills or discards it: fill it again.
+		 */
+		if (r == -ENOENT)
+			fm__object_set(obj, pg, 1, 0,
+			    FM_PG_RESIDENT | FM_PG_DIRTY);
 	}
 	fm__pmaplock_held = NULL;
 	pthread_rwlock_unlock(&obj->pmaplock);
@@ -443,9 +451,6 @@ fault_page(struct fm_entry *e, uintptr_t va, uint64_t flags, pid_t tid)
 			    : ANS_NONE;
 		if (r != -ENOENT && r != -EAGAIN)
 			break; /* the pager failed: SIGBUS */
-		if (r == -ENOENT) /* the kernel says it is gone: fill again */
-			fm__object_set(obj, pg, 1, 0,
-			    FM_PG_RESIDENT | FM_PG_DIRTY);
 		atomic_fetch_add_explicit(&stats.retries, 1,
 		    memory_order_relaxed);
 	}
