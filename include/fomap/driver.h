@@ -7,20 +7,23 @@
  * into the errno of the user's call, or into SIGBUS for a fault.
  *
  * Locking and context:
- * - d_*, fo_*, pgo_reference and pgo_detach run in the caller's thread with
- *   no fomap lock held.
+ * - d_*, fo_* and pgo_detach run in the caller's thread with no fomap lock
+ *   held; pgo_reference may run with the address-space map held (it must
+ *   only count).
  * - pgo_get, pgo_fault and pgo_write run in an engine thread (faults) or in
  *   the thread of fm_madvise(MADV_WILLNEED) / MAP_POPULATE, with the
  *   address-space map held shared; pgo_get and pgo_fault also hold the
  *   object's mapping lock shared, so that what they fill is mapped before
  *   anyone can remove it. pgo_put runs with that lock exclusive (faults on
  *   the object wait for it).
- * - So a pager must not call fm_mmap, fm_munmap or fm_mprotect, nor touch a
- *   user mapping of a fomap object (it reads and writes objects through
+ * - So a pager must not call fm_mmap, fm_munmap, fm_mprotect, fm_msync or
+ *   fm_madvise, nor touch a user mapping of a fomap object (it reads and writes objects through
  *   fm_object_read/write or the window). It may call any fm_object_* call,
  *   except that fm_object_protect, _unmap and _clean on the object it is
  *   filling or writing back fail with -EDEADLK from its pgo_get, pgo_fault
- *   or pgo_put (call them from pgo_write or an ioctl instead).
+ *   or pgo_put (call them from pgo_write or an ioctl instead). On another
+ *   object they take that object's lock: two pagers must not do so to each
+ *   other's objects (a lock cycle).
  * - Hooks may sleep (I/O): only the faulting thread waits, and other faults
  *   of the same object proceed in other engine threads.
  */

@@ -115,6 +115,8 @@ fm__dev_lookup(const char *name)
 	pthread_once(&builtin_once, builtin_setup);
 	pthread_mutex_lock(&devsw_lock);
 	dev = *find_locked(name);
+	if (dev != NULL)
+		atomic_fetch_add(&dev->opens, 1);
 	pthread_mutex_unlock(&devsw_lock);
 	return dev;
 }

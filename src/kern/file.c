@@ -129,22 +129,24 @@ fm__file_rele(struct fm_file *fp)
 static int
 dev_open(const char *name, int flags)
 {
-	struct fm_dev *dev = fm__dev_lookup(name);
+	struct fm_dev *dev;
 	struct fm_file *fp;
 	int r;
 
-	if (dev == NULL)
-		return -ENXIO;
 	if ((flags & O_ACCMODE) == O_ACCMODE)
 		return -EINVAL;
 	fp = calloc(1, sizeof(*fp));
 	if (fp == NULL)
 		return -ENOMEM;
+	dev = fm__dev_lookup(name); /* counted open: it cannot go away */
+	if (dev == NULL) {
+		free(fp);
+		return -ENXIO;
+	}
 	fp->f_ops = &fm__devfileops;
 	fp->f_flag = flags & (O_ACCMODE | O_APPEND | O_NONBLOCK);
 	fp->f_dev = dev;
 	atomic_init(&fp->f_refs, 1);
-	atomic_fetch_add(&dev->opens, 1);
 	fp->f_fd = r = fd_reserve();
 	if (r < 0)
 		goto err;

@@ -39,6 +39,7 @@ struct fm_file *fm__file_get(int fd, struct fm_file *tmp, int *err);
 void fm__file_rele(struct fm_file *fp);
 
 /* devsw.c */
+/* The device, with an open counted (so it cannot be unregistered), or NULL. */
 struct fm_dev *fm__dev_lookup(const char *name);
 extern const struct fm_fileops fm__devfileops;
 

@@ -249,6 +249,19 @@ ra_advance(struct fm_entry *e, uintptr_t va, unsigned want, unsigned k)
 }
 
 /*
+ * A pager's error as the engine may report it: never one of the codes by
+ * which the install tells the engine to wake or try again.
+ */
+static int
+pager_errno(int r)
+{
+	if (r <= -4096 || r == -EEXIST || r == -ENOENT || r == -EAGAIN ||
+	    r == -ESRCH)
+		return -EIO;
+	return r;
+}
+
+/*
  * Let the pager fill pages [pg, pg+n) (busy; n may be 0 when the page is
  * resident). *filled, *around and *rdonly come back from the pager.
  * => no object lock held
@@ -274,7 +287,7 @@ pager_fill(struct fm_entry *e, uint64_t pg, unsigned n, int access,
 		};
 		r = ops->pgo_fault(&f);
 		if (r < 0)
-			return r > -4096 ? r : -EIO;
+			return pager_errno(r);
 		if (n > 0 && (f.npages == 0 || f.npages > n))
 			return -EIO; /* the handler did not fill the page */
 		*filled = f.npages;
@@ -289,7 +302,7 @@ pager_fill(struct fm_entry *e, uint64_t pg, unsigned n, int access,
 	r = ops && ops->pgo_get ? ops->pgo_get(obj, pg, &cnt)
 	                        : fm__object_zero(obj, pg, n);
 	if (r < 0)
-		return r > -4096 ? r : -EIO;
+		return pager_errno(r);
 	if (cnt == 0 || cnt > n)
 		return -EIO;
 	*filled = cnt;
@@ -445,7 +458,12 @@ fault_page(struct fm_entry *e, uintptr_t va, uint64_t flags, pid_t tid)
 			    mapped >> FM_PAGE_SHIFT, memory_order_relaxed);
 			return ANS_MAPPED;
 		}
-		if (r == -EEXIST) /* another fault mapped it first */
+		/*
+		 * EEXIST: another fault mapped it first. ESRCH: the mapping
+		 * was replaced under us (MAP_FIXED): the thread's access now
+		 * goes to whatever is there.
+		 */
+		if (r == -EEXIST || r == -ESRCH)
 			return fm__pmap_wake(e->pm, va, FM_PAGE_SIZE) == 0
 			    ? ANS_WOKEN
 			    : ANS_NONE;
@@ -468,6 +486,7 @@ fault_wp(struct fm_entry *e, uintptr_t va, pid_t tid)
 {
 	struct fm_object *obj = e->obj;
 	uint64_t pg = fm__entry_pgidx(e, va);
+	unsigned gen = atomic_load(&obj->protgen);
 	int r = 0;
 
 	atomic_fetch_add_explicit(&stats.wp, 1, memory_order_relaxed);
@@ -485,8 +504,13 @@ fault_wp(struct fm_entry *e, uintptr_t va, pid_t tid)
 		                                               : ANS_NONE;
 	}
 	pthread_rwlock_rdlock(&obj->pmaplock);
-	if (!(fm__object_state(obj, pg) & FM_PG_RESIDENT)) {
-		/* Discarded meanwhile: the retried write faults it back in. */
+	/*
+	 * Discarded meanwhile (the retried write faults it back in), or its
+	 * protection changed while the hook decided (the retried write is
+	 * decided afresh): invariant 3.
+	 */
+	if (!(fm__object_state(obj, pg) & FM_PG_RESIDENT) ||
+	    atomic_load(&obj->protgen) != gen) {
 		pthread_rwlock_unlock(&obj->pmaplock);
 		return fm__pmap_wake(e->pm, va, FM_PAGE_SIZE) == 0 ? ANS_WOKEN
 		                                                   : ANS_NONE;
@@ -494,6 +518,8 @@ fault_wp(struct fm_entry *e, uintptr_t va, pid_t tid)
 	fm__object_set(obj, pg, 1, FM_PG_DIRTY, 0);
 	r = fm__pmap_protect(e->pm, va, FM_PAGE_SIZE, 0, 1);
 	pthread_rwlock_unlock(&obj->pmaplock);
+	if (r == -ENOENT) /* the mapping was replaced under us */
+		r = fm__pmap_wake(e->pm, va, FM_PAGE_SIZE);
 	return r == 0 ? ANS_UNPROTECTED : ANS_NONE;
 }
 

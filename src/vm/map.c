@@ -50,8 +50,8 @@ fm__map_range(uintptr_t start, uintptr_t end, size_t *n)
 	return i;
 }
 
-static int
-reserve(size_t more)
+int
+fm__map_reserve(size_t more)
 {
 	struct fm_entry **v;
 	size_t cap;
@@ -75,7 +75,7 @@ fm__map_insert(struct fm_entry *e)
 	size_t i;
 
 	FM_ASSERT(e->start < e->end, "empty entry %p", (void *)e);
-	if (reserve(1) < 0)
+	if (fm__map_reserve(1) < 0)
 		return -ENOMEM;
 	i = first_above(e->start);
 	FM_ASSERT(i == fm__map.n || fm__map.v[i]->start >= e->end,
@@ -110,7 +110,7 @@ split(struct fm_entry *e, uintptr_t va)
 	if (va <= e->start || va >= e->end)
 		return 0;
 	t = malloc(sizeof(*t));
-	if (t == NULL || reserve(1) < 0) {
+	if (t == NULL || fm__map_reserve(1) < 0) {
 		free(t);
 		return -ENOMEM;
 	}

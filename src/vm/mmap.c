@@ -46,19 +46,15 @@ check_prot(int prot)
 }
 
 /*
- * Remove the entries in [start, end) from the map; they are returned on
- * *dead to free once the map lock is dropped.
+ * Take the entries in [start, end), clipped already, out of the map; they
+ * are returned on *dead to free once the map lock is dropped.
  * => fm__map.lock exclusive held
  */
-static int
-evict_locked(uintptr_t start, uintptr_t end, struct fm_entry **dead)
+static void
+take_locked(uintptr_t start, uintptr_t end, struct fm_entry **dead)
 {
-	size_t i, n;
-	int r = fm__map_clip(start, end);
+	size_t n, i = fm__map_range(start, end, &n);
 
-	if (r < 0)
-		return r;
-	i = fm__map_range(start, end, &n);
 	while (n-- > 0) {
 		struct fm_entry *e = fm__map.v[i];
 
@@ -68,7 +64,17 @@ evict_locked(uintptr_t start, uintptr_t end, struct fm_entry **dead)
 		e->onext = *dead;
 		*dead = e;
 	}
-	return 0;
+}
+
+/* Clip, then take: the entries in [start, end) out of the map. */
+static int
+evict_locked(uintptr_t start, uintptr_t end, struct fm_entry **dead)
+{
+	int r = fm__map_clip(start, end);
+
+	if (r == 0)
+		take_locked(start, end, dead);
+	return r;
 }
 
 /* Whether obj is still mapped (a hint: it may be mapped again at once). */
@@ -317,26 +323,47 @@ map_runs(void *addr, size_t len, int prot, int flags, struct fm_mmap_req *req,
 	return va;
 }
 
-/* Put the new entries in the map, each with its reference on obj. */
-static int
-insert_entries(uintptr_t start, uintptr_t end, struct fm_entry **e, size_t n)
+/*
+ * Map the runs and put their entries in the map, each with its reference
+ * on obj, holding the map lock exclusive across both: the kernel replaces
+ * whatever was in the range (MAP_FIXED, or memory that a plain munmap left
+ * in the map), and no engine thread may act on the old entries once their
+ * memory is gone (invariant 5).
+ * => the address, or MAP_FAILED with errno and nothing changed (but, for
+ *    MAP_FIXED, what the kernel itself already replaced)
+ */
+static void *
+map_and_insert(void *addr, size_t len, int prot, int flags,
+    struct fm_mmap_req *req, const struct run *runs, size_t n,
+    struct fm_entry **e)
 {
 	struct fm_entry *dead = NULL;
+	void *va = MAP_FAILED;
 	int r;
 
 	pthread_rwlock_wrlock(&fm__map.lock);
-	/* The kernel replaced whatever was there (MAP_FIXED, or a plain munmap). */
-	r = evict_locked(start, end, &dead);
-	for (size_t i = 0; r == 0 && i < n; i++)
-		r = fm__map_insert(e[i]);
+	r = fm__map_reserve(n + 2); /* + the two a clip may split off */
+	if (r == 0) {
+		va = map_runs(addr, len, prot, flags, req, runs, n, e);
+		r = va == MAP_FAILED ? -errno : 0;
+	}
+	if (r == 0)
+		r = evict_locked((uintptr_t)va, (uintptr_t)va + len, &dead);
 	for (size_t i = 0; r == 0 && i < n; i++) {
+		FM_ASSERT(fm__map_insert(e[i]) == 0, "reserved insert failed");
 		if (i > 0)
 			fm_object_ref(e[i]->obj);
 		fm__object_link(e[i]->obj, e[i]);
 	}
+	if (r < 0 && va != MAP_FAILED)
+		munmap(va, len);
 	pthread_rwlock_unlock(&fm__map.lock);
 	bury(dead);
-	return r;
+	if (r < 0) {
+		errno = -r;
+		return MAP_FAILED;
+	}
+	return va;
 }
 
 static void
@@ -383,15 +410,9 @@ fm_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 		if ((e[i] = malloc(sizeof(**e))) == NULL)
 			r = -ENOMEM;
 	if (r == 0) {
-		va = map_runs(addr, len, prot, flags, &req, runs, (size_t)nruns,
-		    e);
+		va = map_and_insert(addr, len, prot, flags, &req, runs,
+		    (size_t)nruns, e);
 		r = va == MAP_FAILED ? -errno : 0;
-	}
-	if (r == 0) {
-		r = insert_entries((uintptr_t)va, (uintptr_t)va + len, e,
-		    (size_t)nruns);
-		if (r < 0)
-			munmap(va, len);
 	}
 	if (r == 0 && (flags & MAP_POPULATE))
 		populate(e, (size_t)nruns);
@@ -435,9 +456,12 @@ fm_munmap(void *addr, size_t len)
 
 	SYSFAIL(r);
 	pthread_rwlock_wrlock(&fm__map.lock);
-	r = evict_locked(start, end, &dead);
+	/* Entries leave the map only once their memory is gone. */
+	r = fm__map_clip(start, end);
 	if (r == 0 && munmap(addr, end - start) < 0)
 		r = -errno;
+	if (r == 0)
+		take_locked(start, end, &dead);
 	pthread_rwlock_unlock(&fm__map.lock);
 	bury(dead);
 	SYSFAIL(r);
@@ -553,6 +577,9 @@ willneed(uintptr_t start, uintptr_t end)
 			r = fm__fault_prefetch(e,
 			    e->start > start ? e->start : start,
 			    e->end < end ? e->end : end);
+		/* Advice: a pager's error shows at the access, not here. */
+		if (r != -ENOMEM)
+			r = 0;
 	}
 	pthread_rwlock_unlock(&fm__map.lock);
 	return r;

@@ -443,6 +443,7 @@ fm_object_protect(struct fm_object *obj, off_t off, size_t len, int prot)
 	if (r < 0)
 		return r;
 	pthread_rwlock_wrlock(&obj->pmaplock);
+	atomic_fetch_add(&obj->protgen, 1);
 	pthread_mutex_lock(&obj->lock);
 	for (uint64_t i = pg; i < pg + n; i++) {
 		if (prot & PROT_WRITE)

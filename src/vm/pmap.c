@@ -154,6 +154,8 @@ fm__pmap_enter(struct fm_pmap *pm, uintptr_t va, size_t len, int wp,
 	int r = ioctl(pm->uffd, UFFDIO_CONTINUE, &c) < 0 ? -errno : 0;
 
 	*mapped = c.mapped > 0 ? (size_t)c.mapped : 0;
+	if (r == -ENOENT) /* the kernel's: no registered mapping there now */
+		r = -ESRCH;
 	if (r == -EFAULT) /* CONTINUE's word for "not in the page cache" */
 		r = -ENOENT;
 	if (r == -EAGAIN && *mapped > 0)
@@ -244,6 +246,8 @@ fm__pmap_sigbus(struct fm_pmap *pm, pid_t tid, uintptr_t va, int mapped)
 		 * The signal itself wakes the thread, and only it: a range wake
 		 * would also wake other threads waiting on va, which would then
 		 * go on while their own messages are still to be answered.
+		 * (A thread already woken by another answer's range wake
+		 * still gets it: rare, see docs/internals.md.)
 		 */
 		if (syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, SIGBUS,
 		        &si) == 0)

@@ -45,7 +45,8 @@ int fm__pmap_register(struct fm_pmap *pm, uintptr_t va, size_t len, int mode);
  * Map resident pages [va, va+len) (UFFDIO_CONTINUE), write-protected when
  * wp. *mapped gets the bytes mapped from va; the thread that faulted in
  * that prefix is woken. => -EEXIST: va itself was mapped already;
- * -ENOENT: va's page is not resident; -EAGAIN: try again.
+ * -ENOENT: va's page is not resident; -ESRCH: no registered mapping at
+ * va now (it was replaced); -EAGAIN: try again.
  */
 int fm__pmap_enter(struct fm_pmap *pm, uintptr_t va, size_t len, int wp,
     size_t *mapped);
@@ -72,7 +73,7 @@ int fm__pmap_protect(struct fm_pmap *pm, uintptr_t va, size_t len, int wp,
 int fm__pmap_poison(struct fm_pmap *pm, uintptr_t va, size_t len);
 /*
  * Deliver SIGBUS at va to thread tid, the thread that faulted (its uffd
- * message says which), if it still waits on a fault; the signal wakes it.
+ * message says which); the signal wakes it.
  * The page is left as it was, so a later access is served afresh. If the
  * thread blocks or ignores SIGBUS, the page is poisoned instead, so the
  * kernel delivers SIGBUS itself (as it would); mapped: va has a PTE (a

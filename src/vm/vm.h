@@ -65,6 +65,7 @@ struct fm_object {
 	pthread_mutex_t lock;
 	pthread_cond_t busycv;
 	pthread_rwlock_t pmaplock;
+	atomic_uint protgen; /* bumped by fm_object_protect, pmaplock excl. */
 	uint8_t *pgstate; /* FM_PG_* | FM_PGS_BUSY, one byte a page */
 	struct fm_entry *entries; /* entries mapping obj, via e->onext */
 };
@@ -122,6 +123,8 @@ struct fm_map {
 };
 extern struct fm_map fm__map;
 struct fm_entry *fm__map_lookup(uintptr_t va);
+/* Room for more entries, so that as many inserts cannot fail. */
+int fm__map_reserve(size_t more);
 int fm__map_insert(struct fm_entry *e);
 /* Split the entries straddling start or end so the range has its own. */
 int fm__map_clip(uintptr_t start, uintptr_t end);

@@ -406,3 +406,70 @@ TEST_TAGGED(mprotect_races_faults, "thread")
 	ASSERT_OK(fm_close(fd));
 	pthread_barrier_destroy(&bar);
 }
+
+/* A pager slow enough for the program to replace the mapping meanwhile. */
+static int
+slow_fault(struct fm_fault *f)
+{
+	usleep(20000);
+	if (f->npages == 0)
+		return 0;
+	f->npages = 1;
+	return fm_object_write(f->obj, (off_t)f->pgidx * PG, "Z", 2);
+}
+
+static int
+slow_put(struct fm_object *obj, uint64_t pg, unsigned n, int flags)
+{
+	return 0;
+}
+
+static const struct fm_pagerops slow_ops = {.pgo_fault = slow_fault,
+    .pgo_put = slow_put};
+
+static void *
+slow_reader(void *arg)
+{
+	struct job *j = arg;
+
+	pthread_barrier_wait(j->bar);
+	j->count = fm_test_probe(j->base, 0); /* 0 or SIGSEGV, never SIGBUS */
+	return NULL;
+}
+
+TEST_TAGGED(map_fixed_replaces_under_a_fault, "thread")
+{
+	fm_test_need_uffd();
+	struct fm_object *obj;
+	ASSERT_EQ(fm_object_create(&slow_ops, 4 * PG, NULL, &obj), 0);
+	int fd = testdev_open("fixed-race", obj, RW, O_RDWR);
+	char *m1 = fm_mmap(NULL, 4 * PG, RW, MAP_SHARED, fd, 0);
+	char *m2 = fm_mmap(NULL, 4 * PG, RW, MAP_SHARED, fd, 0);
+	pthread_barrier_t bar;
+	struct job jobs[1];
+	struct fm_stats s0, s1;
+
+	ASSERT(m1 != MAP_FAILED && m2 != MAP_FAILED);
+	m2[0] = 'U'; /* resident and dirty */
+	ASSERT_EQ(fm_object_unmap(obj, 0, PG, FM_UNMAP_KEEP), 0);
+	fm_engine_stats(&s0);
+	pthread_barrier_init(&bar, NULL, 2);
+	jobs[0] = (struct job){slow_reader, .base = m1, .bar = &bar};
+	pthread_t t;
+	ASSERT_EQ(pthread_create(&t, NULL, slow_reader, &jobs[0]), 0);
+	pthread_barrier_wait(&bar);
+	usleep(5000); /* the fault is in the pager now */
+	char *r = fm_mmap(m1, 4 * PG, RW,
+	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	ASSERT_PTR_EQ(r, m1);
+	ASSERT_EQ(pthread_join(t, NULL), 0);
+	fm_engine_stats(&s1);
+	ASSERT_EQ(jobs[0].count, 0);
+	ASSERT_EQ(s1.sigbus, s0.sigbus);
+	ASSERT_EQ(m2[0], 'U'); /* the object's page was never refilled */
+	ASSERT_OK(fm_munmap(m1, 4 * PG));
+	ASSERT_OK(fm_munmap(m2, 4 * PG));
+	ASSERT_OK(fm_close(fd));
+	fm_object_rele(obj);
+	pthread_barrier_destroy(&bar);
+}

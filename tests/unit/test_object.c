@@ -288,3 +288,65 @@ TEST(fault_handler_chooses_fill_around_and_protection)
 	ASSERT_OK(fm_close(fd));
 	fm_object_rele(obj);
 }
+
+/* A pager whose errors are the engine's own retry codes. */
+static volatile int err_code;
+
+/* Set what the pager returns before any later access to a mapping. */
+static void
+set_err(int e)
+{
+	err_code = e;
+	__atomic_thread_fence(__ATOMIC_SEQ_CST); /* and a compiler barrier */
+}
+
+static int
+err_fault(struct fm_fault *f)
+{
+	if (err_code)
+		return err_code;
+	if (f->npages == 0)
+		return 0;
+	f->npages = 1;
+	return fm_object_write(f->obj, (off_t)f->pgidx * PG, "ok", 3);
+}
+
+static int
+err_put(struct fm_object *obj, uint64_t pg, unsigned n, int flags)
+{
+	return 0;
+}
+
+static const struct fm_pagerops err_ops = {.pgo_fault = err_fault,
+    .pgo_put = err_put};
+
+TEST(pager_errors_never_mean_retry)
+{
+	fm_test_need_uffd();
+	struct fm_object *obj;
+	ASSERT_EQ(fm_object_create(&err_ops, 4 * PG, NULL, &obj), 0);
+	int fd = testdev_open("errcodes", obj, RW, O_RDWR);
+	char *a = fm_mmap(NULL, 4 * PG, RW, MAP_SHARED, fd, 0);
+	char c;
+
+	ASSERT(a != MAP_FAILED);
+	/* EEXIST, ENOENT, EAGAIN from a pager: SIGBUS, not a loop. */
+	static const int codes[] = {-EEXIST, -ENOENT, -EAGAIN};
+	for (int i = 0; i < 3; i++) {
+		set_err(codes[i]);
+		ASSERT_EQ(fm_test_probe(a + (i + 1) * PG, 0), SIGBUS);
+	}
+	set_err(0);
+	/* ... and on a resident, dirty page it does not lose the data. */
+	a[0] = 'U';
+	ASSERT_EQ(fm_object_unmap(obj, 0, PG, FM_UNMAP_KEEP), 0);
+	set_err(-ENOENT);
+	ASSERT_EQ(fm_test_probe(a, 0), SIGBUS);
+	set_err(0);
+	ASSERT_EQ(fm_object_read(obj, 0, &c, 1), 0);
+	ASSERT_EQ(c, 'U');
+	ASSERT_EQ(a[0], 'U');
+	ASSERT_OK(fm_munmap(a, 4 * PG));
+	ASSERT_OK(fm_close(fd));
+	fm_object_rele(obj);
+}
