@@ -61,8 +61,17 @@
  *   two faults on one page      the second waits on BUSY, then finds the
  *                               page RESIDENT; its enter gives EEXIST: wake
  *   fault vs fm_munmap          invariant 5; a stale message gets a wake
+ *   fault vs MAP_FIXED          fm_mmap replaces and re-enters the map under
+ *                               the map lock exclusive (invariant 5); enter
+ *                               on a range the kernel no longer has
+ *                               registered gives ESRCH: wake, state untouched
  *   fault vs discard            enter gives ENOENT: fill again (bounded)
  *   fault vs protect            invariant 3
+ *   write hook vs protect       the hook decides without the pmaplock; if
+ *                               obj->protgen moved meanwhile, the write is
+ *                               woken to fault again and be decided afresh
+ *   a pager's own error codes   mapped to EIO (pager_errno): a pager can
+ *                               never make the engine wake or retry
  *   write vs write-back         invariant 4: the write faults, re-dirties
  *   kernel busy (mmap_changing) enter gives EAGAIN: try again (bounded)
  *   zero fill vs a page put in  ZEROPAGE gives EEXIST: fill the usual way
