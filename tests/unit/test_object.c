@@ -290,21 +290,23 @@ TEST(fault_handler_chooses_fill_around_and_protection)
 }
 
 /* A pager whose errors are the engine's own retry codes. */
-static volatile int err_code;
+static int err_code;
 
 /* Set what the pager returns before any later access to a mapping. */
 static void
 set_err(int e)
 {
-	err_code = e;
-	__atomic_thread_fence(__ATOMIC_SEQ_CST); /* and a compiler barrier */
+	__atomic_store_n(&err_code, e, __ATOMIC_SEQ_CST);
+	__asm__ __volatile__("" ::: "memory"); /* no access moves above */
 }
 
 static int
 err_fault(struct fm_fault *f)
 {
-	if (err_code)
-		return err_code;
+	int e = __atomic_load_n(&err_code, __ATOMIC_SEQ_CST);
+
+	if (e)
+		return e;
 	if (f->npages == 0)
 		return 0;
 	f->npages = 1;
