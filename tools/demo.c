@@ -4,8 +4,9 @@
  * In embedded mode (no daemon, no set-up call) this program opens the
  * built-in drivers and walks through what user-space drivers can do with
  * mmap(2) under fomap: a cloning device with private handles and shared
- * buffers (gem), eviction and transparent re-fault, and a driver that
- * manages its mappings' protection and removes them (guard). Every access
+ * buffers (gem), eviction and transparent re-fault, a driver that manages
+ * its mappings' protection and removes them (guard), and an old-style
+ * driver with only d_mmap, served by the device pager (fb). Every access
  * below is a plain load or store through a real mapping; the drivers see
  * only the faults the MMU reports.
  */
@@ -20,6 +21,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <fomap/fb.h>
 #include <fomap/fomap.h>
 #include <fomap/gem.h>
 #include <fomap/guard.h>
@@ -350,6 +352,40 @@ demo_guard(void)
 	fm_close(fd);
 }
 
+static void
+demo_fb(void)
+{
+	int fd = fm_open(FM_DEVPREFIX "fb", O_RDWR);
+	struct fb_info info;
+	uint32_t red = 0xff0000ffu;
+
+	step("5. fb: an old-style driver with only d_mmap (the device pager)");
+	if (fd < 0)
+		die("open /dev/fomap/fb");
+	ioc(fd, FB_IOC_INFO, &info, "FB_IOC_INFO");
+	size_t len = FB_PIXELS_OFF + info.pixels_len;
+	char *m = fm_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	say("map registers + pixels read-write -> %s: d_mmap says the register "
+	    "page is read-only",
+	    m == MAP_FAILED ? strerror(errno) : "MAPPED?!");
+	m = fm_mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED)
+		die("mmap fb");
+	ioc(fd, FB_IOC_FILL, &red, "FB_IOC_FILL");
+	const struct fb_regs *regs = (const void *)m;
+	const uint32_t *px = (const void *)(m + FB_PIXELS_OFF);
+	say("mapped read-only: %ux%u pixels; d_mmap was asked for all %zu "
+	    "pages",
+	    regs->width, regs->height, len / PG);
+	say("the driver fills the screen: registers say frame %u, pixel 0 is "
+	    "%#010x",
+	    regs->frames, px[0]);
+	say("page 1 of the mapping is device page 4: the layout is the "
+	    "driver's");
+	fm_munmap(m, len);
+	fm_close(fd);
+}
+
 int
 main(void)
 {
@@ -364,7 +400,7 @@ main(void)
 	       "process and\n");
 	printf("serves the faults of every fomap mapping through userfaultfd. "
 	       "The\n");
-	printf("drivers gem and guard are built in: "
+	printf("drivers gem, guard and fb are built in: "
 	       "fm_open(\"/dev/fomap/NAME\").\n");
 	int z = fm_open(FM_DEVPREFIX "zero", O_RDWR);
 	char *t =
@@ -382,8 +418,9 @@ main(void)
 
 	demo_gem();
 	demo_guard();
+	demo_fb();
 
-	step("5. the fault engine's counters, for the whole run");
+	step("6. the fault engine's counters, for the whole run");
 	fm_engine_stats(&st);
 	say("faults served %lu (of which the page was in memory: %lu)",
 	    st.faults, st.minor);
