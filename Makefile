@@ -54,7 +54,7 @@ tsan-check:
 	TSAN_OPTIONS="halt_on_error=1 $$TSAN_OPTIONS" setarch -R build-tsan/fomap-test thread
 
 FORMAT_SRC = $(wildcard include/fomap/*.h src/*/*.[ch] drivers/*.c tools/*.c \
-             tests/*.[ch] tests/unit/*.[ch] bench/*.[ch])
+             tests/*.[ch] tests/unit/*.[ch] tests/stress/*.c bench/*.[ch])
 
 format-check:
 	clang-format --dry-run --Werror $(FORMAT_SRC)
