@@ -91,7 +91,7 @@
  *     registration, where ZEROPAGE maps the zero page and the object
  *     would never see the page.
  *
- * Fault-around (fm__fault_around): how many pages a fault maps from the
+ * Fault-around (fault_around): how many pages a fault maps from the
  * faulting one. MADV_RANDOM: 1; MADV_SEQUENTIAL: FM_AROUND_MAX. Otherwise
  * each entry keeps FM_AROUND_STREAMS sequential streams (relaxed atomics:
  * a hint), matched on the address of their next fault: a hit doubles the
@@ -182,12 +182,12 @@ ra_stream(struct fm_entry *e, unsigned i)
 }
 
 /*
- * fm__fault_around: how many pages a fault at va should map, from va on
+ * fault_around: how many pages a fault at va should map, from va on
  * (design notes: fault-around). Advances the stream it continues or
  * starts to just past the window. Clipped to the entry and the object.
  */
-unsigned
-fm__fault_around(struct fm_entry *e, uintptr_t va)
+static unsigned
+fault_around(struct fm_entry *e, uintptr_t va)
 {
 	uint64_t left = (e->end - va) >> FM_PAGE_SHIFT;
 	uint64_t pg = fm__entry_pgidx(e, va);
@@ -459,7 +459,7 @@ fault_page(struct fm_entry *e, uintptr_t va, uint64_t flags, pid_t tid)
 		atomic_fetch_add_explicit(&stats.minor, 1,
 		    memory_order_relaxed);
 	}
-	around = fm__fault_around(e, va);
+	around = fault_around(e, va);
 	for (int tries = 0; tries < FM_FAULT_TRIES; tries++) {
 		r = fill_and_install(e, va, around, access, &mapped);
 		if (r == 0) {
@@ -721,14 +721,4 @@ fm_engine_stats(struct fm_stats *st)
 	st->pages = atomic_load(&stats.pages);
 	st->sigbus = atomic_load(&stats.sigbus);
 	st->retries = atomic_load(&stats.retries);
-}
-
-void
-fm__entry_free(struct fm_entry *e)
-{
-	if (e->obj) {
-		fm__object_unlink(e->obj, e);
-		fm_object_rele(e->obj);
-	}
-	free(e);
 }

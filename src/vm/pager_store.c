@@ -67,6 +67,23 @@ full_pread(int fd, void *buf, size_t len, off_t off)
 	return (ssize_t)done;
 }
 
+/* => 0, or -errno (-EIO if the file takes no more) */
+static int
+full_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+	for (size_t done = 0; done < len;) {
+		ssize_t k = pwrite(fd, (const char *)buf + done, len - done,
+		    off + (off_t)done);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return k < 0 ? -errno : -EIO;
+		done += (size_t)k;
+	}
+	return 0;
+}
+
 static int
 store_get(struct fm_object *obj, uint64_t pgidx, unsigned *npages)
 {
@@ -110,14 +127,9 @@ store_put(struct fm_object *obj, uint64_t pgidx, unsigned npages, int flags)
 		r = fm_object_read(obj, (off_t)off, bounce, len);
 		if (r < 0)
 			return r;
-		for (size_t done = 0; done < len;) {
-			ssize_t k = pwrite(s->fd, bounce + done, len - done,
-			    s->base + (off_t)(off + done));
-			if (k < 0 && errno != EINTR)
-				return -errno;
-			if (k > 0)
-				done += (size_t)k;
-		}
+		r = full_pwrite(s->fd, bounce, len, s->base + (off_t)off);
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }

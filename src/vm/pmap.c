@@ -197,18 +197,6 @@ fm__pmap_protect(struct fm_pmap *pm, uintptr_t va, size_t len, int wp, int wake)
 	return ioctl(pm->uffd, UFFDIO_WRITEPROTECT, &w) < 0 ? -errno : 0;
 }
 
-int
-fm__pmap_poison(struct fm_pmap *pm, uintptr_t va, size_t len)
-{
-	struct uffdio_poison p = {.range = {.start = va, .len = len}};
-
-	if (ioctl(pm->uffd, UFFDIO_POISON, &p) == 0)
-		return 0;
-	if (errno == EEXIST) /* mapped meanwhile: let the thread retry */
-		return fm__pmap_wake(pm, va, len);
-	return -errno;
-}
-
 /* Whether thread tid of this process takes a SIGBUS sent to it. */
 static int
 sigbus_deliverable(pid_t tid)
@@ -228,6 +216,19 @@ sigbus_deliverable(pid_t tid)
 	return !((blk | ign) & (1ULL << (SIGBUS - 1)));
 }
 
+/* Make [va, va+len) raise SIGBUS when touched, and wake its faulters. */
+static int
+poison(struct fm_pmap *pm, uintptr_t va, size_t len)
+{
+	struct uffdio_poison p = {.range = {.start = va, .len = len}};
+
+	if (ioctl(pm->uffd, UFFDIO_POISON, &p) == 0)
+		return 0;
+	if (errno == EEXIST) /* mapped meanwhile: let the thread retry */
+		return fm__pmap_wake(pm, va, len);
+	return -errno;
+}
+
 /*
  * Only a thread may send itself a signal with a kernel si_code, so the
  * engine's SIGBUS says SI_QUEUE; si_addr holds the faulting page all the
@@ -238,7 +239,6 @@ int
 fm__pmap_sigbus(struct fm_pmap *pm, pid_t tid, uintptr_t va, int mapped)
 {
 	siginfo_t si = {.si_signo = SIGBUS, .si_code = SI_QUEUE};
-	int r;
 
 	si.si_addr = (void *)va;
 	if (tid > 0 && sigbus_deliverable(tid)) {
@@ -258,16 +258,10 @@ fm__pmap_sigbus(struct fm_pmap *pm, pid_t tid, uintptr_t va, int mapped)
 	 * SIGBUS, as for any fault it cannot serve. Poison needs an empty PTE
 	 * with no write-protect marker: unprotect without waking, then zap.
 	 */
-	if (mapped) {
-		struct uffdio_writeprotect w = {
-		    .range = {.start = va, .len = FM_PAGE_SIZE_PMAP},
-		    .mode = UFFDIO_WRITEPROTECT_MODE_DONTWAKE,
-		};
-		(void)ioctl(pm->uffd, UFFDIO_WRITEPROTECT, &w);
-	}
+	if (mapped)
+		(void)fm__pmap_protect(pm, va, FM_PAGE_SIZE_PMAP, 0, 0);
 	(void)fm__pmap_zap(pm, va, FM_PAGE_SIZE_PMAP);
-	r = fm__pmap_poison(pm, va, FM_PAGE_SIZE_PMAP);
-	return r;
+	return poison(pm, va, FM_PAGE_SIZE_PMAP);
 }
 
 int

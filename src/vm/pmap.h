@@ -69,8 +69,6 @@ int fm__pmap_wake(struct fm_pmap *pm, uintptr_t va, size_t len);
  */
 int fm__pmap_protect(struct fm_pmap *pm, uintptr_t va, size_t len, int wp,
     int wake);
-/* Make [va, va+len) raise SIGBUS when touched, and wake its faulters. */
-int fm__pmap_poison(struct fm_pmap *pm, uintptr_t va, size_t len);
 /*
  * Deliver SIGBUS at va to thread tid, the thread that faulted (its uffd
  * message says which); the signal wakes it.

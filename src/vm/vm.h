@@ -87,7 +87,7 @@ struct fm_entry {
 	int pmode; /* FM_PMAP_SHARED or _PRIVATE: how pm has it */
 	struct fm_entry *onext;
 	/*
-	 * Fault-around streams (fm__fault_around), so that sequential runs of
+	 * Fault-around streams (fault.c), so that sequential runs of
 	 * several threads do not reset each other: each the address where its
 	 * next fault should land | log2 of its window, or 0. ra_size counts
 	 * the streams started: a new one replaces the one started first.
@@ -136,10 +136,8 @@ void fm__map_assert(void);
 /* fault.c: the fault engine. */
 extern __thread struct fm_object *fm__pmaplock_held;
 int fm__engine_start(void);
-unsigned fm__fault_around(struct fm_entry *e, uintptr_t va);
 /* Make pages of e from va resident and map them (MADV_WILLNEED). */
 int fm__fault_prefetch(struct fm_entry *e, uintptr_t va, uintptr_t end);
-void fm__entry_free(struct fm_entry *e);
 
 static inline uint64_t
 fm__entry_pgidx(const struct fm_entry *e, uintptr_t va)
