@@ -3,14 +3,17 @@
  * back only dirty pages), and pager errors becoming SIGBUS or EIO.
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fomap/driver.h>
 
 #include "../test.h"
 #include "testdev.h"
+#include "vm/pmap.h"
 
 #define PG 4096
 #define RW (PROT_READ | PROT_WRITE)
@@ -242,4 +245,37 @@ TEST(pager_error_gives_sigbus)
 	ASSERT_OK(fm_munmap(a, 8 * PG));
 	ASSERT_OK(fm_close(fd));
 	fm_object_rele(obj);
+}
+
+TEST(pager_error_with_sigbus_blocked_kills_like_the_kernel)
+{
+	/* fomap is first used in the child: the engine is the child's. */
+	int status;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		struct fm_object *obj;
+		sigset_t bus;
+
+		if (fm__pmap_unavailable() != NULL)
+			_exit(77);
+
+		if (fm_object_create(&bad_get_ops, 8 * PG, NULL, &obj) < 0)
+			_exit(2);
+		int fd = testdev_open("bad-get-blocked", obj, RW, O_RDWR);
+		char *a = fm_mmap(NULL, 8 * PG, RW, MAP_SHARED, fd, 0);
+		if (a == MAP_FAILED)
+			_exit(3);
+		sigemptyset(&bus);
+		sigaddset(&bus, SIGBUS);
+		pthread_sigmask(SIG_BLOCK, &bus, NULL);
+		/* The engine poisons the page: the kernel forces SIGBUS. */
+		(void)*(volatile char *)(a + 3 * PG);
+		_exit(0);
+	}
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
+		fm_test_skip("userfaultfd unavailable");
+	ASSERT(WIFSIGNALED(status));
+	ASSERT_EQ(WTERMSIG(status), SIGBUS);
 }
