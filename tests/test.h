@@ -1,7 +1,9 @@
 /*
- * test.h: fomap's test harness. Each TEST() runs in its own child process
- * with a timeout (a broken fault path hangs rather than crashes); the runner
- * prints TAP-like lines and one closing line "N passed, N failed, N skipped".
+ * test.h: fomap's test harness. Each TEST() runs in its own child process,
+ * in its own process group, with a timeout kept by the runner (a broken
+ * fault path hangs rather than crashes); its output is shown only when it
+ * fails. The runner (runner.c) prints TAP-like lines and one closing line
+ * "N passed, N failed, N skipped".
  */
 #ifndef FOMAP_TEST_H
 #define FOMAP_TEST_H
@@ -24,6 +26,7 @@ struct fm_test {
 };
 
 void fm_test_register(struct fm_test *t);
+/* Ends the test as skipped; why goes on its TAP line. */
 void fm_test_skip(const char *why) __attribute__((noreturn));
 void fm_test_fail(const char *file, int line, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 3, 4)));
