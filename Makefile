@@ -3,6 +3,10 @@
 #   make check      the whole test suite
 #   make asan-check the suite under ASan+UBSan (build-asan/)
 #   make tsan-check the threaded tests under TSan (build-tsan/)
+#   make stress     the whole suite with the oracle for FOMAP_STRESS_SECONDS
+#                   (default 600) in all, the slow tests and those of known
+#                   open defects included; asan-stress, tsan-stress: the
+#                   same under the sanitizers
 #   make demo       fomap's main job, shown step by step
 #   make bench      benchmarks (never part of check); bench-quick: < 60 s
 
@@ -45,16 +49,37 @@ check: all
 demo: $(B)/fomap-demo
 	$(B)/fomap-demo
 
+ASAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+TSAN_RUN = TSAN_OPTIONS="halt_on_error=1 $$TSAN_OPTIONS" setarch -R
+
 asan-check:
-	$(MAKE) B=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" check
+	$(MAKE) B=build-asan SAN="$(ASAN)" check
 
 # TSan maps its shadow at fixed addresses: run with ASLR off (setarch -R).
 tsan-check:
 	$(MAKE) B=build-tsan SAN="-fsanitize=thread" $(B:build=build-tsan)/fomap-test
-	TSAN_OPTIONS="halt_on_error=1 $$TSAN_OPTIONS" setarch -R build-tsan/fomap-test thread
+	$(TSAN_RUN) build-tsan/fomap-test thread
+
+# The oracle (tests/stress/test_oracle.c): FOMAP_STRESS_SECONDS in all,
+# shared by its 8 object kinds, in seeds of at most 20 s; each kind's test
+# may take its share and 5 minutes more.
+FOMAP_STRESS_SECONDS ?= 600
+STRESS_ENV = FOMAP_STRESS_SECONDS=$(FOMAP_STRESS_SECONDS) \
+	FOMAP_TEST_KNOWN=1 FOMAP_ORACLE_ALL=1 \
+	FOMAP_TEST_TIMEOUT=$$(( $(FOMAP_STRESS_SECONDS) / 8 + 300 ))
+
+stress: $(B)/fomap-test
+	$(STRESS_ENV) $(B)/fomap-test
+
+asan-stress:
+	$(MAKE) B=build-asan SAN="$(ASAN)" stress
+
+tsan-stress:
+	$(MAKE) B=build-tsan SAN="-fsanitize=thread" build-tsan/fomap-test
+	$(STRESS_ENV) $(TSAN_RUN) build-tsan/fomap-test thread
 
 FORMAT_SRC = $(wildcard include/fomap/*.h src/*/*.[ch] drivers/*.c tools/*.c \
-             tests/*.[ch] tests/unit/*.[ch] tests/stress/*.c bench/*.[ch])
+             tests/*.[ch] tests/unit/*.[ch] tests/stress/*.[ch] bench/*.[ch])
 
 format-check:
 	clang-format --dry-run --Werror $(FORMAT_SRC)
@@ -68,6 +93,7 @@ clean:
 -include bench/bench.mk
 -include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
 
-.PHONY: all check demo asan-check tsan-check format-check format clean
+.PHONY: all check demo asan-check tsan-check stress asan-stress tsan-stress \
+	format-check format clean
 # Keep the objects that pattern rules make (tools, benchmarks).
 .SECONDARY:

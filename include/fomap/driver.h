@@ -11,11 +11,11 @@
  *   held; pgo_reference may run with the address-space map held (it must
  *   only count).
  * - pgo_get, pgo_fault and pgo_write run in an engine thread (faults) or in
- *   the thread of fm_madvise(MADV_WILLNEED) / MAP_POPULATE, with the
- *   address-space map held shared; pgo_get and pgo_fault also hold the
+ *   the thread of fm_madvise(MADV_WILLNEED) / MAP_POPULATE (signals blocked
+ *   there); no address-space lock is held. pgo_get and pgo_fault hold the
  *   object's mapping lock shared, so that what they fill is mapped before
- *   anyone can remove it. pgo_put runs with that lock exclusive (faults on
- *   the object wait for it).
+ *   anyone can remove it; pgo_write holds none (it may protect or remove).
+ *   pgo_put runs with that lock exclusive (faults on the object wait).
  * - So a pager must not call fm_mmap, fm_munmap, fm_mprotect, fm_msync or
  *   fm_madvise, nor touch a user mapping of a fomap object (it reads and writes objects through
  *   fm_object_read/write or the window). It may call any fm_object_* call,
@@ -24,8 +24,13 @@
  *   or pgo_put (call them from pgo_write or an ioctl instead). On another
  *   object they take that object's lock: two pagers must not do so to each
  *   other's objects (a lock cycle).
- * - Hooks may sleep (I/O): only the faulting thread waits, and other faults
- *   of the same object proceed in other engine threads.
+ * - Hooks may sleep (I/O): only the faulting thread waits, faults of other
+ *   objects and fm_mmap/fm_munmap proceed; faults of the same object
+ *   proceed too unless a protect, clean or removal of it is waiting.
+ * - A refusal (a negative errno from pgo_get, pgo_fault or pgo_write) gives
+ *   the faulting thread SIGBUS (si_code SI_QUEUE, si_addr the exact
+ *   address, si_errno the error) when it faulted from user mode, and fails
+ *   the system call with EFAULT when a system call touched the page.
  */
 #ifndef FOMAP_DRIVER_H
 #define FOMAP_DRIVER_H

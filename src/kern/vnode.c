@@ -1,8 +1,10 @@
 /*
- * vnode.c: the fileops of a regular file of the host. Its fo_mmap returns a
- * host object: the kernel maps the file itself, and its page cache (the
- * best vnode pager there is) keeps every mapping coherent with read(2) and
- * write(2). fomap copies nothing.
+ * vnode.c: the fileops of a file of the host: any descriptor fomap does not
+ * own (a regular file, /dev/zero, a pipe, ...). Its fo_mmap returns a host
+ * object: the kernel maps the file itself, or refuses it with its own
+ * errno, and for a regular file its page cache (the best vnode pager there
+ * is) keeps every mapping coherent with read(2) and write(2). fomap copies
+ * nothing.
  */
 #include <errno.h>
 #include <fcntl.h>

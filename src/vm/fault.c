@@ -6,76 +6,134 @@
  * Design notes
  * ======================================================================
  *
- * Page states (obj->pgstate, one byte a page; assert_page_state()):
+ * Page states (obj->pgstate, one byte a page; fm__object_assert_locked):
  *
- *   EMPTY      not in the object store
+ *   EMPTY      not in the object store (as far as fomap knows)
  *   FILLING    BUSY: one thread's pager is filling it
  *   CLEAN      RESIDENT: in the store; for a pager with pgo_put, mapped
  *              write-protected in every shared mapping
  *   DIRTY      RESIDENT|DIRTY: written since it was last written back
  *   WRITEBACK  RESIDENT|BUSY: pgo_put is writing it back
  *   RDONLY     a flag on any state: the driver made the page read-only
+ *   WRITING    a flag on a resident page: one write to it is being decided
+ *              (the write hook runs); other writes to it wait
  *
- * Transitions, each with the function that makes it:
+ * Transitions, each with the function that makes it, all under obj->lock:
  *
  *   EMPTY -> FILLING            fm__object_busy      (fault, prefetch)
  *   FILLING -> CLEAN | EMPTY    fm__object_unbusy    (pager done / failed,
  *                                                     or zero_install)
- *   CLEAN -> DIRTY              fault_wp             (write hook allowed)
- *   DIRTY -> WRITEBACK -> CLEAN clean_pmaplocked     (msync, last unmap,
- *                                                     release, discard)
- *   CLEAN | DIRTY -> EMPTY      fm_object_unmap      (FM_UNMAP_DISCARD)
- *   any <-> any|RDONLY          fm_object_protect
+ *   CLEAN -> CLEAN|WRITING      fault_wp             (pmaplock shared)
+ *   CLEAN|WRITING -> DIRTY      fault_wp             (write hook allowed,
+ *                                                     pmaplock shared)
+ *   DIRTY -> WRITEBACK          clean_pmaplocked     (pmaplock excl.: msync,
+ *   WRITEBACK -> CLEAN | DIRTY                        last unmap, release,
+ *                                                     discard; DIRTY again
+ *                                                     if pgo_put failed)
+ *   CLEAN | DIRTY -> EMPTY      fm_object_unmap      (DISCARD, pmaplock
+ *                                                     excl.)
+ *   RESIDENT -> EMPTY           forget_page          (the kernel has no such
+ *                                                     page: pmaplock shared)
+ *   any <-> any|RDONLY          fm_object_protect    (pmaplock excl.)
+ *   EMPTY -> CLEAN              fm_object_write      (the driver wrote it)
  *
- * Invariants:
+ * Invariants (asserted by fm__object_assert_locked at every transition:
+ * 1 and 2 per page always, 2 to 4 against the page tables when
+ * FOMAP_CHECK=1, which the test runner sets):
  *
  *   1. A page is filled by one thread at a time: only fm__object_busy makes
- *      a page BUSY, and only when it is neither RESIDENT nor BUSY.
- *   2. A DIRTY page is RESIDENT; a BUSY page is never installed from a fill
- *      that is not the busy holder's (installs need RESIDENT).
+ *      an EMPTY page BUSY (FILLING) and only clean_pmaplocked a DIRTY one
+ *      (WRITEBACK, clearing DIRTY first): a BUSY page is never DIRTY.
+ *   2. A DIRTY page is RESIDENT; a page mapped in a shared mapping is
+ *      RESIDENT; a BUSY page is never installed (install_locked stops at
+ *      one, and waits on it when it is the faulting page).
  *   3. A page is installed only while obj->pmaplock is held shared and its
- *      state says RESIDENT, or says BUSY for the installing thread, which
- *      fills and maps it in one act (zero_install, only for pages whose
- *      state asks no write protection); the write protection it is
- *      installed with is read from its state under that same lock. Every
- *      change of what may be mapped, and how (protect, clean, discard),
- *      holds pmaplock exclusive and applies itself to every shared mapping
- *      before letting go. So a mapping never holds a page more writable
- *      than its state allows, but for a WP fault the write hook allowed
- *      (which makes the page DIRTY under the same shared lock).
+ *      state says RESIDENT and not BUSY, or says BUSY for the installing
+ *      thread, which fills and maps it in one act (zero_install, only for
+ *      pages whose state asks no write protection); the write protection
+ *      it is installed with is read from its state under that same lock.
+ *      Every change of what may be mapped, and how (protect, clean,
+ *      discard), holds pmaplock exclusive and applies itself to every
+ *      shared mapping before letting go. So a mapping never holds a page
+ *      more writable than its state allows, but for a write the write
+ *      hook allowed (which makes the page DIRTY under the same shared
+ *      lock first).
  *   4. For a pager with pgo_put, a page writable in some mapping is DIRTY:
- *      clean_pmaplocked write-protects before it clears DIRTY.
- *   5. No page is installed into an entry that has left the map: faults are
- *      resolved with fm__map.lock shared; fm_munmap takes it exclusive,
- *      removes the entries, unmaps, and only then wakes the range.
+ *      clean_pmaplocked write-protects before it clears DIRTY, and a
+ *      mapping that is being removed is write-protected when it leaves its
+ *      object (fm__object_unlink), before the kernel removes it.
+ *   5. No page is installed into an entry that has left its object: an
+ *      install holds the entry (entry_hold_locked: it is not dead) across
+ *      its ioctl, and fm__object_unlink marks it dead and waits for the
+ *      installs under way before the kernel may remove or replace its
+ *      memory. New memory is registered with the uffd only after the stale
+ *      entries at its address are gone (enter_new), and MAP_FIXED moves a
+ *      registered mapping into place (replace), so an install meant for an
+ *      old mapping can never reach a new one.
  *   6. Every fault read from the uffd is answered exactly once with an act
  *      that wakes its thread: a mapped prefix that starts at the faulting
- *      page, a wake (EEXIST, or the entry is gone), an unprotect (write
- *      allowed), or a SIGBUS sent to the faulting thread (pager error or
- *      refused write), which leaves the page as it was so that the next
- *      access is served afresh. resolve() asserts that one of these
- *      happened.
+ *      page, a wake (EEXIST, the entry is gone or dying, or the message is
+ *      stale), an unprotect (write allowed), a SIGBUS to the faulting
+ *      thread, or a poison (a refusal inside a system call, or a thread
+ *      that blocks SIGBUS). resolve_fault() asserts that one happened.
+ *
+ * Locks (vm.h gives the order): no map lock is held across a pager call or
+ * a blocking kernel call; a fault holds a reference on its entry instead.
+ * fm__map.oplock serialises the calls that change the address space and
+ * is never taken by the engine, so the engine can always read the uffd
+ * (the kernel's munmap and mremap wait until their event is read).
  *
  * Races and what answers them:
  *
  *   two faults on one page      the second waits on BUSY, then finds the
  *                               page RESIDENT; its enter gives EEXIST: wake
- *   fault vs fm_munmap          invariant 5; a stale message gets a wake
- *   fault vs MAP_FIXED          fm_mmap replaces and re-enters the map under
- *                               the map lock exclusive (invariant 5); enter
- *                               on a range the kernel no longer has
- *                               registered gives ESRCH: wake, state untouched
+ *   a fault on a page being     it waits on BUSY like any other: the kind of
+ *   filled (a MINOR fault, the  fault (MINOR or MISSING) never decides;
+ *   page half in the store)     the page's state does
+ *   fault-around over a busy    install_locked stops before the busy page
+ *   page
+ *   fault vs fm_munmap          invariant 5; a fault on a dead entry is
+ *                               woken and retried until the memory is gone
+ *   fault vs MAP_FIXED          invariant 5 (replace)
  *   fault vs discard            enter gives ENOENT: fill again (bounded)
  *   fault vs protect            invariant 3
- *   write hook vs protect       the hook decides without the pmaplock; if
- *                               obj->protgen moved meanwhile, the write is
- *                               woken to fault again and be decided afresh
+ *   write vs write              one write per page is decided at a time
+ *                               (WRITING); a write whose PTE is writable
+ *                               when its turn comes (pagemap) is woken
+ *   write hook vs protect       the hook decides with no lock held (it may
+ *                               protect or remove); if obj->protgen moved
+ *                               meanwhile, the write is woken to fault again
+ *                               and be decided afresh (a second hook call:
+ *                               the protection changed)
  *   a pager's own error codes   mapped to EIO (pager_errno): a pager can
  *                               never make the engine wake or retry
  *   write vs write-back         invariant 4: the write faults, re-dirties
- *   kernel busy (mmap_changing) enter gives EAGAIN: try again (bounded)
+ *   an event waiting (EAGAIN)   the kernel refuses page-table changes until
+ *                               the munmap/mremap event is read: the caller
+ *                               reads the uffd itself (pm->drain), retries
  *   zero fill vs a page put in  ZEROPAGE gives EEXIST: fill the usual way
  *   the store by other means    (fallocate keeps the page, CONTINUE maps it)
+ *   raw munmap / mremap         the UNMAP/REMAP event is recorded as gone
+ *                               before the program's call returns (read
+ *                               under gone.lock): zaps skip the range; the
+ *                               map then drops (or moves) the entries older
+ *                               than the event (fm__map_gone)
+ *
+ * Duplicate messages and refusals: a thread interrupted by a signal while
+ * it waits in a fault leaves the fault, runs its handler and faults again:
+ * a second message for the same access. The last message read from each
+ * thread is remembered (thr): a refusal is delivered only for it, and only
+ * while the thread still waits in a fault (/proc: fm__pmap_thread). From
+ * user mode it is a SIGBUS sent to the thread (si_addr the exact address
+ * when the kernel gives it, SI_QUEUE, si_errno the error); from inside a
+ * system call (which the kernel would retry forever while a signal is
+ * pending) the page is poisoned, so the call fails with EFAULT, and the
+ * poison is cleared once the call has returned, so the next access is
+ * served afresh; a thread that blocks SIGBUS gets the poison too (the
+ * kernel's own SIGBUS). A refusal by the write hook that its thread did
+ * not get is kept for that thread's retry, which is refused without asking
+ * the hook again. A thread that has gone gets nothing: no page is poisoned
+ * for a fault nobody waits on.
  *
  * Filling and mapping (fill_and_install):
  *
@@ -123,7 +181,9 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vm/vm.h"
@@ -132,9 +192,18 @@
 #define FM_AROUND_MAX (1u << FM_AROUND_SHIFT) /* pages */
 #define FM_AROUND_STREAMS 4 /* e->ra_next and e->ra_more */
 #define FM_FAULT_TRIES 64 /* fills before a fault gives up (SIGBUS) */
-#define FM_ENGINE_MAXTHREADS 16
+#define FM_ENGINE_MAXTHREADS 16 /* at start */
+#define FM_ENGINE_POOL 64 /* at most, when threads wait on pagers */
 #define FM_ENGINE_BATCH 8 /* messages a read takes at most */
 #define FM_ENGINE_QUEUE (FM_ENGINE_MAXTHREADS * FM_ENGINE_BATCH)
+#define FM_TSLOTS 1024 /* faulting threads remembered (a hint) */
+#define FM_NOENTRY_MAX 32 /* faults of a thread at a page with no entry */
+#define FM_LOOK_TRIES 8 /* looks at a running thread before deciding */
+#define FM_LOOK_US 10 /* between two looks */
+#define FM_SPIN_MSGS 32 /* messages in a row: a syscall's fault retried */
+#define FM_REFUSAL_US 20000 /* a kept refusal is for this access only */
+#define FM_ACCESS_FLAGS (UFFD_PAGEFAULT_FLAG_WRITE | UFFD_PAGEFAULT_FLAG_WP)
+#define FM_EFAULT_WAIT_US 20000 /* how long a refusal waits for its syscall */
 
 _Static_assert(sizeof(((struct fm_entry *)0)->ra_more) ==
         (FM_AROUND_STREAMS - 1) * sizeof(uintptr_t),
@@ -148,31 +217,245 @@ static struct {
 /* The object whose pmaplock this thread holds shared for a fill, if any. */
 __thread struct fm_object *fm__pmaplock_held;
 
+/* A message as the engine queues it: seq orders a thread's messages. */
+struct emsg {
+	struct uffd_msg m;
+	uint64_t seq;
+	uint64_t gen; /* fm__map.gen when it was read (events) */
+};
+
 /* The engine threads (design notes); all but the constants under lock. */
 static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t cv; /* a message queued, or no reader */
-	struct uffd_msg q[FM_ENGINE_QUEUE];
-	unsigned head, n; /* the queue */
+	struct emsg *q; /* a ring of cap messages */
+	unsigned head, n, cap;
 	int readers; /* threads that read, or may read next */
 	int idle; /* threads waiting on cv */
+	int nthreads; /* engine threads */
+	int blocked; /* ... in a pager's hook or waiting for a page */
 	int shared; /* every thread may read (several CPUs) */
 	unsigned around; /* FOMAP_FAULT_AROUND, or 0 */
 } eng = {.lock = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
-/* This thread counts in eng.readers. */
-static __thread int eng_reader;
+/* Written when messages are queued by a thread outside the engine. */
+static int kickfd = -1;
+
+/*
+ * This thread counts in eng.readers; is an engine thread; and how deep it
+ * is in engine_block.
+ */
+static __thread int eng_reader, eng_thread, eng_blocking;
+
+static int engine_spawn(struct fm_pmap *pm);
+
+/*
+ * An engine thread is about to wait (a pager's hook, a page another fault
+ * fills): it gives up reading, and if every engine thread waits, one more
+ * starts, so that a slow pager never stalls an unrelated fault.
+ */
+static void
+engine_block(struct fm_pmap *pm)
+{
+	int spawn = 0;
+
+	if (!eng_thread || eng_blocking++ > 0)
+		return;
+	pthread_mutex_lock(&eng.lock);
+	eng.blocked++;
+	if (eng_reader) {
+		eng_reader = 0;
+		eng.readers--;
+		if (eng.idle > 0)
+			pthread_cond_signal(&eng.cv);
+	}
+	if (eng.blocked >= eng.nthreads && eng.nthreads < FM_ENGINE_POOL) {
+		eng.nthreads++;
+		spawn = 1;
+	}
+	pthread_mutex_unlock(&eng.lock);
+	if (spawn && engine_spawn(pm) < 0) {
+		pthread_mutex_lock(&eng.lock);
+		eng.nthreads--;
+		pthread_mutex_unlock(&eng.lock);
+	}
+}
+
+static void
+engine_unblock(void)
+{
+	if (!eng_thread || --eng_blocking > 0)
+		return;
+	pthread_mutex_lock(&eng.lock);
+	eng.blocked--;
+	pthread_mutex_unlock(&eng.lock);
+}
+
+/*
+ * The last message read from each faulting thread (design notes: duplicate
+ * messages), hashed by thread id; a leaf lock.
+ */
+struct tslot {
+	pid_t tid;
+	uint64_t seq; /* its last message */
+	uintptr_t va; /* the page of that message */
+	unsigned noentry; /* its faults in a row at va that found no entry */
+	unsigned atva; /* its messages in a row at va */
+	uintptr_t refused; /* a page whose access it was refused, not told */
+	unsigned refgen; /* obj->protgen of that refusal */
+	int referr; /* and its error */
+	int64_t refwhen; /* and when (now_us) */
+	uint64_t refflags; /* and for what access (write, write-protect) */
+	/*
+	 * thr.seq when it was last told of a refusal: its messages read
+	 * before that belong to the access that refusal ended.
+	 */
+	uint64_t told;
+};
+static struct {
+	pthread_mutex_t lock;
+	uint64_t seq;
+	struct tslot s[FM_TSLOTS];
+} thr = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/*
+ * The last time a write to each page was let through (hashed by address;
+ * a hint): thr.seq then. The unprotect wakes every thread waiting to write
+ * the page, so a write message read before it is answered by it.
+ */
+#define FM_WSLOTS 4096
+static struct {
+	uintptr_t va;
+	uint64_t seq;
+} wans[FM_WSLOTS];
+
+/*
+ * Address ranges the kernel has unmapped or moved (an UNMAP or REMAP event
+ * read) whose entries have not left the map yet: no zap may reach them
+ * (the program may have mapped its own memory there). Under evlock, which
+ * is also held across each read of the userfaultfd, so that a range is
+ * recorded before the program's munmap or mremap can return.
+ */
+static struct {
+	pthread_mutex_t lock;
+	struct gone {
+		uintptr_t start, end;
+		uintptr_t to; /* REMAP: where it went; UNMAP: 0 */
+		uint64_t gen;
+	} * v; /* in the order read */
+	unsigned n, cap;
+	atomic_uint pending; /* n, read without the lock */
+} gone = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 enum answer { ANS_NONE, ANS_MAPPED, ANS_WOKEN, ANS_UNPROTECTED, ANS_SIGBUS };
 
+static int64_t now_us(void);
+
+/* What resolving one fault needs to know, read under the map lock. */
+struct fault {
+	struct fm_pmap *pm;
+	struct fm_entry *e; /* referenced */
+	uintptr_t va; /* the page */
+	uintptr_t addr; /* the exact address, when the kernel gives it */
+	uint64_t flags;
+	pid_t tid;
+	uint64_t seq;
+	uintptr_t end; /* e->end */
+	int prot, advice;
+};
+
+/*
+ * The invariants of the design notes that one page's state can show.
+ * => obj->lock held
+ */
 static void
-assert_page_state(const struct fm_object *obj, uint64_t pg)
+assert_page_locked(const struct fm_object *obj, uint64_t pg)
 {
 	uint8_t st = obj->pgstate[pg];
 
 	FM_ASSERT(!(st & FM_PG_DIRTY) || (st & FM_PG_RESIDENT),
-	    "page %llu of %p dirty but not resident (%#x)",
+	    "invariant 2: page %llu of %p dirty but not resident (%#x)",
 	    (unsigned long long)pg, (const void *)obj, st);
+	FM_ASSERT(!(st & FM_PGS_BUSY) || !(st & FM_PG_DIRTY),
+	    "invariant 1: page %llu of %p busy and dirty (%#x)",
+	    (unsigned long long)pg, (const void *)obj, st);
+}
+
+/* FOMAP_CHECK=1 (the test runner sets it): check the page tables too. */
+static int
+check_ptes(void)
+{
+	static int on = -1;
+
+	if (on < 0) {
+		const char *v = getenv("FOMAP_CHECK");
+		on = v != NULL && atoi(v) > 0;
+	}
+	return on;
+}
+
+#define FM_CHECK_PAGES 64 /* pages a transition checks in the page tables */
+
+/*
+ * Invariants 2, 3 and 4 as the page tables show them, in every live shared
+ * mapping of pages [pg, pg+n) that no thread is filling or deciding: a
+ * mapped page is resident; a page writable there is DIRTY if the pager
+ * tracks dirty pages, and not RDONLY unless a write hook let it be.
+ * => obj->lock held
+ */
+static int gone_any(const struct fm_entry *e);
+
+static void
+assert_ptes_locked(const struct fm_object *obj, uint64_t pg, uint64_t n)
+{
+	const struct fm_pagerops *ops = obj->ops;
+
+	if (n > FM_CHECK_PAGES)
+		n = FM_CHECK_PAGES;
+	for (const struct fm_entry *e = obj->entries; e; e = e->onext) {
+		uint64_t epg = (e->end - e->start) >> FM_PAGE_SHIFT;
+
+		if (e->pm == NULL || e->pmode != FM_PMAP_SHARED || gone_any(e))
+			continue; /* (its memory may not be its any more) */
+		for (uint64_t i = pg > e->pgoff ? pg : e->pgoff;
+		     i < pg + n && i < e->pgoff + epg; i++) {
+			uint8_t st = obj->pgstate[i];
+			int w;
+
+			if (st & (FM_PGS_BUSY | FM_PGS_WRITING))
+				continue;
+			w = fm__pmap_wp_state(e->pm,
+			    e->start + ((i - e->pgoff) << FM_PAGE_SHIFT));
+			FM_ASSERT(w < 0 || (st & FM_PG_RESIDENT),
+			    "invariant 2: page %llu of %p mapped, not resident "
+			    "(%#x)",
+			    (unsigned long long)i, (const void *)obj, st);
+			FM_ASSERT(w != 0 || !ops || !ops->pgo_put ||
+			        (st & FM_PG_DIRTY),
+			    "invariant 4: page %llu of %p writable, not dirty "
+			    "(%#x)",
+			    (unsigned long long)i, (const void *)obj, st);
+			FM_ASSERT(w != 0 || !(st & FM_PG_RDONLY) ||
+			        (ops && ops->pgo_write),
+			    "invariant 3: page %llu of %p writable, read-only "
+			    "(%#x)",
+			    (unsigned long long)i, (const void *)obj, st);
+		}
+	}
+}
+
+/*
+ * assert_object_state: every invariant of the design notes that pages
+ * [pg, pg+n) of obj can show; called at every transition of their state.
+ * => obj->lock held
+ */
+void
+fm__object_assert_locked(const struct fm_object *obj, uint64_t pg, uint64_t n)
+{
+	for (uint64_t i = pg; i < pg + n && i < obj->npages; i++)
+		assert_page_locked(obj, i);
+	if (check_ptes() && !(obj->flags & FM_OBJ_HOST))
+		assert_ptes_locked(obj, pg, n);
 }
 
 static _Atomic uintptr_t *
@@ -187,17 +470,19 @@ ra_stream(struct fm_entry *e, unsigned i)
  * starts to just past the window. Clipped to the entry and the object.
  */
 static unsigned
-fault_around(struct fm_entry *e, uintptr_t va)
+fault_around(const struct fault *f)
 {
-	uint64_t left = (e->end - va) >> FM_PAGE_SHIFT;
+	struct fm_entry *e = f->e;
+	uintptr_t va = f->va;
+	uint64_t left = (f->end - va) >> FM_PAGE_SHIFT;
 	uint64_t pg = fm__entry_pgidx(e, va);
 	unsigned n, i = FM_AROUND_STREAMS, shift = 0;
 
 	if (eng.around > 0)
 		n = eng.around;
-	else if (e->advice == MADV_RANDOM)
+	else if (f->advice == MADV_RANDOM)
 		n = 1;
-	else if (e->advice == MADV_SEQUENTIAL)
+	else if (f->advice == MADV_SEQUENTIAL)
 		n = FM_AROUND_MAX;
 	else {
 		for (i = 0; i < FM_AROUND_STREAMS; i++) {
@@ -265,7 +550,7 @@ static int
 pager_errno(int r)
 {
 	if (r <= -4096 || r == -EEXIST || r == -ENOENT || r == -EAGAIN ||
-	    r == -ESRCH)
+	    r == -ESRCH || r == -ESTALE)
 		return -EIO;
 	return r;
 }
@@ -273,36 +558,38 @@ pager_errno(int r)
 /*
  * Let the pager fill pages [pg, pg+n) (busy; n may be 0 when the page is
  * resident). *filled, *around and *rdonly come back from the pager.
- * => no object lock held
+ * => obj->pmaplock held shared, no object lock
  */
 static int
-pager_fill(struct fm_entry *e, uint64_t pg, unsigned n, int access,
-    unsigned *filled, unsigned *around, int *rdonly)
+pager_fill(const struct fault *f, uint64_t pg, unsigned n, unsigned *filled,
+    unsigned *around, int *rdonly)
 {
-	struct fm_object *obj = e->obj;
+	struct fm_object *obj = f->e->obj;
 	const struct fm_pagerops *ops = obj->ops;
 	int r;
 
 	*filled = 0;
 	if (ops && ops->pgo_fault) {
-		struct fm_fault f = {
+		struct fm_fault ff = {
 		    .obj = obj,
 		    .pgidx = pg,
 		    .npages = n,
 		    .around = *around,
-		    .access = access,
-		    .prot = e->prot,
-		    .mapflags = e->flags & (MAP_SHARED | MAP_PRIVATE),
+		    .access = (f->flags & UFFD_PAGEFAULT_FLAG_WRITE)
+		        ? PROT_WRITE
+		        : PROT_READ,
+		    .prot = f->prot,
+		    .mapflags = f->e->flags & (MAP_SHARED | MAP_PRIVATE),
 		};
-		r = ops->pgo_fault(&f);
+		r = ops->pgo_fault(&ff);
 		if (r < 0)
 			return pager_errno(r);
-		if (n > 0 && (f.npages == 0 || f.npages > n))
+		if (n > 0 && (ff.npages == 0 || ff.npages > n))
 			return -EIO; /* the handler did not fill the page */
-		*filled = f.npages;
-		if (f.around >= 1 && f.around < *around)
-			*around = f.around;
-		*rdonly = f.rdonly != 0;
+		*filled = ff.npages;
+		if (ff.around >= 1 && ff.around < *around)
+			*around = ff.around;
+		*rdonly = ff.rdonly != 0;
 		return 0;
 	}
 	if (n == 0)
@@ -319,38 +606,87 @@ pager_fill(struct fm_entry *e, uint64_t pg, unsigned n, int access,
 }
 
 /*
- * Map the resident pages of e from va on (at most around, all with the
- * write protection of the first): invariant 3. want: the window chosen.
- * => fm__map.lock and obj->pmaplock shared held
+ * Hold e for an act on its memory: => 0 while e is in the map (its removal
+ * then waits for entry_unhold_locked), -ESTALE once it is leaving it.
+ * => obj->lock held
  */
 static int
-install_locked(struct fm_entry *e, uintptr_t va, uint64_t pg, unsigned around,
-    unsigned want, int rdonly, size_t *mapped)
+entry_hold_locked(struct fm_entry *e)
+{
+	if (e->dead)
+		return -ESTALE;
+	e->installing++;
+	return 0;
+}
+
+static void
+entry_unhold(struct fm_entry *e)
 {
 	struct fm_object *obj = e->obj;
-	int shared = e->pmode == FM_PMAP_SHARED, wp = 0;
-	unsigned k = 0;
 
 	pthread_mutex_lock(&obj->lock);
-	if (obj->pgstate[pg] & FM_PG_RESIDENT) {
-		assert_page_state(obj, pg);
-		wp = shared &&
-		    (rdonly || fm__object_entry_wp(obj, obj->pgstate[pg]));
-		for (k = 1; k < around; k++) {
-			uint8_t st = obj->pgstate[pg + k];
+	FM_ASSERT(e->installing > 0, "entry %p not held", (void *)e);
+	if (--e->installing == 0) /* a removal or a split may wait */
+		pthread_cond_broadcast(&obj->busycv);
+	pthread_mutex_unlock(&obj->lock);
+}
 
-			if (!(st & FM_PG_RESIDENT) ||
+/* Whether a fault on page pg would wait (BUSY, or the flag given). */
+static int
+page_waits(struct fm_object *obj, uint64_t pg, uint8_t flag)
+{
+	int r;
+
+	pthread_mutex_lock(&obj->lock);
+	r = (obj->pgstate[pg] & (FM_PGS_BUSY | flag)) != 0;
+	pthread_mutex_unlock(&obj->lock);
+	return r;
+}
+
+/*
+ * Map the resident pages of e from va on (at most around, all with the
+ * write protection of the first, none busy): invariants 2 and 3. want:
+ * the window chosen. => -ENOENT: va's page is not resident; -ESTALE: e
+ * is leaving the map; else as fm__pmap_enter
+ * => obj->pmaplock held shared
+ */
+static int
+install_locked(const struct fault *f, uint64_t pg, unsigned around,
+    unsigned want, int rdonly, size_t *mapped)
+{
+	struct fm_entry *e = f->e;
+	struct fm_object *obj = e->obj;
+	int shared = e->pmode == FM_PMAP_SHARED, wp = 0, r;
+	unsigned k = 0;
+	uint8_t st;
+
+	pthread_mutex_lock(&obj->lock);
+	if ((r = entry_hold_locked(e)) < 0) {
+		pthread_mutex_unlock(&obj->lock);
+		return r;
+	}
+	st = obj->pgstate[pg];
+	if ((st & FM_PG_RESIDENT) && !(st & FM_PGS_BUSY)) {
+		assert_page_locked(obj, pg);
+		wp = shared && (rdonly || fm__object_entry_wp(obj, st));
+		for (k = 1; k < around; k++) {
+			st = obj->pgstate[pg + k];
+			if (!(st & FM_PG_RESIDENT) || (st & FM_PGS_BUSY) ||
 			    (shared &&
 			        (rdonly || fm__object_entry_wp(obj, st)) != wp))
 				break;
 		}
 	}
 	pthread_mutex_unlock(&obj->lock);
-	if (k == 0)
+	if (k == 0) {
+		entry_unhold(e);
 		return -ENOENT;
-	ra_advance(e, va, want, k);
-	return fm__pmap_enter(e->pm, va, (size_t)k << FM_PAGE_SHIFT, wp,
+	}
+	ra_advance(e, f->va, want, k);
+	r = fm__pmap_enter(f->pm, f->va, (size_t)k << FM_PAGE_SHIFT, wp,
 	    mapped);
+	entry_unhold(e);
+	return r;
 }
 
 /*
@@ -372,25 +708,49 @@ zero_fill(const struct fm_entry *e)
  * Zero-fill and map, with one UFFDIO_ZEROPAGE, the busy pages from va
  * (n of them, ours) that need no write protection: invariant 3.
  * => the pages mapped, a prefix; 0: none, fill them the usual way
- * => fm__map.lock and obj->pmaplock shared held; e is zero_fill
+ * => obj->pmaplock held shared; e is zero_fill
  */
 static unsigned
-zero_install(struct fm_entry *e, uintptr_t va, uint64_t pg, unsigned n,
-    unsigned want, size_t *mapped)
+zero_install(const struct fault *f, uint64_t pg, unsigned n, unsigned want,
+    size_t *mapped)
 {
+	struct fm_entry *e = f->e;
 	struct fm_object *obj = e->obj;
 	unsigned k = 0;
 
 	pthread_mutex_lock(&obj->lock);
-	while (k < n && !fm__object_entry_wp(obj, obj->pgstate[pg + k]))
-		k++;
+	if (entry_hold_locked(e) == 0)
+		while (k < n && !fm__object_entry_wp(obj, obj->pgstate[pg + k]))
+			k++;
+	else
+		n = 0;
 	pthread_mutex_unlock(&obj->lock);
-	if (k == 0)
+	if (n == 0)
 		return 0;
-	ra_advance(e, va, want, k);
-	if (fm__pmap_zero(e->pm, va, (size_t)k << FM_PAGE_SHIFT, mapped) < 0)
-		*mapped = 0;
-	return (unsigned)(*mapped >> FM_PAGE_SHIFT);
+	if (k > 0) {
+		ra_advance(e, f->va, want, k);
+		if (fm__pmap_zero(f->pm, f->va, (size_t)k << FM_PAGE_SHIFT,
+		        mapped) < 0)
+			*mapped = 0;
+	}
+	entry_unhold(e);
+	return k > 0 ? (unsigned)(*mapped >> FM_PAGE_SHIFT) : 0;
+}
+
+/*
+ * The state says resident, the kernel says not (the pager claimed a fill
+ * it did not make, or the program punched the store): under the same
+ * hold of the pmaplock no one else fills or discards it: empty it, so the
+ * next try fills it again.
+ * => obj->pmaplock held shared
+ */
+static void
+forget_page(struct fm_object *obj, uint64_t pg)
+{
+	pthread_mutex_lock(&obj->lock);
+	if (!(obj->pgstate[pg] & FM_PGS_BUSY))
+		obj->pgstate[pg] &= (uint8_t) ~(FM_PG_RESIDENT | FM_PG_DIRTY);
+	pthread_mutex_unlock(&obj->lock);
 }
 
 /*
@@ -398,70 +758,476 @@ zero_install(struct fm_entry *e, uintptr_t va, uint64_t pg, unsigned n,
  * from va: the pmaplock is held shared across both, so no protect, clean
  * or discard comes between the fill and the install (a discard could
  * otherwise starve a fault by punching every fill before it is mapped).
- * => fm__map.lock shared held
+ * => no lock held; e referenced
  */
 static int
-fill_and_install(struct fm_entry *e, uintptr_t va, unsigned around, int access,
-    size_t *mapped)
+fill_and_install(const struct fault *f, unsigned around, size_t *mapped)
 {
+	struct fm_entry *e = f->e;
 	struct fm_object *obj = e->obj;
-	uint64_t pg = fm__entry_pgidx(e, va);
+	uint64_t pg = fm__entry_pgidx(e, f->va);
 	unsigned n, filled, want = around;
-	int rdonly = 0, r;
+	int rdonly = 0, r, blk = !zero_fill(e) || page_waits(obj, pg, 0);
 
+	if (blk)
+		engine_block(f->pm); /* a pager's hook, or a wait */
 	pthread_rwlock_rdlock(&obj->pmaplock);
 	fm__pmaplock_held = obj;
 	n = fm__object_busy(obj, pg, around);
 	if (n > 0 && zero_fill(e) &&
-	    (filled = zero_install(e, va, pg, n, want, mapped)) > 0) {
+	    (filled = zero_install(f, pg, n, want, mapped)) > 0) {
 		fm__object_unbusy(obj, pg, n, filled);
 		r = 0;
 	} else {
-		r = pager_fill(e, pg, n, access, &filled, &around, &rdonly);
+		r = pager_fill(f, pg, n, &filled, &around, &rdonly);
 		fm__object_unbusy(obj, pg, n, r < 0 ? 0 : filled);
 		if (r == 0)
-			r = install_locked(e, va, pg, around, want, rdonly,
-			    mapped);
-		/*
-		 * The state said resident, the kernel says not: the pager
-		 * claimed a fill it did not make. Under the same hold of the
-		 * pmaplock no one else fills or discards it: fill it again.
-		 */
-		if (r == -ENOENT)
-			fm__object_set(obj, pg, 1, 0,
-			    FM_PG_RESIDENT | FM_PG_DIRTY);
+			r = install_locked(f, pg, around, want, rdonly, mapped);
+		if (r == -ENOENT && *mapped == 0)
+			forget_page(obj, pg);
+		if (r == -ENOENT && *mapped > 0)
+			r = 0; /* the faulting page is mapped; the rest later */
 	}
 	fm__pmaplock_held = NULL;
 	pthread_rwlock_unlock(&obj->pmaplock);
+	if (blk)
+		engine_unblock();
+	return r;
+}
+
+static enum answer
+wake(const struct fault *f)
+{
+	return fm__pmap_wake(f->pm, f->va, FM_PAGE_SIZE) == 0 ? ANS_WOKEN
+	                                                      : ANS_NONE;
+}
+
+static struct tslot *
+tslot_locked(pid_t tid)
+{
+	return &thr.s[(unsigned)tid % FM_TSLOTS];
+}
+
+/*
+ * Whether f is still to be answered for its thread: the last message read
+ * from it (an older one was left when a signal interrupted the fault, and
+ * the thread faulted again), and read since the thread was last told of a
+ * refusal (a message read before that belongs to the access it ended).
+ */
+static int
+latest(const struct fault *f)
+{
+	struct tslot *t;
+	int r;
+
+	pthread_mutex_lock(&thr.lock);
+	t = tslot_locked(f->tid);
+	r = t->tid != f->tid || (t->seq == f->seq && f->seq > t->told);
+	pthread_mutex_unlock(&thr.lock);
 	return r;
 }
 
 /*
- * Resolve a missing or minor fault at va: fill, then map; on a race, again.
- * => fm__map.lock shared held
+ * About to tell f's thread of a refusal: => 1 if f is still the message
+ * to answer so (the last of its thread, and read since it was last told),
+ * and from now on the thread's messages read so far are answered.
+ */
+static int
+tell(const struct fault *f)
+{
+	struct tslot *t;
+	int r;
+
+	pthread_mutex_lock(&thr.lock);
+	t = tslot_locked(f->tid);
+	r = t->tid != f->tid || (t->seq == f->seq && f->seq > t->told);
+	if (r && t->tid == f->tid) {
+		t->told = thr.seq;
+		t->refused = 0;
+	}
+	pthread_mutex_unlock(&thr.lock);
+	return r;
+}
+
+/* A write to page va is about to be let through. */
+static void
+write_answered(uintptr_t va)
+{
+	unsigned i = (unsigned)(va >> FM_PAGE_SHIFT) % FM_WSLOTS;
+
+	pthread_mutex_lock(&thr.lock);
+	wans[i].va = va;
+	wans[i].seq = thr.seq;
+	pthread_mutex_unlock(&thr.lock);
+}
+
+/* Whether a write to f's page was let through since f was read. */
+static int
+write_stale(const struct fault *f)
+{
+	unsigned i = (unsigned)(f->va >> FM_PAGE_SHIFT) % FM_WSLOTS;
+	int r;
+
+	pthread_mutex_lock(&thr.lock);
+	r = wans[i].va == f->va && wans[i].seq >= f->seq;
+	pthread_mutex_unlock(&thr.lock);
+	return r;
+}
+
+static void wait_retried(const struct fault *f);
+
+/*
+ * f's thread has been sent its SIGBUS: once it has left the fault, every
+ * message of it read so far belongs to the access that the SIGBUS ended
+ * (one read before the thread ran again may have been queued before).
+ */
+static void
+told(const struct fault *f)
+{
+	struct tslot *t;
+
+	wait_retried(f);
+	pthread_mutex_lock(&thr.lock);
+	t = tslot_locked(f->tid);
+	if (t->tid == f->tid)
+		t->told = thr.seq;
+	pthread_mutex_unlock(&thr.lock);
+}
+
+/* A message read from thread tid at page va: its sequence number. */
+static uint64_t
+note_message(pid_t tid, uintptr_t va)
+{
+	struct tslot *t;
+	uint64_t seq;
+
+	pthread_mutex_lock(&thr.lock);
+	seq = ++thr.seq;
+	t = tslot_locked(tid);
+	if (t->tid != tid)
+		*t = (struct tslot){.tid = tid};
+	if (t->va != va)
+		t->noentry = t->atva = 0;
+	t->atva++;
+	t->seq = seq;
+	t->va = va;
+	pthread_mutex_unlock(&thr.lock);
+	return seq;
+}
+
+/* What a kept refusal must be made under to still hold. */
+static unsigned
+refusal_gen(struct fm_object *obj)
+{
+	return atomic_load(&obj->protgen) + (atomic_load(&obj->mapgen) << 16);
+}
+
+/*
+ * A refusal the thread was not told of (it had left the fault): remember
+ * it, so that its next fault at va is refused without asking the pager or
+ * the hook again; or take it (=> its error, or 0 when there is none).
+ */
+static void
+refusal_keep(const struct fault *f, unsigned gen, int err)
+{
+	pthread_mutex_lock(&thr.lock);
+	struct tslot *t = tslot_locked(f->tid);
+	if (t->tid == f->tid && f->seq > t->told) {
+		t->refused = f->va;
+		t->refgen = gen;
+		t->referr = err;
+		t->refwhen = now_us();
+		t->refflags = f->flags & FM_ACCESS_FLAGS;
+	}
+	pthread_mutex_unlock(&thr.lock);
+}
+
+static int
+refusal_take(const struct fault *f, unsigned gen)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&thr.lock);
+	struct tslot *t = tslot_locked(f->tid);
+	if (t->tid == f->tid && t->refused == f->va) {
+		/* Only for the same access: soon, and nothing changed since. */
+		if (t->refgen == gen && now_us() - t->refwhen < FM_REFUSAL_US &&
+		    t->refflags == (f->flags & FM_ACCESS_FLAGS))
+			r = t->referr;
+		t->refused = 0;
+	}
+	pthread_mutex_unlock(&thr.lock);
+	return r;
+}
+
+/*
+ * Whether f's thread has faulted at f's page many times in a row: a
+ * system call whose fault the kernel retries without sleeping does.
+ */
+static int
+faulting_hard(const struct fault *f)
+{
+	int r;
+
+	pthread_mutex_lock(&thr.lock);
+	struct tslot *t = tslot_locked(f->tid);
+	r = t->tid == f->tid && t->va == f->va && t->atva >= FM_SPIN_MSGS;
+	pthread_mutex_unlock(&thr.lock);
+	return r;
+}
+
+/* No entry at f's page: a stale message (wake), or memory fomap lost. */
+static int
+noentry_again(const struct fault *f)
+{
+	int r;
+
+	pthread_mutex_lock(&thr.lock);
+	struct tslot *t = tslot_locked(f->tid);
+	r = t->tid == f->tid && ++t->noentry > FM_NOENTRY_MAX;
+	pthread_mutex_unlock(&thr.lock);
+	return r;
+}
+
+/*
+ * Zap [va, va+len) of e unless the kernel has unmapped or moved it since
+ * (a gone range not yet out of the map): never memory fomap does not own.
+ * => e held (entry_hold_locked), or obj->lock held with e linked
+ */
+/* Whether an UNMAP or REMAP event is read but not yet followed. */
+static int
+events_pending(void)
+{
+	return atomic_load(&gone.pending) > 0;
+}
+
+/* Whether an event not yet followed may have taken e's memory. */
+static int
+gone_any(const struct fm_entry *e)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&gone.lock);
+	for (unsigned i = 0; i < gone.n && !r; i++)
+		r = e->gen <= gone.v[i].gen && gone.v[i].start < e->end &&
+		    e->start < gone.v[i].end;
+	pthread_mutex_unlock(&gone.lock);
+	return r;
+}
+
+/* Whether gone range g can hold e's memory (e is not newer). */
+static int
+gone_for(const struct gone *g, const struct fm_entry *e)
+{
+	return e->gen <= g->gen;
+}
+
+int
+fm__fault_zap(struct fm_entry *e, uintptr_t va, size_t len)
+{
+	uintptr_t end = va + len, to;
+	int r = 0, moved = 1;
+
+	pthread_mutex_lock(&gone.lock);
+	while (va < end && r == 0) {
+		while (moved) { /* past every gone range that covers va */
+			moved = 0;
+			for (unsigned i = 0; i < gone.n; i++)
+				if (gone_for(&gone.v[i], e) &&
+				    gone.v[i].start <= va &&
+				    va < gone.v[i].end) {
+					va = gone.v[i].end;
+					moved = 1;
+				}
+		}
+		to = end; /* up to the next gone range */
+		for (unsigned i = 0; i < gone.n; i++)
+			if (gone_for(&gone.v[i], e) && gone.v[i].start > va &&
+			    gone.v[i].start < to)
+				to = gone.v[i].start;
+		if (va < to)
+			r = fm__pmap_zap(e->pm, va, to - va);
+		va = to;
+		moved = 1;
+	}
+	pthread_mutex_unlock(&gone.lock);
+	return r;
+}
+
+static int64_t
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * Wait until thread tid, woken in its fault inside a system call, leaves:
+ * its retry of the access follows at once, in the kernel, and meets the
+ * refusal (EFAULT). At most FM_EFAULT_WAIT_US. Should the page be put back
+ * before the retry, the retry faults again and is refused again.
+ */
+static void
+wait_retried(const struct fault *f)
+{
+	int64_t until = now_us() + FM_EFAULT_WAIT_US;
+
+	while (fm__pmap_thread_in_fault(f->pm, f->tid) > 0 && now_us() < until)
+		sched_yield();
+	sched_yield();
+}
+
+/*
+ * A refused access from inside a system call: make the call fail with
+ * EFAULT, then, once the thread has left it, put the page back as it was
+ * so that the next access is decided afresh. A refused write (mapped: the
+ * page is readable) makes the page read-only in this mapping meanwhile,
+ * so reads of it still work (readable: the thread is known to be in a
+ * system call); any other refusal poisons it.
  */
 static enum answer
-fault_page(struct fm_entry *e, uintptr_t va, uint64_t flags, pid_t tid)
+refuse_syscall(const struct fault *f, int err, int mapped, int readable,
+    unsigned gen)
 {
-	struct fm_object *obj = e->obj;
-	uint64_t pg = fm__entry_pgidx(e, va);
-	int access =
-	    (flags & UFFD_PAGEFAULT_FLAG_WRITE) ? PROT_WRITE : PROT_READ;
+	struct fm_object *obj = f->e->obj;
+	int r;
+
+	pthread_mutex_lock(&obj->lock);
+	r = entry_hold_locked(f->e);
+	pthread_mutex_unlock(&obj->lock);
+	if (r < 0)
+		return wake(f);
+	if (readable && mapped && (f->prot & PROT_WRITE)) {
+		r = fm__pmap_readonly(f->pm, f->va, PROT_READ);
+		if (r == 0)
+			r = fm__pmap_wake(f->pm, f->va, FM_PAGE_SIZE);
+		if (r == 0)
+			wait_retried(f);
+		(void)fm__pmap_readonly(f->pm, f->va, f->prot);
+	} else {
+		r = fm__pmap_poison(f->pm, f->va, mapped);
+		if (r == 0)
+			wait_retried(f);
+		(void)fm__fault_zap(f->e, f->va, FM_PAGE_SIZE);
+	}
+	entry_unhold(f->e);
+	if (gen != UINT32_MAX)
+		refusal_keep(f, gen, err); /* its retry, if any, is refused */
+	return r == 0 ? ANS_SIGBUS : ANS_NONE;
+}
+
+/*
+ * Refuse f's access (err: the pager's error, or EACCES): SIGBUS to the
+ * thread if it faulted from user mode, EFAULT to its system call if from
+ * one; nothing if it is no longer waiting on this fault (a newer message
+ * of it will be answered). Design notes: refusals.
+ */
+static int engine_drain(struct fm_pmap *pm);
+
+/*
+ * Whether f's thread may be told of a refusal now. First read what waits
+ * on the uffd: a newer fault of the thread (it left this one, and waits
+ * elsewhere) is then seen, and this message is stale.
+ */
+static int
+may_tell(const struct fault *f)
+{
+	while (engine_drain(f->pm) == FM_ENGINE_BATCH)
+		; /* all of it: the newer fault may be anywhere in the queue */
+	return tell(f);
+}
+
+static enum answer
+refuse(const struct fault *f, int err, int mapped, unsigned gen)
+{
+	struct fm_pmap_thread t;
+	unsigned long long slept = ~0ULL; /* its sleeps at the first look */
+	int spinning = 1; /* running, never sleeping, at every look */
+
+	atomic_fetch_add_explicit(&stats.sigbus, 1, memory_order_relaxed);
+	for (int look = 0; look < FM_LOOK_TRIES; look++) {
+		if (!latest(f) || fm__pmap_thread(f->pm, f->tid, &t) < 0)
+			break; /* a newer fault of it, or it has gone */
+		if (t.in_fault && t.in_syscall) {
+			if (!may_tell(f))
+				break;
+			return refuse_syscall(f, err, mapped, 1, gen);
+		}
+		if (t.in_fault) {
+			if (t.sigbus_pending || !may_tell(f))
+				break;
+			if (!t.sigbus_taken) /* the kernel's own: it kills */
+				return fm__pmap_poison(f->pm, f->va, mapped) ==
+				        0
+				    ? ANS_SIGBUS
+				    : ANS_NONE;
+			if (fm__pmap_sigbus(f->pm, f->tid,
+			        f->addr ? f->addr : f->va, -err) < 0)
+				return ANS_NONE;
+			told(f);
+			return ANS_SIGBUS;
+		}
+		if (!t.running) {
+			/*
+			 * Blocked, not in a userfaultfd wait: on its way into
+			 * or out of the fault (a page-table lock), or it left
+			 * the fault for a system call: look again.
+			 */
+			spinning = 0;
+			usleep(FM_LOOK_US);
+			continue;
+		}
+		/*
+		 * Running: back in user mode (a signal interrupted the fault;
+		 * it will fault again, and sleep in it), or a system call
+		 * whose fault the kernel retries without ever sleeping while
+		 * a signal waits: only that one never sleeps between looks and
+		 * has a signal pending at every look (a thread in user mode
+		 * takes its signals).
+		 */
+		if (slept == ~0ULL)
+			slept = t.switches;
+		spinning &= t.switches == slept && t.signal_pending;
+		if (spinning && look == FM_LOOK_TRIES - 1 && faulting_hard(f)) {
+			if (!may_tell(f))
+				break;
+			/* Poisoned: right for it in user mode too (SIGBUS). */
+			return refuse_syscall(f, err, mapped, 0, gen);
+		}
+		usleep(FM_LOOK_US);
+	}
+	if (gen != UINT32_MAX)
+		refusal_keep(f, gen, err);
+	return wake(f);
+}
+
+/*
+ * Resolve a missing or minor fault: fill, then map; on a race, again.
+ * What the page's state says now decides, not the kind of fault.
+ */
+static enum answer
+fault_page(const struct fault *f)
+{
+	struct fm_object *obj = f->e->obj;
+	uint64_t pg = fm__entry_pgidx(f->e, f->va);
 	size_t mapped = 0;
-	unsigned around;
+	unsigned around, gen;
 	int r = -EIO;
 
-	if (pg >= obj->npages)
-		goto sigbus;
-	if (flags & UFFD_PAGEFAULT_FLAG_MINOR) {
-		/* The kernel has the page: a fill through the window. */
-		fm__object_set(obj, pg, 1, FM_PG_RESIDENT, 0);
+	if (f->flags & UFFD_PAGEFAULT_FLAG_MINOR)
 		atomic_fetch_add_explicit(&stats.minor, 1,
 		    memory_order_relaxed);
-	}
-	around = fault_around(e, va);
+	if (pg >= obj->npages)
+		return refuse(f, -EFAULT, 0, UINT32_MAX);
+	gen = refusal_gen(obj);
+	if ((r = refusal_take(f, gen)) < 0) /* the pager said no already */
+		return refuse(f, r, 0, gen);
+	around = fault_around(f);
 	for (int tries = 0; tries < FM_FAULT_TRIES; tries++) {
-		r = fill_and_install(e, va, around, access, &mapped);
+		mapped = 0;
+		r = fill_and_install(f, around, &mapped);
 		if (r == 0) {
 			atomic_fetch_add_explicit(&stats.pages,
 			    mapped >> FM_PAGE_SHIFT, memory_order_relaxed);
@@ -469,98 +1235,285 @@ fault_page(struct fm_entry *e, uintptr_t va, uint64_t flags, pid_t tid)
 		}
 		/*
 		 * EEXIST: another fault mapped it first. ESRCH: the mapping
-		 * was replaced under us (MAP_FIXED): the thread's access now
-		 * goes to whatever is there.
+		 * was replaced under us (MAP_FIXED); ESTALE: it is leaving
+		 * the map: the thread's access goes to whatever is there.
 		 */
-		if (r == -EEXIST || r == -ESRCH)
-			return fm__pmap_wake(e->pm, va, FM_PAGE_SIZE) == 0
-			    ? ANS_WOKEN
-			    : ANS_NONE;
+		if (r == -EEXIST || r == -ESRCH || r == -ESTALE)
+			return wake(f);
 		if (r != -ENOENT && r != -EAGAIN)
 			break; /* the pager failed: SIGBUS */
 		atomic_fetch_add_explicit(&stats.retries, 1,
 		    memory_order_relaxed);
 	}
-sigbus:
-	atomic_fetch_add_explicit(&stats.sigbus, 1, memory_order_relaxed);
-	return fm__pmap_sigbus(e->pm, tid, va, 0) == 0 ? ANS_SIGBUS : ANS_NONE;
+	refusal_keep(f, gen, r); /* for this access's next message */
+	return refuse(f, r, 0, gen);
 }
 
 /*
- * A write to a write-protected page: ask the write hook.
- * => fm__map.lock shared held
+ * Make a write to page pg of f's mapping go through: the page is DIRTY
+ * (or not tracked) and stays so while pmaplock is held (invariant 4).
+ * => obj->pmaplock held shared
  */
 static enum answer
-fault_wp(struct fm_entry *e, uintptr_t va, pid_t tid)
+unprotect_locked(const struct fault *f)
 {
-	struct fm_object *obj = e->obj;
-	uint64_t pg = fm__entry_pgidx(e, va);
-	unsigned gen = atomic_load(&obj->protgen);
-	int r = 0;
+	struct fm_object *obj = f->e->obj;
+	int r;
 
-	atomic_fetch_add_explicit(&stats.wp, 1, memory_order_relaxed);
-	if (e->pmode != FM_PMAP_SHARED)
-		r = 0; /* only shared registrations are write-protected */
-	else if (obj->ops && obj->ops->pgo_write)
-		r = obj->ops->pgo_write(obj, pg);
-	else if (fm__object_state(obj, pg) & FM_PG_RDONLY)
-		r = -EACCES;
-	if (r < 0) {
-		/* Refused: SIGBUS; the page stays mapped read-only. */
-		atomic_fetch_add_explicit(&stats.sigbus, 1,
-		    memory_order_relaxed);
-		return fm__pmap_sigbus(e->pm, tid, va, 1) == 0 ? ANS_SIGBUS
-		                                               : ANS_NONE;
-	}
-	pthread_rwlock_rdlock(&obj->pmaplock);
-	/*
-	 * Discarded meanwhile (the retried write faults it back in), or its
-	 * protection changed while the hook decided (the retried write is
-	 * decided afresh): invariant 3.
-	 */
-	if (!(fm__object_state(obj, pg) & FM_PG_RESIDENT) ||
-	    atomic_load(&obj->protgen) != gen) {
-		pthread_rwlock_unlock(&obj->pmaplock);
-		return fm__pmap_wake(e->pm, va, FM_PAGE_SIZE) == 0 ? ANS_WOKEN
-		                                                   : ANS_NONE;
-	}
-	fm__object_set(obj, pg, 1, FM_PG_DIRTY, 0);
-	r = fm__pmap_protect(e->pm, va, FM_PAGE_SIZE, 0, 1);
-	pthread_rwlock_unlock(&obj->pmaplock);
+	pthread_mutex_lock(&obj->lock);
+	r = entry_hold_locked(f->e);
+	pthread_mutex_unlock(&obj->lock);
+	if (r < 0)
+		return wake(f);
+	r = fm__pmap_protect(f->pm, f->va, FM_PAGE_SIZE, 0, 1);
+	entry_unhold(f->e);
 	if (r == -ENOENT) /* the mapping was replaced under us */
-		r = fm__pmap_wake(e->pm, va, FM_PAGE_SIZE);
+		r = fm__pmap_wake(f->pm, f->va, FM_PAGE_SIZE);
 	return r == 0 ? ANS_UNPROTECTED : ANS_NONE;
 }
 
+/*
+ * Wait until no write to page pg is being decided, then mark this one.
+ * => obj->lock held, and no pmaplock (a writer holding WRITING may wait
+ *    for it behind a protect)
+ */
 static void
-resolve(struct fm_pmap *pm, const struct uffd_msg *m)
+write_begin_locked(struct fm_object *obj, uint64_t pg)
 {
-	uintptr_t va =
-	    (uintptr_t)m->arg.pagefault.address & ~(uintptr_t)FM_PAGE_MASK;
-	uint64_t flags = m->arg.pagefault.flags;
-	pid_t tid = (pid_t)m->arg.pagefault.feat.ptid;
-	enum answer a;
+	while (obj->pgstate[pg] & FM_PGS_WRITING)
+		pthread_cond_wait(&obj->busycv, &obj->lock);
+	obj->pgstate[pg] |= FM_PGS_WRITING;
+}
+
+static void
+write_end_locked(struct fm_object *obj, uint64_t pg)
+{
+	obj->pgstate[pg] &= (uint8_t)~FM_PGS_WRITING;
+	pthread_cond_broadcast(&obj->busycv);
+}
+
+/*
+ * Ask the write hook about a write to page pg (or the page's state when
+ * the pager has none): => 0 allowed, -EACCES (or the hook's error) refused
+ */
+static int
+write_decide(const struct fault *f, uint64_t pg, uint8_t st, unsigned gen)
+{
+	struct fm_object *obj = f->e->obj;
+
+	if (obj->ops && obj->ops->pgo_write) {
+		int r = refusal_take(f, gen);
+
+		if (r < 0)
+			return r; /* asked already for this write */
+		r = obj->ops->pgo_write(obj, pg);
+		return r < 0 ? pager_errno(r) : 0;
+	}
+	return (st & FM_PG_RDONLY) ? -EACCES : 0;
+}
+
+/*
+ * A write to a write-protected page of a shared mapping. One write to a
+ * page is decided at a time (FM_PGS_WRITING); a write whose page an
+ * earlier one has made writable in this mapping meanwhile is only woken,
+ * without asking the hook again. => e referenced, no lock held
+ */
+static enum answer
+fault_wp(const struct fault *f)
+{
+	struct fm_object *obj = f->e->obj;
+	uint64_t pg = fm__entry_pgidx(f->e, f->va);
+	enum answer a = ANS_NONE;
+	unsigned gen, rgen;
+	uint8_t st;
+	int r = 0, blk;
+
+	atomic_fetch_add_explicit(&stats.wp, 1, memory_order_relaxed);
+	if (f->e->pmode != FM_PMAP_SHARED || pg >= obj->npages)
+		return wake(f); /* only shared registrations are protected */
+	/* Our turn for this page, waited for with no pmaplock held. */
+	blk = (obj->ops && obj->ops->pgo_write) ||
+	    page_waits(obj, pg, FM_PGS_WRITING);
+	if (blk)
+		engine_block(f->pm); /* the write hook, or a wait */
+	pthread_mutex_lock(&obj->lock);
+	write_begin_locked(obj, pg);
+	pthread_mutex_unlock(&obj->lock);
+
+	pthread_rwlock_rdlock(&obj->pmaplock);
+	pthread_mutex_lock(&obj->lock);
+	st = obj->pgstate[pg];
+	gen = atomic_load(&obj->protgen);
+	rgen = refusal_gen(obj);
+	if (!(st & FM_PG_RESIDENT) || (st & FM_PGS_BUSY))
+		r = -EAGAIN; /* discarded or in write-back: it faults again */
+	else if (write_stale(f) || fm__pmap_wp_state(f->pm, f->va) == 0)
+		r = -EAGAIN; /* an earlier write went through: so did this */
+	pthread_mutex_unlock(&obj->lock);
+	pthread_rwlock_unlock(&obj->pmaplock);
+
+	/* The hook decides with no lock held: it may protect or remove. */
+	if (r == 0)
+		r = latest(f) ? write_decide(f, pg, st, rgen) : -ESTALE;
+	if (r < 0 && r != -ESTALE && r != -EAGAIN)
+		refusal_keep(f, rgen, r); /* for this write's next message */
+
+	pthread_rwlock_rdlock(&obj->pmaplock);
+	pthread_mutex_lock(&obj->lock);
+	st = obj->pgstate[pg];
+	if (r == 0 && (st & FM_PG_RESIDENT) && !(st & FM_PGS_BUSY) &&
+	    atomic_load(&obj->protgen) == gen) {
+		obj->pgstate[pg] |= FM_PG_DIRTY;
+		fm__object_assert_locked(obj, pg, 1);
+		pthread_mutex_unlock(&obj->lock);
+		write_answered(f->va);
+		a = unprotect_locked(f);
+		pthread_mutex_lock(&obj->lock);
+	}
+	/* Only now: a write waiting for its turn sees this one's PTE. */
+	write_end_locked(obj, pg);
+	pthread_mutex_unlock(&obj->lock);
+	pthread_rwlock_unlock(&obj->pmaplock);
+	if (blk)
+		engine_unblock();
+	if (a != ANS_NONE)
+		return a;
+	if (r < 0 && r != -ESTALE && r != -EAGAIN)
+		return refuse(f, r, 1, rgen);
+	/*
+	 * Already writable, a newer message of the thread (ESTALE), the page
+	 * discarded, or its protection changed while the hook decided: the
+	 * retried write is decided afresh.
+	 */
+	return wake(f);
+}
+
+/* Take f's entry from the map, referenced. => 0, or -ENOENT */
+static int
+fault_lookup(struct fm_pmap *pm, struct fault *f)
+{
 	struct fm_entry *e;
 
-	atomic_fetch_add_explicit(&stats.faults, 1, memory_order_relaxed);
 	pthread_rwlock_rdlock(&fm__map.lock);
-	e = fm__map_lookup(va);
-	if (e == NULL || e->pm != pm || e->obj == NULL)
-		a = fm__pmap_wake(pm, va, FM_PAGE_SIZE) == 0 ? ANS_WOKEN
-		                                             : ANS_NONE;
-	else if (flags & UFFD_PAGEFAULT_FLAG_WP)
-		a = fault_wp(e, va, tid);
-	else
-		a = fault_page(e, va, flags, tid);
+	e = fm__map_lookup(f->va);
+	if (e != NULL && e->pm == pm && e->obj != NULL) {
+		fm__entry_ref(e);
+		f->e = e;
+		f->end = e->end;
+		f->prot = e->prot;
+		f->advice = e->advice;
+	}
 	pthread_rwlock_unlock(&fm__map.lock);
+	return f->e ? 0 : -ENOENT;
+}
+
+static void
+resolve_fault(struct fm_pmap *pm, const struct emsg *em)
+{
+	struct fault f = {
+	    .pm = pm,
+	    .addr = (uintptr_t)em->m.arg.pagefault.address,
+	    .flags = em->m.arg.pagefault.flags,
+	    .tid = (pid_t)em->m.arg.pagefault.feat.ptid,
+	    .seq = em->seq,
+	};
+	enum answer a;
+
+	f.va = f.addr & ~(uintptr_t)FM_PAGE_MASK;
+	if (!(pm->features & UFFD_FEATURE_EXACT_ADDRESS))
+		f.addr = 0;
+	atomic_fetch_add_explicit(&stats.faults, 1, memory_order_relaxed);
+	if (fault_lookup(pm, &f) < 0 && events_pending()) {
+		fm__fault_events(); /* an mremap moved it here, maybe */
+		(void)fault_lookup(pm, &f);
+	}
+	if (f.e == NULL) {
+		/*
+		 * A stale message (the memory is gone: the thread's retry
+		 * faults elsewhere), or registered memory without an entry
+		 * (an mremap grew it): after many tries, SIGBUS.
+		 */
+		if (!events_pending() && noentry_again(&f) &&
+		    fm__pmap_sigbus(pm, f.tid, f.addr ? f.addr : f.va,
+		        EFAULT) == 0)
+			a = ANS_SIGBUS;
+		else
+			a = wake(&f);
+	} else if (f.flags & UFFD_PAGEFAULT_FLAG_WP)
+		a = fault_wp(&f);
+	else
+		a = fault_page(&f);
+	if (f.e)
+		fm__entry_rele(f.e);
 	FM_ASSERT(a != ANS_NONE,
-	    "fault at %#lx (flags %#llx) left unanswered: %s",
-	    (unsigned long)va, (unsigned long long)flags, strerror(errno));
+	    "invariant 6: fault at %#lx (flags %#llx) left unanswered: %s",
+	    (unsigned long)f.va, (unsigned long long)f.flags, strerror(errno));
+}
+
+/* Serialises the following of events, so that it is in their order. */
+static pthread_mutex_t evproc = PTHREAD_MUTEX_INITIALIZER;
+
+/*
+ * fm__fault_events: the map follows every UNMAP and REMAP event read so
+ * far, oldest first; then they are forgotten (zaps may reach their ranges
+ * again: no entry older than them is left there).
+ * => no fomap lock held
+ */
+void
+fm__fault_events(void)
+{
+	struct fm_entry *dead = NULL;
+	struct fm_crit c;
+	struct gone g;
+
+	fm__crit_enter(&c);
+	/*
+	 * Under gone.lock: a reader records an event under it, and the call
+	 * that made the event may return as soon as it is read.
+	 */
+	pthread_mutex_lock(&gone.lock);
+	g.start = gone.n;
+	pthread_mutex_unlock(&gone.lock);
+	if (g.start == 0) {
+		fm__crit_leave(&c);
+		return;
+	}
+	pthread_mutex_lock(&evproc);
+	for (;;) {
+		pthread_mutex_lock(&gone.lock);
+		if (gone.n == 0) {
+			pthread_mutex_unlock(&gone.lock);
+			break;
+		}
+		g = gone.v[0];
+		pthread_mutex_unlock(&gone.lock);
+		fm__map_gone(g.start, g.end, g.to, g.gen, &dead);
+		pthread_mutex_lock(&gone.lock);
+		memmove(&gone.v[0], &gone.v[1], --gone.n * sizeof(gone.v[0]));
+		atomic_store(&gone.pending, gone.n);
+		pthread_mutex_unlock(&gone.lock);
+	}
+	pthread_mutex_unlock(&evproc);
+	if (dead != NULL) {
+		/* The last unmap writes back: a pager may take its time. */
+		engine_block(fm__pmap_kernel());
+		fm__map_bury(dead);
+		engine_unblock();
+	}
+	fm__crit_leave(&c);
+}
+
+static void
+resolve(struct fm_pmap *pm, const struct emsg *em)
+{
+	resolve_fault(pm, em);
 }
 
 int
 fm__fault_prefetch(struct fm_entry *e, uintptr_t va, uintptr_t end)
 {
+	struct fault f = {.pm = e->pm, .e = e, .end = e->end};
+
 	while (va < end) {
 		uint64_t pg = fm__entry_pgidx(e, va);
 		uint64_t left = (end - va) >> FM_PAGE_SHIFT;
@@ -574,7 +1527,11 @@ fm__fault_prefetch(struct fm_entry *e, uintptr_t va, uintptr_t end)
 			around = (unsigned)left;
 		if (pg + around > e->obj->npages)
 			around = (unsigned)(e->obj->npages - pg);
-		r = fill_and_install(e, va, around, PROT_READ, &mapped);
+		f.va = va;
+		f.prot = e->prot;
+		r = fill_and_install(&f, around, &mapped);
+		if (r == -ESTALE || r == -ESRCH)
+			break;
 		if (r < 0 && r != -EEXIST && r != -ENOENT && r != -EAGAIN)
 			return r;
 		va += mapped ? mapped : FM_PAGE_SIZE;
@@ -583,52 +1540,142 @@ fm__fault_prefetch(struct fm_entry *e, uintptr_t va, uintptr_t end)
 }
 
 /*
- * Read the next messages: the first comes back in *m, the others are
- * queued. => 1, or 0 when the read gave no fault
+ * Read the messages waiting, under gone.lock so that every UNMAP or REMAP
+ * event is recorded as gone before the call that made it returns.
+ * => the count read into got (faults and the events the engine follows)
+ */
+static int
+read_batch(struct fm_pmap *pm, struct emsg *got)
+{
+	struct uffd_msg msgs[FM_ENGINE_BATCH];
+	uint64_t gen;
+	int k, n = 0;
+
+	pthread_mutex_lock(&gone.lock);
+	/*
+	 * Before the read: the call that made an event returns once it is
+	 * read, and may map anew at once; what it maps must count as newer.
+	 */
+	gen = atomic_load(&fm__map.gen);
+	k = fm__pmap_read(pm, msgs, FM_ENGINE_BATCH);
+	FM_ASSERT(k >= 0, "reading the userfaultfd: %s", strerror(-k));
+	for (int i = 0; i < k; i++) {
+		const struct uffd_msg *m = &msgs[i];
+		uintptr_t start, end;
+
+		uintptr_t to = 0;
+
+		if (m->event == UFFD_EVENT_PAGEFAULT) {
+			got[n] = (struct emsg){.m = *m};
+			got[n++].seq =
+			    note_message((pid_t)m->arg.pagefault.feat.ptid,
+			        (uintptr_t)m->arg.pagefault.address &
+			            ~(uintptr_t)FM_PAGE_MASK);
+			continue;
+		}
+		if (m->event == UFFD_EVENT_UNMAP) {
+			start = m->arg.remove.start;
+			end = m->arg.remove.end;
+		} else if (m->event == UFFD_EVENT_REMAP) {
+			start = m->arg.remap.from;
+			end = start + m->arg.remap.len;
+			to = m->arg.remap.to;
+		} else
+			continue; /* REMOVE, FORK: not asked for */
+		if (gone.n == gone.cap) {
+			unsigned cap = gone.cap ? gone.cap * 2 : 64;
+			struct gone *v = realloc(gone.v, cap * sizeof(*v));
+
+			FM_ASSERT(v != NULL, "no memory for the gone list");
+			gone.v = v;
+			gone.cap = cap;
+		}
+		gone.v[gone.n++] = (struct gone){start, end, to, gen};
+		atomic_store(&gone.pending, gone.n);
+	}
+	pthread_mutex_unlock(&gone.lock);
+	return n;
+}
+
+/* Queue messages for the engine threads. => eng.lock held */
+static void
+queue_locked(const struct emsg *v, int n)
+{
+	for (int i = 0; i < n; i++) {
+		if (eng.n == eng.cap) {
+			unsigned cap = eng.cap ? eng.cap * 2 : FM_ENGINE_QUEUE;
+			struct emsg *q = malloc(cap * sizeof(*q));
+
+			FM_ASSERT(q != NULL, "no memory for the engine queue");
+			for (unsigned j = 0; j < eng.n; j++)
+				q[j] = eng.q[(eng.head + j) % eng.cap];
+			free(eng.q);
+			eng.q = q;
+			eng.head = 0;
+			eng.cap = cap;
+		}
+		eng.q[(eng.head + eng.n++) % eng.cap] = v[i];
+	}
+	if (n > 0 && eng.idle > 0)
+		pthread_cond_signal(&eng.cv);
+}
+
+/*
+ * pm->drain: read what waits on the uffd and queue it, from a thread that
+ * needs an event read (EAGAIN) and cannot count on the engine's readers.
+ */
+static int
+engine_drain(struct fm_pmap *pm)
+{
+	struct emsg got[FM_ENGINE_BATCH];
+	uint64_t one = 1;
+	int n = read_batch(pm, got);
+
+	if (n == 0 && !events_pending())
+		return 0;
+	pthread_mutex_lock(&eng.lock);
+	queue_locked(got, n);
+	pthread_mutex_unlock(&eng.lock);
+	/* Engine threads waiting in poll take them now. */
+	(void)!write(kickfd, &one, sizeof one);
+	return n;
+}
+
+/*
+ * Wait for and read the next messages: the first comes back in *em, the
+ * others are queued. => 1, or 0 when the read gave nothing
  * => eng.lock held, this thread a reader; returns with them
  */
 static int
-engine_read_locked(struct fm_pmap *pm, struct uffd_msg *m)
+engine_read_locked(struct fm_pmap *pm, struct emsg *em)
 {
-	struct uffd_msg msgs[FM_ENGINE_BATCH];
-	ssize_t k;
-	int got = 0;
+	struct emsg got[FM_ENGINE_BATCH];
+	int n;
 
 	pthread_mutex_unlock(&eng.lock);
-	k = read(pm->uffd, msgs, sizeof msgs);
-	if (k < 0)
-		FM_ASSERT(errno == EINTR || errno == EAGAIN,
-		    "reading the userfaultfd: %s", strerror(errno));
+	fm__pmap_wait(pm, kickfd);
+	n = read_batch(pm, got);
+	fm__fault_events(); /* the map follows the kernel before faults */
 	pthread_mutex_lock(&eng.lock);
-	for (size_t i = 0; k > 0 && i < (size_t)k / sizeof msgs[0]; i++) {
-		if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
-			continue;
-		if (!got) {
-			*m = msgs[i];
-			got = 1;
-			continue;
-		}
-		FM_ASSERT(eng.n < FM_ENGINE_QUEUE, "engine queue full (%u)",
-		    eng.n);
-		eng.q[(eng.head + eng.n++) % FM_ENGINE_QUEUE] = msgs[i];
-		if (eng.idle > 0)
-			pthread_cond_signal(&eng.cv);
+	if (n > 0) {
+		*em = got[0];
+		queue_locked(got + 1, n - 1);
 	}
-	return got;
+	return n > 0;
 }
 
 static void *
 engine_main(void *arg)
 {
 	struct fm_pmap *pm = arg;
-	struct uffd_msg m = {0};
+	struct emsg m;
 
 	pthread_mutex_lock(&eng.lock);
 	for (;;) {
 		if (eng.n > 0) {
-			/* Queued faults first; another thread may read. */
+			/* Queued messages first; another thread may read. */
 			m = eng.q[eng.head];
-			eng.head = (eng.head + 1) % FM_ENGINE_QUEUE;
+			eng.head = (eng.head + 1) % eng.cap;
 			eng.n--;
 			if (eng_reader) {
 				eng_reader = 0;
@@ -656,31 +1703,109 @@ engine_main(void *arg)
 	return NULL;
 }
 
-static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
-static int engine_err;
+#define FM_ENGINE_STACK ((size_t)2 << 20) /* at least (sanitizers need 1) */
 
+/* The engine's start: retried until it works (a transient EMFILE). */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	int started; /* the threads run */
+	int ready; /* threads that have made their own malloc arena */
+} start = {.lock = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+int fm__forked;
+
+/*
+ * In the child of a fork(), fomap is the parent's: its engine, objects and
+ * drivers' state are copies that must not act (a driver hook in the child
+ * could write or punch what the parent still uses, and a lock a parent's
+ * thread held is held for good). So once the parent has used fomap, every
+ * fomap call in the child is the plain system call (vm.h: fm__forked).
+ */
 static void
-engine_setup(void)
+fork_child(void)
+{
+	if (start.started || fm__map.n > 0)
+		fm__forked = 1;
+}
+
+__attribute__((constructor)) static void
+fork_setup(void)
+{
+	pthread_atfork(NULL, NULL, fork_child);
+}
+
+static void *
+engine_thread(void *arg)
+{
+	eng_thread = 1;
+	/*
+	 * Make this thread's malloc arena now, inside the call that starts
+	 * the engine, not later in a hole the program has just freed.
+	 */
+	free(malloc(64));
+	pthread_mutex_lock(&start.lock);
+	start.ready++;
+	pthread_cond_broadcast(&start.cv);
+	pthread_mutex_unlock(&start.lock);
+	return engine_main(arg);
+}
+
+/* One engine thread, its stack in fomap's arena. => 0, or -errno */
+static int
+engine_spawn(struct fm_pmap *pm)
+{
+	pthread_attr_t attr;
+	size_t size = FM_ENGINE_STACK;
+	pthread_t t;
+	void *stack;
+	int r;
+
+	pthread_attr_init(&attr);
+	if (pthread_attr_getstacksize(&attr, &size) != 0 ||
+	    size < FM_ENGINE_STACK)
+		size = FM_ENGINE_STACK;
+	stack = fm__arena_map(size, PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (stack == MAP_FAILED) {
+		pthread_attr_destroy(&attr);
+		return -errno;
+	}
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstack(&attr, stack, size);
+	r = pthread_create(&t, &attr, engine_thread, pm);
+	pthread_attr_destroy(&attr);
+	if (r != 0) {
+		fm__arena_unmap(stack, size);
+		return -r;
+	}
+	pthread_setname_np(t, "fomap-engine");
+	return 0;
+}
+
+/* => start.lock held */
+static int
+engine_setup_locked(void)
 {
 	struct fm_pmap *pm = fm__pmap_kernel();
 	const char *env = getenv("FOMAP_ENGINE_THREADS");
-	int nthreads = env ? atoi(env) : 2;
+	int nthreads = env ? atoi(env) : 2, n = 0, r = 0;
 	cpu_set_t cpus;
 	sigset_t all, old;
-	pthread_attr_t attr;
 
-	if (pm == NULL) {
-		engine_err = -errno;
-		return;
-	}
+	if (pm == NULL)
+		return -errno;
 	if (nthreads < 1 || nthreads > FM_ENGINE_MAXTHREADS)
 		nthreads = 2;
+	if (kickfd < 0 && (kickfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
+		return -errno;
+	pm->drain = engine_drain;
 	if ((env = getenv("FOMAP_FAULT_AROUND")) != NULL && atoi(env) != 0) {
-		int n = atoi(env);
+		int k = atoi(env);
 
-		eng.around = n < 1           ? 1
-		    : n > (int)FM_AROUND_MAX ? FM_AROUND_MAX
-		                             : (unsigned)n;
+		eng.around = k < 1           ? 1
+		    : k > (int)FM_AROUND_MAX ? FM_AROUND_MAX
+		                             : (unsigned)k;
 	}
 	/* A second reader only helps if it can run beside the first. */
 	if (sched_getaffinity(0, sizeof cpus, &cpus) < 0 ||
@@ -688,28 +1813,46 @@ engine_setup(void)
 		eng.shared = 1;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	for (int i = 0; i < nthreads; i++) {
-		pthread_t t;
-		int r = pthread_create(&t, &attr, engine_main, pm);
-
-		if (r != 0 && i == 0)
-			engine_err = -r;
-		if (r != 0)
-			break;
-		pthread_setname_np(t, "fomap-engine");
-	}
-	pthread_attr_destroy(&attr);
+	for (; n < nthreads && r == 0; n++)
+		r = engine_spawn(pm);
+	pthread_mutex_lock(&eng.lock);
+	eng.nthreads = n - (r < 0);
+	pthread_mutex_unlock(&eng.lock);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r < 0 && n == 1)
+		return r; /* no thread: try again at the next call */
+	while (start.ready < n - (r < 0))
+		pthread_cond_wait(&start.cv, &start.lock);
+	atexit(fm__map_exit);
+	start.started = 1;
+	return 0;
 }
 
-/* Start the engine once. => 0, or the errno that stops it, negated. */
+/*
+ * Start the engine (once it has worked, it runs for good).
+ * => 0, or the errno that stops it now, negated
+ */
 int
 fm__engine_start(void)
 {
-	pthread_once(&engine_once, engine_setup);
-	return engine_err;
+	int r = 0;
+
+	pthread_mutex_lock(&start.lock);
+	if (!start.started)
+		r = engine_setup_locked();
+	pthread_mutex_unlock(&start.lock);
+	return r;
+}
+
+int
+fm__engine_started(void)
+{
+	int r;
+
+	pthread_mutex_lock(&start.lock);
+	r = start.started;
+	pthread_mutex_unlock(&start.lock);
+	return r;
 }
 
 void

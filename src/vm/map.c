@@ -9,8 +9,52 @@
 
 #include "vm/vm.h"
 
-struct fm_map fm__map = {
+struct fm_map fm__map = {.oplock = PTHREAD_MUTEX_INITIALIZER,
     .lock = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP};
+
+void
+fm__entry_copy(struct fm_entry *c, const struct fm_entry *e)
+{
+	*c = (struct fm_entry){.start = e->start,
+	    .end = e->end,
+	    .dead = e->dead,
+	    .gen = e->gen,
+	    .obj = e->obj,
+	    .pgoff = e->pgoff,
+	    .prot = e->prot,
+	    .maxprot = e->maxprot,
+	    .flags = e->flags,
+	    .advice = e->advice,
+	    .pm = e->pm,
+	    .pmode = e->pmode};
+	atomic_init(&c->refs, 1);
+	atomic_init(&c->ra_next, 0);
+	atomic_init(&c->ra_size, 0);
+	for (unsigned i = 0; i < sizeof c->ra_more / sizeof c->ra_more[0]; i++)
+		atomic_init(&c->ra_more[i], 0);
+}
+
+void
+fm__entry_ref(struct fm_entry *e)
+{
+	unsigned old = atomic_fetch_add(&e->refs, 1);
+
+	FM_ASSERT(old > 0, "entry %p revived", (void *)e);
+}
+
+void
+fm__entry_rele(struct fm_entry *e)
+{
+	unsigned old = atomic_fetch_sub(&e->refs, 1);
+
+	FM_ASSERT(old > 0, "entry %p released below 0", (void *)e);
+	if (old != 1)
+		return;
+	FM_ASSERT(e->obj == NULL || e->dead, "live entry %p freed", (void *)e);
+	if (e->obj)
+		fm_object_rele(e->obj);
+	free(e);
+}
 
 /* Index of the first entry whose end is above va. */
 static size_t
@@ -86,6 +130,7 @@ fm__map_insert(struct fm_entry *e)
 	    (fm__map.n - i) * sizeof(*fm__map.v));
 	fm__map.v[i] = e;
 	fm__map.n++;
+	e->gen = atomic_fetch_add(&fm__map.gen, 1) + 1;
 	return 0;
 }
 
@@ -114,18 +159,18 @@ split(struct fm_entry *e, uintptr_t va)
 		free(t);
 		return -ENOMEM;
 	}
-	memcpy(t, e, sizeof(*t));
+	fm__entry_copy(t, e);
 	t->start = va;
 	t->pgoff = fm__entry_pgidx(e, va);
-	t->onext = NULL;
-	atomic_init(&t->ra_next, 0);
-	atomic_init(&t->ra_size, 0);
 	if (e->obj) {
 		fm_object_ref(e->obj);
-		fm__object_link(e->obj, t);
-	}
-	e->end = va;
-	return fm__map_insert(t);
+		fm__object_split(e->obj, e, t);
+	} else
+		e->end = va;
+	if (fm__map_insert(t) < 0)
+		return -ENOMEM;
+	t->gen = e->gen; /* as old as the mapping it is part of */
+	return 0;
 }
 
 int

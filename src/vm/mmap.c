@@ -11,6 +11,9 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysinfo.h>
+#include <sys/vfs.h>
 
 #include "kern/kern.h"
 #include "vm/vm.h"
@@ -28,10 +31,23 @@
 	((unsigned)(MAP_TYPE_MASK | MAP_FIXED | MAP_ANONYMOUS |            \
 	     MAP_DENYWRITE | MAP_EXECUTABLE | MAP_GROWSDOWN | MAP_LOCKED | \
 	     MAP_NORESERVE | MAP_POPULATE | MAP_NONBLOCK | MAP_STACK |     \
-	     MAP_HUGETLB | MAP_32BIT | MAP_FIXED_NOREPLACE) |              \
+	     MAP_HUGETLB | MAP_32BIT | FM_MAP_ABOVE4G) |                   \
 	    (0x3fU << 26))
-/* Flags passed to the kernel's mmap of an object store. */
-#define FM_MAP_PASSED (MAP_FIXED | MAP_FIXED_NOREPLACE | MAP_NORESERVE)
+#define FM_MAP_ABOVE4G 0x80
+#ifndef MAP_SYNC
+#define MAP_SYNC 0x80000
+#endif
+/*
+ * Flags passed to the kernel's mmap of every mapping it makes, so that it
+ * honours them or refuses them itself; a host object's also get
+ * MAP_POPULATE, MAP_LOCKED and MAP_NONBLOCK (on an object store they would
+ * fault pages in behind the engine's back).
+ */
+#define FM_MAP_PASSED                                                   \
+	((int)(FM_MAP_KNOWN &                                           \
+	     ~(unsigned)(MAP_TYPE_MASK | MAP_ANONYMOUS | MAP_POPULATE | \
+	         MAP_LOCKED | MAP_NONBLOCK)) |                          \
+	    MAP_FIXED_NOREPLACE | MAP_SYNC)
 
 #define FAIL(e)                    \
 	do {                       \
@@ -39,15 +55,88 @@
 		return MAP_FAILED; \
 	} while (0)
 
+#ifndef PROT_SEM
+#define PROT_SEM 0x8
+#endif
+
+/*
+ * The protection mprotect(2) accepts (arch_validate_prot): PROT_SEM has no
+ * meaning on x86 and is dropped; PROT_GROWSDOWN and _GROWSUP are the
+ * caller's. => 0 or -EINVAL
+ */
 static int
-check_prot(int prot)
+check_prot(int *prot)
 {
-	return (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC)) ? -EINVAL : 0;
+	int grows = *prot & (PROT_GROWSDOWN | PROT_GROWSUP);
+
+	if ((*prot & ~grows) & ~(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM))
+		return -EINVAL;
+	*prot &= ~PROT_SEM;
+	return 0;
 }
 
 /*
- * Take the entries in [start, end), clipped already, out of the map; they
- * are returned on *dead to free once the map lock is dropped.
+ * Kill the entries in [start, end), clipped already: they stay in the map
+ * (a fault there is woken: the kernel is about to remove the memory) but
+ * leave their objects (fm__object_unlink). => whether there were any
+ * => fm__map.lock exclusive held
+ */
+static int
+kill_locked(uintptr_t start, uintptr_t end)
+{
+	size_t n, i = fm__map_range(start, end, &n);
+
+	for (size_t k = i; k < i + n; k++)
+		if (!fm__map.v[k]->dead)
+			fm__object_unlink(fm__map.v[k]->obj, fm__map.v[k]);
+	return n > 0;
+}
+
+/*
+ * The killed entries in [start, end) are about to be unmapped: make their
+ * memory inaccessible (an access racing the munmap faults as if it were
+ * gone already) and unregister it, so that the kernel's munmap sends the
+ * engine no event to wait for (an event unread makes the kernel refuse
+ * every page-table change of the engine with EAGAIN).
+ * => fm__map.lock exclusive held
+ */
+static void
+quiesce_locked(uintptr_t start, uintptr_t end, int back)
+{
+	size_t n, i = fm__map_range(start, end, &n);
+
+	for (size_t k = i; k < i + n; k++) {
+		struct fm_entry *e = fm__map.v[k];
+		void *va = (void *)e->start;
+		size_t len = e->end - e->start;
+
+		if (e->pm == NULL)
+			continue;
+		if (!back) {
+			(void)mprotect(va, len, PROT_NONE);
+			(void)fm__pmap_unregister(e->pm, e->start, len);
+		} else { /* the munmap failed: as they were */
+			(void)fm__pmap_register(e->pm, e->start, len, e->pmode);
+			(void)mprotect(va, len, e->prot);
+		}
+	}
+}
+
+/* The kernel kept the memory after all: the killed entries live again. */
+static void
+revive_locked(uintptr_t start, uintptr_t end)
+{
+	size_t n, i = fm__map_range(start, end, &n);
+
+	for (size_t k = i; k < i + n; k++)
+		if (fm__map.v[k]->dead)
+			fm__object_link(fm__map.v[k]->obj, fm__map.v[k]);
+}
+
+/*
+ * Take the entries in [start, end), clipped already, out of the map,
+ * killing those still live; they are returned on *dead to bury once the
+ * map lock is dropped.
  * => fm__map.lock exclusive held
  */
 static void
@@ -59,7 +148,7 @@ take_locked(uintptr_t start, uintptr_t end, struct fm_entry **dead)
 		struct fm_entry *e = fm__map.v[i];
 
 		fm__map_remove(e);
-		if (e->obj)
+		if (!e->dead)
 			fm__object_unlink(e->obj, e);
 		e->onext = *dead;
 		*dead = e;
@@ -91,7 +180,7 @@ mapped(struct fm_object *obj)
 
 /*
  * Wake every fault of the dead entries (their memory is gone, so the
- * threads see SIGSEGV or whatever replaced it), then free them; the last
+ * threads see SIGSEGV or whatever replaced it), then let them go; the last
  * mapping of an object writes it back.
  * => no lock held
  */
@@ -105,24 +194,125 @@ bury(struct fm_entry *dead)
 		dead = e->onext;
 		if (e->pm)
 			(void)fm__pmap_wake(e->pm, e->start, e->end - e->start);
-		if (obj && !(obj->flags & FM_OBJ_HOST) && !mapped(obj))
+		if (!(obj->flags & FM_OBJ_HOST) && !mapped(obj))
 			(void)fm_object_clean(obj, 0,
 			    obj->npages << FM_PAGE_SHIFT);
-		if (obj)
-			fm_object_rele(obj);
-		free(e);
+		fm__entry_rele(e);
 	}
 }
 
+/* A copy of e at to, in the map and on its object. => 0, or -ENOMEM */
+static int
+move_locked(struct fm_entry *e, uintptr_t to, struct fm_entry **dead)
+{
+	struct fm_entry *c = malloc(sizeof(*c));
+
+	if (c == NULL || evict_locked(to, to + (e->end - e->start), dead) < 0) {
+		free(c);
+		return -ENOMEM;
+	}
+	fm__entry_copy(c, e);
+	c->end = to + (e->end - e->start);
+	c->start = to;
+	fm_object_ref(c->obj);
+	if (fm__map_insert(c) < 0) {
+		c->dead = 1;
+		fm__entry_rele(c);
+		return -ENOMEM;
+	}
+	fm__object_link(c->obj, c);
+	return 0;
+}
+
+void
+fm__map_bury(struct fm_entry *dead)
+{
+	bury(dead);
+}
+
+void
+fm__map_gone(uintptr_t start, uintptr_t end, uintptr_t to, uint64_t gen,
+    struct fm_entry **deadp)
+{
+	struct fm_entry *dead = *deadp, **old;
+	size_t n, i, k = 0;
+
+	pthread_rwlock_wrlock(&fm__map.lock);
+	(void)fm__map_clip(start, end);
+	i = fm__map_range(start, end, &n);
+	old = calloc(n ? n : 1, sizeof(*old));
+	/* Only entries older than the event, and not being removed already. */
+	for (size_t j = i; old && j < i + n; j++) {
+		struct fm_entry *e = fm__map.v[j];
+
+		if (e->gen <= gen && !e->dead && e->start >= start &&
+		    e->end <= end)
+			old[k++] = e;
+	}
+	for (size_t j = 0; j < k; j++) {
+		if (to != 0)
+			(void)move_locked(old[j], to + (old[j]->start - start),
+			    &dead);
+		fm__map_remove(old[j]);
+		fm__object_unlink(old[j]->obj, old[j]);
+		old[j]->onext = dead;
+		dead = old[j];
+	}
+	pthread_rwlock_unlock(&fm__map.lock);
+	free(old);
+	*deadp = dead;
+}
+
 /*
- * Map obj with the host kernel, and register it with the engine if it
- * serves it: *pmp and *pmode say how.
+ * A run of a mapping: npages pages of the object from page pgoff, and the
+ * most it may be mapped with.
+ */
+struct run {
+	uint64_t pgoff;
+	size_t npages;
+	int maxprot;
+};
+
+void
+fm__map_exit(void)
+{
+	struct fm_object **v;
+	size_t n, k = 0;
+	struct fm_crit c;
+
+	if (fm__forked)
+		return; /* the parent's objects: not ours to write */
+	fm__crit_enter(&c);
+	pthread_rwlock_rdlock(&fm__map.lock);
+	n = fm__map.n;
+	v = calloc(n ? n : 1, sizeof(*v));
+	for (size_t i = 0; v && i < n; i++) {
+		struct fm_entry *e = fm__map.v[i];
+
+		if (e->pm && (e->flags & MAP_SHARED) && !e->dead) {
+			fm_object_ref(e->obj);
+			v[k++] = e->obj;
+		}
+	}
+	pthread_rwlock_unlock(&fm__map.lock);
+	for (size_t i = 0; i < k; i++) {
+		(void)fm_object_clean(v[i], 0, v[i]->npages << FM_PAGE_SHIFT);
+		/* No release: the process is going; pagers stay as they are. */
+	}
+	free(v);
+	fm__crit_leave(&c);
+}
+
+/*
+ * Map obj with the host kernel; if the engine serves it, *pmp and *pmode
+ * say how it will be registered (register_locked, once the map is ready).
  */
 static void *
 map_object(void *addr, size_t len, int prot, int flags, struct fm_mmap_req *req,
-    off_t off, struct fm_pmap **pmp, int *pmode)
+    const struct run *run, struct fm_pmap **pmp, int *pmode)
 {
 	struct fm_object *obj = req->obj;
+	off_t off = obj->base + (off_t)(run->pgoff << FM_PAGE_SHIFT);
 	int kflags = (flags & FM_MAP_PASSED) |
 	    (flags & MAP_PRIVATE ? MAP_PRIVATE : MAP_SHARED);
 	int fd = obj->fd, r;
@@ -133,7 +323,13 @@ map_object(void *addr, size_t len, int prot, int flags, struct fm_mmap_req *req,
 		if (fd < 0)
 			kflags |= MAP_ANONYMOUS;
 		kflags |= flags & (MAP_POPULATE | MAP_LOCKED | MAP_NONBLOCK);
-		return mmap(addr, len, prot, kflags, fd, fd < 0 ? 0 : off);
+		va = mmap(addr, len, prot, kflags, fd, fd < 0 ? 0 : off);
+		if (va != MAP_FAILED && fd >= 0) {
+			/* The mapping holds the file: no descriptor kept. */
+			close(fd);
+			obj->fd = -1;
+		}
+		return va;
 	}
 	if ((r = fm__engine_start()) < 0 ||
 	    (*pmp = fm__pmap_kernel()) == NULL) {
@@ -141,7 +337,7 @@ map_object(void *addr, size_t len, int prot, int flags, struct fm_mmap_req *req,
 		return MAP_FAILED;
 	}
 	*pmode = flags & MAP_SHARED ? FM_PMAP_SHARED : FM_PMAP_PRIVATE;
-	if (*pmode == FM_PMAP_SHARED && !(req->maxprot & PROT_WRITE)) {
+	if (*pmode == FM_PMAP_SHARED && !(run->maxprot & PROT_WRITE)) {
 		if ((fd = fm__object_rofd(obj)) < 0) {
 			errno = -fd;
 			return MAP_FAILED;
@@ -149,6 +345,10 @@ map_object(void *addr, size_t len, int prot, int flags, struct fm_mmap_req *req,
 		kflags = (kflags & ~MAP_SHARED) | MAP_PRIVATE;
 		*pmode = FM_PMAP_PRIVATE;
 	}
+	/* A pager fills through the window: have it now, not in a fault. */
+	if (obj->ops && (obj->ops->pgo_get || obj->ops->pgo_fault) &&
+	    fm_object_window(obj) == NULL)
+		return MAP_FAILED;
 	va = mmap(addr, len, prot, kflags, fd, off);
 	if (va == MAP_FAILED)
 		return va;
@@ -158,8 +358,14 @@ map_object(void *addr, size_t len, int prot, int flags, struct fm_mmap_req *req,
 	 * device's mapping, it is not inherited.
 	 */
 	r = madvise(va, len, MADV_DONTFORK) < 0 ? -errno : 0;
-	if (r == 0)
-		r = fm__pmap_register(*pmp, (uintptr_t)va, len, *pmode);
+	/*
+	 * Under mlockall(MCL_FUTURE) the kernel has just filled and mapped
+	 * the range from the store, behind the pager's back: unlock it (the
+	 * engine must be able to remove its pages) and drop what it mapped.
+	 */
+	if (r == 0 && fm__pmap_wp_state(*pmp, (uintptr_t)va) >= 0 &&
+	    (munlock(va, len) < 0 || madvise(va, len, MADV_DONTNEED) < 0))
+		r = -errno;
 	if (r < 0) {
 		munmap(va, len);
 		errno = -r;
@@ -177,8 +383,9 @@ check_access(const struct fm_file *fp, int prot, int flags,
 
 	if (acc == O_WRONLY)
 		return -EACCES;
-	if ((flags & MAP_SHARED) && (prot & PROT_WRITE) && acc != O_RDWR)
-		return -EACCES;
+	/* As the kernel does: a shared mapping is writable only with O_RDWR. */
+	if ((flags & MAP_SHARED) && acc != O_RDWR)
+		req->maxprot &= ~PROT_WRITE;
 	if (flags & MAP_PRIVATE)
 		req->maxprot |= PROT_WRITE; /* copy-on-write */
 	if (prot & ~req->maxprot)
@@ -212,39 +419,98 @@ file_object(int fd, int prot, int flags, struct fm_mmap_req *req)
 	return r;
 }
 
-static int
-check_mmap(void *addr, size_t len, int prot, int flags, off_t off)
-{
-	int type = flags & MAP_TYPE_MASK;
+/* What fm_mmap's fd is: */
+#define FD_DEVICE 1 /* a fomap file */
+#define FD_HOST_REG 2 /* a regular file of the host */
+#define FD_HOST 3 /* any other file of the host */
+#ifndef HUGETLBFS_MAGIC
+#define HUGETLBFS_MAGIC 0x958458f6
+#endif
 
-	if (len == 0 || check_prot(prot) < 0)
+/*
+ * The kernel's fget() and its MAP_HUGETLB check (ksys_mmap_pgoff): what fd
+ * is, or -EBADF, or -EINVAL for MAP_HUGETLB on a file not of hugetlbfs.
+ */
+static int
+check_mmap_fd(int fd, int flags)
+{
+	struct fm_file tmp, *fp;
+	struct statfs sf;
+	struct stat st;
+	int r;
+
+	if ((fp = fm__file_get(fd, &tmp, &r)) == NULL)
+		return r;
+	if (fp != &tmp) {
+		fm__file_rele(fp);
+		return flags & MAP_HUGETLB ? -EINVAL : FD_DEVICE;
+	}
+	if ((flags & MAP_HUGETLB) &&
+	    (fstatfs(fd, &sf) < 0 || sf.f_type != HUGETLBFS_MAGIC))
 		return -EINVAL;
-	if (type != MAP_SHARED && type != MAP_PRIVATE &&
-	    type != MAP_SHARED_VALIDATE)
+	return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? FD_HOST_REG
+	                                                  : FD_HOST;
+}
+
+/* The kernel's file_mmap_ok() for a regular file (maxsize) or a device. */
+static int
+mmap_size_ok(uint64_t maxsize, off_t off, uint64_t len)
+{
+	uint64_t pgoff = (uint64_t)off >> FM_PAGE_SHIFT;
+
+	if (len > maxsize)
+		return 0;
+	return pgoff <= (maxsize - len) >> FM_PAGE_SHIFT;
+}
+
+/*
+ * Check an mmap request in the order Linux does (sys_mmap, ksys_mmap_pgoff,
+ * do_mmap), but for what the file or the kernel says later: EEXIST, EPERM
+ * and EAGAIN for MAP_LOCKED, EACCES, ENODEV. *prot loses the bits mmap
+ * ignores. Not supported: MAP_DROPPABLE (EINVAL); a fixed address above
+ * the 47-bit TASK_SIZE (ENOMEM, as on 4-level paging).
+ * => 0 or -errno
+ */
+static int
+check_mmap(void *addr, size_t len, int *prot, int flags, int fd, off_t off)
+{
+	const uint64_t task_size = 0x7ffffffff000ULL;
+	int type = flags & MAP_TYPE_MASK, anon = flags & MAP_ANONYMOUS;
+	uintptr_t a = (uintptr_t)addr;
+	int kind = 0;
+	size_t alen;
+
+	*prot &= PROT_READ | PROT_WRITE | PROT_EXEC;
+	if (off & (off_t)FM_PAGE_MASK)
 		return -EINVAL;
-	if (type == MAP_SHARED_VALIDATE && ((unsigned)flags & ~FM_MAP_KNOWN))
-		return -EOPNOTSUPP;
-	if ((flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) &&
-	    ((uintptr_t)addr & FM_PAGE_MASK))
+	if (!anon && (kind = check_mmap_fd(fd, flags)) < 0)
+		return kind;
+	if (len == 0)
 		return -EINVAL;
 	if (len > SIZE_MAX - FM_PAGE_MASK)
 		return -ENOMEM;
-	if (!(flags & MAP_ANONYMOUS) && (off & (off_t)FM_PAGE_MASK))
+	alen = FM_PAGES(len) << FM_PAGE_SHIFT;
+	if (alen > task_size)
+		return -ENOMEM;
+	if ((flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) && a > task_size - alen)
+		return -ENOMEM;
+	if ((flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) && (a & FM_PAGE_MASK))
 		return -EINVAL;
-	if (!(flags & MAP_ANONYMOUS) &&
-	    (off < 0 ||
-	        (uint64_t)off + FM_PAGES(len) * FM_PAGE_SIZE < (uint64_t)off ||
-	        (uint64_t)off + FM_PAGES(len) * FM_PAGE_SIZE >
-	            (uint64_t)INT64_MAX))
+	if ((kind == FD_HOST_REG && !mmap_size_ok(INT64_MAX, off, alen)) ||
+	    (kind == FD_DEVICE && !mmap_size_ok(UINT64_MAX, off, alen)))
 		return -EOVERFLOW;
-	return 0;
+	if (anon)
+		return type == MAP_PRIVATE ||
+		        (type == MAP_SHARED && !(flags & MAP_GROWSDOWN))
+		    ? 0
+		    : -EINVAL;
+	if (type == MAP_SHARED_VALIDATE && ((unsigned)flags & ~FM_MAP_KNOWN))
+		return -EOPNOTSUPP;
+	if (type != MAP_SHARED && type != MAP_PRIVATE &&
+	    type != MAP_SHARED_VALIDATE)
+		return -EINVAL;
+	return flags & MAP_GROWSDOWN ? -EINVAL : 0;
 }
-
-/* A run of a mapping: npages pages of the object from page pgoff. */
-struct run {
-	uint64_t pgoff;
-	size_t npages;
-};
 
 /*
  * The runs of a mapping of n pages: one for a linear layout, else the
@@ -260,12 +526,21 @@ make_runs(const struct fm_mmap_req *req, size_t n, struct run **runsp)
 	if (v == NULL)
 		return -ENOMEM;
 	if (req->pages == NULL)
-		v[k++] = (struct run){(uint64_t)req->off >> FM_PAGE_SHIFT, n};
+		v[k++] = (struct run){(uint64_t)req->off >> FM_PAGE_SHIFT, n,
+		    req->maxprot};
 	for (size_t i = 0; req->pages && i < n; i++) {
-		if (k > 0 && v[k - 1].pgoff + v[k - 1].npages == req->pages[i])
+		uint64_t pg = req->pages[i] & ~FM_PAGE_RDONLY;
+		int maxprot = req->maxprot;
+
+		/* A read-only page: never writable, but copy-on-write. */
+		if ((req->pages[i] & FM_PAGE_RDONLY) &&
+		    !(req->flags & MAP_PRIVATE))
+			maxprot &= ~PROT_WRITE;
+		if (k > 0 && v[k - 1].pgoff + v[k - 1].npages == pg &&
+		    v[k - 1].maxprot == maxprot)
 			v[k - 1].npages++;
 		else
-			v[k++] = (struct run){req->pages[i], 1};
+			v[k++] = (struct run){pg, 1, maxprot};
 	}
 	*runsp = v;
 	return (ssize_t)k;
@@ -297,8 +572,7 @@ map_runs(void *addr, size_t len, int prot, int flags, struct fm_mmap_req *req,
 		struct fm_pmap *pm;
 		int pmode = 0;
 		char *p = map_object(va + (at << FM_PAGE_SHIFT), rlen, prot,
-		    flags, req, (off_t)(runs[i].pgoff << FM_PAGE_SHIFT), &pm,
-		    &pmode);
+		    flags, req, &runs[i], &pm, &pmode);
 
 		if (p == MAP_FAILED) {
 			err = errno;
@@ -311,10 +585,11 @@ map_runs(void *addr, size_t len, int prot, int flags, struct fm_mmap_req *req,
 			va = p;
 		*e[i] = (struct fm_entry){.start = (uintptr_t)p,
 		    .end = (uintptr_t)p + rlen,
+		    .dead = 1, /* until it is linked to its object */
 		    .obj = req->obj,
 		    .pgoff = runs[i].pgoff,
 		    .prot = prot,
-		    .maxprot = req->maxprot,
+		    .maxprot = runs[i].maxprot,
 		    .advice = req->advice,
 		    .flags = flags & MAP_PRIVATE ? MAP_PRIVATE : MAP_SHARED,
 		    .pm = pm,
@@ -323,41 +598,188 @@ map_runs(void *addr, size_t len, int prot, int flags, struct fm_mmap_req *req,
 	return va;
 }
 
+/* Register the entries with the engine. => 0, or -errno */
+static int
+register_entries(struct fm_entry **e, size_t n)
+{
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i < n; i++)
+		if (e[i]->pm)
+			r = fm__pmap_register(e[i]->pm, e[i]->start,
+			    e[i]->end - e[i]->start, e[i]->pmode);
+	return r;
+}
+
 /*
- * Map the runs and put their entries in the map, each with its reference
- * on obj, holding the map lock exclusive across both: the kernel replaces
- * whatever was in the range (MAP_FIXED, or memory that a plain munmap left
- * in the map), and no engine thread may act on the old entries once their
- * memory is gone (invariant 5).
+ * Put the entries in the map, each with its reference on the object, live
+ * (linked) or not yet. => fm__map.lock exclusive held, room reserved
+ */
+static void
+insert_locked(struct fm_entry **e, size_t n, int live)
+{
+	for (size_t i = 0; i < n; i++) {
+		atomic_init(&e[i]->refs, 1);
+		FM_ASSERT(fm__map_insert(e[i]) == 0, "reserved insert failed");
+		if (i > 0)
+			fm_object_ref(e[i]->obj);
+		if (live)
+			fm__object_link(e[i]->obj, e[i]);
+	}
+}
+
+/*
+ * The entries made by map_runs at va take their place in the map. What
+ * the map still had there is stale (a plain munmap left it): it goes,
+ * before the new memory is registered, so that no install meant for it
+ * can reach the new memory (invariant 5).
+ * => fm__map.oplock held; => 0, or -errno with the memory unmapped
+ */
+static int
+enter_new(void *va, size_t len, struct fm_entry **e, size_t n,
+    struct fm_entry **dead)
+{
+	int r;
+
+	pthread_rwlock_wrlock(&fm__map.lock);
+	r = fm__map_reserve(n + 2); /* + the two a clip may split off */
+	if (r == 0)
+		r = evict_locked((uintptr_t)va, (uintptr_t)va + len, dead);
+	if (r == 0)
+		r = register_entries(e, n);
+	if (r == 0)
+		insert_locked(e, n, 1);
+	pthread_rwlock_unlock(&fm__map.lock);
+	if (r < 0)
+		munmap(va, len);
+	return r;
+}
+
+/*
+ * Replace [addr, addr+len) atomically, as mmap(MAP_FIXED) does: the new
+ * mapping is made and registered elsewhere, then moved over the old one
+ * (mremap), so a thread touching the range sees the old memory or the new,
+ * never unregistered memory nor a hole. The old entries die first; the new
+ * ones are in the map, not live, until the move is done (a fault on them
+ * meanwhile is woken and retried).
+ * => fm__map.oplock held; => 0, or -errno (the range may be gone then)
+ */
+static int
+replace(void *addr, size_t len, void *tmp, struct fm_entry **e,
+    struct fm_entry **dead)
+{
+	uintptr_t start = (uintptr_t)addr, end = start + len;
+	int r;
+
+	pthread_rwlock_wrlock(&fm__map.lock);
+	r = fm__map_reserve(3);
+	if (r == 0)
+		r = evict_locked((uintptr_t)tmp, (uintptr_t)tmp + len, dead);
+	if (r == 0) /* e[0] is at tmp: registered there, then moved */
+		r = register_entries(e, 1);
+	e[0]->end = start + len;
+	e[0]->start = start;
+	if (r == 0)
+		r = evict_locked(start, end, dead);
+	if (r == 0)
+		insert_locked(e, 1, 0);
+	pthread_rwlock_unlock(&fm__map.lock);
+	if (r == 0 &&
+	    mremap(tmp, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, addr) ==
+	        MAP_FAILED)
+		r = -errno;
+	pthread_rwlock_wrlock(&fm__map.lock);
+	if (r == 0) {
+		e[0]->gen = atomic_fetch_add(&fm__map.gen, 1) + 1;
+		fm__object_link(e[0]->obj, e[0]);
+	} else if (fm__map_lookup(start) == e[0]) {
+		take_locked(start, end, dead); /* the new one did not come */
+		(void)munmap(addr, len);
+	}
+	pthread_rwlock_unlock(&fm__map.lock);
+	if (r < 0)
+		(void)munmap(tmp, len);
+	return r;
+}
+
+/*
+ * The engine starts inside a MAP_FIXED call: the program may have freed the
+ * range just before, and the engine's start (threads, their memory) must
+ * not land there. Hold the range while it starts (if it is free), then
+ * leave the reservation to be replaced by the mapping.
+ */
+static void
+start_beside(void *addr, size_t len)
+{
+	void *hold = mmap(addr, len, PROT_NONE,
+	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE,
+	    -1, 0);
+
+	if (fm__engine_start() < 0 && hold == addr)
+		munmap(hold, len);
+	else if (hold != MAP_FAILED && hold != addr)
+		munmap(hold, len); /* an old kernel's hint: not ours to keep */
+}
+
+/*
+ * Map the runs and put their entries in the map.
  * => the address, or MAP_FAILED with errno and nothing changed (but, for
  *    MAP_FIXED, what the kernel itself already replaced)
+ * => fm__map.oplock held
  */
 static void *
 map_and_insert(void *addr, size_t len, int prot, int flags,
     struct fm_mmap_req *req, const struct run *runs, size_t n,
     struct fm_entry **e)
 {
+	int fixed = (flags & MAP_FIXED) != 0;
+	int move = fixed && n == 1 && !(req->obj->flags & FM_OBJ_HOST);
 	struct fm_entry *dead = NULL;
-	void *va = MAP_FAILED;
-	int r;
+	void *va;
+	int r = 0, hide;
 
-	pthread_rwlock_wrlock(&fm__map.lock);
-	r = fm__map_reserve(n + 2); /* + the two a clip may split off */
-	if (r == 0) {
-		va = map_runs(addr, len, prot, flags, req, runs, n, e);
-		r = va == MAP_FAILED ? -errno : 0;
+	if (fixed && !(req->obj->flags & FM_OBJ_HOST) && !fm__engine_started())
+		start_beside(addr, len);
+	if (fixed && !move) {
+		/* The old entries die before the kernel replaces them. */
+		pthread_rwlock_wrlock(&fm__map.lock);
+		r = fm__map_clip((uintptr_t)addr, (uintptr_t)addr + len);
+		if (r == 0)
+			(void)kill_locked((uintptr_t)addr,
+			    (uintptr_t)addr + len);
+		pthread_rwlock_unlock(&fm__map.lock);
 	}
-	if (r == 0)
-		r = evict_locked((uintptr_t)va, (uintptr_t)va + len, &dead);
-	for (size_t i = 0; r == 0 && i < n; i++) {
-		FM_ASSERT(fm__map_insert(e[i]) == 0, "reserved insert failed");
-		if (i > 0)
-			fm_object_ref(e[i]->obj);
-		fm__object_link(e[i]->obj, e[i]);
+	/*
+	 * At an address the program chose, other threads may touch the new
+	 * memory before it is registered: it is inaccessible until it is.
+	 */
+	hide = !move && !(req->obj->flags & FM_OBJ_HOST) && prot != PROT_NONE &&
+	    (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE));
+	va = r < 0 ? MAP_FAILED
+	           : map_runs(move ? NULL : addr, len, hide ? PROT_NONE : prot,
+	                 move ? flags & ~MAP_FIXED : flags, req, runs, n, e);
+	for (size_t i = 0; va != MAP_FAILED && i < n; i++)
+		e[i]->prot = prot;
+	if (va == MAP_FAILED && r == 0)
+		r = -errno;
+	if (r < 0 && fixed && !move) {
+		pthread_rwlock_wrlock(&fm__map.lock);
+		revive_locked((uintptr_t)addr, (uintptr_t)addr + len);
+		pthread_rwlock_unlock(&fm__map.lock);
 	}
-	if (r < 0 && va != MAP_FAILED)
+	if (r == 0 && move) {
+		r = replace(addr, len, va, e, &dead);
+		va = addr;
+	} else if (r == 0)
+		r = enter_new(va, len, e, n, &dead);
+	if (r == 0 && hide && mprotect(va, len, prot) < 0) {
+		r = -errno;
+		pthread_rwlock_wrlock(&fm__map.lock);
+		quiesce_locked((uintptr_t)va, (uintptr_t)va + len, 0);
+		take_locked((uintptr_t)va, (uintptr_t)va + len, &dead);
+		pthread_rwlock_unlock(&fm__map.lock);
 		munmap(va, len);
-	pthread_rwlock_unlock(&fm__map.lock);
+	}
 	bury(dead);
 	if (r < 0) {
 		errno = -r;
@@ -369,11 +791,11 @@ map_and_insert(void *addr, size_t len, int prot, int flags,
 static void
 populate(struct fm_entry **e, size_t n)
 {
-	pthread_rwlock_rdlock(&fm__map.lock);
-	for (size_t i = 0; i < n; i++)
-		if (e[i]->pm != NULL && fm__map_lookup(e[i]->start) == e[i])
-			(void)fm__fault_prefetch(e[i], e[i]->start, e[i]->end);
-	pthread_rwlock_unlock(&fm__map.lock);
+	for (size_t i = 0; i < n; i++) {
+		fm__entry_ref(e[i]);
+		(void)fm__fault_prefetch(e[i], e[i]->start, e[i]->end);
+		fm__entry_rele(e[i]);
+	}
 }
 
 void *
@@ -388,19 +810,26 @@ fm_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 	struct run *runs = NULL;
 	ssize_t nruns = 0;
 	void *va = MAP_FAILED;
-	int r = check_mmap(addr, len, prot, flags, off);
+	struct fm_crit c;
+	int r;
 
-	if (r < 0)
+	if (fm__forked && !(flags & MAP_ANONYMOUS) && fm__fd_inherited(fd))
+		FAIL(EBADF); /* the parent's device, not the child's */
+	if (fm__forked)
+		return mmap(addr, len, prot, flags, fd, off);
+	fm__fault_events(); /* what the program unmapped or moved itself */
+	if ((r = check_mmap(addr, len, &prot, flags, fd, off)) < 0)
 		FAIL(-r);
 	if ((flags & MAP_TYPE_MASK) == MAP_SHARED_VALIDATE)
 		flags = (flags & ~MAP_TYPE_MASK) | MAP_SHARED;
 	len = FM_PAGES(len) << FM_PAGE_SHIFT;
 	req.len = len;
 	req.flags = flags;
+	fm__crit_enter(&c);
 	r = flags & MAP_ANONYMOUS ? fm__host_object(-1, &req.obj)
 	                          : file_object(fd, prot, flags, &req);
 	if (r < 0)
-		FAIL(-r);
+		goto out;
 	flags = req.flags;
 	nruns = make_runs(&req, len >> FM_PAGE_SHIFT, &runs);
 	r = nruns < 0 ? (int)nruns : 0;
@@ -410,12 +839,14 @@ fm_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 		if ((e[i] = malloc(sizeof(**e))) == NULL)
 			r = -ENOMEM;
 	if (r == 0) {
+		pthread_mutex_lock(&fm__map.oplock);
 		va = map_and_insert(addr, len, prot, flags, &req, runs,
 		    (size_t)nruns, e);
 		r = va == MAP_FAILED ? -errno : 0;
+		if (r == 0 && (flags & MAP_POPULATE))
+			populate(e, (size_t)nruns);
+		pthread_mutex_unlock(&fm__map.oplock);
 	}
-	if (r == 0 && (flags & MAP_POPULATE))
-		populate(e, (size_t)nruns);
 	for (ssize_t i = 0; r < 0 && e && i < nruns; i++)
 		free(e[i]);
 	if (r < 0)
@@ -423,6 +854,8 @@ fm_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 	free(e);
 	free(runs);
 	free(req.pages);
+out:
+	fm__crit_leave(&c);
 	if (r < 0)
 		FAIL(-r);
 	return va;
@@ -439,6 +872,71 @@ check_range(void *addr, size_t len, uintptr_t *start, uintptr_t *end)
 	return 0;
 }
 
+/*
+ * An empty range for mprotect and msync, which succeed on length 0: no
+ * entry lies in [0, 0), and the kernel, asked about length 0, says 0.
+ */
+static int
+empty_range(uintptr_t *start, uintptr_t *end)
+{
+	*start = *end = 0;
+	return 0;
+}
+
+/*
+ * Check an mprotect request as do_mprotect_pkey does: length 0 is success
+ * whatever prot says, an overflowing one ENOMEM. No fomap mapping grows:
+ * PROT_GROWSDOWN and _GROWSUP are EINVAL on a range that holds one.
+ */
+static int
+check_mprotect(void *addr, size_t len, int *prot, uintptr_t *start,
+    uintptr_t *end)
+{
+	int grows = *prot & (PROT_GROWSDOWN | PROT_GROWSUP);
+	size_t n;
+
+	*start = (uintptr_t)addr;
+	if (grows == (PROT_GROWSDOWN | PROT_GROWSUP) || (*start & FM_PAGE_MASK))
+		return -EINVAL;
+	if (len == 0)
+		return empty_range(start, end);
+	if (len > UINTPTR_MAX - *start - FM_PAGE_MASK)
+		return -ENOMEM;
+	*end = *start + (FM_PAGES(len) << FM_PAGE_SHIFT);
+	if (check_prot(prot) < 0)
+		return -EINVAL;
+	if (grows && !fm__forked) {
+		pthread_rwlock_rdlock(&fm__map.lock);
+		(void)fm__map_range(*start, *end, &n);
+		pthread_rwlock_unlock(&fm__map.lock);
+		if (n > 0)
+			return -EINVAL;
+	}
+	return 0;
+}
+
+/*
+ * Check an msync request as msync(2) does: flags first; a length that
+ * rounds up to 0 is empty (success), one that wraps ENOMEM.
+ */
+static int
+check_msync(void *addr, size_t len, int flags, uintptr_t *start, uintptr_t *end)
+{
+	size_t alen = (len + FM_PAGE_MASK) & ~FM_PAGE_MASK;
+
+	*start = (uintptr_t)addr;
+	if ((flags & ~(MS_ASYNC | MS_SYNC | MS_INVALIDATE)) ||
+	    (*start & FM_PAGE_MASK) ||
+	    (flags & (MS_ASYNC | MS_SYNC)) == (MS_ASYNC | MS_SYNC))
+		return -EINVAL;
+	if (alen == 0)
+		return empty_range(start, end);
+	if (alen > UINTPTR_MAX - *start)
+		return -ENOMEM;
+	*end = *start + alen;
+	return 0;
+}
+
 #define SYSFAIL(r)                    \
 	do {                          \
 		if ((r) < 0) {        \
@@ -447,23 +945,45 @@ check_range(void *addr, size_t len, uintptr_t *start, uintptr_t *end)
 		}                     \
 	} while (0)
 
+/*
+ * fm_munmap: the entries die (no install reaches them, writes through them
+ * fault) before the kernel removes their memory, and leave the map after
+ * it did; if it did not, they live again.
+ */
 int
 fm_munmap(void *addr, size_t len)
 {
 	struct fm_entry *dead = NULL;
 	uintptr_t start, end;
-	int r = check_range(addr, len, &start, &end);
+	struct fm_crit c;
+	int r = check_range(addr, len, &start, &end), any = 0;
 
+	if (fm__forked)
+		return munmap(addr, len);
+	fm__fault_events();
 	SYSFAIL(r);
+	fm__crit_enter(&c);
+	pthread_mutex_lock(&fm__map.oplock);
 	pthread_rwlock_wrlock(&fm__map.lock);
-	/* Entries leave the map only once their memory is gone. */
 	r = fm__map_clip(start, end);
+	if (r == 0 && (any = kill_locked(start, end)))
+		quiesce_locked(start, end, 0);
+	pthread_rwlock_unlock(&fm__map.lock);
 	if (r == 0 && munmap(addr, end - start) < 0)
 		r = -errno;
-	if (r == 0)
-		take_locked(start, end, &dead);
-	pthread_rwlock_unlock(&fm__map.lock);
+	if (any) {
+		pthread_rwlock_wrlock(&fm__map.lock);
+		if (r == 0)
+			take_locked(start, end, &dead);
+		else {
+			quiesce_locked(start, end, 1);
+			revive_locked(start, end);
+		}
+		pthread_rwlock_unlock(&fm__map.lock);
+	}
+	pthread_mutex_unlock(&fm__map.oplock);
 	bury(dead);
+	fm__crit_leave(&c);
 	SYSFAIL(r);
 	return 0;
 }
@@ -472,12 +992,16 @@ int
 fm_mprotect(void *addr, size_t len, int prot)
 {
 	uintptr_t start, end;
+	struct fm_crit c;
 	size_t i, n;
-	int r = check_range(addr, len, &start, &end);
+	int r = check_mprotect(addr, len, &prot, &start, &end);
 
-	if (r == 0)
-		r = check_prot(prot);
+	if (fm__forked)
+		return mprotect(addr, len, prot);
+	fm__fault_events();
 	SYSFAIL(r);
+	fm__crit_enter(&c);
+	pthread_mutex_lock(&fm__map.oplock);
 	pthread_rwlock_wrlock(&fm__map.lock);
 	i = fm__map_range(start, end, &n);
 	for (size_t k = i; k < i + n && r == 0; k++)
@@ -485,14 +1009,18 @@ fm_mprotect(void *addr, size_t len, int prot)
 			r = -EACCES;
 	if (r == 0)
 		r = fm__map_clip(start, end);
+	pthread_rwlock_unlock(&fm__map.lock);
 	if (r == 0 && mprotect(addr, end - start, prot) < 0)
 		r = -errno;
 	if (r == 0) {
+		pthread_rwlock_wrlock(&fm__map.lock);
 		i = fm__map_range(start, end, &n);
 		for (size_t k = i; k < i + n; k++)
 			fm__map.v[k]->prot = prot;
+		pthread_rwlock_unlock(&fm__map.lock);
 	}
-	pthread_rwlock_unlock(&fm__map.lock);
+	pthread_mutex_unlock(&fm__map.oplock);
+	fm__crit_leave(&c);
 	SYSFAIL(r);
 	return 0;
 }
@@ -538,7 +1066,7 @@ fm_msync(void *addr, size_t len, int flags)
 	uintptr_t start, end;
 	struct span *v;
 	ssize_t n;
-	int r = check_range(addr, len, &start, &end);
+	int r = check_msync(addr, len, flags, &start, &end);
 
 	if (r == 0 &&
 	    ((flags & ~(MS_ASYNC | MS_SYNC | MS_INVALIDATE)) ||
@@ -547,6 +1075,9 @@ fm_msync(void *addr, size_t len, int flags)
 	if (r == 0 && msync(addr, end - start, flags) < 0)
 		r = -errno; /* ENOMEM for a hole; host files are written here */
 	SYSFAIL(r);
+	if (fm__forked)
+		return 0; /* the parent's objects: the kernel's msync only */
+	fm__fault_events();
 	n = shared_spans(start, end, &v);
 	SYSFAIL((int)(n < 0 ? n : 0));
 	for (ssize_t k = 0; k < n; k++) {
@@ -561,27 +1092,68 @@ fm_msync(void *addr, size_t len, int flags)
 	return 0;
 }
 
-/* MADV_WILLNEED on the engine's entries: make resident and map. */
+/*
+ * MADV_WILLNEED is advice: one call makes at most FM_WILLNEED_MAX bytes of
+ * the engine's entries resident, and never more than an eighth of the
+ * memory free when it is called, so that no huge sparse mapping can
+ * exhaust memory through it.
+ */
+#define FM_WILLNEED_MAX ((size_t)32 << 20)
+
+static size_t
+willneed_budget(void)
+{
+	struct sysinfo si;
+	size_t b = FM_WILLNEED_MAX;
+
+	if (sysinfo(&si) == 0 && (uint64_t)si.freeram * si.mem_unit / 8 < b)
+		b = (size_t)((uint64_t)si.freeram * si.mem_unit / 8);
+	return b & ~FM_PAGE_MASK;
+}
+
+/*
+ * MADV_WILLNEED on the engine's entries: make resident and map, each entry
+ * referenced, with no map lock held across the pager's fills.
+ */
 static int
 willneed(uintptr_t start, uintptr_t end)
 {
-	size_t i, n;
+	struct fm_entry **v;
+	size_t i, n, k = 0, budget = willneed_budget();
+	struct fm_crit c;
 	int r = 0;
 
+	fm__crit_enter(&c);
 	pthread_rwlock_rdlock(&fm__map.lock);
 	i = fm__map_range(start, end, &n);
-	for (size_t k = i; k < i + n && r == 0; k++) {
-		struct fm_entry *e = fm__map.v[k];
+	v = calloc(n ? n : 1, sizeof(*v));
+	for (size_t j = i; v && j < i + n; j++)
+		if (fm__map.v[j]->pm != NULL && !fm__map.v[j]->dead) {
+			fm__entry_ref(fm__map.v[j]);
+			v[k++] = fm__map.v[j];
+		}
+	pthread_rwlock_unlock(&fm__map.lock);
+	if (v == NULL)
+		r = -ENOMEM;
+	for (size_t j = 0; j < k; j++) {
+		struct fm_entry *e = v[j];
+		uintptr_t lo = e->start > start ? e->start : start;
+		uintptr_t hi = e->end < end ? e->end : end;
 
-		if (e->pm != NULL)
-			r = fm__fault_prefetch(e,
-			    e->start > start ? e->start : start,
-			    e->end < end ? e->end : end);
+		if (hi < lo) /* split meanwhile */
+			hi = lo;
+		if (hi - lo > budget)
+			hi = lo + budget;
+		budget -= hi - lo;
+		if (r == 0 && hi > lo)
+			r = fm__fault_prefetch(e, lo, hi);
 		/* Advice: a pager's error shows at the access, not here. */
 		if (r != -ENOMEM)
 			r = 0;
+		fm__entry_rele(e);
 	}
-	pthread_rwlock_unlock(&fm__map.lock);
+	free(v);
+	fm__crit_leave(&c);
 	return r;
 }
 
@@ -589,15 +1161,20 @@ willneed(uintptr_t start, uintptr_t end)
 static int
 set_advice(uintptr_t start, uintptr_t end, int advice)
 {
+	struct fm_crit c;
 	size_t i, n;
 	int r;
 
+	fm__crit_enter(&c);
+	pthread_mutex_lock(&fm__map.oplock);
 	pthread_rwlock_wrlock(&fm__map.lock);
 	r = fm__map_clip(start, end);
 	i = fm__map_range(start, end, &n);
 	for (size_t k = i; r == 0 && k < i + n; k++)
 		fm__map.v[k]->advice = advice;
 	pthread_rwlock_unlock(&fm__map.lock);
+	pthread_mutex_unlock(&fm__map.oplock);
+	fm__crit_leave(&c);
 	return r;
 }
 
@@ -615,17 +1192,189 @@ engine_entries(uintptr_t start, uintptr_t end)
 	return found;
 }
 
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+#ifndef MADV_DONTNEED_LOCKED
+#define MADV_DONTNEED_LOCKED 24
+#endif
+#ifndef MADV_SOFT_OFFLINE
+#define MADV_SOFT_OFFLINE 101
+#endif
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#define MADV_GUARD_REMOVE 103
+#endif
+
+/*
+ * A piece of an madvise range: a part of one engine entry (obj set,
+ * referenced), or a stretch between them, which the kernel advises.
+ */
+struct piece {
+	uintptr_t start, end;
+	struct fm_object *obj;
+	off_t off; /* of start in obj */
+	int flags, maxprot, prot;
+};
+
+/* The pieces of [start, end), in order. => the count, or -ENOMEM */
+static ssize_t
+pieces(uintptr_t start, uintptr_t end, struct piece **out)
+{
+	struct piece *v;
+	uintptr_t at = start;
+	size_t i, n, k = 0;
+
+	pthread_rwlock_rdlock(&fm__map.lock);
+	i = fm__map_range(start, end, &n);
+	v = calloc(2 * n + 1, sizeof(*v));
+	for (size_t j = i; v && j < i + n; j++) {
+		struct fm_entry *e = fm__map.v[j];
+		uintptr_t lo = e->start > start ? e->start : start;
+		uintptr_t hi = e->end < end ? e->end : end;
+
+		if (e->pm == NULL || e->dead) /* the kernel's, or leaving */
+			continue;
+		if (lo > at)
+			v[k++] = (struct piece){.start = at, .end = lo};
+		fm_object_ref(e->obj);
+		v[k++] = (struct piece){lo, hi, e->obj,
+		    (off_t)(fm__entry_pgidx(e, lo) << FM_PAGE_SHIFT), e->flags,
+		    e->maxprot, e->prot};
+		at = hi;
+	}
+	if (v && at < end)
+		v[k++] = (struct piece){.start = at, .end = end};
+	pthread_rwlock_unlock(&fm__map.lock);
+	*out = v;
+	return v ? (ssize_t)k : -ENOMEM;
+}
+
+/*
+ * MADV_POPULATE_READ, _WRITE on a piece of an engine entry: fill and map
+ * its pages as faults would (a shared page the pager tracks stays write-
+ * protected until written; a private one is copied). Past the object's
+ * end an access gives SIGBUS: EFAULT, as the kernel says.
+ */
+static int
+populate_piece(const struct piece *p, int advice)
+{
+	size_t osize = fm_object_size(p->obj);
+	uintptr_t hi = p->end;
+	struct fm_entry *e;
+	struct fm_crit c;
+	int r = 0;
+
+	if (!(p->prot &
+	        (advice == MADV_POPULATE_WRITE ? PROT_WRITE : PROT_READ)))
+		return -EINVAL;
+	if ((size_t)p->off >= osize)
+		return -EFAULT;
+	if (hi - p->start > osize - (size_t)p->off)
+		hi = p->start + (osize - (size_t)p->off);
+	/* The entry referenced, no map lock across the pager's fills. */
+	fm__crit_enter(&c);
+	pthread_rwlock_rdlock(&fm__map.lock);
+	e = fm__map_lookup(p->start);
+	if (e && (e->obj != p->obj || e->pm == NULL || e->dead))
+		e = NULL;
+	if (e)
+		fm__entry_ref(e);
+	pthread_rwlock_unlock(&fm__map.lock);
+	if (e) {
+		r = fm__fault_prefetch(e, p->start, hi < e->end ? hi : e->end);
+		fm__entry_rele(e);
+	}
+	fm__crit_leave(&c);
+	if (r == 0 && advice == MADV_POPULATE_WRITE && !(p->flags & MAP_SHARED))
+		r = madvise((void *)p->start, hi - p->start, advice) < 0
+		    ? -errno
+		    : 0;
+	if (r == 0 && hi < p->end)
+		r = -EFAULT;
+	return r == 0 || r == -ENOMEM || r == -EFAULT || r == -EINVAL ? r
+	                                                              : -EFAULT;
+}
+
+/* An advice with its own meaning on a piece of an engine entry. */
+static int
+advise_piece(const struct piece *p, int advice)
+{
+	size_t osize = fm_object_size(p->obj);
+
+	switch (advice) {
+	case MADV_REMOVE:
+		/* The pages and their contents go: the object drops them. */
+		if (!(p->flags & MAP_SHARED) || !(p->maxprot & PROT_WRITE))
+			return -EACCES;
+		if ((size_t)p->off >= osize)
+			return 0;
+		return fm_object_unmap(p->obj, p->off,
+		    p->end - p->start < osize - (size_t)p->off
+		        ? p->end - p->start
+		        : osize - (size_t)p->off,
+		    FM_UNMAP_DISCARD);
+	case MADV_POPULATE_READ:
+	case MADV_POPULATE_WRITE:
+		return populate_piece(p, advice);
+	case MADV_COLLAPSE:
+		return -EINVAL; /* no huge pages: a device's mapping */
+	case MADV_GUARD_INSTALL:
+		return -EINVAL; /* the engine's fills would map over them */
+	default:
+		return 0; /* DOFORK, HUGEPAGE: see fomap.h */
+	}
+}
+
+/*
+ * Advise [start, end) piece by piece, in order, as the kernel walks VMAs:
+ * a hole is ENOMEM at the end (POPULATE stops there), any other error
+ * stops the walk.
+ */
+static int
+advise_pieces(uintptr_t start, uintptr_t end, int advice)
+{
+	int populate =
+	    advice == MADV_POPULATE_READ || advice == MADV_POPULATE_WRITE;
+	struct piece *v;
+	ssize_t n = pieces(start, end, &v);
+	int r = n < 0 ? (int)n : 0, hole = 0;
+
+	for (ssize_t k = 0; k < n; k++) {
+		if (r == 0 && v[k].obj)
+			r = advise_piece(&v[k], advice);
+		else if (r == 0 &&
+		    madvise((void *)v[k].start, v[k].end - v[k].start, advice) <
+		        0)
+			r = -errno;
+		if (r == -ENOMEM && !populate) {
+			hole = r;
+			r = 0;
+		}
+		if (v[k].obj)
+			fm_object_rele(v[k].obj);
+	}
+	free(v);
+	return r < 0 ? r : hole;
+}
+
 int
 fm_madvise(void *addr, size_t len, int advice)
 {
-	uintptr_t start, end;
-	int r = check_range(addr, len, &start, &end);
+	uintptr_t start = (uintptr_t)addr, end;
+	size_t alen = (len + FM_PAGE_MASK) & ~FM_PAGE_MASK;
+	int r;
 
-	SYSFAIL(r);
+	/*
+	 * A bad range or length 0: the kernel's answer (it checks the advice
+	 * first), and nothing is done. In a fork child: the system call.
+	 */
+	if ((start & FM_PAGE_MASK) || alen == 0 || alen > UINTPTR_MAX - start ||
+	    fm__forked)
+		return madvise(addr, len, advice);
+	fm__fault_events();
+	end = start + alen;
 	switch (advice) {
-	case MADV_DONTNEED:
-		/* Zaps PTEs; the object store keeps its pages. */
-		return madvise(addr, end - start, advice);
 	case MADV_WILLNEED:
 		if (madvise(addr, end - start, advice) < 0 && errno != EBADF)
 			return -1;
@@ -638,11 +1387,38 @@ fm_madvise(void *addr, size_t len, int advice)
 			return -1;
 		r = set_advice(start, end, advice);
 		break;
+	case MADV_REMOVE:
+	case MADV_DOFORK:
+	case MADV_HUGEPAGE:
+	case MADV_COLLAPSE:
+	case MADV_GUARD_INSTALL:
+	case MADV_POPULATE_READ:
+	case MADV_POPULATE_WRITE:
+		r = advise_pieces(start, end, advice);
+		break;
+	case MADV_DONTNEED: /* zaps PTEs; the object store keeps its pages */
+	case MADV_DONTNEED_LOCKED:
+	case MADV_FREE: /* the kernel refuses it on any file mapping */
+	case MADV_DONTFORK: /* what fomap sets on the engine's mappings */
+	case MADV_MERGEABLE:
+	case MADV_UNMERGEABLE:
+	case MADV_NOHUGEPAGE:
+	case MADV_DONTDUMP:
+	case MADV_DODUMP:
+	case MADV_WIPEONFORK: /* refused too */
+	case MADV_KEEPONFORK:
+	case MADV_COLD:
+	case MADV_PAGEOUT: /* a page of the store goes to swap and back */
+	case MADV_HWPOISON:
+	case MADV_SOFT_OFFLINE:
+	case MADV_GUARD_REMOVE:
+		/* The kernel's meaning is the mapping's too. */
+		return madvise(addr, len, advice);
 	default:
-		if (engine_entries(start, end)) /* not defined on fomap's */
+		if (engine_entries(start, end)) /* unknown: not on fomap's */
 			r = -EINVAL;
 		else
-			return madvise(addr, end - start, advice);
+			return madvise(addr, len, advice);
 	}
 	SYSFAIL(r);
 	return 0;

@@ -31,21 +31,29 @@ fm__object_alloc(const struct fm_pagerops *ops, size_t size, void *priv, int fd,
 	obj = calloc(1, sizeof(*obj));
 	if (obj == NULL)
 		return -ENOMEM;
+	obj->rofd = -1;
 	if (!(flags & FM_OBJ_HOST)) {
 		obj->pgstate = calloc(npages, 1);
-		fd = memfd_create("fomap-object",
-		    MFD_CLOEXEC | MFD_ALLOW_SEALING);
-		if (obj->pgstate == NULL || fd < 0)
+		if (obj->pgstate == NULL)
 			goto err;
-		if (ftruncate(fd, (off_t)(npages << FM_PAGE_SHIFT)) < 0 ||
-		    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0)
-			goto err;
+		if (fm__store_alloc(npages << FM_PAGE_SHIFT, &fd, &obj->rofd,
+		        &obj->base) < 0) {
+			/* No room in the store: a memfd of its own. */
+			flags |= FM_OBJ_OWNFD;
+			fd = memfd_create("fomap-object",
+			    MFD_CLOEXEC | MFD_ALLOW_SEALING);
+			if (fd < 0 ||
+			    ftruncate(fd, (off_t)(npages << FM_PAGE_SHIFT)) <
+			        0 ||
+			    fcntl(fd, F_ADD_SEALS,
+			        F_SEAL_SHRINK | F_SEAL_GROW) < 0)
+				goto err;
+		}
 	}
 	obj->ops = ops;
 	obj->priv = priv;
 	obj->flags = flags;
 	obj->fd = fd;
-	obj->rofd = -1;
 	obj->npages = npages;
 	atomic_init(&obj->refs, 1);
 	pthread_mutex_init(&obj->lock, NULL);
@@ -59,7 +67,7 @@ fm__object_alloc(const struct fm_pagerops *ops, size_t size, void *priv, int fd,
 	*objp = obj;
 	return 0;
 err:
-	if (!(flags & FM_OBJ_HOST) && fd >= 0)
+	if ((flags & FM_OBJ_OWNFD) && fd >= 0)
 		close(fd);
 	free(obj->pgstate);
 	free(obj);
@@ -97,11 +105,15 @@ fm_object_rele(struct fm_object *obj)
 	if (obj->ops && obj->ops->pgo_detach)
 		obj->ops->pgo_detach(obj);
 	if (obj->window)
-		munmap(obj->window, obj->npages << FM_PAGE_SHIFT);
-	if (obj->rofd >= 0)
-		close(obj->rofd);
-	if (obj->fd >= 0)
-		close(obj->fd);
+		fm__arena_unmap(obj->window, obj->npages << FM_PAGE_SHIFT);
+	if (!(obj->flags & (FM_OBJ_HOST | FM_OBJ_OWNFD)))
+		fm__store_free(obj->base, obj->npages << FM_PAGE_SHIFT);
+	else {
+		if (obj->rofd >= 0)
+			close(obj->rofd);
+		if (obj->fd >= 0)
+			close(obj->fd);
+	}
 	pthread_rwlock_destroy(&obj->pmaplock);
 	pthread_cond_destroy(&obj->busycv);
 	pthread_mutex_destroy(&obj->lock);
@@ -124,20 +136,23 @@ fm_object_size(struct fm_object *obj)
 void *
 fm_object_window(struct fm_object *obj)
 {
+	struct fm_crit c;
 	void *w;
 
 	if (obj->flags & FM_OBJ_HOST) {
 		errno = EINVAL;
 		return NULL;
 	}
+	fm__crit_enter(&c);
 	pthread_mutex_lock(&obj->lock);
 	if (obj->window == NULL) {
-		w = mmap(NULL, obj->npages << FM_PAGE_SHIFT,
-		    PROT_READ | PROT_WRITE, MAP_SHARED, obj->fd, 0);
+		w = fm__arena_map(obj->npages << FM_PAGE_SHIFT,
+		    PROT_READ | PROT_WRITE, MAP_SHARED, obj->fd, obj->base);
 		obj->window = w == MAP_FAILED ? NULL : w;
 	}
 	w = obj->window;
 	pthread_mutex_unlock(&obj->lock);
+	fm__crit_leave(&c);
 	return w;
 }
 
@@ -209,7 +224,7 @@ fm_object_read(struct fm_object *obj, off_t off, void *buf, size_t len)
 
 	for (size_t done = 0; r == 0 && done < len;) {
 		ssize_t k = pread(obj->fd, (char *)buf + done, len - done,
-		    off + (off_t)done);
+		    obj->base + off + (off_t)done);
 		if (k <= 0)
 			r = k < 0 && errno != EINTR ? -errno
 			    : k == 0                ? -EIO
@@ -227,7 +242,7 @@ fm_object_write(struct fm_object *obj, off_t off, const void *buf, size_t len)
 
 	for (size_t done = 0; r == 0 && done < len;) {
 		ssize_t k = pwrite(obj->fd, (const char *)buf + done,
-		    len - done, off + (off_t)done);
+		    len - done, obj->base + off + (off_t)done);
 		if (k <= 0)
 			r = k < 0 && errno != EINTR ? -errno
 			    : k == 0                ? -EIO
@@ -238,9 +253,12 @@ fm_object_write(struct fm_object *obj, off_t off, const void *buf, size_t len)
 	if (r == 0 && len > 0) {
 		uint64_t first = (uint64_t)off >> FM_PAGE_SHIFT;
 		uint64_t last = ((uint64_t)off + len - 1) >> FM_PAGE_SHIFT;
+		struct fm_crit c;
 
+		fm__crit_enter(&c); /* obj->lock: no handler may fault here */
 		fm__object_set(obj, first, (unsigned)(last - first + 1),
 		    FM_PG_RESIDENT, 0);
+		fm__crit_leave(&c);
 	}
 	return r;
 }
@@ -249,7 +267,7 @@ fm_object_write(struct fm_object *obj, off_t off, const void *buf, size_t len)
 int
 fm__object_zero(struct fm_object *obj, uint64_t pgidx, unsigned npages)
 {
-	if (fallocate(obj->fd, 0, (off_t)(pgidx << FM_PAGE_SHIFT),
+	if (fallocate(obj->fd, 0, obj->base + (off_t)(pgidx << FM_PAGE_SHIFT),
 	        (off_t)npages << FM_PAGE_SHIFT) < 0)
 		return errno == ENOSPC ? -ENOMEM : -errno;
 	return 0;
@@ -273,6 +291,7 @@ fm__object_set(struct fm_object *obj, uint64_t pgidx, unsigned n, uint8_t set,
 	pthread_mutex_lock(&obj->lock);
 	for (uint64_t i = pgidx; i < pgidx + n && i < obj->npages; i++)
 		obj->pgstate[i] = (uint8_t)((obj->pgstate[i] & ~clear) | set);
+	fm__object_assert_locked(obj, pgidx, n);
 	pthread_mutex_unlock(&obj->lock);
 }
 
@@ -295,6 +314,7 @@ fm__object_busy(struct fm_object *obj, uint64_t pgidx, unsigned max)
 		obj->pgstate[pgidx + n] |= FM_PGS_BUSY;
 		n++;
 	}
+	fm__object_assert_locked(obj, pgidx, n);
 	pthread_mutex_unlock(&obj->lock);
 	return n;
 }
@@ -315,6 +335,7 @@ fm__object_unbusy(struct fm_object *obj, uint64_t pgidx, unsigned n,
 		if (i < filled)
 			obj->pgstate[pgidx + i] |= FM_PG_RESIDENT;
 	}
+	fm__object_assert_locked(obj, pgidx, n);
 	pthread_cond_broadcast(&obj->busycv);
 	pthread_mutex_unlock(&obj->lock);
 }
@@ -341,15 +362,48 @@ fm__object_entry_wp(const struct fm_object *obj, uint8_t st)
 	return obj->ops && obj->ops->pgo_put && !(st & FM_PG_DIRTY);
 }
 
+/*
+ * e goes on obj's mappings, live. An entry that is dead (new, not live
+ * yet, or killed) is on no object's list.
+ */
 void
 fm__object_link(struct fm_object *obj, struct fm_entry *e)
 {
 	pthread_mutex_lock(&obj->lock);
+	e->dead = 0;
 	e->onext = obj->entries;
 	obj->entries = e;
 	pthread_mutex_unlock(&obj->lock);
 }
 
+/*
+ * e was split at t->start: t, its upper part, maps obj too. The installs
+ * under way into e finish first (they were counted on e).
+ * => the map lock held exclusive
+ */
+void
+fm__object_split(struct fm_object *obj, struct fm_entry *e, struct fm_entry *t)
+{
+	pthread_mutex_lock(&obj->lock);
+	while (e->installing > 0)
+		pthread_cond_wait(&obj->busycv, &obj->lock);
+	e->end = t->start;
+	if (!e->dead) { /* a dead entry is off the list already */
+		t->onext = obj->entries;
+		obj->entries = t;
+	}
+	pthread_mutex_unlock(&obj->lock);
+}
+
+/*
+ * Take e off obj's mappings: it is dead, so no page is installed into it
+ * any more, and once the installs under way are done its memory may go
+ * (invariant 5). Its pages are write-protected first when obj tracks
+ * dirty pages, so that no write through it, until the kernel removes it,
+ * escapes a write-back that no longer sees it (invariant 4).
+ * => the map lock held exclusive; the memory not yet replaced by the
+ *    caller, or not ours any more (then the protect does nothing)
+ */
 void
 fm__object_unlink(struct fm_object *obj, struct fm_entry *e)
 {
@@ -358,8 +412,15 @@ fm__object_unlink(struct fm_object *obj, struct fm_entry *e)
 	pthread_mutex_lock(&obj->lock);
 	for (pp = &obj->entries; *pp && *pp != e; pp = &(*pp)->onext)
 		;
-	FM_ASSERT(*pp == e, "entry %p not on object %p", (void *)e,
+	FM_ASSERT(*pp == e && !e->dead, "entry %p not on object %p", (void *)e,
 	    (void *)obj);
+	e->dead = 1;
+	while (e->installing > 0)
+		pthread_cond_wait(&obj->busycv, &obj->lock);
+	if (e->pm && e->pmode == FM_PMAP_SHARED && obj->ops &&
+	    obj->ops->pgo_put)
+		(void)fm__pmap_protect(e->pm, e->start, e->end - e->start, 1,
+		    0);
 	*pp = e->onext;
 	e->onext = NULL;
 	pthread_mutex_unlock(&obj->lock);
@@ -404,7 +465,7 @@ protect_fn(struct fm_entry *e, uintptr_t va, size_t len, void *arg)
 static int
 zap_fn(struct fm_entry *e, uintptr_t va, size_t len, void *arg)
 {
-	return fm__pmap_zap(e->pm, va, len);
+	return fm__fault_zap(e, va, len);
 }
 
 /*
@@ -435,6 +496,7 @@ sync_protection_locked(struct fm_object *obj, uint64_t pg, uint64_t n)
 int
 fm_object_protect(struct fm_object *obj, off_t off, size_t len, int prot)
 {
+	struct fm_crit c;
 	uint64_t pg, n;
 	int r = op_range(obj, off, len, &pg, &n);
 
@@ -442,6 +504,7 @@ fm_object_protect(struct fm_object *obj, off_t off, size_t len, int prot)
 		r = -EINVAL;
 	if (r < 0)
 		return r;
+	fm__crit_enter(&c);
 	pthread_rwlock_wrlock(&obj->pmaplock);
 	atomic_fetch_add(&obj->protgen, 1);
 	pthread_mutex_lock(&obj->lock);
@@ -452,8 +515,10 @@ fm_object_protect(struct fm_object *obj, off_t off, size_t len, int prot)
 			obj->pgstate[i] |= FM_PG_RDONLY;
 	}
 	r = sync_protection_locked(obj, pg, n);
+	fm__object_assert_locked(obj, pg, n);
 	pthread_mutex_unlock(&obj->lock);
 	pthread_rwlock_unlock(&obj->pmaplock);
+	fm__crit_leave(&c);
 	return r;
 }
 
@@ -498,6 +563,7 @@ clean_pmaplocked(struct fm_object *obj, uint64_t pg, uint64_t n)
 				obj->pgstate[m] |= FM_PG_DIRTY;
 		}
 		pthread_cond_broadcast(&obj->busycv);
+		fm__object_assert_locked(obj, i, j - i);
 		if (k < 0 && r == 0)
 			r = -EIO;
 		i = j;
@@ -509,20 +575,24 @@ clean_pmaplocked(struct fm_object *obj, uint64_t pg, uint64_t n)
 int
 fm_object_clean(struct fm_object *obj, off_t off, size_t len)
 {
+	struct fm_crit c;
 	uint64_t pg, n;
 	int r = op_range(obj, off, len, &pg, &n);
 
 	if (r < 0 || !obj->ops || !obj->ops->pgo_put)
 		return r;
+	fm__crit_enter(&c);
 	pthread_rwlock_wrlock(&obj->pmaplock);
 	r = clean_pmaplocked(obj, pg, n);
 	pthread_rwlock_unlock(&obj->pmaplock);
+	fm__crit_leave(&c);
 	return r;
 }
 
 int
 fm_object_unmap(struct fm_object *obj, off_t off, size_t len, int how)
 {
+	struct fm_crit c;
 	uint64_t pg, n;
 	int r = op_range(obj, off, len, &pg, &n);
 
@@ -530,7 +600,9 @@ fm_object_unmap(struct fm_object *obj, off_t off, size_t len, int how)
 		r = -EINVAL;
 	if (r < 0)
 		return r;
+	fm__crit_enter(&c);
 	pthread_rwlock_wrlock(&obj->pmaplock);
+	atomic_fetch_add(&obj->mapgen, 1); /* refusals made before are old */
 	pthread_mutex_lock(&obj->lock);
 	r = each_shared_locked(obj, pg, n, zap_fn, NULL);
 	pthread_mutex_unlock(&obj->lock);
@@ -542,16 +614,18 @@ fm_object_unmap(struct fm_object *obj, off_t off, size_t len, int how)
 		if (r == 0 &&
 		    fallocate(obj->fd,
 		        FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-		        (off_t)(pg << FM_PAGE_SHIFT),
+		        obj->base + (off_t)(pg << FM_PAGE_SHIFT),
 		        (off_t)(n << FM_PAGE_SHIFT)) < 0)
 			r = -errno;
 		if (r == 0)
 			for (uint64_t i = pg; i < pg + n; i++)
 				obj->pgstate[i] &=
 				    (uint8_t) ~(FM_PG_RESIDENT | FM_PG_DIRTY);
+		fm__object_assert_locked(obj, pg, n);
 		pthread_mutex_unlock(&obj->lock);
 	}
 	pthread_rwlock_unlock(&obj->pmaplock);
+	fm__crit_leave(&c);
 	return r;
 }
 
@@ -559,6 +633,7 @@ int
 fm_object_mincore(struct fm_object *obj, off_t off, size_t len,
     unsigned char *vec)
 {
+	struct fm_crit c;
 	uint64_t pg, n;
 	int r = range_pages(obj, off, len, &pg, &n);
 
@@ -566,10 +641,12 @@ fm_object_mincore(struct fm_object *obj, off_t off, size_t len,
 		r = -EINVAL;
 	if (r < 0)
 		return r;
+	fm__crit_enter(&c);
 	pthread_mutex_lock(&obj->lock);
 	for (uint64_t i = 0; i < n; i++)
 		vec[i] = obj->pgstate[pg + i] &
 		    (FM_PG_RESIDENT | FM_PG_DIRTY | FM_PG_RDONLY);
 	pthread_mutex_unlock(&obj->lock);
+	fm__crit_leave(&c);
 	return 0;
 }

@@ -34,6 +34,16 @@ fm__udv_attach(struct fm_dev *dev, struct fm_mmap_req *req)
 			return -ENXIO;
 		}
 		pages[i] = c;
+		/*
+		 * Per-page protection, as udv_fault asks d_mmap at each fault:
+		 * a page the driver will not map writable is read-only in
+		 * the mapping's maximum protection.
+		 */
+		if (!(req->prot & PROT_WRITE) &&
+		    dev->cdev->d_mmap(dev,
+		        req->off + (off_t)(i << FM_PAGE_SHIFT),
+		        req->prot | PROT_WRITE) == FM_COOKIE_INVALID)
+			pages[i] |= FM_PAGE_RDONLY;
 	}
 	fm_object_ref(mem);
 	req->obj = mem;

@@ -5,8 +5,11 @@
 #include <errno.h>
 #include <signal.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -19,13 +22,19 @@
 #endif
 
 /* The kernel must offer these for fomap's engine to work. */
-#define FM_UFFD_NEEDED                                              \
-	(UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM |    \
-	    UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_POISON | \
-	    UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_THREAD_ID)
+#define FM_UFFD_NEEDED                                                \
+	(UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM |      \
+	    UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_POISON |   \
+	    UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_THREAD_ID | \
+	    UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_UNMAP)
+#define FM_PMAP_AGAIN_MAX 100000 /* EAGAIN tries before giving up */
+/* Used when offered. */
+#define FM_UFFD_WANTED UFFD_FEATURE_EXACT_ADDRESS
 
-static pthread_once_t pmap_once = PTHREAD_ONCE_INIT;
-static struct fm_pmap kernel_pmap = {.uffd = -1};
+/* Set-up is tried again after a transient failure (EMFILE, ENOMEM). */
+static pthread_mutex_t pmap_lock = PTHREAD_MUTEX_INITIALIZER;
+static int pmap_done;
+static struct fm_pmap kernel_pmap = {.uffd = -1, .pagemap = -1};
 static char unavail[160];
 static int unavail_errno;
 static uint64_t probed;
@@ -36,18 +45,19 @@ uffd_open(void)
 {
 	int fd, dev, err;
 
-	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 	if (fd >= 0)
 		return fd;
 	err = errno;
 	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
 	if (dev >= 0) {
-		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC);
+		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
 		close(dev);
 		if (fd >= 0)
 			return fd;
 	}
-	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
+	fd = (int)syscall(SYS_userfaultfd,
+	    O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
 	if (fd >= 0)
 		return fd;
 	errno = err;
@@ -65,14 +75,26 @@ uffd_api(int fd, uint64_t features, uint64_t *got)
 	return 0;
 }
 
+static int
+transient(int err)
+{
+	return err == EMFILE || err == ENFILE || err == ENOMEM || err == EAGAIN;
+}
+
+/* => pmap_lock held; sets pmap_done unless it may work next time */
 static void
-pmap_setup(void)
+pmap_setup_locked(void)
 {
 	uint64_t f = 0;
 	int fd = uffd_open();
 
+	pmap_done = 1;
 	if (fd < 0) {
-		unavail_errno = errno == ENOSYS ? ENOSYS : EPERM;
+		if (transient(errno)) {
+			pmap_done = 0;
+			unavail_errno = errno;
+		} else
+			unavail_errno = errno == ENOSYS ? ENOSYS : EPERM;
 		snprintf(unavail, sizeof unavail,
 		    "userfaultfd unavailable (%s): run as root, or grant "
 		    "read-write access to /dev/userfaultfd, or set "
@@ -94,7 +116,15 @@ pmap_setup(void)
 		return;
 	}
 	fd = uffd_open();
-	if (fd < 0 || uffd_api(fd, FM_UFFD_NEEDED, &f) < 0) {
+	if (fd < 0 && transient(errno)) {
+		pmap_done = 0;
+		unavail_errno = errno;
+		snprintf(unavail, sizeof unavail, "userfaultfd: %s",
+		    strerror(errno));
+		return;
+	}
+	if (fd < 0 ||
+	    uffd_api(fd, FM_UFFD_NEEDED | (f & FM_UFFD_WANTED), &f) < 0) {
 		unavail_errno = EPERM;
 		snprintf(unavail, sizeof unavail, "userfaultfd set-up failed");
 		if (fd >= 0)
@@ -102,13 +132,23 @@ pmap_setup(void)
 		return;
 	}
 	kernel_pmap.features = f;
+	kernel_pmap.pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	kernel_pmap.uffd = fd;
+}
+
+static void
+pmap_setup(void)
+{
+	pthread_mutex_lock(&pmap_lock);
+	if (!pmap_done)
+		pmap_setup_locked();
+	pthread_mutex_unlock(&pmap_lock);
 }
 
 struct fm_pmap *
 fm__pmap_kernel(void)
 {
-	pthread_once(&pmap_once, pmap_setup);
+	pmap_setup();
 	if (kernel_pmap.uffd < 0) {
 		errno = unavail_errno;
 		return NULL;
@@ -119,14 +159,14 @@ fm__pmap_kernel(void)
 const char *
 fm__pmap_unavailable(void)
 {
-	pthread_once(&pmap_once, pmap_setup);
+	pmap_setup();
 	return kernel_pmap.uffd < 0 ? unavail : NULL;
 }
 
 uint64_t
 fm__pmap_probe(void)
 {
-	pthread_once(&pmap_once, pmap_setup);
+	pmap_setup();
 	return probed;
 }
 
@@ -143,6 +183,37 @@ fm__pmap_register(struct fm_pmap *pm, uintptr_t va, size_t len, int mode)
 	return ioctl(pm->uffd, UFFDIO_REGISTER, &reg) < 0 ? -errno : 0;
 }
 
+/*
+ * A userfaultfd ioctl, tried again while the kernel says EAGAIN: an event
+ * (munmap, mremap) is waiting to be read, and until it is, every call that
+ * changes page tables fails. The caller may be what keeps the engine from
+ * reading it, so it reads it itself (pm->drain). *progress (when given)
+ * says whether a try did part of the work: then it is done.
+ */
+static int
+uffd_ioctl(struct fm_pmap *pm, unsigned long req, void *arg,
+    const __s64 *progress)
+{
+	for (int tries = 0;; tries++) {
+		if (ioctl(pm->uffd, req, arg) == 0)
+			return 0;
+		if (errno != EAGAIN || (progress && *progress > 0) ||
+		    tries == FM_PMAP_AGAIN_MAX)
+			return -errno;
+		if (pm->drain)
+			(void)pm->drain(pm);
+		sched_yield();
+	}
+}
+
+int
+fm__pmap_unregister(struct fm_pmap *pm, uintptr_t va, size_t len)
+{
+	struct uffdio_range r = {.start = va, .len = len};
+
+	return ioctl(pm->uffd, UFFDIO_UNREGISTER, &r) < 0 ? -errno : 0;
+}
+
 int
 fm__pmap_enter(struct fm_pmap *pm, uintptr_t va, size_t len, int wp,
     size_t *mapped)
@@ -151,7 +222,7 @@ fm__pmap_enter(struct fm_pmap *pm, uintptr_t va, size_t len, int wp,
 	    .range = {.start = va, .len = len},
 	    .mode = wp ? UFFDIO_CONTINUE_MODE_WP : 0,
 	};
-	int r = ioctl(pm->uffd, UFFDIO_CONTINUE, &c) < 0 ? -errno : 0;
+	int r = uffd_ioctl(pm, UFFDIO_CONTINUE, &c, &c.mapped);
 
 	*mapped = c.mapped > 0 ? (size_t)c.mapped : 0;
 	if (r == -ENOENT) /* the kernel's: no registered mapping there now */
@@ -167,7 +238,7 @@ int
 fm__pmap_zero(struct fm_pmap *pm, uintptr_t va, size_t len, size_t *mapped)
 {
 	struct uffdio_zeropage z = {.range = {.start = va, .len = len}};
-	int r = ioctl(pm->uffd, UFFDIO_ZEROPAGE, &z) < 0 ? -errno : 0;
+	int r = uffd_ioctl(pm, UFFDIO_ZEROPAGE, &z, &z.zeropage);
 
 	*mapped = z.zeropage > 0 ? (size_t)z.zeropage : 0;
 	if (r == -EAGAIN && *mapped > 0)
@@ -194,74 +265,163 @@ fm__pmap_protect(struct fm_pmap *pm, uintptr_t va, size_t len, int wp, int wake)
 	               : UFFDIO_WRITEPROTECT_MODE_DONTWAKE,
 	};
 
-	return ioctl(pm->uffd, UFFDIO_WRITEPROTECT, &w) < 0 ? -errno : 0;
+	return uffd_ioctl(pm, UFFDIO_WRITEPROTECT, &w, NULL);
 }
 
-/* Whether thread tid of this process takes a SIGBUS sent to it. */
-static int
-sigbus_deliverable(pid_t tid)
+int
+fm__pmap_read(struct fm_pmap *pm, struct uffd_msg *msgs, size_t n)
 {
-	char path[64], line[128];
-	unsigned long long blk = ~0ULL, ign = ~0ULL;
-	FILE *f;
+	ssize_t k = read(pm->uffd, msgs, n * sizeof(*msgs));
 
-	snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
-	if ((f = fopen(path, "re")) == NULL)
-		return 0;
-	while (fgets(line, sizeof line, f)) {
-		(void)sscanf(line, "SigBlk: %llx", &blk);
-		(void)sscanf(line, "SigIgn: %llx", &ign);
-	}
-	fclose(f);
-	return !((blk | ign) & (1ULL << (SIGBUS - 1)));
+	if (k < 0)
+		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+	return (int)((size_t)k / sizeof(*msgs));
 }
 
-/* Make [va, va+len) raise SIGBUS when touched, and wake its faulters. */
-static int
-poison(struct fm_pmap *pm, uintptr_t va, size_t len)
+void
+fm__pmap_wait(struct fm_pmap *pm, int kick)
 {
-	struct uffdio_poison p = {.range = {.start = va, .len = len}};
+	struct pollfd p[2] = {{.fd = pm->uffd, .events = POLLIN},
+	    {.fd = kick, .events = POLLIN}};
+	uint64_t v;
 
-	if (ioctl(pm->uffd, UFFDIO_POISON, &p) == 0)
-		return 0;
-	if (errno == EEXIST) /* mapped meanwhile: let the thread retry */
-		return fm__pmap_wake(pm, va, len);
-	return -errno;
+	(void)poll(p, kick >= 0 ? 2 : 1, -1);
+	if (kick >= 0 && (p[1].revents & POLLIN))
+		(void)!read(kick, &v, sizeof v);
+}
+
+/* Read /proc/self/task/<tid>/<what> into buf. => length, or -1 */
+static int
+task_file(pid_t tid, const char *what, char *buf, size_t size)
+{
+	char path[64];
+	ssize_t k;
+	int fd;
+
+	snprintf(path, sizeof path, "/proc/self/task/%d/%s", (int)tid, what);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return -1;
+	k = read(fd, buf, size - 1);
+	close(fd);
+	if (k < 0)
+		return -1;
+	buf[k] = '\0';
+	return (int)k;
+}
+
+static unsigned long long
+status_mask(const char *status, const char *key)
+{
+	const char *at = strstr(status, key);
+
+	return at ? strtoull(at + strlen(key), NULL, 16) : 0;
+}
+
+int
+fm__pmap_thread_in_fault(struct fm_pmap *pm, pid_t tid)
+{
+	char wchan[64];
+
+	(void)pm; /* embedded: the uffd's threads are ours */
+	if (task_file(tid, "wchan", wchan, sizeof wchan) < 0)
+		return -ESRCH;
+	return strcmp(wchan, "handle_userfault") == 0;
+}
+
+int
+fm__pmap_thread(struct fm_pmap *pm, pid_t tid, struct fm_pmap_thread *t)
+{
+	char status[2048];
+	unsigned long long bus = 1ULL << (SIGBUS - 1), pnd, blk, ign;
+	const char *v;
+	int before;
+
+	memset(t, 0, sizeof(*t));
+	/*
+	 * Waiting in a fault both before and after the rest is read: what
+	 * the rest says (its signal mask above all) is what it faulted with.
+	 */
+	if (tid <= 0 || (before = fm__pmap_thread_in_fault(pm, tid)) < 0 ||
+	    task_file(tid, "status", status, sizeof status) < 0 ||
+	    task_file(tid, "syscall", t->syscall, sizeof t->syscall) < 0)
+		return -ESRCH;
+	pnd = status_mask(status, "SigPnd:") | status_mask(status, "ShdPnd:");
+	blk = status_mask(status, "SigBlk:");
+	ign = status_mask(status, "SigIgn:");
+	v = strstr(status, "\nvoluntary_ctxt_switches:");
+	t->switches = v ? strtoull(v + 26, NULL, 10) : 0;
+	t->sigbus_pending = (pnd & bus) != 0;
+	t->sigbus_taken = !((blk | ign) & bus);
+	t->signal_pending = (pnd & ~blk) != 0;
+	t->running = strncmp(t->syscall, "running", 7) == 0;
+	t->in_fault =
+	    !t->running && before && fm__pmap_thread_in_fault(pm, tid) > 0;
+	t->in_syscall = !t->running && t->syscall[0] != '-';
+	return 0;
 }
 
 /*
- * Only a thread may send itself a signal with a kernel si_code, so the
- * engine's SIGBUS says SI_QUEUE; si_addr holds the faulting page all the
+ * Only a process's main thread may send it a kernel si_code, so the
+ * engine's SIGBUS says SI_QUEUE; si_addr holds the faulting address all the
  * same (it shares its bytes with si_pid and si_uid, which the kernel leaves
- * as given for queued signals).
+ * as given for queued signals), si_errno the pager's error.
  */
 int
-fm__pmap_sigbus(struct fm_pmap *pm, pid_t tid, uintptr_t va, int mapped)
+fm__pmap_sigbus(struct fm_pmap *pm, pid_t tid, uintptr_t addr, int err)
 {
 	siginfo_t si = {.si_signo = SIGBUS, .si_code = SI_QUEUE};
 
-	si.si_addr = (void *)va;
-	if (tid > 0 && sigbus_deliverable(tid)) {
-		/*
-		 * The signal itself wakes the thread, and only it: a range wake
-		 * would also wake other threads waiting on va, which would then
-		 * go on while their own messages are still to be answered.
-		 * (A thread already woken by another answer's range wake
-		 * still gets it: rare, see docs/internals.md.)
-		 */
-		if (syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, SIGBUS,
-		        &si) == 0)
-			return 0;
-	}
+	(void)pm; /* embedded: the uffd's threads are ours */
+	si.si_addr = (void *)addr;
+	si.si_errno = err;
+	return syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, SIGBUS, &si) < 0
+	    ? -errno
+	    : 0;
+}
+
+int
+fm__pmap_poison(struct fm_pmap *pm, uintptr_t va, int mapped)
+{
+	struct uffdio_poison p = {
+	    .range = {.start = va, .len = FM_PAGE_SIZE_PMAP}};
+
 	/*
-	 * The thread would not take it (blocked or ignored): the kernel's own
-	 * SIGBUS, as for any fault it cannot serve. Poison needs an empty PTE
-	 * with no write-protect marker: unprotect without waking, then zap.
+	 * Poison needs an empty PTE with no write-protect marker: zap first
+	 * (a protected PTE leaves its marker), then unprotect (the marker
+	 * goes; no PTE is ever writable on the way).
 	 */
+	(void)fm__pmap_zap(pm, va, FM_PAGE_SIZE_PMAP);
 	if (mapped)
 		(void)fm__pmap_protect(pm, va, FM_PAGE_SIZE_PMAP, 0, 0);
-	(void)fm__pmap_zap(pm, va, FM_PAGE_SIZE_PMAP);
-	return poison(pm, va, FM_PAGE_SIZE_PMAP);
+	if (uffd_ioctl(pm, UFFDIO_POISON, &p, &p.updated) == 0)
+		return 0;
+	if (errno == EEXIST) /* mapped meanwhile: let the thread retry */
+		return fm__pmap_wake(pm, va, FM_PAGE_SIZE_PMAP);
+	return -errno;
+}
+
+int
+fm__pmap_readonly(struct fm_pmap *pm, uintptr_t va, int prot)
+{
+	(void)pm; /* embedded: the uffd's address space is ours */
+	return mprotect((void *)va, FM_PAGE_SIZE_PMAP, prot) < 0 ? -errno : 0;
+}
+
+#define PM_PRESENT (1ULL << 63)
+#define PM_UFFD_WP (1ULL << 57)
+
+int
+fm__pmap_wp_state(struct fm_pmap *pm, uintptr_t va)
+{
+	uint64_t ent;
+
+	if (pread(pm->pagemap, &ent, sizeof ent,
+	        (off_t)(va / FM_PAGE_SIZE_PMAP) * (off_t)sizeof ent) !=
+	    (ssize_t)sizeof ent)
+		return -EIO;
+	if (!(ent & PM_PRESENT))
+		return -ENOENT;
+	return (ent & PM_UFFD_WP) != 0;
 }
 
 int

@@ -18,7 +18,10 @@
 
 struct fm_pmap {
 	int uffd; /* faults of this address space arrive here */
+	int pagemap; /* its /proc pagemap, or -1 */
 	uint64_t features; /* UFFD_FEATURE_* enabled on uffd */
+	/* Reads the messages waiting on uffd (the engine's), or NULL. */
+	int (*drain)(struct fm_pmap *pm);
 };
 
 /*
@@ -31,7 +34,8 @@ struct fm_pmap {
 #define FM_PMAP_PRIVATE 0x2 /* MAP_PRIVATE, MISSING | MINOR */
 
 /*
- * fm__pmap_kernel: the process's own address space, opened on first use.
+ * fm__pmap_kernel: the process's own address space, opened on first use
+ * (non-blocking: fm__pmap_wait, then fm__pmap_read).
  * => NULL with errno when userfaultfd is unavailable (fm__pmap_unavailable
  *    says why).
  */
@@ -41,6 +45,7 @@ const char *fm__pmap_unavailable(void);
 uint64_t fm__pmap_probe(void);
 
 int fm__pmap_register(struct fm_pmap *pm, uintptr_t va, size_t len, int mode);
+int fm__pmap_unregister(struct fm_pmap *pm, uintptr_t va, size_t len);
 /*
  * Map resident pages [va, va+len) (UFFDIO_CONTINUE), write-protected when
  * wp. *mapped gets the bytes mapped from va; the thread that faulted in
@@ -70,14 +75,49 @@ int fm__pmap_wake(struct fm_pmap *pm, uintptr_t va, size_t len);
 int fm__pmap_protect(struct fm_pmap *pm, uintptr_t va, size_t len, int wp,
     int wake);
 /*
- * Deliver SIGBUS at va to thread tid, the thread that faulted (its uffd
- * message says which); the signal wakes it.
- * The page is left as it was, so a later access is served afresh. If the
- * thread blocks or ignores SIGBUS, the page is poisoned instead, so the
- * kernel delivers SIGBUS itself (as it would); mapped: va has a PTE (a
- * refused write), to be removed first.
+ * Read at most n messages without blocking. => the count (0: none now),
+ * or -errno
  */
-int fm__pmap_sigbus(struct fm_pmap *pm, pid_t tid, uintptr_t va, int mapped);
+int fm__pmap_read(struct fm_pmap *pm, struct uffd_msg *msgs, size_t n);
+/* Wait until a message may be read, or kick (an eventfd, or -1) is. */
+void fm__pmap_wait(struct fm_pmap *pm, int kick);
+
+/* What a thread of the address space is doing (fm__pmap_thread). */
+struct fm_pmap_thread {
+	char syscall[160]; /* /proc's syscall line: what it is blocked in */
+	int running; /* not blocked: nothing more is known */
+	int in_fault; /* blocked in a userfaultfd fault */
+	int in_syscall; /* blocked inside a system call */
+	int signal_pending; /* a signal it does not block is pending */
+	int sigbus_pending;
+	int sigbus_taken; /* it neither blocks nor ignores SIGBUS */
+	unsigned long long switches; /* times it has slept so far */
+};
+/* => 0, or -ESRCH: the thread has gone */
+int fm__pmap_thread(struct fm_pmap *pm, pid_t tid, struct fm_pmap_thread *t);
+/* Whether the thread waits in a fault (1) or not (0); -ESRCH: gone. */
+int fm__pmap_thread_in_fault(struct fm_pmap *pm, pid_t tid);
+/*
+ * Send SIGBUS for address addr to thread tid (si_code SI_QUEUE, si_errno
+ * err); the signal wakes it from its fault.
+ */
+int fm__pmap_sigbus(struct fm_pmap *pm, pid_t tid, uintptr_t addr, int err);
+/*
+ * Poison the page at va (mapped: it has a PTE, removed first) and wake its
+ * faulters: an access from user mode gets the kernel's SIGBUS, one from a
+ * system call fails it with EFAULT. fm__pmap_zap clears it.
+ */
+int fm__pmap_poison(struct fm_pmap *pm, uintptr_t va, int mapped);
+/*
+ * Give the page at va protection prot (mprotect: PROT_READ for a while,
+ * so that a system call's write to it fails with EFAULT).
+ */
+int fm__pmap_readonly(struct fm_pmap *pm, uintptr_t va, int prot);
+/*
+ * Whether the page at va is mapped write-protected by userfaultfd:
+ * => 1 yes, 0 mapped and not, -ENOENT not mapped, or -errno
+ */
+int fm__pmap_wp_state(struct fm_pmap *pm, uintptr_t va);
 /* Remove the PTEs of [va, va+len); the object keeps its pages. */
 int fm__pmap_zap(struct fm_pmap *pm, uintptr_t va, size_t len);
 

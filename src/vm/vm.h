@@ -3,22 +3,31 @@
  * the fault engine.
  *
  * Lock order (never take a lock above one you hold):
- *   1. fm__map.lock        (rwlock)  the map of entries; the engine holds it
- *                                    shared while it resolves a fault
+ *   0. fm__map.oplock      (mutex)   serialises the calls that change the
+ *                                    address space (fm_mmap, fm_munmap,
+ *                                    fm_mprotect); held across their kernel
+ *                                    calls; never taken by the engine
+ *   1. fm__map.lock        (rwlock)  the map of entries; held only to look
+ *                                    up or edit it, never across a pager
+ *                                    call or a blocking kernel call
  *   2. obj->pmaplock       (rwlock)  shared: installing pages of obj;
  *                                    exclusive: changing what may be mapped
  *                                    (protect, unmap, clean)
- *   3. obj->lock           (mutex)   page states, busy pages, obj->entries
- * pgo_get and pgo_fault run with 1 and 2 held shared (so a fill and its
- * install are one step); pgo_put with 2 held exclusive; pgo_write with
- * 1 shared; the other hooks with none. Calls that need 2 exclusive on the
- * object a hook of this thread holds it for fail with -EDEADLK.
+ *   3. obj->lock           (mutex)   page states, busy pages, obj->entries,
+ *                                    e->dead, e->installing, e->end
+ * pgo_get and pgo_fault run with 2 held shared (so a fill and its install
+ * are one step); pgo_put with 2 held exclusive; pgo_write with none. Calls
+ * that need 2 exclusive on the object a hook of this thread holds it for
+ * fail with -EDEADLK. Every path that holds 0, 1 exclusive or 2 does so
+ * inside fm__crit_enter/leave: no signal handler can run and no
+ * cancellation can act while it holds them.
  */
 #ifndef FM_VM_VM_H
 #define FM_VM_VM_H
 
 #include <assert.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -48,8 +57,13 @@
 
 /* Internal page states; the low bits are the public FM_PG_*. */
 #define FM_PGS_BUSY 0x80 /* being filled by one thread; wait on busycv */
+#define FM_PGS_WRITING 0x40 /* a write to it is being decided; wait too */
 
 #define FM_OBJ_HOST 0x1 /* the host kernel maps obj->fd directly */
+#define FM_OBJ_OWNFD 0x2 /* obj->fd is a memfd of its own, not the store */
+
+/* In fm_mmap_req.pages, from the device pager: the page is read-only. */
+#define FM_PAGE_RDONLY ((uint64_t)1 << 63)
 
 struct fm_entry;
 
@@ -60,12 +74,14 @@ struct fm_object {
 	int flags; /* FM_OBJ_* */
 	int fd; /* the object store (memfd), or the host file */
 	int rofd; /* fd reopened read-only, or -1 (under lock) */
+	off_t base; /* where the object's pages start in fd */
 	uint64_t npages;
 	void *window; /* fm_object_window, or NULL (under lock) */
 	pthread_mutex_t lock;
 	pthread_cond_t busycv;
 	pthread_rwlock_t pmaplock;
 	atomic_uint protgen; /* bumped by fm_object_protect, pmaplock excl. */
+	atomic_uint mapgen; /* bumped by fm_object_unmap, pmaplock excl. */
 	uint8_t *pgstate; /* FM_PG_* | FM_PGS_BUSY, one byte a page */
 	struct fm_entry *entries; /* entries mapping obj, via e->onext */
 };
@@ -73,11 +89,22 @@ struct fm_object {
 /*
  * A map entry: one mapping [start, end) of obj from page pgoff, or of host
  * memory (obj NULL or FM_OBJ_HOST). Immutable while in the map, but for
- * prot (changed under the map lock held exclusive) and the fault-around
- * hints (atomics).
+ * end (shrunk by a split, under the map lock exclusive and obj->lock), prot
+ * and advice (under the map lock exclusive) and the fault-around hints
+ * (atomics). Referenced by the map and by each fault resolving on it
+ * (refs); freed with the last reference.
  */
 struct fm_entry {
 	uintptr_t start, end;
+	atomic_uint refs;
+	/*
+	 * Under obj->lock: dead once the entry is leaving the map (no page
+	 * is installed into it after that); installing counts the installs
+	 * under way into it, which its removal waits for (invariant 5).
+	 */
+	int dead;
+	unsigned installing;
+	uint64_t gen; /* fm__map.gen when it entered the map */
 	struct fm_object *obj;
 	uint64_t pgoff;
 	int prot, maxprot;
@@ -101,8 +128,11 @@ struct fm_entry {
 int fm__object_alloc(const struct fm_pagerops *ops, size_t size, void *priv,
     int fd, int flags, struct fm_object **objp);
 int fm__object_rofd(struct fm_object *obj);
+/* => the map lock held exclusive (for all three) */
 void fm__object_link(struct fm_object *obj, struct fm_entry *e);
 void fm__object_unlink(struct fm_object *obj, struct fm_entry *e);
+void fm__object_split(struct fm_object *obj, struct fm_entry *e,
+    struct fm_entry *t);
 int fm__object_zero(struct fm_object *obj, uint64_t pgidx, unsigned npages);
 unsigned fm__object_busy(struct fm_object *obj, uint64_t pgidx, unsigned max);
 void fm__object_unbusy(struct fm_object *obj, uint64_t pgidx, unsigned n,
@@ -111,13 +141,32 @@ uint8_t fm__object_state(struct fm_object *obj, uint64_t pgidx);
 void fm__object_set(struct fm_object *obj, uint64_t pgidx, unsigned n,
     uint8_t set, uint8_t clear);
 int fm__object_entry_wp(const struct fm_object *obj, uint8_t st);
+/* Check the invariants of pages [pg, pg+n). => obj->lock held */
+void fm__object_assert_locked(const struct fm_object *obj, uint64_t pg,
+    uint64_t n);
+
+/*
+ * A copy of e's mapping (not its references, hints or installs) in c.
+ * => the map lock exclusive held (e->end, e->dead stable)
+ */
+void fm__entry_copy(struct fm_entry *c, const struct fm_entry *e);
+void fm__entry_ref(struct fm_entry *e);
+void fm__entry_rele(struct fm_entry *e);
+
+/* arena.c: where fomap's own memory and the objects' pages live */
+void *fm__arena_map(size_t len, int prot, int flags, int fd, off_t off);
+void fm__arena_unmap(void *addr, size_t len);
+int fm__store_alloc(uint64_t size, int *fd, int *rofd, off_t *base);
+void fm__store_free(off_t base, uint64_t size);
 
 /* pager_host.c: a host object mapping fd; the kernel is its pager. */
 int fm__host_object(int fd, struct fm_object **objp);
 
 /* map.c: the map of the process's fomap mappings. */
 struct fm_map {
+	pthread_mutex_t oplock;
 	pthread_rwlock_t lock;
+	_Atomic uint64_t gen; /* entries inserted so far */
 	struct fm_entry **v; /* sorted by start, not overlapping */
 	size_t n, cap;
 };
@@ -133,11 +182,64 @@ void fm__map_remove(struct fm_entry *e);
 size_t fm__map_range(uintptr_t start, uintptr_t end, size_t *n);
 void fm__map_assert(void);
 
+/* mmap.c */
+/*
+ * The kernel unmapped [start, end) (to == 0) or moved it to to: entries
+ * there that are older than gen leave the map (or follow it), onto *dead,
+ * for fm__map_bury once no lock is held (the last may write back).
+ */
+void fm__map_gone(uintptr_t start, uintptr_t end, uintptr_t to, uint64_t gen,
+    struct fm_entry **dead);
+void fm__map_bury(struct fm_entry *dead);
+/* At exit(): write back what is dirty in every object still mapped. */
+void fm__map_exit(void);
+
 /* fault.c: the fault engine. */
 extern __thread struct fm_object *fm__pmaplock_held;
 int fm__engine_start(void);
+int fm__engine_started(void);
+/* In a fork child of a process that used fomap: calls are plain syscalls. */
+extern int fm__forked;
 /* Make pages of e from va resident and map them (MADV_WILLNEED). */
 int fm__fault_prefetch(struct fm_entry *e, uintptr_t va, uintptr_t end);
+/* The map follows the munmap/mremap events read so far. => no lock held */
+void fm__fault_events(void);
+/* Zap [va, va+len) of e, unless the kernel has taken it away meanwhile. */
+int fm__fault_zap(struct fm_entry *e, uintptr_t va, size_t len);
+
+/*
+ * A critical section of a fomap call: every signal that can be sent
+ * asynchronously blocked and cancellation disabled, so that a handler that
+ * touches fomap memory never waits for a lock its own thread holds, and
+ * cancellation never leaves a lock or a busy page behind. Synchronous
+ * signals stay open (the kernel would kill the process on them anyway).
+ */
+struct fm_crit {
+	sigset_t old;
+	int cancel;
+};
+
+static inline void
+fm__crit_enter(struct fm_crit *c)
+{
+	sigset_t all;
+
+	sigfillset(&all);
+	sigdelset(&all, SIGBUS);
+	sigdelset(&all, SIGSEGV);
+	sigdelset(&all, SIGILL);
+	sigdelset(&all, SIGFPE);
+	sigdelset(&all, SIGTRAP);
+	pthread_sigmask(SIG_BLOCK, &all, &c->old);
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &c->cancel);
+}
+
+static inline void
+fm__crit_leave(struct fm_crit *c)
+{
+	pthread_setcancelstate(c->cancel, NULL);
+	pthread_sigmask(SIG_SETMASK, &c->old, NULL);
+}
 
 static inline uint64_t
 fm__entry_pgidx(const struct fm_entry *e, uintptr_t va)

@@ -616,7 +616,14 @@ TEST_TAGGED(guard_threads_protect_and_remove, "thread")
 			ASSERT_EQ(p[(i * NPG + j) * PG], t[i].last[j]);
 	}
 	struct fm_guard_stats s = gstats(fd);
-	ASSERT_EQ(s.refused, sigbus);
+	/*
+	 * Every SIGBUS is a refusal; a refusal whose write was retried
+	 * before it was answered (its page was removed and mapped again,
+	 * which wakes the writer) and then went through after the
+	 * protection changed back gets no SIGBUS: it came too late.
+	 */
+	ASSERT_GE(s.refused, sigbus);
+	ASSERT_LE(s.refused - sigbus, s.removals);
 	ASSERT_GE(sigbus, 1); /* the test did race writes with refusal */
 	ASSERT_GE(writes - sigbus, 1);
 	ASSERT_GE(s.recorded, 1);

@@ -277,6 +277,18 @@ t_detach(struct fm_object *obj)
 	calls.pgo_detach++;
 }
 
+/*
+ * The engine thread that served a fault lets go of its reference on the
+ * mapping just after the fault's answer: the last one may come a moment
+ * after fm_munmap returns.
+ */
+static void
+wait_detached(void)
+{
+	for (int i = 0; i < 1000 && atomic_load(&calls.pgo_detach) == 0; i++)
+		usleep(1000);
+}
+
 static int
 t_get(struct fm_object *obj, uint64_t pg, unsigned *npages)
 {
@@ -466,6 +478,7 @@ TEST(hooks_of_a_pager_with_get)
 	ASSERT_OK(fm_close(fd));
 	ASSERT_EQ(calls.pgo_detach, 0);
 	fm_object_rele(tobj); /* the last reference */
+	wait_detached();
 	ASSERT_EQ(calls.pgo_detach, 1);
 }
 
@@ -491,6 +504,7 @@ TEST(hooks_of_a_pager_with_fault)
 	ASSERT_EQ(calls.put_pages, 1);
 	ASSERT_OK(fm_close(fd));
 	fm_object_rele(tobj);
+	wait_detached();
 	ASSERT_EQ(calls.pgo_detach, 1);
 }
 
@@ -559,6 +573,7 @@ TEST(failing_mmap_hook_gives_errno)
 	ASSERT_OK(fm_munmap(p, 4 * PG));
 	ASSERT_OK(fm_close(fd));
 	fm_object_rele(tobj);
+	wait_detached();
 	ASSERT_EQ(calls.pgo_detach, 1); /* no reference leaked */
 }
 
