@@ -19,9 +19,10 @@
  * references; a global name lives while some open holds a handle.
  *
  * Backing storage is one unlinked file per process (in $FOMAP_GEM_SWAPDIR,
- * else /var/tmp; a memfd when no directory will do). A buffer's fake mmap
- * offset, less FAKE_BASE, is also where it lives in that file, so buffers
- * never overlap there. A page's bit in bo->saved says the file holds its
+ * else /var/tmp; a memfd when no directory will do). A buffer has its own
+ * place there (bo->swap), given back when it is freed and reused, so that
+ * create/free cycles never run the file past the kernel's limits; fake
+ * mmap offsets are never reused. A page's bit in bo->saved says the file holds its
  * latest clean contents: a page evicted with the bit clear was all zeros.
  *
  * Lock order: gem_file.lock, then gem.lock, then gem_bo.lock. No lock is
@@ -48,6 +49,7 @@ struct gem_bo {
 	struct fm_object *obj; /* the buffer's object (its reference count) */
 	size_t size;
 	uint64_t fake; /* fake mmap offset; immutable */
+	uint64_t swap; /* its place in backing storage; immutable */
 	uint32_t name; /* global name, 0: none (gem.lock) */
 	unsigned handles; /* handles to it in every open (gem.lock) */
 	struct gem_bo *next; /* every live buffer (gem.lock) */
@@ -66,7 +68,12 @@ static struct {
 	pthread_mutex_t lock;
 	struct gem_bo *bos;
 	uint64_t nbos, bytes, named;
-	uint64_t next_fake;
+	uint64_t next_fake; /* never reused: an old offset maps nothing */
+	uint64_t next_swap; /* backing storage: reused, see swap_alloc */
+	struct {
+		uint64_t at, len;
+	} freed[64];
+	unsigned nfreed;
 	uint32_t next_name;
 	int swapfd; /* backing storage, or -1 */
 } gem = {
@@ -109,7 +116,7 @@ swap_fd(void)
 static off_t
 swap_off(const struct gem_bo *bo, uint64_t pg)
 {
-	return (off_t)(bo->fake - FAKE_BASE + pg * PAGE);
+	return (off_t)(bo->swap + pg * PAGE);
 }
 
 static int
@@ -244,6 +251,44 @@ gem_put(struct fm_object *obj, uint64_t pg, unsigned n, int flags)
 }
 
 /*
+ * A place of len bytes in backing storage: a freed one that is large
+ * enough, or new. Places are reused so that create/free cycles never run
+ * the backing file past the size the kernel allows.
+ * => gem.lock held
+ */
+static uint64_t
+swap_alloc_locked(uint64_t len)
+{
+	len = PAGES(len) * PAGE;
+	for (unsigned i = 0; i < gem.nfreed; i++) {
+		uint64_t at = gem.freed[i].at;
+
+		if (gem.freed[i].len < len)
+			continue;
+		gem.freed[i].at += len;
+		gem.freed[i].len -= len;
+		if (gem.freed[i].len == 0)
+			gem.freed[i] = gem.freed[--gem.nfreed];
+		return at;
+	}
+	gem.next_swap += len;
+	return gem.next_swap - len;
+}
+
+/* => gem.lock held */
+static void
+swap_free_locked(uint64_t at, uint64_t len)
+{
+	len = PAGES(len) * PAGE;
+	if (at + len == gem.next_swap)
+		gem.next_swap = at;
+	else if (gem.nfreed < sizeof gem.freed / sizeof gem.freed[0]) {
+		gem.freed[gem.nfreed].at = at;
+		gem.freed[gem.nfreed++].len = len;
+	}
+}
+
+/*
  * pgo_detach: the last reference is gone (no handle, no mapping): free the
  * buffer and its place in backing storage.
  */
@@ -263,9 +308,12 @@ gem_detach(struct fm_object *obj)
 		(void)fallocate(gem.swapfd,
 		    FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, swap_off(bo, 0),
 		    (off_t)bo->size);
+	swap_free_locked(bo->swap, bo->size);
 	if (gem.nbos == 0) { /* nothing left to back: give the file back */
 		fd = gem.swapfd;
 		gem.swapfd = -1;
+		gem.next_swap = 0; /* and start its offsets afresh */
+		gem.nfreed = 0;
 	}
 	pthread_mutex_unlock(&gem.lock);
 	if (fd >= 0)
@@ -310,6 +358,7 @@ bo_create(uint64_t size, struct gem_bo **bop)
 	bo->fake = gem.next_fake;
 	gem.next_fake +=
 	    size + PAGE; /* a gap: a buffer's end is no other's start */
+	bo->swap = swap_alloc_locked(size);
 	bo->next = gem.bos;
 	gem.bos = bo;
 	gem.nbos++;

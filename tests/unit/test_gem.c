@@ -649,3 +649,31 @@ TEST_TAGGED(gem_evict_back_to_back, "thread")
 	fm_test_need_uffd();
 	evict_while_writing(0, 2);
 }
+
+/*
+ * Create, map, write, evict and free a 64 GiB buffer, 300 times: the
+ * backing storage a freed buffer had is reused, so eviction never runs
+ * out of file (it gave EIO once every offset had been used).
+ */
+TEST(gem_create_free_cycles_reuse_backing)
+{
+	/* 17 TiB of buffers in all: about 30 s (every page's state walked). */
+	if (getenv("FOMAP_TEST_KNOWN") == NULL)
+		fm_test_skip("slow (30 s): make stress or FOMAP_TEST_KNOWN=1 "
+		             "runs it");
+	fm_test_need_uffd();
+	int fd = gem_dev(O_RDWR);
+
+	for (int i = 0; i < 300; i++) {
+		uint32_t h = gem_create(fd, (uint64_t)64 << 30);
+		char *p = gem_map(fd, h, 16 * PG);
+
+		p[PG] = (char)(i + 1);
+		gem_evict(fd, h);
+		ASSERT_EQ(p[PG], (char)(i + 1));
+		ASSERT_OK(fm_munmap(p, 16 * PG));
+		struct fm_gem_close c = {.handle = h};
+		ASSERT_OK(fm_ioctl(fd, FM_GEM_CLOSE, &c));
+	}
+	ASSERT_OK(fm_close(fd));
+}
