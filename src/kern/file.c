@@ -545,6 +545,7 @@ fm_ioctl(int fd, unsigned long request, ...)
 	va_start(ap, request);
 	arg = va_arg(ap, void *);
 	va_end(ap);
+	fm__fault_events(); /* a driver sees the mappings the program has */
 	if ((fp = fm__file_get(fd, NULL, &err)) == NULL && err == -EBADF &&
 	    fm__forked)
 		return errno = EBADF, -1;

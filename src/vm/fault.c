@@ -345,6 +345,8 @@ static struct {
 	} * v; /* in the order read */
 	unsigned n, cap;
 	atomic_uint pending; /* n, read without the lock */
+	atomic_int reading; /* a read is under way: it may bring one */
+	atomic_int burying; /* entries of followed events not yet buried */
 } gone = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 enum answer { ANS_NONE, ANS_MAPPED, ANS_WOKEN, ANS_UNPROTECTED, ANS_SIGBUS };
@@ -1466,6 +1468,9 @@ fm__fault_events(void)
 	struct fm_crit c;
 	struct gone g;
 
+	if (atomic_load(&gone.pending) == 0 &&
+	    atomic_load(&gone.reading) == 0 && atomic_load(&gone.burying) == 0)
+		return; /* nothing read and not followed, nothing in a read */
 	fm__crit_enter(&c);
 	/*
 	 * Under gone.lock: a reader records an event under it, and the call
@@ -1475,6 +1480,9 @@ fm__fault_events(void)
 	g.start = gone.n;
 	pthread_mutex_unlock(&gone.lock);
 	if (g.start == 0) {
+		/* Another thread follows them: wait until it has buried. */
+		while (atomic_load(&gone.burying) > 0)
+			sched_yield();
 		fm__crit_leave(&c);
 		return;
 	}
@@ -1493,12 +1501,15 @@ fm__fault_events(void)
 		atomic_store(&gone.pending, gone.n);
 		pthread_mutex_unlock(&gone.lock);
 	}
+	if (dead != NULL)
+		atomic_fetch_add(&gone.burying, 1);
 	pthread_mutex_unlock(&evproc);
 	if (dead != NULL) {
 		/* The last unmap writes back: a pager may take its time. */
 		engine_block(fm__pmap_kernel());
 		fm__map_bury(dead);
 		engine_unblock();
+		atomic_fetch_sub(&gone.burying, 1);
 	}
 	fm__crit_leave(&c);
 }
@@ -1552,6 +1563,7 @@ read_batch(struct fm_pmap *pm, struct emsg *got)
 	int k, n = 0;
 
 	pthread_mutex_lock(&gone.lock);
+	atomic_store(&gone.reading, 1);
 	/*
 	 * Before the read: the call that made an event returns once it is
 	 * read, and may map anew at once; what it maps must count as newer.
@@ -1593,6 +1605,7 @@ read_batch(struct fm_pmap *pm, struct emsg *got)
 		gone.v[gone.n++] = (struct gone){start, end, to, gen};
 		atomic_store(&gone.pending, gone.n);
 	}
+	atomic_store(&gone.reading, 0);
 	pthread_mutex_unlock(&gone.lock);
 	return n;
 }
