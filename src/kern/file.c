@@ -487,8 +487,9 @@ check_rw(struct fm_file *fp, const void *buf, size_t *lenp, int wr)
 	return 0;
 }
 
-ssize_t
-fm_read(int fd, void *buf, size_t len)
+/* fm_read and fm_write: through the file's fileops, or the kernel's. */
+static ssize_t
+rw(int fd, void *buf, size_t len, int wr)
 {
 	int err;
 	struct fm_file *fp = fm__file_get(fd, NULL, &err);
@@ -497,9 +498,12 @@ fm_read(int fd, void *buf, size_t len)
 	if (fp == NULL && err == -EBADF && fm__forked)
 		return errno = EBADF, -1;
 	if (fp == NULL)
-		return read(fd, buf, len);
-	r = check_rw(fp, buf, &len, 0);
-	if (r == 0)
+		return wr ? write(fd, buf, len) : read(fd, buf, len);
+	r = check_rw(fp, buf, &len, wr);
+	if (r == 0 && wr)
+		r = fp->f_ops->fo_write(fp, len ? buf : &fm__files.none, len,
+		    &fp->f_offset);
+	else if (r == 0)
 		r = fp->f_ops->fo_read(fp, len ? buf : &fm__files.none, len,
 		    &fp->f_offset);
 	fm__file_rele(fp);
@@ -511,26 +515,15 @@ fm_read(int fd, void *buf, size_t len)
 }
 
 ssize_t
+fm_read(int fd, void *buf, size_t len)
+{
+	return rw(fd, buf, len, 0);
+}
+
+ssize_t
 fm_write(int fd, const void *buf, size_t len)
 {
-	int err;
-	struct fm_file *fp = fm__file_get(fd, NULL, &err);
-	ssize_t r;
-
-	if (fp == NULL && err == -EBADF && fm__forked)
-		return errno = EBADF, -1;
-	if (fp == NULL)
-		return write(fd, buf, len);
-	r = check_rw(fp, buf, &len, 1);
-	if (r == 0)
-		r = fp->f_ops->fo_write(fp, len ? buf : &fm__files.none, len,
-		    &fp->f_offset);
-	fm__file_rele(fp);
-	if (r < 0) {
-		errno = (int)-r;
-		return -1;
-	}
-	return r;
+	return rw(fd, (void *)buf, len, 1);
 }
 
 int
