@@ -194,6 +194,7 @@
 #define FM_FAULT_TRIES 64 /* fills before a fault gives up (SIGBUS) */
 #define FM_ENGINE_MAXTHREADS 16 /* at start */
 #define FM_ENGINE_POOL 64 /* at most, when threads wait on pagers */
+#define FM_STALL_US 2000 /* a reader waiting this long: another reads */
 #define FM_ENGINE_BATCH 8 /* messages a read takes at most */
 #define FM_ENGINE_QUEUE (FM_ENGINE_MAXTHREADS * FM_ENGINE_BATCH)
 #define FM_TSLOTS 1024 /* faulting threads remembered (a hint) */
@@ -224,6 +225,8 @@ struct emsg {
 	uint64_t gen; /* fm__map.gen when it was read (events) */
 };
 
+static int64_t now_us(void);
+
 /* The engine threads (design notes); all but the constants under lock. */
 static struct {
 	pthread_mutex_t lock;
@@ -234,6 +237,7 @@ static struct {
 	int idle; /* threads waiting on cv */
 	int nthreads; /* engine threads */
 	int blocked; /* ... in a pager's hook or waiting for a page */
+	int64_t stalled_since; /* a reader has waited since (now_us), or 0 */
 	int shared; /* every thread may read (several CPUs) */
 	unsigned around; /* FOMAP_FAULT_AROUND, or 0 */
 } eng = {.lock = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
@@ -263,12 +267,12 @@ engine_block(struct fm_pmap *pm)
 		return;
 	pthread_mutex_lock(&eng.lock);
 	eng.blocked++;
-	if (eng_reader) {
-		eng_reader = 0;
-		eng.readers--;
-		if (eng.idle > 0)
-			pthread_cond_signal(&eng.cv);
-	}
+	/*
+	 * A reader that waits keeps its role (no wake-up on the fast path):
+	 * a waiting thread takes over once it has waited FM_STALL_US.
+	 */
+	if (eng_reader && eng.stalled_since == 0)
+		eng.stalled_since = now_us();
 	if (eng.blocked >= eng.nthreads && eng.nthreads < FM_ENGINE_POOL) {
 		eng.nthreads++;
 		spawn = 1;
@@ -288,6 +292,8 @@ engine_unblock(void)
 		return;
 	pthread_mutex_lock(&eng.lock);
 	eng.blocked--;
+	if (eng_reader)
+		eng.stalled_since = 0;
 	pthread_mutex_unlock(&eng.lock);
 }
 
@@ -350,8 +356,6 @@ static struct {
 } gone = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 enum answer { ANS_NONE, ANS_MAPPED, ANS_WOKEN, ANS_UNPROTECTED, ANS_SIGBUS };
-
-static int64_t now_us(void);
 
 /* What resolving one fault needs to know, read under the map lock. */
 struct fault {
@@ -1696,7 +1700,9 @@ engine_main(void *arg)
 				if (eng.idle > 0)
 					pthread_cond_signal(&eng.cv);
 			}
-		} else if (eng_reader || eng.readers == 0 || eng.shared) {
+		} else if (eng_reader || eng.readers == 0 || eng.shared ||
+		    (eng.stalled_since != 0 &&
+		        now_us() - eng.stalled_since > FM_STALL_US)) {
 			if (!eng_reader) {
 				eng_reader = 1;
 				eng.readers++;
@@ -1704,8 +1710,17 @@ engine_main(void *arg)
 			if (!engine_read_locked(pm, &m))
 				continue;
 		} else {
+			struct timespec ts;
+
+			/* Timed: to see a reader that waits on a pager. */
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += FM_STALL_US * 1000 * 2;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
 			eng.idle++;
-			pthread_cond_wait(&eng.cv, &eng.lock);
+			(void)pthread_cond_timedwait(&eng.cv, &eng.lock, &ts);
 			eng.idle--;
 			continue;
 		}
