@@ -1472,6 +1472,8 @@ fm__fault_events(void)
 	struct fm_crit c;
 	struct gone g;
 
+	if (fm__forked)
+		return; /* the parent's map: its locks may be held for good */
 	if (atomic_load(&gone.pending) == 0 &&
 	    atomic_load(&gone.reading) == 0 && atomic_load(&gone.burying) == 0)
 		return; /* nothing read and not followed, nothing in a read */

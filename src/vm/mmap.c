@@ -25,6 +25,7 @@
 #define MAP_SHARED_VALIDATE 0x03
 #endif
 #define MAP_TYPE_MASK 0x0f
+#define FM_BURY_WAIT 1000 /* x 100 µs: how long bury waits for a fault */
 
 /* Flags Linux accepts without validation (LEGACY_MAP_MASK and type). */
 #define FM_MAP_KNOWN                                                       \
@@ -194,6 +195,16 @@ bury(struct fm_entry *dead)
 		dead = e->onext;
 		if (e->pm)
 			(void)fm__pmap_wake(e->pm, e->start, e->end - e->start);
+		/*
+		 * A fault still resolving on e holds a reference: let it end
+		 * (it installs nothing: e is dead), so that the object is let
+		 * go when the call that unmapped it returns, as the kernel's
+		 * munmap waits for the faults in progress (bounded: a pager
+		 * may be slow).
+		 */
+		for (int i = 0; i < FM_BURY_WAIT && atomic_load(&e->refs) > 1;
+		     i++)
+			usleep(100);
 		if (!(obj->flags & FM_OBJ_HOST) && !mapped(obj))
 			(void)fm_object_clean(obj, 0,
 			    obj->npages << FM_PAGE_SHIFT);
