@@ -222,7 +222,6 @@ __thread struct fm_object *fm__pmaplock_held;
 struct emsg {
 	struct uffd_msg m;
 	uint64_t seq;
-	uint64_t gen; /* fm__map.gen when it was read (events) */
 };
 
 static int64_t now_us(void);
@@ -1007,6 +1006,13 @@ events_pending(void)
 	return atomic_load(&gone.pending) > 0;
 }
 
+/* Whether gone range g can hold e's memory (e is not newer). */
+static int
+gone_for(const struct gone *g, const struct fm_entry *e)
+{
+	return e->gen <= g->gen;
+}
+
 /* Whether an event not yet followed may have taken e's memory. */
 static int
 gone_any(const struct fm_entry *e)
@@ -1015,17 +1021,10 @@ gone_any(const struct fm_entry *e)
 
 	pthread_mutex_lock(&gone.lock);
 	for (unsigned i = 0; i < gone.n && !r; i++)
-		r = e->gen <= gone.v[i].gen && gone.v[i].start < e->end &&
+		r = gone_for(&gone.v[i], e) && gone.v[i].start < e->end &&
 		    e->start < gone.v[i].end;
 	pthread_mutex_unlock(&gone.lock);
 	return r;
-}
-
-/* Whether gone range g can hold e's memory (e is not newer). */
-static int
-gone_for(const struct gone *g, const struct fm_entry *e)
-{
-	return e->gen <= g->gen;
 }
 
 int
@@ -1520,12 +1519,6 @@ fm__fault_events(void)
 	fm__crit_leave(&c);
 }
 
-static void
-resolve(struct fm_pmap *pm, const struct emsg *em)
-{
-	resolve_fault(pm, em);
-}
-
 int
 fm__fault_prefetch(struct fm_entry *e, uintptr_t va, uintptr_t end)
 {
@@ -1727,7 +1720,7 @@ engine_main(void *arg)
 			continue;
 		}
 		pthread_mutex_unlock(&eng.lock);
-		resolve(pm, &m);
+		resolve_fault(pm, &m);
 		pthread_mutex_lock(&eng.lock);
 	}
 	return NULL;
