@@ -17,6 +17,8 @@
  *   RDONLY     a flag on any state: the driver made the page read-only
  *   WRITING    a flag on a resident page: one write to it is being decided
  *              (the write hook runs); other writes to it wait
+ *   REFUSING   with WRITING: that write was refused and its thread is
+ *              being told; nothing makes the page writable meanwhile
  *
  * Transitions, each with the function that makes it, all under obj->lock:
  *
@@ -43,7 +45,9 @@
  *
  *   1. A page is filled by one thread at a time: only fm__object_busy makes
  *      an EMPTY page BUSY (FILLING) and only clean_pmaplocked a DIRTY one
- *      (WRITEBACK, clearing DIRTY first): a BUSY page is never DIRTY.
+ *      (WRITEBACK, clearing DIRTY first): a BUSY page is never DIRTY. A
+ *      fill that failed keeps its page BUSY, with no lock held, until its
+ *      refusal is told (refuse_held).
  *   2. A DIRTY page is RESIDENT; a page mapped in a shared mapping is
  *      RESIDENT; a BUSY page is never installed (install_locked stops at
  *      one, and waits on it when it is the faulting page).
@@ -54,10 +58,12 @@
  *      it is installed with is read from its state under that same lock.
  *      Every change of what may be mapped, and how (protect, clean,
  *      discard), holds pmaplock exclusive and applies itself to every
- *      shared mapping before letting go. So a mapping never holds a page
- *      more writable than its state allows, but for a write the write
- *      hook allowed (which makes the page DIRTY under the same shared
- *      lock first).
+ *      shared mapping before letting go; a mapping that leaves its
+ *      object is write-protected first (fm__object_unlink), since such
+ *      changes no longer reach it. So a mapping never holds a page more
+ *      writable than its state allows, but for a write the write hook
+ *      allowed (which makes the page DIRTY under the same shared lock
+ *      first).
  *   4. For a pager with pgo_put, a page writable in some mapping is DIRTY:
  *      clean_pmaplocked write-protects before it clears DIRTY, and a
  *      mapping that is being removed is write-protected when it leaves its
@@ -122,7 +128,8 @@
  * Duplicate messages and refusals: a thread interrupted by a signal while
  * it waits in a fault leaves the fault, runs its handler and faults again:
  * a second message for the same access. The last message read from each
- * thread is remembered (thr): a refusal is delivered only for it, and only
+ * thread is remembered (thr); a message that is not its thread's last is
+ * only woken. A refusal is delivered for the last message only, and only
  * while the thread still waits in a fault (/proc: fm__pmap_thread). From
  * user mode it is a SIGBUS sent to the thread (si_addr the exact address
  * when the kernel gives it, SI_QUEUE, si_errno the error); from inside a
@@ -130,10 +137,23 @@
  * pending) the page is poisoned, so the call fails with EFAULT, and the
  * poison is cleared once the call has returned, so the next access is
  * served afresh; a thread that blocks SIGBUS gets the poison too (the
- * kernel's own SIGBUS). A refusal by the write hook that its thread did
- * not get is kept for that thread's retry, which is refused without asking
- * the hook again. A thread that has gone gets nothing: no page is poisoned
- * for a fault nobody waits on.
+ * kernel's own SIGBUS). A refusal the thread did not get is kept for that
+ * thread's retry, which is refused without asking the pager or the hook
+ * again. A thread that has gone gets nothing.
+ *
+ * A refusal must reach the access it was made for, never a later one, so
+ * from its decision until its thread has taken the SIGBUS nothing may let
+ * that access through or end it otherwise:
+ *
+ *   - the page is held: a failed fill keeps it BUSY (other faults wait,
+ *     nothing installs it), a refused write keeps its turn (WRITING) and
+ *     marks it REFUSING (fm_object_protect waits before it unprotects);
+ *   - the entry is held (entry_hold_locked): the memory is neither removed
+ *     nor replaced under the thread;
+ *   - one refusal is told to a thread at a time (tell .. told): a message
+ *     read meanwhile may be the same access (read before the thread took
+ *     the SIGBUS) or a new one; told() decides, once the SIGBUS is taken,
+ *     that the thread's messages at the page read so far were the old one.
  *
  * Filling and mapping (fill_and_install):
  *
@@ -201,10 +221,12 @@
 #define FM_NOENTRY_MAX 32 /* faults of a thread at a page with no entry */
 #define FM_LOOK_TRIES 8 /* looks at a running thread before deciding */
 #define FM_LOOK_US 10 /* between two looks */
+#define FM_STUCK_US 10000 /* a system call seen retrying its fault */
 #define FM_SPIN_MSGS 32 /* messages in a row: a syscall's fault retried */
 #define FM_REFUSAL_US 20000 /* a kept refusal is for this access only */
 #define FM_ACCESS_FLAGS (UFFD_PAGEFAULT_FLAG_WRITE | UFFD_PAGEFAULT_FLAG_WP)
 #define FM_EFAULT_WAIT_US 20000 /* how long a refusal waits for its syscall */
+#define FM_TAKEN_WAIT_US 200000 /* ... for its thread to take its SIGBUS */
 
 _Static_assert(sizeof(((struct fm_entry *)0)->ra_more) ==
         (FM_AROUND_STREAMS - 1) * sizeof(uintptr_t),
@@ -304,6 +326,8 @@ struct tslot {
 	pid_t tid;
 	uint64_t seq; /* its last message */
 	uintptr_t va; /* the page of that message */
+	uintptr_t prevva; /* the page of its messages before, */
+	uint64_t prevseq; /* and the last of them */
 	unsigned noentry; /* its faults in a row at va that found no entry */
 	unsigned atva; /* its messages in a row at va */
 	uintptr_t refused; /* a page whose access it was refused, not told */
@@ -316,6 +340,7 @@ struct tslot {
 	 * before that belong to the access that refusal ended.
 	 */
 	uint64_t told;
+	int telling; /* a refusal is being told to it (tell .. told) */
 };
 static struct {
 	pthread_mutex_t lock;
@@ -765,13 +790,18 @@ forget_page(struct fm_object *obj, uint64_t pg)
  * otherwise starve a fault by punching every fill before it is mapped).
  * => no lock held; e referenced
  */
+/*
+ * Fill and map from f's page; held (if not NULL): when the pager fails,
+ * f's page stays busy for the refusal, and *held says so.
+ */
 static int
-fill_and_install(const struct fault *f, unsigned around, size_t *mapped)
+fill_and_install(const struct fault *f, unsigned around, size_t *mapped,
+    int *held)
 {
 	struct fm_entry *e = f->e;
 	struct fm_object *obj = e->obj;
 	uint64_t pg = fm__entry_pgidx(e, f->va);
-	unsigned n, filled, want = around;
+	unsigned n, filled, want = around, keep;
 	int rdonly = 0, r, blk = !zero_fill(e) || page_waits(obj, pg, 0);
 
 	if (blk)
@@ -785,7 +815,10 @@ fill_and_install(const struct fault *f, unsigned around, size_t *mapped)
 		r = 0;
 	} else {
 		r = pager_fill(f, pg, n, &filled, &around, &rdonly);
-		fm__object_unbusy(obj, pg, n, r < 0 ? 0 : filled);
+		keep = r < 0 && n > 0 && held != NULL;
+		if (held != NULL)
+			*held = keep;
+		fm__object_unbusy(obj, pg + keep, n - keep, r < 0 ? 0 : filled);
 		if (r == 0)
 			r = install_locked(f, pg, around, want, rdonly, mapped);
 		if (r == -ENOENT && *mapped == 0)
@@ -835,7 +868,10 @@ latest(const struct fault *f)
 /*
  * About to tell f's thread of a refusal: => 1 if f is still the message
  * to answer so (the last of its thread, and read since it was last told),
- * and from now on the thread's messages read so far are answered.
+ * and from now on the thread's messages read so far are answered. While
+ * one refusal of a thread is being told (until told()), another waits: a
+ * message read meanwhile may be of the same access (read before the
+ * thread took its SIGBUS) or of a new one, which only told() can tell.
  */
 static int
 tell(const struct fault *f)
@@ -845,24 +881,53 @@ tell(const struct fault *f)
 
 	pthread_mutex_lock(&thr.lock);
 	t = tslot_locked(f->tid);
+	while (t->tid == f->tid && t->telling) {
+		pthread_mutex_unlock(&thr.lock);
+		usleep(FM_LOOK_US);
+		pthread_mutex_lock(&thr.lock);
+	}
 	r = t->tid != f->tid || (t->seq == f->seq && f->seq > t->told);
 	if (r && t->tid == f->tid) {
 		t->told = thr.seq;
 		t->refused = 0;
+		t->telling = 1;
 	}
 	pthread_mutex_unlock(&thr.lock);
 	return r;
 }
 
-/* A write to page va is about to be let through. */
+/*
+ * The sequence number of the last message read: a read under way (it
+ * holds gone.lock from its read(2) to its note_message) is counted.
+ */
+static uint64_t
+read_so_far(void)
+{
+	uint64_t seq;
+
+	pthread_mutex_lock(&gone.lock);
+	pthread_mutex_lock(&thr.lock);
+	seq = thr.seq;
+	pthread_mutex_unlock(&thr.lock);
+	pthread_mutex_unlock(&gone.lock);
+	return seq;
+}
+
+/*
+ * A write to page va has been let through: the unprotect woke every
+ * thread that waited to write it, so each write message of the page read
+ * so far is answered (a message the kernel removes once its thread is
+ * woken cannot be read after that).
+ */
 static void
 write_answered(uintptr_t va)
 {
 	unsigned i = (unsigned)(va >> FM_PAGE_SHIFT) % FM_WSLOTS;
+	uint64_t seq = read_so_far();
 
 	pthread_mutex_lock(&thr.lock);
 	wans[i].va = va;
-	wans[i].seq = thr.seq;
+	wans[i].seq = seq;
 	pthread_mutex_unlock(&thr.lock);
 }
 
@@ -879,24 +944,37 @@ write_stale(const struct fault *f)
 	return r;
 }
 
-static void wait_retried(const struct fault *f);
+static void wait_taken(const struct fault *f);
 
 /*
- * f's thread has been sent its SIGBUS: once it has left the fault, every
- * message of it read so far belongs to the access that the SIGBUS ended
- * (one read before the thread ran again may have been queued before).
+ * f's thread has been told of its refusal (tell): once it has taken its
+ * SIGBUS, if it was sent one, its messages at f's page read so far belong
+ * to the access that the refusal ended (the kernel drops an unread message
+ * of a thread that leaves its fault), and every later one to a new access.
+ * A new access at the same page whose message was read already is taken
+ * for the old one: that message is only woken, and its retry is new.
  */
 static void
 told(const struct fault *f)
 {
 	struct tslot *t;
+	uint64_t seq = f->seq;
 
-	wait_retried(f);
+	wait_taken(f);
+	pthread_mutex_lock(&gone.lock); /* a read under way notes first */
 	pthread_mutex_lock(&thr.lock);
 	t = tslot_locked(f->tid);
-	if (t->tid == f->tid)
-		t->told = thr.seq;
+	if (t->tid == f->tid) {
+		if (t->va == f->va)
+			seq = t->seq;
+		else if (t->prevva == f->va)
+			seq = t->prevseq;
+		if (seq > t->told)
+			t->told = seq;
+		t->telling = 0;
+	}
 	pthread_mutex_unlock(&thr.lock);
+	pthread_mutex_unlock(&gone.lock);
 }
 
 /* A message read from thread tid at page va: its sequence number. */
@@ -911,8 +989,11 @@ note_message(pid_t tid, uintptr_t va)
 	t = tslot_locked(tid);
 	if (t->tid != tid)
 		*t = (struct tslot){.tid = tid};
-	if (t->va != va)
+	if (t->va != va) {
+		t->prevva = t->va;
+		t->prevseq = t->seq;
 		t->noentry = t->atva = 0;
+	}
 	t->atva++;
 	t->seq = seq;
 	t->va = va;
@@ -1085,6 +1166,22 @@ wait_retried(const struct fault *f)
 }
 
 /*
+ * Wait until f's thread has taken the SIGBUS sent to it (it is no longer
+ * pending: the thread has left its fault for the handler), at most
+ * FM_TAKEN_WAIT_US (it may block SIGBUS in a handler for a while).
+ */
+static void
+wait_taken(const struct fault *f)
+{
+	int64_t until = now_us() + FM_TAKEN_WAIT_US;
+	struct fm_pmap_thread t;
+
+	while (fm__pmap_thread(f->pm, f->tid, &t) == 0 && t.sigbus_pending &&
+	    now_us() < until)
+		usleep(FM_LOOK_US);
+}
+
+/*
  * A refused access from inside a system call: make the call fail with
  * EFAULT, then, once the thread has left it, put the page back as it was
  * so that the next access is decided afresh. A refused write (mapped: the
@@ -1093,17 +1190,10 @@ wait_retried(const struct fault *f)
  * system call); any other refusal poisons it.
  */
 static enum answer
-refuse_syscall(const struct fault *f, int err, int mapped, int readable,
-    unsigned gen)
+refuse_syscall(const struct fault *f, int mapped, int readable)
 {
-	struct fm_object *obj = f->e->obj;
 	int r;
 
-	pthread_mutex_lock(&obj->lock);
-	r = entry_hold_locked(f->e);
-	pthread_mutex_unlock(&obj->lock);
-	if (r < 0)
-		return wake(f);
 	if (readable && mapped && (f->prot & PROT_WRITE)) {
 		r = fm__pmap_readonly(f->pm, f->va, PROT_READ);
 		if (r == 0)
@@ -1117,18 +1207,9 @@ refuse_syscall(const struct fault *f, int err, int mapped, int readable,
 			wait_retried(f);
 		(void)fm__fault_zap(f->e, f->va, FM_PAGE_SIZE);
 	}
-	entry_unhold(f->e);
-	if (gen != UINT32_MAX)
-		refusal_keep(f, gen, err); /* its retry, if any, is refused */
 	return r == 0 ? ANS_SIGBUS : ANS_NONE;
 }
 
-/*
- * Refuse f's access (err: the pager's error, or EACCES): SIGBUS to the
- * thread if it faulted from user mode, EFAULT to its system call if from
- * one; nothing if it is no longer waiting on this fault (a newer message
- * of it will be answered). Design notes: refusals.
- */
 static int engine_drain(struct fm_pmap *pm);
 
 /*
@@ -1144,68 +1225,122 @@ may_tell(const struct fault *f)
 	return tell(f);
 }
 
+/* How a refusal reaches its thread. */
+enum tell_how {
+	TELL_NOT, /* it is not waiting on this fault: not now */
+	TELL_SIGNAL, /* SIGBUS to the thread, which waits in a user fault */
+	TELL_POISON, /* it blocks SIGBUS: the kernel's own, which kills */
+	TELL_SYSCALL, /* EFAULT to the system call it waits in */
+	TELL_STUCK, /* a system call retrying its fault: poison */
+};
+
 static enum answer
-refuse(const struct fault *f, int err, int mapped, unsigned gen)
+tell_now(const struct fault *f, int err, int mapped, enum tell_how how)
+{
+	switch (how) {
+	case TELL_SIGNAL:
+		return fm__pmap_sigbus(f->pm, f->tid, f->addr ? f->addr : f->va,
+		           -err) == 0
+		    ? ANS_SIGBUS
+		    : ANS_NONE;
+	case TELL_POISON:
+		return fm__pmap_poison(f->pm, f->va, mapped) == 0 ? ANS_SIGBUS
+		                                                  : ANS_NONE;
+	case TELL_SYSCALL:
+	case TELL_STUCK:
+		return refuse_syscall(f, mapped, how == TELL_SYSCALL);
+	default:
+		return ANS_NONE;
+	}
+}
+
+/* Look at f's thread until it is known how to tell it of a refusal. */
+static enum tell_how
+tell_how(const struct fault *f)
 {
 	struct fm_pmap_thread t;
 	unsigned long long slept = ~0ULL; /* its sleeps at the first look */
+	int64_t since = 0; /* the first look that saw it running */
 	int spinning = 1; /* running, never sleeping, at every look */
 
-	atomic_fetch_add_explicit(&stats.sigbus, 1, memory_order_relaxed);
-	for (int look = 0; look < FM_LOOK_TRIES; look++) {
+	for (int look = 0;; look++) {
 		if (!latest(f) || fm__pmap_thread(f->pm, f->tid, &t) < 0)
-			break; /* a newer fault of it, or it has gone */
-		if (t.in_fault && t.in_syscall) {
-			if (!may_tell(f))
-				break;
-			return refuse_syscall(f, err, mapped, 1, gen);
-		}
-		if (t.in_fault) {
-			if (t.sigbus_pending || !may_tell(f))
-				break;
-			if (!t.sigbus_taken) /* the kernel's own: it kills */
-				return fm__pmap_poison(f->pm, f->va, mapped) ==
-				        0
-				    ? ANS_SIGBUS
-				    : ANS_NONE;
-			if (fm__pmap_sigbus(f->pm, f->tid,
-			        f->addr ? f->addr : f->va, -err) < 0)
-				return ANS_NONE;
-			told(f);
-			return ANS_SIGBUS;
-		}
-		if (!t.running) {
-			/*
-			 * Blocked, not in a userfaultfd wait: on its way into
-			 * or out of the fault (a page-table lock), or it left
-			 * the fault for a system call: look again.
-			 */
-			spinning = 0;
-			usleep(FM_LOOK_US);
-			continue;
-		}
+			return TELL_NOT; /* a newer fault of it, or it has gone */
+		if (t.in_fault && t.in_syscall)
+			return TELL_SYSCALL;
+		if (t.in_fault && t.sigbus_pending)
+			return TELL_NOT; /* it leaves the fault for that one */
+		if (t.in_fault)
+			return t.sigbus_taken ? TELL_SIGNAL : TELL_POISON;
 		/*
-		 * Running: back in user mode (a signal interrupted the fault;
+		 * Blocked, not in a userfaultfd wait (on its way into or out
+		 * of the fault, or it left the fault for a system call), or
+		 * running: back in user mode (a signal interrupted the fault;
 		 * it will fault again, and sleep in it), or a system call
 		 * whose fault the kernel retries without ever sleeping while
-		 * a signal waits: only that one never sleeps between looks and
-		 * has a signal pending at every look (a thread in user mode
-		 * takes its signals).
+		 * a signal waits. Only that one never sleeps and has a signal
+		 * pending at every look for FM_STUCK_US: a thread in user
+		 * mode takes its signals once it runs, and sleeps in its
+		 * fault. Poisoned: right for it in user mode too.
 		 */
-		if (slept == ~0ULL)
+		if (!t.running)
+			spinning = 0;
+		else if (slept == ~0ULL) {
 			slept = t.switches;
-		spinning &= t.switches == slept && t.signal_pending;
-		if (spinning && look == FM_LOOK_TRIES - 1 && faulting_hard(f)) {
-			if (!may_tell(f))
-				break;
-			/* Poisoned: right for it in user mode too (SIGBUS). */
-			return refuse_syscall(f, err, mapped, 0, gen);
+			since = now_us();
 		}
-		usleep(FM_LOOK_US);
+		spinning &= t.switches == slept && t.signal_pending;
+		if (spinning && now_us() - since >= FM_STUCK_US)
+			return faulting_hard(f) ? TELL_STUCK : TELL_NOT;
+		if (!spinning && look >= FM_LOOK_TRIES)
+			return TELL_NOT;
+		usleep(spinning ? FM_LOOK_US * 10 : FM_LOOK_US);
 	}
-	if (gen != UINT32_MAX)
-		refusal_keep(f, gen, err);
-	return wake(f);
+}
+
+/*
+ * Refuse f's access (err: the pager's error, or EACCES). The caller holds
+ * the page so that no act makes it accessible to this access until the
+ * thread is told (design notes: refusals); the entry is held here, so
+ * that the memory stays where it is meanwhile.
+ */
+static enum answer
+refuse(const struct fault *f, int err, int mapped, unsigned gen)
+{
+	struct fm_object *obj = f->e->obj;
+	enum tell_how how = TELL_NOT;
+	enum answer a;
+
+	atomic_fetch_add_explicit(&stats.sigbus, 1, memory_order_relaxed);
+	pthread_mutex_lock(&obj->lock);
+	if (entry_hold_locked(f->e) < 0) {
+		pthread_mutex_unlock(&obj->lock);
+		return wake(f); /* the memory is leaving: its retry sees */
+	}
+	pthread_mutex_unlock(&obj->lock);
+	engine_block(f->pm); /* looks at the thread, waits for it */
+	how = tell_how(f);
+	if (how == TELL_NOT || !may_tell(f)) {
+		if (gen != UINT32_MAX)
+			refusal_keep(f, gen, err);
+		a = wake(f);
+	} else {
+		a = tell_now(f, err, mapped, how);
+		told(f);
+	}
+	engine_unblock();
+	entry_unhold(f->e);
+	return a;
+}
+
+/* Refuse f's access to its page, which the caller made busy, then free it. */
+static enum answer
+refuse_held(const struct fault *f, int err, unsigned gen)
+{
+	enum answer a = refuse(f, err, 0, gen);
+
+	fm__object_unbusy(f->e->obj, fm__entry_pgidx(f->e, f->va), 1, 0);
+	return a;
 }
 
 /*
@@ -1219,20 +1354,28 @@ fault_page(const struct fault *f)
 	uint64_t pg = fm__entry_pgidx(f->e, f->va);
 	size_t mapped = 0;
 	unsigned around, gen;
-	int r = -EIO;
+	int r = -EIO, held = 0;
 
 	if (f->flags & UFFD_PAGEFAULT_FLAG_MINOR)
 		atomic_fetch_add_explicit(&stats.minor, 1,
 		    memory_order_relaxed);
+	if (!latest(f))
+		return wake(f); /* a newer message of its thread is answered */
 	if (pg >= obj->npages)
 		return refuse(f, -EFAULT, 0, UINT32_MAX);
 	gen = refusal_gen(obj);
-	if ((r = refusal_take(f, gen)) < 0) /* the pager said no already */
-		return refuse(f, r, 0, gen);
+	/* The pager said no already, unless the page was filled since. */
+	if ((r = refusal_take(f, gen)) < 0) {
+		engine_block(f->pm); /* the page may be busy */
+		held = fm__object_busy(obj, pg, 1) == 1;
+		engine_unblock();
+		if (held)
+			return refuse_held(f, r, gen);
+	}
 	around = fault_around(f);
 	for (int tries = 0; tries < FM_FAULT_TRIES; tries++) {
 		mapped = 0;
-		r = fill_and_install(f, around, &mapped);
+		r = fill_and_install(f, around, &mapped, &held);
 		if (r == 0) {
 			atomic_fetch_add_explicit(&stats.pages,
 			    mapped >> FM_PAGE_SHIFT, memory_order_relaxed);
@@ -1251,7 +1394,7 @@ fault_page(const struct fault *f)
 		    memory_order_relaxed);
 	}
 	refusal_keep(f, gen, r); /* for this access's next message */
-	return refuse(f, r, 0, gen);
+	return held ? refuse_held(f, r, gen) : refuse(f, r, 0, gen);
 }
 
 /*
@@ -1331,7 +1474,7 @@ fault_wp(const struct fault *f)
 	enum answer a = ANS_NONE;
 	unsigned gen, rgen;
 	uint8_t st;
-	int r = 0, blk;
+	int r = 0, blk, refusing;
 
 	atomic_fetch_add_explicit(&stats.wp, 1, memory_order_relaxed);
 	if (f->e->pmode != FM_PMAP_SHARED || pg >= obj->npages)
@@ -1371,20 +1514,36 @@ fault_wp(const struct fault *f)
 		obj->pgstate[pg] |= FM_PG_DIRTY;
 		fm__object_assert_locked(obj, pg, 1);
 		pthread_mutex_unlock(&obj->lock);
-		write_answered(f->va);
 		a = unprotect_locked(f);
+		if (a != ANS_NONE)
+			write_answered(f->va);
 		pthread_mutex_lock(&obj->lock);
 	}
-	/* Only now: a write waiting for its turn sees this one's PTE. */
-	write_end_locked(obj, pg);
+	/*
+	 * Only now: a write waiting for its turn sees this one's PTE. A
+	 * refused write keeps its turn until it is told, and no protection
+	 * change lets it through meanwhile (REFUSING: fm_object_protect
+	 * waits).
+	 */
+	refusing = a == ANS_NONE && r < 0 && r != -ESTALE && r != -EAGAIN;
+	if (refusing)
+		obj->pgstate[pg] |= FM_PGS_REFUSING;
+	else
+		write_end_locked(obj, pg);
 	pthread_mutex_unlock(&obj->lock);
 	pthread_rwlock_unlock(&obj->pmaplock);
 	if (blk)
 		engine_unblock();
 	if (a != ANS_NONE)
 		return a;
-	if (r < 0 && r != -ESTALE && r != -EAGAIN)
-		return refuse(f, r, 1, rgen);
+	if (refusing) {
+		a = refuse(f, r, 1, rgen);
+		pthread_mutex_lock(&obj->lock);
+		obj->pgstate[pg] &= (uint8_t)~FM_PGS_REFUSING;
+		write_end_locked(obj, pg);
+		pthread_mutex_unlock(&obj->lock);
+		return a;
+	}
 	/*
 	 * Already writable, a newer message of the thread (ESTALE), the page
 	 * discarded, or its protection changed while the hook decided: the
@@ -1539,7 +1698,7 @@ fm__fault_prefetch(struct fm_entry *e, uintptr_t va, uintptr_t end)
 			around = (unsigned)(e->obj->npages - pg);
 		f.va = va;
 		f.prot = e->prot;
-		r = fill_and_install(&f, around, &mapped);
+		r = fill_and_install(&f, around, &mapped, NULL);
 		if (r == -ESTALE || r == -ESRCH)
 			break;
 		if (r < 0 && r != -EEXIST && r != -ENOENT && r != -EAGAIN)

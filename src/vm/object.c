@@ -398,9 +398,9 @@ fm__object_split(struct fm_object *obj, struct fm_entry *e, struct fm_entry *t)
 /*
  * Take e off obj's mappings: it is dead, so no page is installed into it
  * any more, and once the installs under way are done its memory may go
- * (invariant 5). Its pages are write-protected first when obj tracks
- * dirty pages, so that no write through it, until the kernel removes it,
- * escapes a write-back that no longer sees it (invariant 4).
+ * (invariant 5). Its pages are write-protected first, so that no write
+ * through it, until the kernel removes it, escapes a protection change
+ * or a write-back that no longer sees it (invariants 3 and 4).
  * => the map lock held exclusive; the memory not yet replaced by the
  *    caller, or not ours any more (then the protect does nothing)
  */
@@ -417,8 +417,8 @@ fm__object_unlink(struct fm_object *obj, struct fm_entry *e)
 	e->dead = 1;
 	while (e->installing > 0)
 		pthread_cond_wait(&obj->busycv, &obj->lock);
-	if (e->pm && e->pmode == FM_PMAP_SHARED && obj->ops &&
-	    obj->ops->pgo_put)
+	/* A write meanwhile faults, and is retried until the memory goes. */
+	if (e->pm && e->pmode == FM_PMAP_SHARED)
 		(void)fm__pmap_protect(e->pm, e->start, e->end - e->start, 1,
 		    0);
 	*pp = e->onext;
@@ -508,6 +508,10 @@ fm_object_protect(struct fm_object *obj, off_t off, size_t len, int prot)
 	pthread_rwlock_wrlock(&obj->pmaplock);
 	atomic_fetch_add(&obj->protgen, 1);
 	pthread_mutex_lock(&obj->lock);
+	/* A write being refused is told before it may go through. */
+	for (uint64_t i = pg; (prot & PROT_WRITE) && i < pg + n; i++)
+		while (obj->pgstate[i] & FM_PGS_REFUSING)
+			pthread_cond_wait(&obj->busycv, &obj->lock);
 	for (uint64_t i = pg; i < pg + n; i++) {
 		if (prot & PROT_WRITE)
 			obj->pgstate[i] &= (uint8_t)~FM_PG_RDONLY;

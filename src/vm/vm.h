@@ -58,6 +58,7 @@
 /* Internal page states; the low bits are the public FM_PG_*. */
 #define FM_PGS_BUSY 0x80 /* being filled by one thread; wait on busycv */
 #define FM_PGS_WRITING 0x40 /* a write to it is being decided; wait too */
+#define FM_PGS_REFUSING 0x20 /* with WRITING: a write's refusal is told */
 
 #define FM_OBJ_HOST 0x1 /* the host kernel maps obj->fd directly */
 #define FM_OBJ_OWNFD 0x2 /* obj->fd is a memfd of its own, not the store */
