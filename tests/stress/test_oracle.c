@@ -48,17 +48,15 @@ add(struct or_counts *sum, const struct or_counts *c)
  * The sums prove the run was not vacuous: it raced, signalled, faulted.
  */
 /*
- * What the engine still gets wrong (issue 7 stays open for them), left
- * out of the runs in `make check` and CI so that they guard everything
- * else; `make stress` (FOMAP_ORACLE_ALL=1) runs everything:
- * - a refusal inside a system call (read(2)/write(2) on a refused page)
- *   fails the call with EFAULT, but the page is poisoned or read-only
- *   for a moment, which other accesses to it can meet;
- * - under a signal storm, a SIGBUS can reach its thread after the thread
- *   has left the refused access (the engine can tell that a thread waits
- *   in a fault, not in which).
+ * What the engine still gets wrong (issue 7), left out of the runs in
+ * `make check` and CI so that they guard everything else; `make stress`
+ * (FOMAP_ORACLE_ALL=1) runs everything: a refusal inside a system call
+ * (read(2)/write(2) on a refused page) fails the call with EFAULT, but the
+ * page is poisoned or read-only for that moment, which other threads'
+ * accesses to it can meet (userfaultfd cannot tell a fault from a system
+ * call apart from one from user mode, per access).
  */
-#define OPEN_DEFECTS "pipein,pipeout,kstore,kload,storm"
+#define OPEN_DEFECTS "pipein,pipeout,kstore,kload"
 
 static void
 oracle_kind(const struct or_kind *k)
@@ -76,11 +74,6 @@ oracle_kind(const struct or_kind *k)
 	struct or_counts sum = {0}, c;
 	char msg[1200];
 
-	if ((k->flags & OK_ENGINE) && !all)
-		fm_test_known_defect(
-		    "known open defects (issue 7): late SIGBUS after a "
-		    "thread left its fault, refusals in system calls; "
-		    "FOMAP_TEST_KNOWN=1 or make stress runs it");
 	if (k->flags & OK_ENGINE)
 		fm_test_need_uffd();
 	p.secs = CHECK_SECS;

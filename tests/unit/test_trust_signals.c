@@ -490,13 +490,6 @@ TEST_TAGGED(trust_cancel_during_map_fixed_writeback, "thread")
 
 #define RPAGES 4
 
-/* Issue 7, open: the engine tells that a thread waits in a fault, not in
- * which; a signal that interrupts it between the look and the SIGBUS can
- * make the SIGBUS land on its next access. */
-#define KNOWN_LATE_SIGBUS                                                     \
-	"known open defect (issue 7): a SIGBUS can land late under a signal " \
-	"storm; FOMAP_TEST_KNOWN=1 runs it"
-
 struct refuser {
 	volatile char *p;
 	int wr;
@@ -556,7 +549,6 @@ one_sigbus_each(volatile char *p, int wr, const char *what)
 
 TEST_TAGGED(trust_refused_write_one_sigbus_under_signal_storm, "thread")
 {
-	fm_test_known_defect(KNOWN_LATE_SIGBUS);
 	fm_test_need_uffd();
 	volatile char *p;
 	int fd = guard_region(RPAGES, &p);
@@ -572,7 +564,6 @@ TEST_TAGGED(trust_refused_write_one_sigbus_under_signal_storm, "thread")
 
 TEST_TAGGED(trust_revoked_read_one_sigbus_under_signal_storm, "thread")
 {
-	fm_test_known_defect(KNOWN_LATE_SIGBUS);
 	fm_test_need_uffd();
 	volatile char *p;
 	int fd = guard_region(RPAGES, &p);
@@ -585,7 +576,6 @@ TEST_TAGGED(trust_revoked_read_one_sigbus_under_signal_storm, "thread")
 
 TEST_TAGGED(trust_failed_fill_one_sigbus_under_signal_storm, "thread")
 {
-	fm_test_known_defect(KNOWN_LATE_SIGBUS);
 	fm_test_need_uffd();
 	struct fm_object *obj;
 	int fd;
@@ -595,6 +585,100 @@ TEST_TAGGED(trust_failed_fill_one_sigbus_under_signal_storm, "thread")
 	ASSERT_OK(fm_munmap((void *)p, RPAGES * PG));
 	ASSERT_OK(fm_close(fd));
 	fm_object_rele(obj);
+}
+
+/*
+ * The same without signals, while another thread gives the pages back and
+ * takes them again (protect RW/RO, or restore/revoke): each access either
+ * goes through or gets one SIGBUS, for itself; a refusal never reaches the
+ * thread's next access because the page was given back meanwhile.
+ */
+struct toggler {
+	int fd, revoke;
+	atomic_int stop;
+	long flips;
+};
+
+static void *
+toggler_main(void *arg)
+{
+	struct toggler *tg = arg;
+
+	while (!atomic_load(&tg->stop)) {
+		int give = tg->flips++ % 2 == 0;
+
+		if (tg->revoke && give) {
+			struct fm_guard_restore a = {0, RPAGES * PG};
+
+			(void)fm_ioctl(tg->fd, FM_GUARD_RESTORE, &a);
+		} else if (tg->revoke) {
+			struct fm_guard_remove a = {0, RPAGES * PG,
+			    FM_GUARD_REVOKE, 0};
+
+			(void)fm_ioctl(tg->fd, FM_GUARD_REMOVE, &a);
+		} else {
+			struct fm_guard_protect a = {0, RPAGES * PG,
+			    give ? RW : PROT_READ, give ? 0 : FM_GUARD_REFUSE};
+
+			(void)fm_ioctl(tg->fd, FM_GUARD_PROTECT, &a);
+		}
+		sleep_us(50);
+	}
+	return NULL;
+}
+
+#define NRACERS 3
+
+static void
+sigbus_for_its_access(int revoke)
+{
+	fm_test_need_uffd();
+	volatile char *p;
+	int fd = guard_region(RPAGES, &p);
+	struct toggler tg = {.fd = fd, .revoke = revoke};
+	struct refuser r[NRACERS];
+	pthread_t t[NRACERS], tt;
+	long attempts = 0, went = 0, caught = 0, elsewhere = 0;
+
+	tb_install();
+	for (int i = 0; i < NRACERS; i++) {
+		/* Each its own byte of the pages. */
+		r[i] = (struct refuser){.p = p + i, .wr = !revoke};
+		ASSERT_EQ(pthread_create(&t[i], NULL, refuser_main, &r[i]), 0);
+	}
+	ASSERT_EQ(pthread_create(&tt, NULL, toggler_main, &tg), 0);
+	sleep_us(2000000);
+	atomic_store(&tg.stop, 1);
+	JOIN_WITHIN(tt, 4, "the toggler");
+	for (int i = 0; i < NRACERS; i++) {
+		atomic_store(&r[i].stop, 1);
+		JOIN_WITHIN(t[i], 4, "the accesses");
+		attempts += r[i].attempts;
+		went += r[i].went;
+		caught += r[i].caught;
+		elsewhere += r[i].elsewhere;
+	}
+	long total = atomic_load(&tb_total), stray = atomic_load(&tb_stray);
+	if (elsewhere || stray || total != attempts - went)
+		fm_test_fail(__FILE__, __LINE__,
+		    "%ld accesses, %ld went through, %ld SIGBUS (%ld for the "
+		    "access, %ld for another page, %ld while none was "
+		    "awaited); %ld flips",
+		    attempts, went, total, caught, elsewhere, stray, tg.flips);
+	ASSERT_GE(caught, 10);
+	ASSERT_GE(went, 10);
+	ASSERT_OK(fm_munmap((void *)p, RPAGES * PG));
+	ASSERT_OK(fm_close(fd));
+}
+
+TEST_TAGGED(trust_refused_write_racing_unprotect_hits_its_access, "thread")
+{
+	sigbus_for_its_access(0);
+}
+
+TEST_TAGGED(trust_revoked_read_racing_restore_hits_its_access, "thread")
+{
+	sigbus_for_its_access(1);
 }
 
 /* ------------------------------------------------------------------------
@@ -739,11 +823,6 @@ TEST_TAGGED(trust_write_hook_once_for_racing_writers, "thread")
 
 TEST_TAGGED(trust_write_hook_once_under_signal_storm, "thread")
 {
-	/*
-	 * The same open defect as the late SIGBUS: a message read after the
-	 * answer that was meant for it can be taken for a new write.
-	 */
-	fm_test_known_defect(KNOWN_LATE_SIGBUS);
 	hook_once(1, 3000, 1);
 }
 
