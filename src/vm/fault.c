@@ -114,6 +114,10 @@
  *   a pager's own error codes   mapped to EIO (pager_errno): a pager can
  *                               never make the engine wake or retry
  *   write vs write-back         invariant 4: the write faults, re-dirties
+ *   a fault on a page moved     woken: its retry waits in the user-mode-
+ *   away (swap_page)            only uffd until the page is back
+ *   the engine's own moves      their UNMAP and REMAP events are expected
+ *                               (own_expect) and not followed
  *   an event waiting (EAGAIN)   the kernel refuses page-table changes until
  *                               the munmap/mremap event is read: the caller
  *                               reads the uffd itself (pm->drain), retries
@@ -134,10 +138,10 @@
  * user mode it is a SIGBUS sent to the thread (si_addr the exact address
  * when the kernel gives it, SI_QUEUE, si_errno the error); from inside a
  * system call (which the kernel would retry forever while a signal is
- * pending) the page is poisoned, so the call fails with EFAULT, and the
- * poison is cleared once the call has returned, so the next access is
- * served afresh; a thread that blocks SIGBUS gets the poison too (the
- * kernel's own SIGBUS). A refusal the thread did not get is kept for that
+ * pending) the page is moved to the user-mode-only uffd (swap_page) until
+ * the call has failed with EFAULT, and back: other threads' accesses from
+ * user mode wait meanwhile, and are served afresh; a thread that blocks
+ * SIGBUS gets the page poisoned (the kernel's own SIGBUS). A refusal the thread did not get is kept for that
  * thread's retry, which is refused without asking the pager or the hook
  * again. A thread that has gone gets nothing.
  *
@@ -221,11 +225,11 @@
 #define FM_NOENTRY_MAX 32 /* faults of a thread at a page with no entry */
 #define FM_LOOK_TRIES 8 /* looks at a running thread before deciding */
 #define FM_LOOK_US 10 /* between two looks */
-#define FM_STUCK_US 10000 /* a system call seen retrying its fault */
 #define FM_SPIN_MSGS 32 /* messages in a row: a syscall's fault retried */
 #define FM_REFUSAL_US 20000 /* a kept refusal is for this access only */
 #define FM_ACCESS_FLAGS (UFFD_PAGEFAULT_FLAG_WRITE | UFFD_PAGEFAULT_FLAG_WP)
 #define FM_EFAULT_WAIT_US 20000 /* how long a refusal waits for its syscall */
+#define FM_STUCK_WAIT_US 2000 /* ... for one that retried without sleeping */
 #define FM_TAKEN_WAIT_US 200000 /* ... for its thread to take its SIGBUS */
 
 _Static_assert(sizeof(((struct fm_entry *)0)->ra_more) ==
@@ -273,6 +277,9 @@ static int kickfd = -1;
 static __thread int eng_reader, eng_thread, eng_blocking;
 
 static int engine_spawn(struct fm_pmap *pm);
+static int engine_spawn_fn(struct fm_pmap *pm, void *(*fn)(void *),
+    const char *name);
+static int engine_drain(struct fm_pmap *pm);
 
 /*
  * An engine thread is about to wait (a pager's hook, a page another fault
@@ -335,6 +342,8 @@ struct tslot {
 	int referr; /* and its error */
 	int64_t refwhen; /* and when (now_us) */
 	uint64_t refflags; /* and for what access (write, write-protect) */
+	uintptr_t allowed; /* a page its write was let through to, not mapped */
+	unsigned allowgen; /* refusal_gen then */
 	/*
 	 * thr.seq when it was last told of a refusal: its messages read
 	 * before that belong to the access that refusal ended.
@@ -378,6 +387,37 @@ static struct {
 	atomic_int reading; /* a read is under way: it may bring one */
 	atomic_int burying; /* entries of followed events not yet buried */
 } gone = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/*
+ * The engine's own moves of a page (swap): the events they make on the
+ * uffd, which are not the program's (UNMAP: a, b the range; REMAP: a the
+ * source, b where it went), and the pages moved away meanwhile. Under
+ * gone.lock.
+ */
+#define FM_OWN_MAX 64
+static struct {
+	struct own {
+		int event;
+		uintptr_t a, b;
+	} ev[FM_OWN_MAX];
+	unsigned nev;
+	uintptr_t va[FM_OWN_MAX]; /* pages registered with uffd_user now */
+	unsigned nva;
+	atomic_uint swapped; /* nva, read without the lock */
+} own;
+
+/* Whether an event is one the engine's own move made. => gone.lock held */
+static int
+own_take_locked(int event, uintptr_t a, uintptr_t b)
+{
+	for (unsigned i = 0; i < own.nev; i++)
+		if (own.ev[i].event == event && own.ev[i].a == a &&
+		    own.ev[i].b == b) {
+			own.ev[i] = own.ev[--own.nev];
+			return 1;
+		}
+	return 0;
+}
 
 enum answer { ANS_NONE, ANS_MAPPED, ANS_WOKEN, ANS_UNPROTECTED, ANS_SIGBUS };
 
@@ -1047,6 +1087,39 @@ refusal_take(const struct fault *f, unsigned gen)
 }
 
 /*
+ * The write hook let f's write through, but the page could not be made
+ * writable in f's mapping (it was away: swap_page): its retry is let
+ * through without asking again, unless something changed meanwhile
+ * (allow_keep; allow_take => 1 if so).
+ */
+static void
+allow_keep(const struct fault *f, unsigned gen)
+{
+	pthread_mutex_lock(&thr.lock);
+	struct tslot *t = tslot_locked(f->tid);
+	if (t->tid == f->tid) {
+		t->allowed = f->va;
+		t->allowgen = gen;
+	}
+	pthread_mutex_unlock(&thr.lock);
+}
+
+static int
+allow_take(const struct fault *f, unsigned gen)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&thr.lock);
+	struct tslot *t = tslot_locked(f->tid);
+	if (t->tid == f->tid && t->allowed == f->va) {
+		r = t->allowgen == gen;
+		t->allowed = 0;
+	}
+	pthread_mutex_unlock(&thr.lock);
+	return r;
+}
+
+/*
  * Whether f's thread has faulted at f's page many times in a row: a
  * system call whose fault the kernel retries without sleeping does.
  */
@@ -1150,22 +1223,6 @@ now_us(void)
 }
 
 /*
- * Wait until thread tid, woken in its fault inside a system call, leaves:
- * its retry of the access follows at once, in the kernel, and meets the
- * refusal (EFAULT). At most FM_EFAULT_WAIT_US. Should the page be put back
- * before the retry, the retry faults again and is refused again.
- */
-static void
-wait_retried(const struct fault *f)
-{
-	int64_t until = now_us() + FM_EFAULT_WAIT_US;
-
-	while (fm__pmap_thread_in_fault(f->pm, f->tid) > 0 && now_us() < until)
-		sched_yield();
-	sched_yield();
-}
-
-/*
  * Wait until f's thread has taken the SIGBUS sent to it (it is no longer
  * pending: the thread has left its fault for the handler), at most
  * FM_TAKEN_WAIT_US (it may block SIGBUS in a handler for a while).
@@ -1182,35 +1239,208 @@ wait_taken(const struct fault *f)
 }
 
 /*
- * A refused access from inside a system call: make the call fail with
- * EFAULT, then, once the thread has left it, put the page back as it was
- * so that the next access is decided afresh. A refused write (mapped: the
- * page is readable) makes the page read-only in this mapping meanwhile,
- * so reads of it still work (readable: the thread is known to be in a
- * system call); any other refusal poisons it.
+ * Expect the events a move of one page from tmp to va makes (to the
+ * user-mode-only uffd: the page at va leaves the engine's, UNMAP; back:
+ * REMAP, then UNMAP of tmp), or forget them (ok: the move failed).
+ */
+static void
+own_expect(uintptr_t tmp, uintptr_t va, int user, int ok)
+{
+	struct own ev[2] = {{UFFD_EVENT_UNMAP, va, va + FM_PAGE_SIZE},
+	    {UFFD_EVENT_REMAP, tmp, va}};
+	struct own ev2 = {UFFD_EVENT_UNMAP, tmp, tmp + FM_PAGE_SIZE};
+
+	if (!user)
+		ev[0] = ev2;
+	pthread_mutex_lock(&gone.lock);
+	for (unsigned i = 0; i < (user ? 1u : 2u); i++)
+		if (ok && own.nev < FM_OWN_MAX)
+			own.ev[own.nev++] = ev[i];
+		else if (!ok)
+			(void)own_take_locked(ev[i].event, ev[i].a, ev[i].b);
+	pthread_mutex_unlock(&gone.lock);
+}
+
+/* Page va is (on) moved to the user-mode-only uffd, or back (!on). */
+static void
+own_swapped(uintptr_t va, int on)
+{
+	pthread_mutex_lock(&gone.lock);
+	if (on && own.nva < FM_OWN_MAX)
+		own.va[own.nva++] = va;
+	for (unsigned i = 0; !on && i < own.nva; i++)
+		if (own.va[i] == va) {
+			own.va[i] = own.va[--own.nva];
+			break;
+		}
+	atomic_store(&own.swapped, own.nva);
+	pthread_mutex_unlock(&gone.lock);
+}
+
+/*
+ * While a page is moved (swap_page), the kernel's mremap waits until its
+ * events are read, and the engine's threads may all wait on what the
+ * refusal holds meanwhile (an unlink under the map lock, a protect): this
+ * thread only reads then. Its messages go to the engine's queue.
+ */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	int moving; /* moves under way */
+	int started;
+} swapr = {.lock = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void *
+swap_reader(void *arg)
+{
+	struct fm_pmap *pm = arg;
+
+	for (;;) {
+		pthread_mutex_lock(&swapr.lock);
+		while (swapr.moving == 0)
+			pthread_cond_wait(&swapr.cv, &swapr.lock);
+		pthread_mutex_unlock(&swapr.lock);
+		(void)engine_drain(pm);
+		usleep(FM_LOOK_US);
+	}
+	return NULL;
+}
+
+/* A move begins (on) or ends: the reader reads while one is under way. */
+static int
+swap_moving(struct fm_pmap *pm, int on)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&swapr.lock);
+	if (on && !swapr.started &&
+	    (r = engine_spawn_fn(pm, swap_reader, "fomap-swapper")) == 0)
+		swapr.started = 1;
+	if (r == 0) {
+		swapr.moving += on ? 1 : -1;
+		pthread_cond_signal(&swapr.cv);
+	}
+	pthread_mutex_unlock(&swapr.lock);
+	return r;
+}
+
+/*
+ * Move a fresh mapping of e's page at va over it: registered with the
+ * user-mode-only uffd (user), where a system call's fault fails with
+ * EFAULT at once and a fault from user mode waits; or with the engine's
+ * uffd as e is, back in place (its page tables are empty: faults fill
+ * them afresh), and then the threads that waited are woken.
+ * => e held; 0, or -errno with nothing changed
+ */
+static int
+swap_page(struct fm_entry *e, uintptr_t va, int user)
+{
+	struct fm_object *obj = e->obj;
+	int shared = e->pmode == FM_PMAP_SHARED, r = 0;
+	int fd =
+	    shared || (e->flags & MAP_PRIVATE) ? obj->fd : fm__object_rofd(obj);
+	off_t off =
+	    obj->base + (off_t)(fm__entry_pgidx(e, va) << FM_PAGE_SHIFT);
+	void *tmp = MAP_FAILED;
+
+	if (fd >= 0 && (user ? e->pm->uffd_user >= 0 : 1))
+		tmp = mmap(NULL, FM_PAGE_SIZE, e->prot,
+		    shared ? MAP_SHARED : MAP_PRIVATE, fd, off);
+	if (tmp == MAP_FAILED)
+		return fd < 0 ? fd : -ENOSYS;
+	if (madvise(tmp, FM_PAGE_SIZE, MADV_DONTFORK) < 0)
+		r = -errno;
+	if (r == 0)
+		r = user ? fm__pmap_user_register(e->pm, (uintptr_t)tmp,
+		               FM_PAGE_SIZE)
+		         : fm__pmap_register(e->pm, (uintptr_t)tmp,
+		               FM_PAGE_SIZE, e->pmode);
+	if (r == 0)
+		r = swap_moving(e->pm, 1);
+	if (r == 0) {
+		own_expect((uintptr_t)tmp, va, user, 1);
+		if (mremap(tmp, FM_PAGE_SIZE, FM_PAGE_SIZE,
+		        MREMAP_MAYMOVE | MREMAP_FIXED,
+		        (void *)va) == MAP_FAILED) {
+			r = -errno;
+			own_expect((uintptr_t)tmp, va, user, 0);
+		}
+		(void)swap_moving(e->pm, 0);
+	}
+	if (r < 0)
+		(void)munmap(tmp, FM_PAGE_SIZE);
+	else if (!user)
+		(void)fm__pmap_user_wake(e->pm, va, FM_PAGE_SIZE);
+	return r;
+}
+
+/* Whether a page of [start, end) is moved to the user-mode-only uffd now. */
+int
+fm__fault_swapped(uintptr_t start, uintptr_t end)
+{
+	int r = 0;
+
+	if (atomic_load(&own.swapped) == 0)
+		return 0;
+	pthread_mutex_lock(&gone.lock);
+	for (unsigned i = 0; i < own.nva && !r; i++)
+		r = own.va[i] >= start && own.va[i] < end;
+	pthread_mutex_unlock(&gone.lock);
+	return r;
+}
+
+/*
+ * Wait until f's thread, made to fail its system call, has left it: it
+ * waits in no fault, and (stuck: it retried its fault without sleeping,
+ * a signal pending) it no longer runs with a signal pending. At most
+ * FM_EFAULT_WAIT_US.
+ */
+static void
+wait_failed(const struct fault *f, int stuck)
+{
+	int64_t until =
+	    now_us() + (stuck ? FM_STUCK_WAIT_US : FM_EFAULT_WAIT_US);
+	struct fm_pmap_thread t;
+
+	while (fm__pmap_thread(f->pm, f->tid, &t) == 0 && now_us() < until &&
+	    (t.in_fault || (stuck && t.running && t.signal_pending)))
+		usleep(FM_LOOK_US);
+}
+
+/*
+ * A refused access from inside a system call (stuck: one the kernel
+ * retries without sleeping): make the call fail with EFAULT, then put the
+ * page back once the thread has left it. The page is moved to the
+ * user-mode-only uffd meanwhile, so other threads' accesses to it from
+ * user mode wait, and are served afresh once it is back; only their own
+ * system calls touching it in that moment fail too. Without that uffd,
+ * the page is poisoned for the moment: every access to it gets SIGBUS.
  */
 static enum answer
-refuse_syscall(const struct fault *f, int mapped, int readable)
+refuse_syscall(const struct fault *f, int mapped, int stuck)
 {
 	int r;
 
-	if (readable && mapped && (f->prot & PROT_WRITE)) {
-		r = fm__pmap_readonly(f->pm, f->va, PROT_READ);
-		if (r == 0)
-			r = fm__pmap_wake(f->pm, f->va, FM_PAGE_SIZE);
-		if (r == 0)
-			wait_retried(f);
-		(void)fm__pmap_readonly(f->pm, f->va, f->prot);
-	} else {
-		r = fm__pmap_poison(f->pm, f->va, mapped);
-		if (r == 0)
-			wait_retried(f);
-		(void)fm__fault_zap(f->e, f->va, FM_PAGE_SIZE);
+	own_swapped(f->va, 1); /* before: fm_mprotect waits */
+	if ((r = swap_page(f->e, f->va, 1)) == 0) {
+		(void)fm__pmap_wake(f->pm, f->va, FM_PAGE_SIZE);
+		wait_failed(f, stuck);
+		for (int tries = 0; swap_page(f->e, f->va, 0) < 0; tries++) {
+			FM_ASSERT(tries < FM_FAULT_TRIES,
+			    "a refused page at %#lx cannot be put back",
+			    (unsigned long)f->va);
+			usleep(FM_LOOK_US * 100);
+		}
+		own_swapped(f->va, 0);
+		return ANS_SIGBUS;
 	}
+	own_swapped(f->va, 0);
+	r = fm__pmap_poison(f->pm, f->va, mapped);
+	if (r == 0)
+		wait_failed(f, stuck);
+	(void)fm__fault_zap(f->e, f->va, FM_PAGE_SIZE);
 	return r == 0 ? ANS_SIGBUS : ANS_NONE;
 }
-
-static int engine_drain(struct fm_pmap *pm);
 
 /*
  * Whether f's thread may be told of a refusal now. First read what waits
@@ -1248,7 +1478,7 @@ tell_now(const struct fault *f, int err, int mapped, enum tell_how how)
 		                                                  : ANS_NONE;
 	case TELL_SYSCALL:
 	case TELL_STUCK:
-		return refuse_syscall(f, mapped, how == TELL_SYSCALL);
+		return refuse_syscall(f, mapped, how == TELL_STUCK);
 	default:
 		return ANS_NONE;
 	}
@@ -1260,10 +1490,9 @@ tell_how(const struct fault *f)
 {
 	struct fm_pmap_thread t;
 	unsigned long long slept = ~0ULL; /* its sleeps at the first look */
-	int64_t since = 0; /* the first look that saw it running */
 	int spinning = 1; /* running, never sleeping, at every look */
 
-	for (int look = 0;; look++) {
+	for (int look = 0; look < FM_LOOK_TRIES; look++) {
 		if (!latest(f) || fm__pmap_thread(f->pm, f->tid, &t) < 0)
 			return TELL_NOT; /* a newer fault of it, or it has gone */
 		if (t.in_fault && t.in_syscall)
@@ -1279,31 +1508,20 @@ tell_how(const struct fault *f)
 		 * it will fault again, and sleep in it), or a system call
 		 * whose fault the kernel retries without ever sleeping while
 		 * a signal waits. Only that one never sleeps and has a signal
-		 * pending at every look for FM_STUCK_US: a thread in user
-		 * mode takes its signals once it runs, and sleeps in its
-		 * fault. Poisoned: right for it in user mode too.
+		 * pending at every look (but so may a thread in user mode
+		 * that gets no CPU under a storm of signals: so only after
+		 * many faults in a row; swap_page is right for both).
 		 */
 		if (!t.running)
 			spinning = 0;
-		else if (slept == ~0ULL) {
+		else if (slept == ~0ULL)
 			slept = t.switches;
-			since = now_us();
-		}
 		spinning &= t.switches == slept && t.signal_pending;
-		if (spinning && now_us() - since >= FM_STUCK_US)
-			return faulting_hard(f) ? TELL_STUCK : TELL_NOT;
-		if (!spinning && look >= FM_LOOK_TRIES)
-			return TELL_NOT;
-		usleep(spinning ? FM_LOOK_US * 10 : FM_LOOK_US);
+		usleep(FM_LOOK_US);
 	}
+	return spinning && faulting_hard(f) ? TELL_STUCK : TELL_NOT;
 }
 
-/*
- * Refuse f's access (err: the pager's error, or EACCES). The caller holds
- * the page so that no act makes it accessible to this access until the
- * thread is told (design notes: refusals); the entry is held here, so
- * that the memory stays where it is meanwhile.
- */
 static enum answer
 refuse(const struct fault *f, int err, int mapped, unsigned gen)
 {
@@ -1386,7 +1604,8 @@ fault_page(const struct fault *f)
 		 * was replaced under us (MAP_FIXED); ESTALE: it is leaving
 		 * the map: the thread's access goes to whatever is there.
 		 */
-		if (r == -EEXIST || r == -ESRCH || r == -ESTALE)
+		if (r == -EEXIST || r == -ESRCH || r == -ESTALE ||
+		    fm__fault_swapped(f->va, f->va + FM_PAGE_SIZE))
 			return wake(f);
 		if (r != -ENOENT && r != -EAGAIN)
 			break; /* the pager failed: SIGBUS */
@@ -1415,8 +1634,8 @@ unprotect_locked(const struct fault *f)
 		return wake(f);
 	r = fm__pmap_protect(f->pm, f->va, FM_PAGE_SIZE, 0, 1);
 	entry_unhold(f->e);
-	if (r == -ENOENT) /* the mapping was replaced under us */
-		r = fm__pmap_wake(f->pm, f->va, FM_PAGE_SIZE);
+	if (r == -ENOENT) /* replaced under us, or moved away (swap_page) */
+		return wake(f);
 	return r == 0 ? ANS_UNPROTECTED : ANS_NONE;
 }
 
@@ -1454,6 +1673,8 @@ write_decide(const struct fault *f, uint64_t pg, uint8_t st, unsigned gen)
 
 		if (r < 0)
 			return r; /* asked already for this write */
+		if (allow_take(f, gen))
+			return 0; /* let through already */
 		r = obj->ops->pgo_write(obj, pg);
 		return r < 0 ? pager_errno(r) : 0;
 	}
@@ -1515,8 +1736,10 @@ fault_wp(const struct fault *f)
 		fm__object_assert_locked(obj, pg, 1);
 		pthread_mutex_unlock(&obj->lock);
 		a = unprotect_locked(f);
-		if (a != ANS_NONE)
+		if (a == ANS_UNPROTECTED)
 			write_answered(f->va);
+		else if (a == ANS_WOKEN && obj->ops && obj->ops->pgo_write)
+			allow_keep(f, rgen);
 		pthread_mutex_lock(&obj->lock);
 	}
 	/*
@@ -1603,7 +1826,9 @@ resolve_fault(struct fm_pmap *pm, const struct emsg *em)
 			a = ANS_SIGBUS;
 		else
 			a = wake(&f);
-	} else if (f.flags & UFFD_PAGEFAULT_FLAG_WP)
+	} else if (fm__fault_swapped(f.va, f.va + FM_PAGE_SIZE))
+		a = wake(&f); /* its retry waits until the page is back */
+	else if (f.flags & UFFD_PAGEFAULT_FLAG_WP)
 		a = fault_wp(&f);
 	else
 		a = fault_page(&f);
@@ -1644,12 +1869,21 @@ fm__fault_events(void)
 	g.start = gone.n;
 	pthread_mutex_unlock(&gone.lock);
 	if (g.start == 0) {
-		/* Another thread follows them: wait until it has buried. */
-		while (atomic_load(&gone.burying) > 0)
+		/*
+		 * Another thread follows them: a call waits until it has
+		 * buried (the engine need not: they have left the map).
+		 */
+		while (!eng_thread && atomic_load(&gone.burying) > 0)
 			sched_yield();
 		fm__crit_leave(&c);
 		return;
 	}
+	/*
+	 * Following may wait (evproc, or an unlink for a refusal that holds
+	 * its entry and needs the uffd read meanwhile): another engine
+	 * thread reads.
+	 */
+	engine_block(fm__pmap_kernel());
 	pthread_mutex_lock(&evproc);
 	for (;;) {
 		pthread_mutex_lock(&gone.lock);
@@ -1670,11 +1904,10 @@ fm__fault_events(void)
 	pthread_mutex_unlock(&evproc);
 	if (dead != NULL) {
 		/* The last unmap writes back: a pager may take its time. */
-		engine_block(fm__pmap_kernel());
 		fm__map_bury(dead);
-		engine_unblock();
 		atomic_fetch_sub(&gone.burying, 1);
 	}
+	engine_unblock();
 	fm__crit_leave(&c);
 }
 
@@ -1752,6 +1985,8 @@ read_batch(struct fm_pmap *pm, struct emsg *got)
 			to = m->arg.remap.to;
 		} else
 			continue; /* REMOVE, FORK: not asked for */
+		if (own_take_locked(m->event, start, to ? to : end))
+			continue; /* the engine's own move */
 		if (gone.n == gone.cap) {
 			unsigned cap = gone.cap ? gone.cap * 2 : 64;
 			struct gone *v = realloc(gone.v, cap * sizeof(*v));
@@ -1935,7 +2170,7 @@ engine_thread(void *arg)
 
 /* One engine thread, its stack in fomap's arena. => 0, or -errno */
 static int
-engine_spawn(struct fm_pmap *pm)
+engine_spawn_fn(struct fm_pmap *pm, void *(*fn)(void *), const char *name)
 {
 	pthread_attr_t attr;
 	size_t size = FM_ENGINE_STACK;
@@ -1955,14 +2190,20 @@ engine_spawn(struct fm_pmap *pm)
 	}
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstack(&attr, stack, size);
-	r = pthread_create(&t, &attr, engine_thread, pm);
+	r = pthread_create(&t, &attr, fn, pm);
 	pthread_attr_destroy(&attr);
 	if (r != 0) {
 		fm__arena_unmap(stack, size);
 		return -r;
 	}
-	pthread_setname_np(t, "fomap-engine");
+	pthread_setname_np(t, name);
 	return 0;
+}
+
+static int
+engine_spawn(struct fm_pmap *pm)
+{
+	return engine_spawn_fn(pm, engine_thread, "fomap-engine");
 }
 
 /* => start.lock held */

@@ -1021,6 +1021,9 @@ fm_mprotect(void *addr, size_t len, int prot)
 	if (r == 0)
 		r = fm__map_clip(start, end);
 	pthread_rwlock_unlock(&fm__map.lock);
+	/* A page away while a refusal is told comes back with e->prot. */
+	while (r == 0 && fm__fault_swapped(start, end))
+		usleep(100);
 	if (r == 0 && mprotect(addr, end - start, prot) < 0)
 		r = -errno;
 	if (r == 0) {

@@ -34,7 +34,9 @@
 /* Set-up is tried again after a transient failure (EMFILE, ENOMEM). */
 static pthread_mutex_t pmap_lock = PTHREAD_MUTEX_INITIALIZER;
 static int pmap_done;
-static struct fm_pmap kernel_pmap = {.uffd = -1, .pagemap = -1};
+static struct fm_pmap kernel_pmap = {.uffd = -1,
+    .uffd_user = -1,
+    .pagemap = -1};
 static char unavail[160];
 static int unavail_errno;
 static uint64_t probed;
@@ -73,6 +75,28 @@ uffd_api(int fd, uint64_t features, uint64_t *got)
 		return -errno;
 	*got = api.features;
 	return 0;
+}
+
+/*
+ * The user-mode-only userfaultfd (pm->uffd_user), or -1. It follows
+ * mremap (EVENT_REMAP: without it the kernel drops a moved registration).
+ */
+static int
+user_uffd_open(void)
+{
+	int fd = (int)syscall(SYS_userfaultfd,
+	    O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	uint64_t got;
+
+	if (fd >= 0 &&
+	    uffd_api(fd,
+	        UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_MISSING_SHMEM |
+	            UFFD_FEATURE_MINOR_SHMEM,
+	        &got) < 0) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
 }
 
 static int
@@ -133,6 +157,7 @@ pmap_setup_locked(void)
 	}
 	kernel_pmap.features = f;
 	kernel_pmap.pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	kernel_pmap.uffd_user = user_uffd_open();
 	kernel_pmap.uffd = fd;
 }
 
@@ -168,6 +193,27 @@ fm__pmap_probe(void)
 {
 	pmap_setup();
 	return probed;
+}
+
+int
+fm__pmap_user_register(struct fm_pmap *pm, uintptr_t va, size_t len)
+{
+	struct uffdio_register reg = {
+	    .range = {.start = va, .len = len},
+	    .mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR,
+	};
+
+	if (pm->uffd_user < 0)
+		return -ENOSYS;
+	return ioctl(pm->uffd_user, UFFDIO_REGISTER, &reg) < 0 ? -errno : 0;
+}
+
+int
+fm__pmap_user_wake(struct fm_pmap *pm, uintptr_t va, size_t len)
+{
+	struct uffdio_range r = {.start = va, .len = len};
+
+	return ioctl(pm->uffd_user, UFFDIO_WAKE, &r) < 0 ? -errno : 0;
 }
 
 int
@@ -272,7 +318,11 @@ int
 fm__pmap_read(struct fm_pmap *pm, struct uffd_msg *msgs, size_t n)
 {
 	ssize_t k = read(pm->uffd, msgs, n * sizeof(*msgs));
+	struct uffd_msg drop[8];
 
+	/* What the user-mode-only uffd has: read, so that mremap may end. */
+	while (pm->uffd_user >= 0 && read(pm->uffd_user, drop, sizeof drop) > 0)
+		;
 	if (k < 0)
 		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
 	return (int)((size_t)k / sizeof(*msgs));
@@ -281,11 +331,12 @@ fm__pmap_read(struct fm_pmap *pm, struct uffd_msg *msgs, size_t n)
 void
 fm__pmap_wait(struct fm_pmap *pm, int kick)
 {
-	struct pollfd p[2] = {{.fd = pm->uffd, .events = POLLIN},
-	    {.fd = kick, .events = POLLIN}};
+	struct pollfd p[3] = {{.fd = pm->uffd, .events = POLLIN},
+	    {.fd = kick, .events = POLLIN},
+	    {.fd = pm->uffd_user, .events = POLLIN}};
 	uint64_t v;
 
-	(void)poll(p, kick >= 0 ? 2 : 1, -1);
+	(void)poll(p, 3, -1); /* (a negative fd is left out) */
 	if (kick >= 0 && (p[1].revents & POLLIN))
 		(void)!read(kick, &v, sizeof v);
 }
@@ -398,13 +449,6 @@ fm__pmap_poison(struct fm_pmap *pm, uintptr_t va, int mapped)
 	if (errno == EEXIST) /* mapped meanwhile: let the thread retry */
 		return fm__pmap_wake(pm, va, FM_PAGE_SIZE_PMAP);
 	return -errno;
-}
-
-int
-fm__pmap_readonly(struct fm_pmap *pm, uintptr_t va, int prot)
-{
-	(void)pm; /* embedded: the uffd's address space is ours */
-	return mprotect((void *)va, FM_PAGE_SIZE_PMAP, prot) < 0 ? -errno : 0;
 }
 
 #define PM_PRESENT (1ULL << 63)

@@ -18,6 +18,13 @@
 
 struct fm_pmap {
 	int uffd; /* faults of this address space arrive here */
+	/*
+	 * A user-mode-only userfaultfd, or -1: a fault on memory registered
+	 * with it from inside a system call fails the call with EFAULT at
+	 * once; one from user mode waits until fm__pmap_user_wake. Its
+	 * messages are read with uffd's and dropped.
+	 */
+	int uffd_user;
 	int pagemap; /* its /proc pagemap, or -1 */
 	uint64_t features; /* UFFD_FEATURE_* enabled on uffd */
 	/* Reads the messages waiting on uffd (the engine's), or NULL. */
@@ -108,11 +115,10 @@ int fm__pmap_sigbus(struct fm_pmap *pm, pid_t tid, uintptr_t addr, int err);
  * system call fails it with EFAULT. fm__pmap_zap clears it.
  */
 int fm__pmap_poison(struct fm_pmap *pm, uintptr_t va, int mapped);
-/*
- * Give the page at va protection prot (mprotect: PROT_READ for a while,
- * so that a system call's write to it fails with EFAULT).
- */
-int fm__pmap_readonly(struct fm_pmap *pm, uintptr_t va, int prot);
+/* Register [va, va+len) with pm->uffd_user (MISSING | MINOR). */
+int fm__pmap_user_register(struct fm_pmap *pm, uintptr_t va, size_t len);
+/* Wake the threads waiting in a fault of pm->uffd_user in [va, va+len). */
+int fm__pmap_user_wake(struct fm_pmap *pm, uintptr_t va, size_t len);
 /*
  * Whether the page at va is mapped write-protected by userfaultfd:
  * => 1 yes, 0 mapped and not, -ENOENT not mapped, or -errno

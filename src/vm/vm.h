@@ -205,6 +205,8 @@ extern int fm__forked;
 int fm__fault_prefetch(struct fm_entry *e, uintptr_t va, uintptr_t end);
 /* The map follows the munmap/mremap events read so far. => no lock held */
 void fm__fault_events(void);
+/* Whether a page of [start, end) is away while a refusal is told. */
+int fm__fault_swapped(uintptr_t start, uintptr_t end);
 /* Zap [va, va+len) of e, unless the kernel has taken it away meanwhile. */
 int fm__fault_zap(struct fm_entry *e, uintptr_t va, size_t len);
 
