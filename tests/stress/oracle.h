@@ -65,6 +65,7 @@
 #define OR_MAXWRITERS 4
 #define OR_MAXMUTATORS 2
 #define OR_TAG ((uint64_t)1 << 63) /* a written value, not a base one */
+#define OR_KWINDOW_NS 25000000L /* the engine's FM_EFAULT_WAIT_US, and 5 ms */
 
 /* Domain states. */
 #define DS_RO 0x1 /* prot: writes refused; sdom: mprotect PROT_READ */
@@ -234,6 +235,17 @@ struct oracle {
 	/* Writes in flight through shared mappings: protops + 1 at their
 	 * start, 0 when none (or_hook). */
 	atomic_ulong inflight[OR_MAXPAGES][OR_MAXWRITERS];
+	/*
+	 * System calls on each mapping page: begun and ended (kseq), and
+	 * under way (kin). While one is refused, the engine has its page
+	 * away (docs/internals.md), and another system call on that page
+	 * fails with EFAULT too: the one known effect of a refusal on
+	 * other accesses. The page is back at most OR_KWINDOW_NS after the
+	 * refused call has ended.
+	 */
+	atomic_ulong kseq[OR_MAXSLOTS][OR_MAXPAGES];
+	atomic_int kin[OR_MAXSLOTS][OR_MAXPAGES];
+	atomic_long krefused[OR_MAXSLOTS][OR_MAXPAGES]; /* last EFAULT, ns */
 	/* The run. */
 	atomic_int stop;
 	atomic_ulong accesses, mops, races;

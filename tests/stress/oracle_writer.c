@@ -64,6 +64,8 @@ struct acc {
 	volatile uint64_t *p;
 	struct or_dom *d[ND];
 	struct or_win win[ND];
+	int kother; /* a system call on its page refused just before or
+	             * overlapped it (oracle.h: kseq) */
 };
 
 static void
@@ -313,7 +315,9 @@ refusal_ok(const struct acc *a, int sig, int store)
 	    (!or_win_quiet(&a->win[D_REVOKE]) ||
 	        (store && or_win_may(&a->win[D_PROT], DS_RO)));
 
-	return sig == SIGSEGV ? segv : sig == SIGBUS ? bus : segv || bus;
+	return sig == SIGSEGV ? segv
+	    : sig == SIGBUS   ? bus
+	                      : segv || bus || a->kother;
 }
 
 static void
@@ -500,7 +504,23 @@ access_word(struct or_worker *w, struct acc *a, int store, int via_pipe,
 	        : store ? "writer store"
 	                : "writer load",
 	    w->id, a->pg, 1, (unsigned long)a->slot, a->w);
-	if (via_pipe) {
+	if (via_pipe && a->slot >= 0) {
+		atomic_ulong *sq = &w->o->kseq[a->slot][a->spg];
+		atomic_int *in = &w->o->kin[a->slot][a->spg];
+		atomic_long *kr = &w->o->krefused[a->slot][a->spg];
+		unsigned long s0 = atomic_fetch_add(sq, 1);
+		int i0 = atomic_fetch_add(in, 1);
+		long t0 = or_now_ns(), k0 = atomic_load(kr);
+
+		r = pipe_call(w, a->p, store, v);
+		*sig = w->callsig;
+		if (r == -EFAULT)
+			atomic_store(kr, or_now_ns());
+		int i1 = atomic_fetch_sub(in, 1) - 1;
+		a->kother = i0 > 0 || i1 > 0 ||
+		    atomic_fetch_add(sq, 1) != s0 + 1 ||
+		    (k0 != 0 && t0 - k0 < OR_KWINDOW_NS);
+	} else if (via_pipe) {
 		r = pipe_call(w, a->p, store, v);
 		*sig = w->callsig;
 	} else {

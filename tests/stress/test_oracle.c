@@ -50,11 +50,11 @@ add(struct or_counts *sum, const struct or_counts *c)
 /*
  * What the engine still gets wrong (issue 7), left out of the runs in
  * `make check` and CI so that they guard everything else; `make stress`
- * (FOMAP_ORACLE_ALL=1) runs everything: a refusal inside a system call
- * (read(2)/write(2) on a refused page) fails the call with EFAULT, but the
- * page is poisoned or read-only for that moment, which other threads'
- * accesses to it can meet (userfaultfd cannot tell a fault from a system
- * call apart from one from user mode, per access).
+ * (FOMAP_ORACLE_ALL=1) runs everything: with system calls on the pages
+ * (read(2)/write(2) through the writers' pipes), a SIGBUS has been seen
+ * once to reach a writer after it left the refused access (gem kind).
+ * The known effect of a refused system call on other system calls (the
+ * page is away for a moment: EFAULT) is part of the model (oracle.h).
  */
 #define OPEN_DEFECTS "pipein,pipeout,kstore,kload"
 

@@ -169,6 +169,77 @@ TEST_TAGGED(trust_read_into_refused_page_efault, "thread")
 	ASSERT_OK(fm_close(fd));
 }
 
+/*
+ * While a system call's refused write to a page fails with EFAULT, other
+ * threads' accesses to the page are served as ever: their reads read it,
+ * their writes get SIGBUS (refused), never SIGSEGV nor a SIGBUS for a read.
+ */
+struct bystander {
+	volatile char *p;
+	int wr;
+	atomic_int *stop;
+	long n, bad;
+};
+
+static void *
+bystander_main(void *arg)
+{
+	struct bystander *b = arg;
+
+	while (!atomic_load(b->stop)) {
+		int sig = tb_probe(b->p, b->wr);
+
+		b->n++;
+		if (b->wr ? sig != SIGBUS : sig != 0 || *b->p != 'b')
+			b->bad++;
+	}
+	return NULL;
+}
+
+TEST_TAGGED(trust_syscall_refusal_leaves_other_threads_alone, "thread")
+{
+	fm_test_need_uffd();
+	volatile char *p;
+	int fd = guard_region(4, &p), pfd[2];
+	atomic_int stop = 0;
+	struct bystander b[2] = {{.p = p + 2 * PG + 8, .wr = 0, .stop = &stop},
+	    {.p = p + 2 * PG + 16, .wr = 1, .stop = &stop}};
+	pthread_t t[2];
+	long calls = 0, efault = 0;
+
+	tb_install();
+	p[2 * PG + 8] = p[2 * PG + 16] = 'b';
+	guard_protect_ro(fd, 2, 1);
+	ASSERT_OK(pipe(pfd));
+	for (int i = 0; i < 2; i++)
+		ASSERT_EQ(pthread_create(&t[i], NULL, bystander_main, &b[i]),
+		    0);
+	for (double end = now_s() + 1.0; now_s() < end; calls++) {
+		ASSERT_EQ(write(pfd[1], "x", 1), 1);
+		if (read(pfd[0], (void *)(p + 2 * PG), 1) < 0 &&
+		    errno == EFAULT)
+			efault++;
+		else
+			break;
+		char c;
+		ASSERT_EQ(read(pfd[0], &c, 1), 1); /* the byte left behind */
+	}
+	atomic_store(&stop, 1);
+	for (int i = 0; i < 2; i++)
+		JOIN_WITHIN(t[i], 4, "a bystander");
+	if (efault != calls || b[0].bad || b[1].bad)
+		fm_test_fail(__FILE__, __LINE__,
+		    "%ld of %ld refused read(2)s failed with EFAULT; reads "
+		    "by another thread: %ld of %ld wrong; writes: %ld of %ld "
+		    "without their SIGBUS",
+		    efault, calls, b[0].bad, b[0].n, b[1].bad, b[1].n);
+	ASSERT_GE(calls, 10);
+	close(pfd[0]);
+	close(pfd[1]);
+	ASSERT_OK(fm_munmap((void *)p, 4 * PG));
+	ASSERT_OK(fm_close(fd));
+}
+
 /* The pager fails the fill. */
 TEST_TAGGED(trust_read_into_failing_pager_efault, "thread")
 {
