@@ -17,6 +17,24 @@ static pthread_mutex_t devsw_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct fm_dev *devs;
 static pthread_once_t builtin_once = PTHREAD_ONCE_INIT;
 
+/*
+ * The drivers built into the library (drivers/), available by name
+ * (FM_DEVPREFIX "name") with no set-up call.
+ */
+extern const struct fm_cdevsw fm__zero_cdevsw, fm__null_cdevsw;
+extern const struct fm_cdevsw fm__gem_cdevsw, fm__guard_cdevsw, fm__fb_cdevsw;
+
+static const struct {
+	const char *name;
+	const struct fm_cdevsw *cdev;
+} builtins[] = {
+    {"zero", &fm__zero_cdevsw},
+    {"null", &fm__null_cdevsw},
+    {"gem", &fm__gem_cdevsw},
+    {"guard", &fm__guard_cdevsw},
+    {"fb", &fm__fb_cdevsw},
+};
+
 static int
 valid_name(const char *name)
 {
@@ -73,8 +91,8 @@ dev_add(const char *name, const struct fm_cdevsw *cdev, void *priv)
 static void
 builtin_setup(void)
 {
-	for (const struct fm_builtin *b = fm__builtins; b->name; b++)
-		(void)dev_add(b->name, b->cdev, NULL);
+	for (size_t i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++)
+		(void)dev_add(builtins[i].name, builtins[i].cdev, NULL);
 }
 
 int

@@ -51,11 +51,4 @@ extern const struct fm_fileops fm__devfileops;
 /* vnode.c: a regular file of the host */
 extern const struct fm_fileops fm__vnfileops;
 
-/* drivers/builtin.c: the drivers built into the library, NULL-terminated */
-struct fm_builtin {
-	const char *name;
-	const struct fm_cdevsw *cdev;
-};
-extern const struct fm_builtin fm__builtins[];
-
 #endif
