@@ -43,7 +43,7 @@ $(B)/fomap-test: $(TEST_OBJ) $(B)/tests/runner.o $(B)/libfomap.a
 $(B)/fomap-%: $(B)/tools/%.o $(B)/libfomap.a
 	$(CC) $(ALLCFLAGS) -o $@ $^ $(LDLIBS)
 
-check: all
+check: check-layers all
 	$(B)/fomap-test
 
 demo: $(B)/fomap-demo
@@ -89,6 +89,11 @@ format:
 
 clean:
 	rm -rf build build-asan build-tsan
+
+# No file includes a header of a layer above its own (part of check).
+check-layers:
+	tools/check-layers.sh
+.PHONY: check-layers
 
 -include bench/bench.mk
 -include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

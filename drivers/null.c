@@ -2,7 +2,7 @@
  * null.c: the null device. Reads give end of file, writes are swallowed,
  * and it cannot be mapped (ENODEV): all through the stubs.
  */
-#include "kern/kern.h"
+#include <fomap/driver.h>
 
 const struct fm_cdevsw fm__null_cdevsw = {
     .d_open = fm_nullopen,

@@ -1,14 +1,12 @@
 /*
- * zero.c: the zero device. Reads give zeros, writes are swallowed.
- * MAP_SHARED gives a new zero-fill object served by the fault engine;
- * MAP_PRIVATE gives private zero-fill memory of the host.
+ * zero.c: the zero device. Reads give zeros, writes are swallowed. Its
+ * mappings are anonymous memory (fo_mmap without an object): MAP_SHARED a
+ * new zero-fill object served by the fault engine, MAP_PRIVATE private
+ * zero-fill memory of the host.
  */
-#include <errno.h>
 #include <string.h>
-#include <sys/mman.h>
 
-#include "kern/kern.h"
-#include "vm/vm.h"
+#include <fomap/driver.h>
 
 static ssize_t
 zero_read(struct fm_dev *dev, void *buf, size_t len, off_t off)
@@ -20,11 +18,8 @@ zero_read(struct fm_dev *dev, void *buf, size_t len, off_t off)
 static int
 zero_mmap(struct fm_dev *dev, struct fm_mmap_req *req)
 {
-	req->maxprot = PROT_READ | PROT_WRITE | PROT_EXEC;
-	req->off = 0;
-	if (req->flags & MAP_PRIVATE)
-		return fm__host_object(-1, &req->obj);
-	return fm_object_create(NULL, req->len, NULL, &req->obj);
+	req->obj = NULL; /* anonymous: fomap makes it */
+	return 0;
 }
 
 const struct fm_cdevsw fm__zero_cdevsw = {

@@ -33,8 +33,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <fomap/fomap.h>
+
 #include "test.h"
-#include "vm/pmap.h"
 
 #define EXIT_SKIP 77
 #define OUT_MAX (64 * 1024) /* output shown for a failed test: its tail */
@@ -90,7 +91,7 @@ fm_test_known_defect(const char *why)
 void
 fm_test_need_uffd(void)
 {
-	const char *why = fm__pmap_unavailable();
+	const char *why = fm_probe();
 
 	if (why != NULL)
 		fm_test_skip(why);

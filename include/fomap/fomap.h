@@ -180,6 +180,22 @@ struct fm_stats {
 };
 void fm_engine_stats(struct fm_stats *st);
 
+/*
+ * fm_probe: whether fomap's fault engine can run in this process: NULL, or
+ * a sentence saying why not (no userfaultfd for it, or a kernel without the
+ * features it needs); the calls that need the engine then fail with EPERM,
+ * or ENOSYS on such a kernel. The first call opens a userfaultfd to see.
+ */
+const char *fm_probe(void);
+
+/*
+ * fm_probe_feature: the i-th (from 0) userfaultfd feature fomap knows:
+ * whether this kernel offers it (*offered) and whether fomap's engine
+ * needs it (*needed). => its name (UFFD_FEATURE_ without the prefix), or
+ * NULL past the last one
+ */
+const char *fm_probe_feature(unsigned i, int *offered, int *needed);
+
 #pragma GCC visibility pop
 #ifdef __cplusplus
 }

@@ -17,6 +17,24 @@ static pthread_mutex_t devsw_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct fm_dev *devs;
 static pthread_once_t builtin_once = PTHREAD_ONCE_INIT;
 
+/*
+ * The drivers built into the library (drivers/), available by name
+ * (FM_DEVPREFIX "name") with no set-up call.
+ */
+extern const struct fm_cdevsw fm__zero_cdevsw, fm__null_cdevsw;
+extern const struct fm_cdevsw fm__gem_cdevsw, fm__guard_cdevsw, fm__fb_cdevsw;
+
+static const struct {
+	const char *name;
+	const struct fm_cdevsw *cdev;
+} builtins[] = {
+    {"zero", &fm__zero_cdevsw},
+    {"null", &fm__null_cdevsw},
+    {"gem", &fm__gem_cdevsw},
+    {"guard", &fm__guard_cdevsw},
+    {"fb", &fm__fb_cdevsw},
+};
+
 static int
 valid_name(const char *name)
 {
@@ -73,8 +91,8 @@ dev_add(const char *name, const struct fm_cdevsw *cdev, void *priv)
 static void
 builtin_setup(void)
 {
-	for (const struct fm_builtin *b = fm__builtins; b->name; b++)
-		(void)dev_add(b->name, b->cdev, NULL);
+	for (size_t i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++)
+		(void)dev_add(builtins[i].name, builtins[i].cdev, NULL);
 }
 
 int
@@ -88,6 +106,7 @@ int
 fm_dev_unregister(const char *name)
 {
 	struct fm_dev *dev, **pp;
+	struct fm_object *mem = NULL;
 	int r = 0;
 
 	pthread_mutex_lock(&devsw_lock);
@@ -97,11 +116,13 @@ fm_dev_unregister(const char *name)
 		r = -ENOENT;
 	else if (atomic_load(&dev->opens) > 0)
 		r = -EBUSY;
-	else
+	else {
 		*pp = dev->next;
+		mem = dev->mem;
+	}
 	pthread_mutex_unlock(&devsw_lock);
-	if (r == 0 && dev->mem)
-		fm_object_rele(dev->mem);
+	if (mem)
+		fm_object_rele(mem);
 	if (r == 0)
 		free(dev);
 	return r;
@@ -136,29 +157,14 @@ fm_dev_name(struct fm_dev *dev)
 int
 fm_dev_memory(struct fm_dev *dev, size_t size, void **kva)
 {
-	struct fm_object *obj = NULL;
-	int r = 0;
+	struct fm_object *mem;
+	int r;
 
-	if (size == 0)
-		return -EINVAL;
 	pthread_mutex_lock(&devsw_lock);
-	if (dev->mem == NULL) {
-		r = fm_object_create(NULL, size, NULL, &obj);
-		if (r == 0)
-			r = fm__object_zero(obj, 0, (unsigned)obj->npages);
-		if (r == 0)
-			fm__object_set(obj, 0, (unsigned)obj->npages,
-			    FM_PG_RESIDENT, 0);
-		if (r == 0)
-			dev->mem = obj;
-		else if (obj)
-			fm_object_rele(obj);
-	} else if (FM_PAGES(size) > dev->mem->npages) {
-		r = -EINVAL;
-	}
-	obj = dev->mem;
+	r = fm__udv_memory(&dev->mem, size);
+	mem = dev->mem;
 	pthread_mutex_unlock(&devsw_lock);
-	if (r == 0 && (*kva = fm_object_window(obj)) == NULL)
+	if (r == 0 && (*kva = fm_object_window(mem)) == NULL)
 		r = -ENOMEM;
 	return r;
 }
@@ -269,12 +275,17 @@ static int
 spec_mmap(struct fm_file *fp, struct fm_mmap_req *req)
 {
 	const struct fm_cdevsw *c = fp->f_dev->cdev;
+	struct fm_object *mem;
 
 	if (c->d_mmap_single)
 		return c->d_mmap_single(fp->f_dev, req);
 	if (c->d_mmap == NULL || c->d_mmap == fm_nommap)
 		return -ENODEV;
-	return fm__udv_attach(fp->f_dev, req);
+	/* Set once, mem stays until the device goes, which our open bars. */
+	pthread_mutex_lock(&devsw_lock);
+	mem = fp->f_dev->mem;
+	pthread_mutex_unlock(&devsw_lock);
+	return fm__udv_attach(fp->f_dev, c->d_mmap, mem, req);
 }
 
 static int

@@ -48,17 +48,7 @@ int fm__fd_inherited(int fd);
 struct fm_dev *fm__dev_lookup(const char *name);
 extern const struct fm_fileops fm__devfileops;
 
-/* pager_device.c: the device pager for legacy d_mmap */
-int fm__udv_attach(struct fm_dev *dev, struct fm_mmap_req *req);
-
 /* vnode.c: a regular file of the host */
 extern const struct fm_fileops fm__vnfileops;
-
-/* drivers/builtin.c: the drivers built into the library, NULL-terminated */
-struct fm_builtin {
-	const char *name;
-	const struct fm_cdevsw *cdev;
-};
-extern const struct fm_builtin fm__builtins[];
 
 #endif

@@ -3,9 +3,10 @@
  * fm_msync, fm_madvise (NetBSD's uvm_mmap.c).
  *
  * fm_mmap dispatches as the seed asks: MAP_ANONYMOUS is host memory; every
- * other file goes through its fileops' fo_mmap, which returns the object,
- * the offset and the maximum protection. The object decides how it is
- * mapped: the host kernel maps host objects; the engine serves the others.
+ * other file goes through its fileops' fo_mmap, which returns the object
+ * (none: anonymous memory), the offset and the maximum protection. The
+ * object decides how it is mapped: the host kernel maps host objects; the
+ * engine serves the others.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -404,6 +405,21 @@ check_access(const struct fm_file *fp, int prot, int flags,
 	return 0;
 }
 
+/*
+ * fo_mmap said yes with no object: anonymous zero-fill memory, as a NULL
+ * uobj is in NetBSD's uvm_mmap. Shared, a new object the engine serves;
+ * private, the host's own (copy-on-write of zeros needs no pager). It has
+ * no offset.
+ */
+static int
+anon_object(struct fm_mmap_req *req)
+{
+	req->off = 0;
+	if (req->flags & MAP_PRIVATE)
+		return fm__host_object(-1, &req->obj);
+	return fm_object_create(NULL, req->len, NULL, &req->obj);
+}
+
 /* Ask the file for its object. => 0 with req->obj referenced, or -errno */
 static int
 file_object(int fd, int prot, int flags, struct fm_mmap_req *req)
@@ -416,7 +432,7 @@ file_object(int fd, int prot, int flags, struct fm_mmap_req *req)
 		return r;
 	r = fp->f_ops->fo_mmap ? fp->f_ops->fo_mmap(fp, req) : -ENODEV;
 	if (r == 0 && req->obj == NULL)
-		r = -ENODEV; /* a driver that said yes without an object */
+		r = anon_object(req);
 	if (r == 0 && (req->off < 0 || (req->off & (off_t)FM_PAGE_MASK)))
 		r = -EINVAL;
 	if (r == 0)

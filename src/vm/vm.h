@@ -163,6 +163,21 @@ void fm__store_free(off_t base, uint64_t size);
 /* pager_host.c: a host object mapping fd; the kernel is its pager. */
 int fm__host_object(int fd, struct fm_object **objp);
 
+/*
+ * pager_device.c: the device pager, for legacy d_mmap.
+ * fm__udv_memory: a device's memory in *memp, made on the first call:
+ * size bytes of zeroed pages, all resident; a later call checks that size
+ * fits it. => 0, or -EINVAL (size 0, or larger), -ENOMEM, -EMFILE
+ * => the lock that guards *memp held (the device's)
+ */
+int fm__udv_memory(struct fm_object **memp, size_t size);
+/*
+ * fm__udv_attach: req maps mem as d_mmap's cookies say.
+ * => 0 with req->obj referenced; -ENXIO: no memory, or a cookie outside it
+ */
+int fm__udv_attach(struct fm_dev *dev, fm_d_mmap_t *d_mmap,
+    struct fm_object *mem, struct fm_mmap_req *req);
+
 /* map.c: the map of the process's fomap mappings. */
 struct fm_map {
 	pthread_mutex_t oplock;
