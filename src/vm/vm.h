@@ -38,7 +38,7 @@
 #include "vm/pmap.h"
 
 #define FM_PAGE_SHIFT 12
-#define FM_PAGE_SIZE ((size_t)1 << FM_PAGE_SHIFT)
+_Static_assert(FM_PAGE_SIZE == (size_t)1 << FM_PAGE_SHIFT, "FM_PAGE_SHIFT");
 #define FM_PAGE_MASK (FM_PAGE_SIZE - 1)
 #define FM_PAGES(b) (((b) + FM_PAGE_MASK) >> FM_PAGE_SHIFT)
 
