@@ -14,7 +14,6 @@
 #include "testdev.h"
 #include "vm/vm.h"
 
-#define PG 4096
 #define RW (PROT_READ | PROT_WRITE)
 
 static size_t
