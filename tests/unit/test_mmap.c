@@ -37,6 +37,15 @@ anon_object(size_t len)
 	return obj;
 }
 
+/* The engine may start only where the kernel's pages are fomap's. */
+TEST(page_size_check_agrees_with_the_kernel)
+{
+	int same = sysconf(_SC_PAGESIZE) == (long)PG;
+
+	ASSERT_EQ(fm__page_size_check(), same ? 0 : -ENOSYS);
+	ASSERT_EQ(fm__page_size_why() == NULL, same);
+}
+
 TEST(mmap_errors_einval)
 {
 	fm_test_need_uffd();
