@@ -24,6 +24,10 @@ LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
 TEST_SRC := $(wildcard tests/unit/*.c tests/integration/*.c tests/stress/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(B)/%.o)
 TOOLS   := $(B)/fomap-demo $(B)/fomap-probe
+# The shared library's ABI: its soname, and the symbols the map exports.
+SONAME  := libfomap.so.0
+SOFILE  := $(SONAME).1.0
+SOMAP   := src/libfomap.map
 
 all: $(B)/libfomap.a $(B)/libfomap.so $(B)/fomap-test $(TOOLS)
 
@@ -34,8 +38,16 @@ $(B)/%.o: %.c
 $(B)/libfomap.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
-$(B)/libfomap.so: $(LIB_OBJ)
-	$(CC) $(ALLCFLAGS) -shared -o $@ $^ $(LDLIBS)
+$(B)/$(SOFILE): $(LIB_OBJ) $(SOMAP)
+	$(CC) $(ALLCFLAGS) -shared -Wl,-soname,$(SONAME) \
+	    -Wl,--version-script=$(SOMAP) -Wl,--no-undefined-version \
+	    -o $@ $(LIB_OBJ) $(LDLIBS)
+
+$(B)/$(SONAME): $(B)/$(SOFILE)
+	ln -sf $(SOFILE) $@
+
+$(B)/libfomap.so: $(B)/$(SONAME)
+	ln -sf $(SONAME) $@
 
 $(B)/fomap-test: $(TEST_OBJ) $(B)/tests/runner.o $(B)/libfomap.a
 	$(CC) $(ALLCFLAGS) -o $@ $(TEST_OBJ) $(B)/tests/runner.o $(B)/libfomap.a $(LDLIBS)

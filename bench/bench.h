@@ -34,7 +34,7 @@
 #include <fomap/driver.h>
 #include <fomap/fomap.h>
 
-#define PG 4096
+#define PG FM_PAGE_SIZE
 #define BENCH_NOUT 8 /* values a measurement reports */
 #define BENCH_MAXREP 32
 

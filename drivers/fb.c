@@ -13,12 +13,11 @@
 #include <fomap/driver.h>
 #include <fomap/fb.h>
 
-#define FB_PAGE 4096
 #define FB_STRIDE (FB_WIDTH * 4)
 #define FB_PIXEL_LEN (FB_STRIDE * FB_HEIGHT)
-#define FB_PIXEL_PAGES (FB_PIXEL_LEN / FB_PAGE)
+#define FB_PIXEL_PAGES (FB_PIXEL_LEN / FM_PAGE_SIZE)
 #define FB_PIXEL_PAGE 4 /* device page of the first pixel page */
-#define FB_MEM_LEN ((FB_PIXEL_PAGE + FB_PIXEL_PAGES) * FB_PAGE)
+#define FB_MEM_LEN ((FB_PIXEL_PAGE + FB_PIXEL_PAGES) * FM_PAGE_SIZE)
 
 static pthread_mutex_t fb_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *fb_mem; /* the device memory, as the driver sees it */
@@ -65,7 +64,8 @@ fb_ioctl(struct fm_dev *dev, unsigned long cmd, void *data, int flags)
 		return 0;
 	case FB_IOC_FILL: {
 		uint32_t c = *(const uint32_t *)data;
-		uint32_t *px = (uint32_t *)(fb_mem + FB_PIXEL_PAGE * FB_PAGE);
+		uint32_t *px =
+		    (uint32_t *)(fb_mem + FB_PIXEL_PAGE * FM_PAGE_SIZE);
 
 		pthread_mutex_lock(&fb_lock);
 		for (size_t i = 0; i < FB_PIXEL_LEN / 4; i++)
@@ -86,10 +86,11 @@ fb_ioctl(struct fm_dev *dev, unsigned long cmd, void *data, int flags)
 static fm_cookie_t
 fb_mmap(struct fm_dev *dev, off_t off, int prot)
 {
-	off_t pg = off / FB_PAGE;
+	uint64_t pg;
 
-	if (off < 0 || off % FB_PAGE)
+	if (off < 0 || (uint64_t)off % FM_PAGE_SIZE)
 		return FM_COOKIE_INVALID;
+	pg = (uint64_t)off / FM_PAGE_SIZE;
 	if (pg == 0)
 		return prot & PROT_WRITE ? FM_COOKIE_INVALID : 0;
 	if (pg <= FB_PIXEL_PAGES)

@@ -40,8 +40,7 @@
 #include <fomap/driver.h>
 #include <fomap/gem.h>
 
-#define PAGE ((size_t)4096)
-#define PAGES(b) (((b) + PAGE - 1) / PAGE)
+#define PAGES(b) (((b) + FM_PAGE_SIZE - 1) / FM_PAGE_SIZE)
 #define FAKE_BASE ((uint64_t)1 << 32) /* first fake mmap offset */
 #define MAXHANDLES 65536 /* per open */
 
@@ -116,7 +115,7 @@ swap_fd(void)
 static off_t
 swap_off(const struct gem_bo *bo, uint64_t pg)
 {
-	return (off_t)(bo->swap + pg * PAGE);
+	return (off_t)(bo->swap + pg * FM_PAGE_SIZE);
 }
 
 static int
@@ -178,11 +177,11 @@ gem_fill(struct gem_bo *bo, struct fm_object *obj, uint64_t pg, unsigned n)
 		if (saved) {
 			if (fd < 0 && (fd = r = swap_fd()) < 0)
 				break;
-			r = swap_io(fd, 0, w + i * PAGE, (j - i) * PAGE,
-			    swap_off(bo, i));
+			r = swap_io(fd, 0, w + i * FM_PAGE_SIZE,
+			    (j - i) * FM_PAGE_SIZE, swap_off(bo, i));
 			atomic_fetch_add(&bo->refill, j - i);
 		} else {
-			memset(w + i * PAGE, 0, (j - i) * PAGE);
+			memset(w + i * FM_PAGE_SIZE, 0, (j - i) * FM_PAGE_SIZE);
 			atomic_fetch_add(&bo->zerofill, j - i);
 		}
 		i = j;
@@ -226,7 +225,8 @@ gem_put(struct fm_object *obj, uint64_t pg, unsigned n, int flags)
 
 	r = vec == NULL ? -ENOMEM : w == NULL ? -errno : fd < 0 ? fd : 0;
 	if (r == 0)
-		r = fm_object_mincore(obj, (off_t)(pg * PAGE), n * PAGE, vec);
+		r = fm_object_mincore(obj, (off_t)(pg * FM_PAGE_SIZE),
+		    n * FM_PAGE_SIZE, vec);
 	for (unsigned i = 0; r == 0 && i < n;) {
 		unsigned j = i;
 
@@ -234,8 +234,8 @@ gem_put(struct fm_object *obj, uint64_t pg, unsigned n, int flags)
 		    (vec[j] & FM_PG_RESIDENT) == (vec[i] & FM_PG_RESIDENT))
 			j++;
 		if (vec[i] & FM_PG_RESIDENT) {
-			r = swap_io(fd, 1, w + (pg + i) * PAGE, (j - i) * PAGE,
-			    swap_off(bo, pg + i));
+			r = swap_io(fd, 1, w + (pg + i) * FM_PAGE_SIZE,
+			    (j - i) * FM_PAGE_SIZE, swap_off(bo, pg + i));
 			if (r < 0)
 				break;
 			pthread_mutex_lock(&bo->lock);
@@ -259,7 +259,7 @@ gem_put(struct fm_object *obj, uint64_t pg, unsigned n, int flags)
 static uint64_t
 swap_alloc_locked(uint64_t len)
 {
-	len = PAGES(len) * PAGE;
+	len = PAGES(len) * FM_PAGE_SIZE;
 	for (unsigned i = 0; i < gem.nfreed; i++) {
 		uint64_t at = gem.freed[i].at;
 
@@ -279,7 +279,7 @@ swap_alloc_locked(uint64_t len)
 static void
 swap_free_locked(uint64_t at, uint64_t len)
 {
-	len = PAGES(len) * PAGE;
+	len = PAGES(len) * FM_PAGE_SIZE;
 	if (at + len == gem.next_swap)
 		gem.next_swap = at;
 	else if (gem.nfreed < sizeof gem.freed / sizeof gem.freed[0]) {
@@ -357,7 +357,7 @@ bo_create(uint64_t size, struct gem_bo **bop)
 	pthread_mutex_lock(&gem.lock);
 	bo->fake = gem.next_fake;
 	gem.next_fake +=
-	    size + PAGE; /* a gap: a buffer's end is no other's start */
+	    size + FM_PAGE_SIZE; /* a gap: a buffer's end is no other's start */
 	bo->swap = swap_alloc_locked(size);
 	bo->next = gem.bos;
 	gem.bos = bo;
@@ -459,7 +459,7 @@ ioc_create(struct gem_file *gf, struct fm_gem_create *a)
 
 	if (a->pad != 0 || a->size == 0 || a->size > FM_GEM_MAXSIZE)
 		return -EINVAL;
-	size = PAGES(a->size) * PAGE;
+	size = PAGES(a->size) * FM_PAGE_SIZE;
 	if ((r = bo_create(size, &bo)) < 0)
 		return r;
 	bo->handles = 1; /* not yet visible to anyone else */

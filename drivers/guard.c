@@ -43,8 +43,6 @@
 #include <fomap/driver.h>
 #include <fomap/guard.h>
 
-#define PAGE ((uint64_t)4096)
-
 /* Page state of the driver; RDONLY, REVOKED, RECORDED as in guard.h. */
 #define G_RDONLY FM_GUARD_PG_RDONLY
 #define G_REVOKED FM_GUARD_PG_REVOKED
@@ -89,12 +87,13 @@ static int
 range_pages(const struct region *rg, uint64_t off, uint64_t len, uint64_t *pg,
     uint64_t *n)
 {
-	if (off % PAGE != 0 || len == 0)
+	if (off % FM_PAGE_SIZE != 0 || len == 0)
 		return -EINVAL;
-	if (off >= rg->npages * PAGE || len > rg->npages * PAGE - off)
+	if (off >= rg->npages * FM_PAGE_SIZE ||
+	    len > rg->npages * FM_PAGE_SIZE - off)
 		return -ENXIO;
-	*pg = off / PAGE;
-	*n = (len + PAGE - 1) / PAGE;
+	*pg = off / FM_PAGE_SIZE;
+	*n = (len + FM_PAGE_SIZE - 1) / FM_PAGE_SIZE;
 	return 0;
 }
 
@@ -108,15 +107,16 @@ remove_pages(struct fm_object *obj, uint64_t pg, uint64_t n, int how,
     uint64_t xpg)
 {
 	if (xpg < pg || xpg >= pg + n) {
-		(void)fm_object_unmap(obj, (off_t)(pg * PAGE), n * PAGE, how);
+		(void)fm_object_unmap(obj, (off_t)(pg * FM_PAGE_SIZE),
+		    n * FM_PAGE_SIZE, how);
 		return;
 	}
 	if (xpg > pg)
-		(void)fm_object_unmap(obj, (off_t)(pg * PAGE),
-		    (xpg - pg) * PAGE, how);
+		(void)fm_object_unmap(obj, (off_t)(pg * FM_PAGE_SIZE),
+		    (xpg - pg) * FM_PAGE_SIZE, how);
 	if (xpg + 1 < pg + n)
-		(void)fm_object_unmap(obj, (off_t)((xpg + 1) * PAGE),
-		    (pg + n - xpg - 1) * PAGE, how);
+		(void)fm_object_unmap(obj, (off_t)((xpg + 1) * FM_PAGE_SIZE),
+		    (pg + n - xpg - 1) * FM_PAGE_SIZE, how);
 }
 
 /*
@@ -204,7 +204,7 @@ guard_fault(struct fm_fault *f)
 
 		if (w == NULL)
 			return -errno;
-		memset(w + pg * PAGE, 0, f->npages * PAGE);
+		memset(w + pg * FM_PAGE_SIZE, 0, f->npages * FM_PAGE_SIZE);
 	}
 	return 0;
 }
@@ -237,7 +237,7 @@ guard_write(struct fm_object *obj, uint64_t pg)
 				r = -EACCES; /* this write revokes its own page */
 		if (r == 0 && (rg->pg[pg] & G_RDONLY)) {
 			rg->st.recorded++;
-			rg->st.last_recorded = pg * PAGE;
+			rg->st.last_recorded = pg * FM_PAGE_SIZE;
 			rg->pg[pg] |= G_RECORDED;
 		}
 	}
@@ -279,11 +279,11 @@ region_create(uint64_t size, struct region **rgp)
 	struct region *rg = calloc(1, sizeof(*rg));
 	int r;
 
-	if (rg == NULL || (rg->pg = calloc(size / PAGE, 1)) == NULL) {
+	if (rg == NULL || (rg->pg = calloc(size / FM_PAGE_SIZE, 1)) == NULL) {
 		free(rg);
 		return -ENOMEM;
 	}
-	rg->npages = size / PAGE;
+	rg->npages = size / FM_PAGE_SIZE;
 	rg->st.size = size;
 	pthread_mutex_init(&rg->lock, NULL);
 	r = fm_object_create(&guard_pagerops, size, rg, &rg->obj);
@@ -328,8 +328,8 @@ guard_mmap(struct fm_dev *dev, struct fm_mmap_req *req)
 		return -EINVAL;
 	if ((r = region_get(&rg)) < 0)
 		return r;
-	if ((uint64_t)req->off >= rg->npages * PAGE ||
-	    req->len > rg->npages * PAGE - (uint64_t)req->off) {
+	if ((uint64_t)req->off >= rg->npages * FM_PAGE_SIZE ||
+	    req->len > rg->npages * FM_PAGE_SIZE - (uint64_t)req->off) {
 		fm_object_rele(rg->obj);
 		return -ENXIO;
 	}
@@ -347,7 +347,8 @@ static int
 ioc_setup(struct fm_guard_setup *a)
 {
 	struct region *rg, *old;
-	uint64_t size = (a->size + PAGE - 1) / PAGE * PAGE;
+	uint64_t size =
+	    (a->size + FM_PAGE_SIZE - 1) / FM_PAGE_SIZE * FM_PAGE_SIZE;
 	int r;
 
 	if (a->size == 0 || a->size > FM_GUARD_MAXSIZE)
@@ -388,11 +389,12 @@ ioc_protect(struct region *rg, const struct fm_guard_protect *a)
 		wired |= wired_locked(rg, i);
 	}
 	pthread_mutex_unlock(&rg->lock);
-	r = fm_object_protect(rg->obj, (off_t)a->off, n * PAGE, (int)a->prot);
+	r = fm_object_protect(rg->obj, (off_t)a->off, n * FM_PAGE_SIZE,
+	    (int)a->prot);
 	/* Read-write unprotects wired pages too: have them fault, and map
 	 * them write-protected again. */
 	if (r == 0 && wired && a->prot != PROT_READ)
-		r = fm_object_unmap(rg->obj, (off_t)a->off, n * PAGE,
+		r = fm_object_unmap(rg->obj, (off_t)a->off, n * FM_PAGE_SIZE,
 		    FM_UNMAP_KEEP);
 	return r;
 }
@@ -415,7 +417,7 @@ ioc_remove(struct region *rg, const struct fm_guard_remove *a)
 		for (uint64_t i = pg; i < pg + n; i++)
 			rg->pg[i] |= G_REVOKED;
 	pthread_mutex_unlock(&rg->lock);
-	return fm_object_unmap(rg->obj, (off_t)a->off, n * PAGE,
+	return fm_object_unmap(rg->obj, (off_t)a->off, n * FM_PAGE_SIZE,
 	    a->policy == FM_GUARD_REVOKE ? FM_UNMAP_DISCARD : FM_UNMAP_KEEP);
 }
 
@@ -432,7 +434,8 @@ ioc_restore(struct region *rg, const struct fm_guard_restore *a)
 		rg->pg[i] &= (uint8_t)~G_REVOKED;
 	pthread_mutex_unlock(&rg->lock);
 	/* Removing the mappings again clears the SIGBUS left in them. */
-	return fm_object_unmap(rg->obj, (off_t)a->off, n * PAGE, FM_UNMAP_KEEP);
+	return fm_object_unmap(rg->obj, (off_t)a->off, n * FM_PAGE_SIZE,
+	    FM_UNMAP_KEEP);
 }
 
 static int
@@ -454,7 +457,8 @@ ioc_arm(struct region *rg, const struct fm_guard_arm *a)
 	if (i == FM_GUARD_MAXWIRES)
 		return -ENOSPC;
 	/* Pages mapped before were mapped several a fault: make them fault. */
-	return fm_object_unmap(rg->obj, (off_t)a->off, n * PAGE, FM_UNMAP_KEEP);
+	return fm_object_unmap(rg->obj, (off_t)a->off, n * FM_PAGE_SIZE,
+	    FM_UNMAP_KEEP);
 }
 
 static int
@@ -466,10 +470,11 @@ ioc_pages(struct region *rg, struct fm_guard_pages *a)
 
 	if (a->pad != 0 || a->npages == 0 || a->npages > FM_GUARD_MAXPAGES)
 		return -EINVAL;
-	if ((r = range_pages(rg, a->off, (uint64_t)a->npages * PAGE, &pg, &n)) <
-	    0)
+	if ((r = range_pages(rg, a->off, (uint64_t)a->npages * FM_PAGE_SIZE,
+	         &pg, &n)) < 0)
 		return r;
-	if ((r = fm_object_mincore(rg->obj, (off_t)a->off, n * PAGE, vec)) < 0)
+	if ((r = fm_object_mincore(rg->obj, (off_t)a->off, n * FM_PAGE_SIZE,
+	         vec)) < 0)
 		return r;
 	pthread_mutex_lock(&rg->lock);
 	for (uint64_t i = 0; i < n; i++)

@@ -16,6 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <fomap/driver.h>
+
+#define PG FM_PAGE_SIZE /* tests count in fomap's pages */
+
 typedef void fm_test_fn(void);
 
 struct fm_test {

@@ -21,12 +21,13 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <fomap/driver.h>
 #include <fomap/fb.h>
 #include <fomap/fomap.h>
 #include <fomap/gem.h>
 #include <fomap/guard.h>
 
-#define PG 4096
+#define PG FM_PAGE_SIZE /* the demo counts in pages */
 
 static sigjmp_buf jb;
 static volatile sig_atomic_t armed;
@@ -156,7 +157,7 @@ demo_gem(void)
 	ioc(a, FM_GEM_CREATE, &ca, "GEM_CREATE");
 	ioc(b, FM_GEM_CREATE, &cb, "GEM_CREATE");
 	say("A: GEM_CREATE %zu KiB -> handle %u", len / 1024, ca.handle);
-	say("B: GEM_CREATE %d KiB  -> handle %u   (the same number, another "
+	say("B: GEM_CREATE %zu KiB  -> handle %u   (the same number, another "
 	    "buffer:",
 	    PG / 1024, cb.handle);
 	say("                                 handles are private to their "

@@ -60,6 +60,14 @@ struct fm_fault;
  * page-aligned; page indexes (pgidx) count pages from the object's start.
  */
 
+/*
+ * FM_PAGE_SIZE: fomap's page, the kernel's base page (fomap's engine does
+ * not start, ENOSYS, where sysconf(_SC_PAGESIZE) differs). A size_t, so
+ * that a page count times it does not overflow an int and ~(FM_PAGE_SIZE
+ * - 1) masks every bit of an address; cast it for off_t arithmetic.
+ */
+#define FM_PAGE_SIZE ((size_t)4096)
+
 typedef void fm_pgo_reference_t(struct fm_object *obj);
 typedef void fm_pgo_detach_t(struct fm_object *obj);
 typedef int fm_pgo_get_t(struct fm_object *obj, uint64_t pgidx,

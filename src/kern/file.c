@@ -380,14 +380,14 @@ static pthread_once_t user_top_once = PTHREAD_ONCE_INIT;
 static void
 user_top_init(void)
 {
-	void *p = mmap((void *)((uintptr_t)1 << 47), 4096, PROT_NONE,
+	void *p = mmap((void *)((uintptr_t)1 << 47), FM_PAGE_SIZE, PROT_NONE,
 	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
 
 	user_top = 0x7ffffffff000;
 	if (p != MAP_FAILED || errno == EEXIST)
 		user_top = 0xfffffffffff000; /* 5-level */
 	if (p != MAP_FAILED)
-		munmap(p, 4096);
+		munmap(p, FM_PAGE_SIZE);
 }
 
 /* The kernel's access_ok(): [p, p+len) lies in the user address space. */
@@ -430,15 +430,15 @@ page_ok(uintptr_t pg, int wr)
 static size_t
 user_span(const void *p, size_t len, int wr)
 {
-	uintptr_t a = (uintptr_t)p, lo = a & ~(uintptr_t)4095, hi;
+	uintptr_t a = (uintptr_t)p, mask = FM_PAGE_SIZE - 1, lo = a & ~mask, hi;
 
 	if (len == 0 || !user_range_ok(p, len))
 		return 0;
-	hi = (a + len + 4095) & ~(uintptr_t)4095;
+	hi = (a + len + mask) & ~mask;
 	if (madvise((void *)lo, hi - lo,
 	        wr ? MADV_POPULATE_WRITE : MADV_POPULATE_READ) == 0)
 		return len;
-	for (uintptr_t pg = lo; pg < hi; pg += 4096)
+	for (uintptr_t pg = lo; pg < hi; pg += FM_PAGE_SIZE)
 		if (!page_ok(pg, wr))
 			return pg > a ? pg - a : 0;
 	return len; /* populate refused memory an access can use (VM_IO) */

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -241,4 +242,33 @@ fm__store_free(off_t base, uint64_t size)
 	pthread_mutex_lock(&store.pool.lock);
 	(void)pool_give_locked(&store.pool, (uint64_t)base, size);
 	pthread_mutex_unlock(&store.pool.lock);
+}
+
+/*
+ * fm__page_size_check: whether the kernel's pages are FM_PAGE_SIZE bytes,
+ * as every page index fomap hands a pager, every range it gives
+ * userfaultfd and every offset in the store assume. The engine must not
+ * start where they are not. Prints nothing: fm__page_size_why says why.
+ * => 0, or -ENOSYS
+ */
+int
+fm__page_size_check(void)
+{
+	return fm__page_size_why() == NULL ? 0 : -ENOSYS;
+}
+
+/* => NULL when the kernel's pages are FM_PAGE_SIZE bytes, else why not */
+const char *
+fm__page_size_why(void)
+{
+	static __thread char why[96];
+	long ps = sysconf(_SC_PAGESIZE);
+
+	if (ps == (long)FM_PAGE_SIZE)
+		return NULL;
+	snprintf(why, sizeof why,
+	    "the kernel's page size is %ld bytes; fomap needs %zu "
+	    "(FM_PAGE_SIZE)",
+	    ps, FM_PAGE_SIZE);
+	return why;
 }

@@ -38,7 +38,7 @@
 #include "vm/pmap.h"
 
 #define FM_PAGE_SHIFT 12
-#define FM_PAGE_SIZE ((size_t)1 << FM_PAGE_SHIFT)
+_Static_assert(FM_PAGE_SIZE == (size_t)1 << FM_PAGE_SHIFT, "FM_PAGE_SHIFT");
 #define FM_PAGE_MASK (FM_PAGE_SIZE - 1)
 #define FM_PAGES(b) (((b) + FM_PAGE_MASK) >> FM_PAGE_SHIFT)
 
@@ -159,6 +159,9 @@ void *fm__arena_map(size_t len, int prot, int flags, int fd, off_t off);
 void fm__arena_unmap(void *addr, size_t len);
 int fm__store_alloc(uint64_t size, int *fd, int *rofd, off_t *base);
 void fm__store_free(off_t base, uint64_t size);
+/* => 0, or -ENOSYS: the kernel's pages are not FM_PAGE_SIZE bytes */
+int fm__page_size_check(void);
+const char *fm__page_size_why(void);
 
 /* pager_host.c: a host object mapping fd; the kernel is its pager. */
 int fm__host_object(int fd, struct fm_object **objp);

@@ -56,7 +56,7 @@
 
 #include <fomap/driver.h>
 
-#define OR_PG 4096
+#define OR_PG ((int)FM_PAGE_SIZE) /* an int, as the oracle counts */
 #define OR_WORDS (OR_PG / 8)
 #define OR_SHW 64 /* words [0, OR_SHW) of a page: shared mappings */
 #define OR_PRIV 256 /* words [OR_PRIV, OR_PRIV + OR_SHW): private ones */

@@ -12,7 +12,6 @@
 #include "../test.h"
 #include "../unit/testdev.h"
 
-#define PG 4096
 #define NPAGES 64
 #define STEPS 3000
 #define RW (PROT_READ | PROT_WRITE)

@@ -13,7 +13,6 @@
 #include "../test.h"
 #include "testdev.h"
 
-#define PG 4096
 #define RW (PROT_READ | PROT_WRITE)
 #define NTHREADS 4
 

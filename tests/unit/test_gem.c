@@ -16,8 +16,6 @@
 
 #include "../test.h"
 
-#define PG 4096
-
 static uint32_t
 gem_create(int fd, uint64_t size)
 {

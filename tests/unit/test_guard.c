@@ -17,8 +17,6 @@
 
 #include "../test.h"
 
-#define PG 4096
-
 static int
 guard_dev(int flags)
 {

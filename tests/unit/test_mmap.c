@@ -14,7 +14,6 @@
 #include "testdev.h"
 #include "vm/vm.h"
 
-#define PG 4096
 #define RW (PROT_READ | PROT_WRITE)
 
 static size_t
@@ -36,6 +35,15 @@ anon_object(size_t len)
 
 	ASSERT_EQ(fm_object_create(NULL, len, NULL, &obj), 0);
 	return obj;
+}
+
+/* The engine may start only where the kernel's pages are fomap's. */
+TEST(page_size_check_agrees_with_the_kernel)
+{
+	int same = sysconf(_SC_PAGESIZE) == (long)PG;
+
+	ASSERT_EQ(fm__page_size_check(), same ? 0 : -ENOSYS);
+	ASSERT_EQ(fm__page_size_why() == NULL, same);
 }
 
 TEST(mmap_errors_einval)

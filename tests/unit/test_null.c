@@ -14,8 +14,6 @@
 
 #include "../test.h"
 
-#define PG 4096
-
 /* ------------------------------------------------------------------------
  * null
  */
@@ -559,7 +557,7 @@ TEST(failing_mmap_hook_gives_errno)
 	cfg.mmap_noobj = 0;
 	cfg.mmap_off = 100; /* an unaligned offset */
 	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ, MAP_SHARED, fd, 0), EINVAL);
-	cfg.mmap_off = -PG;
+	cfg.mmap_off = -(off_t)PG;
 	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ, MAP_SHARED, fd, 0), EINVAL);
 	cfg.mmap_off = 0;
 	cfg.maxprot = PROT_READ; /* less than asked */

@@ -12,7 +12,6 @@
 #include "../test.h"
 #include "testdev.h"
 
-#define PG 4096
 #define RW (PROT_READ | PROT_WRITE)
 
 static struct fm_stats
@@ -40,7 +39,7 @@ TEST(object_bad_input)
 	ASSERT_EQ(fm_object_protect(obj, 8 * PG, PG, PROT_READ), -ENXIO);
 	ASSERT_EQ(fm_object_protect(obj, 0, PG, PROT_WRITE), -EINVAL);
 	ASSERT_EQ(fm_object_unmap(obj, 0, PG, 7), -EINVAL);
-	ASSERT_EQ(fm_object_unmap(obj, -PG, PG, FM_UNMAP_KEEP), -EINVAL);
+	ASSERT_EQ(fm_object_unmap(obj, -(off_t)PG, PG, FM_UNMAP_KEEP), -EINVAL);
 	ASSERT_EQ(fm_object_mincore(obj, 0, 5 * PG, vec), -ENXIO);
 	ASSERT_EQ(fm_object_read(obj, 3 * PG, vec, PG + 1), -ENXIO);
 	ASSERT_EQ(fm_object_write(obj, -1, vec, 1), -EINVAL);

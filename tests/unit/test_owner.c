@@ -41,7 +41,6 @@
 #include "../test.h"
 #include "testdev.h"
 
-#define PG 4096
 #define RW (PROT_READ | PROT_WRITE)
 #define MIB ((size_t)1 << 20)
 #define CHILD_SECS 20 /* how long a forked child may take */

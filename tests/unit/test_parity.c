@@ -24,7 +24,6 @@
 #include "../test.h"
 #include "testdev.h"
 
-#define PG 4096
 #define RW (PROT_READ | PROT_WRITE)
 #define NPG 16 /* pages of the file and of each mapping */
 
@@ -232,8 +231,8 @@ struct row {
 	X(off_unaligned_anon, MM(NULL, PG, RW, PR | AN, -1, 100))              \
 	X(off_anon, MM(NULL, PG, RW, SH | AN, -1, 4 * PG))                     \
 	X(off_overflow, MM(NULL, 2 * PG, RW, SH, F, 0x7fffffffffffe000LL))     \
-	X(off_negative, MM(NULL, PG, RW, SH, F, -PG))                          \
-	X(off_negative_len0, MM(NULL, 0, RW, SH, F, -PG))                      \
+	X(off_negative, MM(NULL, PG, RW, SH, F, -(off_t)PG))                   \
+	X(off_negative_len0, MM(NULL, 0, RW, SH, F, -(off_t)PG))               \
 	X(type0, MM(NULL, PG, RW, 0, F, 0))                                    \
 	X(type0_anon, MM(NULL, PG, RW, AN, -1, 0))                             \
 	X(type4, MM(NULL, PG, RW, 0x04, F, 0))                                 \

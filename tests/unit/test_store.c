@@ -15,7 +15,6 @@
 #include "testdev.h"
 #include "vm/pmap.h"
 
-#define PG 4096
 #define RW (PROT_READ | PROT_WRITE)
 
 static char

@@ -194,7 +194,7 @@ filling_page_test(const struct fm_pagerops *ops, int how, int minor,
 	/* ... and the pager's fill overwrote C's write. */
 	ASSERT_EQ(m1[SLOWPG * PG + SPOT], 'W');
 	ASSERT_EQ(m2[SLOWPG * PG + SPOT], 'W');
-	for (int i = 0; i < PG; i++)
+	for (size_t i = 0; i < PG; i++)
 		if (i != SPOT)
 			ASSERT_EQ(m1[SLOWPG * PG + i], 'P');
 	ASSERT_EQ(m2[(SLOWPG - 1) * PG], 'Q');

@@ -17,7 +17,6 @@
 
 #include "../test.h"
 
-#define PG 4096
 #define RW (PROT_READ | PROT_WRITE)
 
 static inline double

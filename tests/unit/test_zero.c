@@ -9,8 +9,6 @@
 
 #include "../test.h"
 
-#define PG 4096
-
 TEST(zero_shared_fault_fill)
 {
 	fm_test_need_uffd();
