@@ -20,7 +20,6 @@ cd "$(dirname "$0")/.." || exit 2
 exceptions="
 src/vm/mmap.c src/kern/kern.h # fm_mmap gets the descriptor's file itself
 tests/unit/test_mmap.c src/vm/vm.h # checks the map's invariants
-tests/unit/test_store.c src/vm/pmap.h # fm__pmap_unavailable: fm_probe will do
 "
 
 # The file's layer, and the directories it may include from.

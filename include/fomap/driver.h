@@ -211,7 +211,8 @@ struct fm_mmap_req {
 	int flags; /* in/out: MAP_* (fo_mmap may adjust) */
 	int advice; /* in/out: MADV_* applied to the mapping */
 	int maxprot; /* out: the most the object may be mapped with */
-	struct fm_object *obj; /* out: the object, with a reference for fomap */
+	/* out: the object, with a reference for fomap; NULL: anonymous memory */
+	struct fm_object *obj;
 	/*
 	 * out, optional: a non-linear layout, the object page of each page of
 	 * the mapping (malloc'ed; fomap frees it). NULL: linear from off. The
@@ -235,7 +236,14 @@ struct fm_fileops {
 	fm_fo_ioctl_t *fo_ioctl;
 	fm_fo_close_t *fo_close; /* the last descriptor is closed */
 	fm_fo_stat_t *fo_stat;
-	/* NULL: the file cannot be mapped (ENODEV). */
+	/*
+	 * NULL: the file cannot be mapped (ENODEV). An fo_mmap (or
+	 * d_mmap_single) that returns 0 with req->obj NULL asks for anonymous
+	 * zero-fill memory, as a NULL uobj does in NetBSD's uvm_mmap:
+	 * MAP_SHARED maps a new object of req->len bytes served by the
+	 * engine, MAP_PRIVATE the host's private zero-fill memory; req->off
+	 * is ignored, req->maxprot still applies.
+	 */
 	fm_fo_mmap_t *fo_mmap;
 };
 

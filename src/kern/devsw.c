@@ -294,7 +294,7 @@ spec_stat(struct fm_file *fp, struct stat *st)
 	memset(st, 0, sizeof(*st));
 	st->st_mode = S_IFCHR | 0666;
 	st->st_nlink = 1;
-	st->st_blksize = 4096;
+	st->st_blksize = FM_PAGE_SIZE;
 	return 0;
 }
 

@@ -2261,7 +2261,7 @@ fm__engine_start(void)
 	int r = 0;
 
 	pthread_mutex_lock(&start.lock);
-	if (!start.started)
+	if (!start.started && (r = fm__page_size_check()) == 0)
 		r = engine_setup_locked();
 	pthread_mutex_unlock(&start.lock);
 	return r;

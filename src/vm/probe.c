@@ -6,6 +6,7 @@
 #include <fomap/fomap.h>
 
 #include "vm/pmap.h"
+#include "vm/vm.h"
 
 /* The features fomap-probe lists; needed: the engine cannot run without. */
 static const struct {
@@ -29,7 +30,9 @@ static const struct {
 const char *
 fm_probe(void)
 {
-	return fm__pmap_unavailable();
+	const char *why = fm__pmap_unavailable();
+
+	return why != NULL ? why : fm__page_size_why();
 }
 
 const char *

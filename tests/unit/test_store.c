@@ -13,7 +13,6 @@
 
 #include "../test.h"
 #include "testdev.h"
-#include "vm/pmap.h"
 
 #define RW (PROT_READ | PROT_WRITE)
 
@@ -256,7 +255,7 @@ TEST(pager_error_with_sigbus_blocked_kills_like_the_kernel)
 		struct fm_object *obj;
 		sigset_t bus;
 
-		if (fm__pmap_unavailable() != NULL)
+		if (fm_probe() != NULL)
 			_exit(77);
 
 		if (fm_object_create(&bad_get_ops, 8 * PG, NULL, &obj) < 0)
