@@ -402,6 +402,7 @@ static struct {
 	} ev[FM_OWN_MAX];
 	unsigned nev;
 	uintptr_t va[FM_OWN_MAX]; /* pages registered with uffd_user now */
+	int lost[FM_OWN_MAX]; /* the program unmapped or moved it since */
 	unsigned nva;
 	atomic_uint swapped; /* nva, read without the lock */
 } own;
@@ -1266,11 +1267,14 @@ static void
 own_swapped(uintptr_t va, int on)
 {
 	pthread_mutex_lock(&gone.lock);
-	if (on && own.nva < FM_OWN_MAX)
+	if (on && own.nva < FM_OWN_MAX) {
+		own.lost[own.nva] = 0;
 		own.va[own.nva++] = va;
+	}
 	for (unsigned i = 0; !on && i < own.nva; i++)
 		if (own.va[i] == va) {
 			own.va[i] = own.va[--own.nva];
+			own.lost[i] = own.lost[own.nva];
 			break;
 		}
 	atomic_store(&own.swapped, own.nva);
@@ -1374,6 +1378,19 @@ swap_page(struct fm_entry *e, uintptr_t va, int user)
 	return r;
 }
 
+/* Whether the program has unmapped or moved page va while it was away. */
+static int
+own_lost(uintptr_t va)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&gone.lock);
+	for (unsigned i = 0; i < own.nva; i++)
+		r |= own.va[i] == va && own.lost[i];
+	pthread_mutex_unlock(&gone.lock);
+	return r;
+}
+
 /* Whether a page of [start, end) is moved to the user-mode-only uffd now. */
 int
 fm__fault_swapped(uintptr_t start, uintptr_t end)
@@ -1425,7 +1442,10 @@ refuse_syscall(const struct fault *f, int mapped, int stuck)
 	if ((r = swap_page(f->e, f->va, 1)) == 0) {
 		(void)fm__pmap_wake(f->pm, f->va, FM_PAGE_SIZE);
 		wait_failed(f, stuck);
-		for (int tries = 0; swap_page(f->e, f->va, 0) < 0; tries++) {
+		/* Back, unless the program took the memory meanwhile. */
+		for (int tries = 0;
+		     !own_lost(f->va) && swap_page(f->e, f->va, 0) < 0;
+		     tries++) {
 			FM_ASSERT(tries < FM_FAULT_TRIES,
 			    "a refused page at %#lx cannot be put back",
 			    (unsigned long)f->va);
@@ -1987,6 +2007,8 @@ read_batch(struct fm_pmap *pm, struct emsg *got)
 			continue; /* REMOVE, FORK: not asked for */
 		if (own_take_locked(m->event, start, to ? to : end))
 			continue; /* the engine's own move */
+		for (unsigned j = 0; j < own.nva; j++)
+			own.lost[j] |= own.va[j] >= start && own.va[j] < end;
 		if (gone.n == gone.cap) {
 			unsigned cap = gone.cap ? gone.cap * 2 : 64;
 			struct gone *v = realloc(gone.v, cap * sizeof(*v));
