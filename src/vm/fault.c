@@ -1756,9 +1756,9 @@ fault_wp(const struct fault *f)
 		fm__object_assert_locked(obj, pg, 1);
 		pthread_mutex_unlock(&obj->lock);
 		a = unprotect_locked(f);
-		if (a == ANS_UNPROTECTED)
+		if (a != ANS_NONE)
 			write_answered(f->va);
-		else if (a == ANS_WOKEN && obj->ops && obj->ops->pgo_write)
+		if (a == ANS_WOKEN && obj->ops && obj->ops->pgo_write)
 			allow_keep(f, rgen);
 		pthread_mutex_lock(&obj->lock);
 	}

@@ -121,6 +121,12 @@ TEST_TAGGED(oracle_slow_pager, "thread oracle")
 
 TEST_TAGGED(oracle_put_pager_and_write_hook, "thread oracle")
 {
+	/*
+	 * Issue 7, open: in 40 s seeds, once a SIGBUS outside its access and
+	 * once a second write-hook call with nothing between.
+	 */
+	fm_test_known_defect("known open defect (issue 7): a rare late SIGBUS "
+	                     "or second hook call; FOMAP_TEST_KNOWN=1 runs it");
 	oracle_kind(&or_put);
 }
 
