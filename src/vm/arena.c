@@ -131,15 +131,15 @@ arena_reserve_locked(void)
 }
 
 /*
- * fm__arena_map: mmap(2) of fomap's own memory (prot, flags, fd, off as
- * mmap's; never MAP_FIXED), placed in the arena when there is room.
- * => the address, or MAP_FAILED with errno
+ * fm__arena_take: len bytes of the arena, still reserved (PROT_NONE), for
+ * the caller to map over with MAP_FIXED; fm__arena_unmap or, once what
+ * was mapped there has been moved away, fm__arena_moved gives them back.
+ * => the address, or NULL when the arena has no room (or there is none)
  */
 void *
-fm__arena_map(size_t len, int prot, int flags, int fd, off_t off)
+fm__arena_take(size_t len)
 {
 	uint64_t at;
-	void *p;
 
 	len = FM_PAGES(len) << FM_PAGE_SHIFT;
 	pthread_mutex_lock(&arena.lock);
@@ -147,16 +147,43 @@ fm__arena_map(size_t len, int prot, int flags, int fd, off_t off)
 		arena_reserve_locked();
 	at = pool_take_locked(&arena, len);
 	pthread_mutex_unlock(&arena.lock);
-	if (at == UINT64_MAX)
+	return at == UINT64_MAX ? NULL : (void *)(uintptr_t)at;
+}
+
+/*
+ * fm__arena_map: mmap(2) of fomap's own memory (prot, flags, fd, off as
+ * mmap's; never MAP_FIXED), placed in the arena when there is room.
+ * => the address, or MAP_FAILED with errno
+ */
+void *
+fm__arena_map(size_t len, int prot, int flags, int fd, off_t off)
+{
+	void *at = fm__arena_take(len), *p;
+
+	if (at == NULL)
 		return mmap(NULL, len, prot, flags, fd, off);
-	p = mmap((void *)(uintptr_t)at, len, prot, flags | MAP_FIXED, fd, off);
+	p = mmap(at, len, prot, flags | MAP_FIXED, fd, off);
 	if (p == MAP_FAILED) {
 		int err = errno;
 
-		fm__arena_unmap((void *)(uintptr_t)at, len);
+		fm__arena_unmap(at, len);
 		errno = err;
 	}
 	return p;
+}
+
+static int
+in_arena(uint64_t s, size_t len)
+{
+	return arena.base != 0 && s >= arena.base && s + len <= arena.end;
+}
+
+static void
+arena_give(uint64_t s, size_t len)
+{
+	pthread_mutex_lock(&arena.lock);
+	(void)pool_give_locked(&arena, s, len);
+	pthread_mutex_unlock(&arena.lock);
 }
 
 /*
@@ -169,15 +196,37 @@ fm__arena_unmap(void *addr, size_t len)
 	uint64_t s = (uintptr_t)addr;
 
 	len = FM_PAGES(len) << FM_PAGE_SHIFT;
-	if (arena.base == 0 || s < arena.base || s + len > arena.end) {
+	if (!in_arena(s, len)) {
 		munmap(addr, len);
 		return;
 	}
 	(void)mmap(addr, len, PROT_NONE,
 	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
-	pthread_mutex_lock(&arena.lock);
-	(void)pool_give_locked(&arena, s, len);
-	pthread_mutex_unlock(&arena.lock);
+	arena_give(s, len);
+}
+
+/*
+ * fm__arena_moved: what was mapped at [addr, addr+len) of the arena has
+ * been moved away (mremap), leaving a hole: reserve it again, unless the
+ * kernel has put another mapping there meanwhile (never replaced: the
+ * range is then lost to the arena).
+ */
+void
+fm__arena_moved(void *addr, size_t len)
+{
+	uint64_t s = (uintptr_t)addr;
+	void *p;
+
+	len = FM_PAGES(len) << FM_PAGE_SHIFT;
+	if (!in_arena(s, len))
+		return;
+	p = mmap(addr, len, PROT_NONE,
+	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE,
+	    -1, 0);
+	if (p == addr)
+		arena_give(s, len);
+	else if (p != MAP_FAILED)
+		munmap(p, len); /* an old kernel's hint: not ours */
 }
 
 static struct {

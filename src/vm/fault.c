@@ -1329,7 +1329,8 @@ swap_moving(struct fm_pmap *pm, int on)
 }
 
 /*
- * Move a fresh mapping of e's page at va over it: registered with the
+ * Move a fresh mapping of e's page at va over it (made in the arena, never
+ * where the program may be about to map): registered with the
  * user-mode-only uffd (user), where a system call's fault fails with
  * EFAULT at once and a fault from user mode waits; or with the engine's
  * uffd as e is, back in place (its page tables are empty: faults fill
@@ -1348,7 +1349,7 @@ swap_page(struct fm_entry *e, uintptr_t va, int user)
 	void *tmp = MAP_FAILED;
 
 	if (fd >= 0 && (user ? e->pm->uffd_user >= 0 : 1))
-		tmp = mmap(NULL, FM_PAGE_SIZE, e->prot,
+		tmp = fm__arena_map(FM_PAGE_SIZE, e->prot,
 		    shared ? MAP_SHARED : MAP_PRIVATE, fd, off);
 	if (tmp == MAP_FAILED)
 		return fd < 0 ? fd : -ENOSYS;
@@ -1372,8 +1373,10 @@ swap_page(struct fm_entry *e, uintptr_t va, int user)
 		(void)swap_moving(e->pm, 0);
 	}
 	if (r < 0)
-		(void)munmap(tmp, FM_PAGE_SIZE);
-	else if (!user)
+		fm__arena_unmap(tmp, FM_PAGE_SIZE);
+	else
+		fm__arena_moved(tmp, FM_PAGE_SIZE);
+	if (r == 0 && !user)
 		(void)fm__pmap_user_wake(e->pm, va, FM_PAGE_SIZE);
 	return r;
 }

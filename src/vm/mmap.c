@@ -715,6 +715,8 @@ replace(void *addr, size_t len, void *tmp, struct fm_entry **e,
 	    mremap(tmp, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, addr) ==
 	        MAP_FAILED)
 		r = -errno;
+	if (r == 0)
+		fm__arena_moved(tmp, len);
 	pthread_rwlock_wrlock(&fm__map.lock);
 	if (r == 0) {
 		e[0]->gen = atomic_fetch_add(&fm__map.gen, 1) + 1;
@@ -725,7 +727,7 @@ replace(void *addr, size_t len, void *tmp, struct fm_entry **e,
 	}
 	pthread_rwlock_unlock(&fm__map.lock);
 	if (r < 0)
-		(void)munmap(tmp, len);
+		fm__arena_unmap(tmp, len);
 	return r;
 }
 
@@ -762,7 +764,7 @@ map_and_insert(void *addr, size_t len, int prot, int flags,
 	int fixed = (flags & MAP_FIXED) != 0;
 	int move = fixed && n == 1 && !(req->obj->flags & FM_OBJ_HOST);
 	struct fm_entry *dead = NULL;
-	void *va;
+	void *va, *at = NULL;
 	int r = 0, hide;
 
 	if (fixed && !(req->obj->flags & FM_OBJ_HOST) && !fm__engine_started())
@@ -782,13 +784,22 @@ map_and_insert(void *addr, size_t len, int prot, int flags,
 	 */
 	hide = !move && !(req->obj->flags & FM_OBJ_HOST) && prot != PROT_NONE &&
 	    (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE));
+	/*
+	 * A mapping that replaces another is made in the arena and moved: at
+	 * an address of the kernel's choosing it could take a range the
+	 * program has just freed and is about to map.
+	 */
+	if (move && (at = fm__arena_take(len)) == NULL)
+		flags &= ~MAP_FIXED;
 	va = r < 0 ? MAP_FAILED
-	           : map_runs(move ? NULL : addr, len, hide ? PROT_NONE : prot,
-	                 move ? flags & ~MAP_FIXED : flags, req, runs, n, e);
+	           : map_runs(move ? at : addr, len, hide ? PROT_NONE : prot,
+	                 flags, req, runs, n, e);
 	for (size_t i = 0; va != MAP_FAILED && i < n; i++)
 		e[i]->prot = prot;
 	if (va == MAP_FAILED && r == 0)
 		r = -errno;
+	if (va == MAP_FAILED && at != NULL)
+		fm__arena_unmap(at, len);
 	if (r < 0 && fixed && !move) {
 		pthread_rwlock_wrlock(&fm__map.lock);
 		revive_locked((uintptr_t)addr, (uintptr_t)addr + len);

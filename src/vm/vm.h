@@ -157,6 +157,8 @@ void fm__entry_rele(struct fm_entry *e);
 /* arena.c: where fomap's own memory and the objects' pages live */
 void *fm__arena_map(size_t len, int prot, int flags, int fd, off_t off);
 void fm__arena_unmap(void *addr, size_t len);
+void *fm__arena_take(size_t len);
+void fm__arena_moved(void *addr, size_t len);
 int fm__store_alloc(uint64_t size, int *fd, int *rofd, off_t *base);
 void fm__store_free(off_t base, uint64_t size);
 /* => 0, or -ENOSYS: the kernel's pages are not FM_PAGE_SIZE bytes */

@@ -777,6 +777,94 @@ TEST(owner_window_not_in_freed_range)
 	ASSERT_OK(fm_close(fd));
 }
 
+/*
+ * fomap must not hold, even for a moment, an address of the kernel's
+ * choosing: the program may have just freed it and be about to map it
+ * with MAP_FIXED_NOREPLACE. A thread keeps freeing and mapping the page
+ * the kernel picks next while fomap replaces a mapping with MAP_FIXED
+ * (the new memory is made elsewhere and moved in) and refuses system
+ * calls (the refused page is moved away and back): the program's mapping
+ * must always find its page free.
+ */
+struct taker {
+	char *at;
+	atomic_int stop;
+	long n, taken;
+};
+
+static void *
+taker_main(void *arg)
+{
+	struct taker *t = arg;
+
+	while (!atomic_load(&t->stop)) {
+		char *q = mmap(t->at, PG, RW,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+
+		t->n++;
+		if (q == MAP_FAILED)
+			t->taken++;
+		else
+			(void)munmap(q, PG);
+	}
+	return NULL;
+}
+
+static void
+guard_ioctl_ok(int g, unsigned long req, void *arg)
+{
+	ASSERT_OK(fm_ioctl(g, req, arg));
+}
+
+TEST_TAGGED(owner_no_transient_memory_in_freed_range, "thread")
+{
+	fm_test_need_uffd();
+	int z = fm_open("/dev/fomap/zero", O_RDWR),
+	    g = fm_open(FM_GUARD_DEV, O_RDWR), pfd[2];
+	struct fm_guard_setup s = {.size = PG};
+	struct fm_guard_remove rm = {.off = 0,
+	    .len = PG,
+	    .policy = FM_GUARD_REVOKE};
+	struct taker t = {0};
+	pthread_t th;
+	char c;
+
+	ASSERT_GE(z, 0);
+	ASSERT_GE(g, 0);
+	guard_ioctl_ok(g, FM_GUARD_SETUP, &s);
+	char *r = fm_mmap(NULL, PG, RW, MAP_SHARED, g, 0);
+	char *m = fm_mmap(NULL, PG, RW, MAP_SHARED, z, 0);
+	ASSERT(r != MAP_FAILED && m != MAP_FAILED);
+	r[0] = 'r';
+	guard_ioctl_ok(g, FM_GUARD_REMOVE, &rm);
+	ASSERT_OK(pipe(pfd));
+	t.at = own_map(NULL, PG); /* where the kernel maps next */
+	ASSERT_OK(munmap(t.at, PG));
+	ASSERT_EQ(pthread_create(&th, NULL, taker_main, &t), 0);
+	for (int i = 0; i < 300; i++) {
+		ASSERT_PTR_EQ(fm_mmap(m, PG, RW, MAP_SHARED | MAP_FIXED, z, 0),
+		    m);
+		m[0] = 'm';
+		ASSERT_EQ(write(pfd[1], "x", 1), 1);
+		ASSERT_ERRNO(read(pfd[0], r, 1), EFAULT);
+		ASSERT_EQ(read(pfd[0], &c, 1), 1);
+	}
+	atomic_store(&t.stop, 1);
+	ASSERT_EQ(pthread_join(th, NULL), 0);
+	if (t.taken > 0)
+		fm_test_fail(__FILE__, __LINE__,
+		    "%ld of the program's %ld MAP_FIXED_NOREPLACE maps found "
+		    "its freed page taken",
+		    t.taken, t.n);
+	ASSERT_GE(t.n, 100);
+	close(pfd[0]);
+	close(pfd[1]);
+	ASSERT_OK(fm_munmap(r, PG));
+	ASSERT_OK(fm_munmap(m, PG));
+	ASSERT_OK(fm_close(g));
+	ASSERT_OK(fm_close(z));
+}
+
 /* ------------------------------------------------------------------------
  * 4. fork.
  */
