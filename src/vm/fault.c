@@ -1149,11 +1149,6 @@ noentry_again(const struct fault *f)
 	return r;
 }
 
-/*
- * Zap [va, va+len) of e unless the kernel has unmapped or moved it since
- * (a gone range not yet out of the map): never memory fomap does not own.
- * => e held (entry_hold_locked), or obj->lock held with e linked
- */
 /* Whether an UNMAP or REMAP event is read but not yet followed. */
 static int
 events_pending(void)
@@ -1182,8 +1177,18 @@ gone_any(const struct fm_entry *e)
 	return r;
 }
 
-int
-fm__fault_zap(struct fm_entry *e, uintptr_t va, size_t len)
+typedef int run_fn(struct fm_entry *e, uintptr_t va, size_t len, int arg);
+
+/*
+ * Apply fn to the runs of [va, va+len) of e that the kernel has not
+ * unmapped or moved since (a gone range not yet out of the map): never to
+ * memory fomap does not own. While gone.lock is held no munmap or mremap
+ * of registered memory can end (its event cannot be read); fn gives
+ * -EAGAIN when one waits, which is then read and the run tried again.
+ * => e held, or obj->lock held with e linked
+ */
+static int
+each_owned(struct fm_entry *e, uintptr_t va, size_t len, run_fn *fn, int arg)
 {
 	uintptr_t end = va + len, to;
 	int r = 0, moved = 1;
@@ -1205,13 +1210,58 @@ fm__fault_zap(struct fm_entry *e, uintptr_t va, size_t len)
 			if (gone_for(&gone.v[i], e) && gone.v[i].start > va &&
 			    gone.v[i].start < to)
 				to = gone.v[i].start;
-		if (va < to)
-			r = fm__pmap_zap(e->pm, va, to - va);
-		va = to;
+		if (va < to && (r = fn(e, va, to - va, arg)) == -EAGAIN) {
+			/* An event waits: read it (gone.lock is the reader's). */
+			pthread_mutex_unlock(&gone.lock);
+			(void)engine_drain(e->pm);
+			pthread_mutex_lock(&gone.lock);
+			r = 0;
+		} else
+			va = to;
 		moved = 1;
 	}
 	pthread_mutex_unlock(&gone.lock);
 	return r;
+}
+
+static int
+zap_run(struct fm_entry *e, uintptr_t va, size_t len, int arg)
+{
+	(void)arg;
+	return fm__pmap_zap(e->pm, va, len);
+}
+
+/*
+ * The kernel's write protection stops at the first page of the range
+ * that is not registered for it (-ENOENT: a page away, swap_page): the
+ * rest is then done a page at a time, each such page left out (it comes
+ * back with no page table entry).
+ */
+static int
+protect_run(struct fm_entry *e, uintptr_t va, size_t len, int wp)
+{
+	int r = fm__pmap_protect_try(e->pm, va, len, wp);
+
+	if (r != -ENOENT)
+		return r;
+	for (uintptr_t a = va; a < va + len; a += FM_PAGE_SIZE)
+		if ((r = fm__pmap_protect_try(e->pm, a, FM_PAGE_SIZE, wp)) <
+		        0 &&
+		    r != -ENOENT)
+			return r;
+	return 0;
+}
+
+int
+fm__fault_zap(struct fm_entry *e, uintptr_t va, size_t len)
+{
+	return each_owned(e, va, len, zap_run, 0);
+}
+
+int
+fm__fault_protect(struct fm_entry *e, uintptr_t va, size_t len, int wp)
+{
+	return each_owned(e, va, len, protect_run, wp);
 }
 
 static int64_t

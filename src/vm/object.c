@@ -419,8 +419,7 @@ fm__object_unlink(struct fm_object *obj, struct fm_entry *e)
 		pthread_cond_wait(&obj->busycv, &obj->lock);
 	/* A write meanwhile faults, and is retried until the memory goes. */
 	if (e->pm && e->pmode == FM_PMAP_SHARED)
-		(void)fm__pmap_protect(e->pm, e->start, e->end - e->start, 1,
-		    0);
+		(void)fm__fault_protect(e, e->start, e->end - e->start, 1);
 	*pp = e->onext;
 	e->onext = NULL;
 	pthread_mutex_unlock(&obj->lock);
@@ -459,7 +458,7 @@ protect_fn(struct fm_entry *e, uintptr_t va, size_t len, void *arg)
 {
 	if (e->pmode != FM_PMAP_SHARED)
 		return 0; /* read-only for good: the kernel sees to it */
-	return fm__pmap_protect(e->pm, va, len, *(int *)arg, 0);
+	return fm__fault_protect(e, va, len, *(int *)arg);
 }
 
 static int

@@ -300,18 +300,32 @@ fm__pmap_wake(struct fm_pmap *pm, uintptr_t va, size_t len)
 	return ioctl(pm->uffd, UFFDIO_WAKE, &r) < 0 ? -errno : 0;
 }
 
-int
-fm__pmap_protect(struct fm_pmap *pm, uintptr_t va, size_t len, int wp, int wake)
+static struct uffdio_writeprotect
+writeprotect(uintptr_t va, size_t len, int wp, int wake)
 {
-	struct uffdio_writeprotect w = {
+	return (struct uffdio_writeprotect){
 	    .range = {.start = va, .len = len},
 	    /* Protecting never wakes; the kernel refuses DONTWAKE with it. */
 	    .mode = wp ? UFFDIO_WRITEPROTECT_MODE_WP
 	        : wake ? 0
 	               : UFFDIO_WRITEPROTECT_MODE_DONTWAKE,
 	};
+}
+
+int
+fm__pmap_protect(struct fm_pmap *pm, uintptr_t va, size_t len, int wp, int wake)
+{
+	struct uffdio_writeprotect w = writeprotect(va, len, wp, wake);
 
 	return uffd_ioctl(pm, UFFDIO_WRITEPROTECT, &w, NULL);
+}
+
+int
+fm__pmap_protect_try(struct fm_pmap *pm, uintptr_t va, size_t len, int wp)
+{
+	struct uffdio_writeprotect w = writeprotect(va, len, wp, 0);
+
+	return ioctl(pm->uffd, UFFDIO_WRITEPROTECT, &w) < 0 ? -errno : 0;
 }
 
 int

@@ -82,6 +82,11 @@ int fm__pmap_wake(struct fm_pmap *pm, uintptr_t va, size_t len);
 int fm__pmap_protect(struct fm_pmap *pm, uintptr_t va, size_t len, int wp,
     int wake);
 /*
+ * The same, without waking, tried once: => -EAGAIN, nothing done, while
+ * an event waits to be read (the caller reads it, then tries again).
+ */
+int fm__pmap_protect_try(struct fm_pmap *pm, uintptr_t va, size_t len, int wp);
+/*
  * Read at most n messages without blocking. => the count (0: none now),
  * or -errno
  */

@@ -227,8 +227,13 @@ int fm__fault_prefetch(struct fm_entry *e, uintptr_t va, uintptr_t end);
 void fm__fault_events(void);
 /* Whether a page of [start, end) is away while a refusal is told. */
 int fm__fault_swapped(uintptr_t start, uintptr_t end);
-/* Zap [va, va+len) of e, unless the kernel has taken it away meanwhile. */
+/*
+ * Zap, or write-protect (wp) or unprotect (no wake), [va, va+len) of e:
+ * every page the kernel still maps there for e (not taken away meanwhile,
+ * not away while a refusal is told).
+ */
 int fm__fault_zap(struct fm_entry *e, uintptr_t va, size_t len);
+int fm__fault_protect(struct fm_entry *e, uintptr_t va, size_t len, int wp);
 
 /*
  * A critical section of a fomap call: every signal that can be sent

@@ -240,6 +240,80 @@ TEST_TAGGED(trust_syscall_refusal_leaves_other_threads_alone, "thread")
 	ASSERT_OK(fm_close(fd));
 }
 
+/*
+ * While a refused system call's page is away (moved out of the engine's
+ * userfaultfd until the call has failed), a protection change across it
+ * must still reach every other page of the range: the kernel's write
+ * protection stops at the first page not registered for it, and pages
+ * after it were left writable.
+ */
+struct ro_reader {
+	volatile char *p;
+	int pfd[2];
+	atomic_int stop;
+	long n, bad;
+};
+
+static void *
+ro_reader_main(void *arg)
+{
+	struct ro_reader *r = arg;
+	char c;
+
+	while (!atomic_load(&r->stop)) {
+		if (write(r->pfd[1], "x", 1) != 1)
+			break;
+		if (read(r->pfd[0], (void *)r->p, 1) >= 0 || errno != EFAULT)
+			r->bad++;
+		if (read(r->pfd[0], &c, 1) != 1)
+			break;
+		r->n++;
+	}
+	return NULL;
+}
+
+TEST_TAGGED(trust_protect_across_a_refused_syscall_page, "thread")
+{
+	fm_test_need_uffd();
+	struct fm_object *obj;
+	struct ro_reader r = {0};
+	long rounds = 0, writable = 0;
+	pthread_t t;
+
+	tb_install();
+	ASSERT_EQ(fm_object_create(NULL, 4 * PG, NULL, &obj), 0);
+	int fd = testdev_open("protect-across", obj, RW, O_RDWR);
+	volatile char *p = fm_mmap(NULL, 4 * PG, RW, MAP_SHARED, fd, 0);
+	ASSERT(p != MAP_FAILED);
+	for (int i = 0; i < 4; i++)
+		p[i * PG] = 'a';
+	ASSERT_EQ(fm_object_protect(obj, PG, PG, PROT_READ), 0);
+	r.p = p + PG;
+	ASSERT_OK(pipe(r.pfd));
+	ASSERT_EQ(pthread_create(&t, NULL, ro_reader_main, &r), 0);
+	for (double end = now_s() + 1.0; now_s() < end; rounds++) {
+		ASSERT_EQ(fm_object_protect(obj, 2 * PG, 2 * PG, RW), 0);
+		ASSERT_EQ(tb_probe(p + 3 * PG, 1), 0);
+		/* One run across page 1, maybe away now. */
+		ASSERT_EQ(fm_object_protect(obj, 0, 4 * PG, PROT_READ), 0);
+		if (tb_probe(p + 3 * PG, 1) != SIGBUS)
+			writable++;
+	}
+	atomic_store(&r.stop, 1);
+	JOIN_WITHIN(t, 4, "the refused reader");
+	if (writable > 0 || r.bad > 0)
+		fm_test_fail(__FILE__, __LINE__,
+		    "%ld of %ld writes to a read-only page went through; "
+		    "%ld of %ld refused read(2)s did not fail with EFAULT",
+		    writable, rounds, r.bad, r.n);
+	ASSERT_GE(r.n, 10);
+	close(r.pfd[0]);
+	close(r.pfd[1]);
+	ASSERT_OK(fm_munmap((void *)p, 4 * PG));
+	ASSERT_OK(fm_close(fd));
+	fm_object_rele(obj);
+}
+
 /* The pager fails the fill. */
 TEST_TAGGED(trust_read_into_failing_pager_efault, "thread")
 {
