@@ -748,7 +748,13 @@ install_locked(const struct fault *f, uint64_t pg, unsigned around,
 				break;
 		}
 	}
-	pthread_mutex_unlock(&obj->lock);
+	/*
+	 * A write-protected install keeps obj->lock: a write let through
+	 * meanwhile (fault_wp: DIRTY, then unprotect) must not find its
+	 * page mapped write-protected again after its unprotect.
+	 */
+	if (k == 0 || !wp)
+		pthread_mutex_unlock(&obj->lock);
 	if (k == 0) {
 		entry_unhold(e);
 		return -ENOENT;
@@ -756,6 +762,8 @@ install_locked(const struct fault *f, uint64_t pg, unsigned around,
 	ra_advance(e, f->va, want, k);
 	r = fm__pmap_enter(f->pm, f->va, (size_t)k << FM_PAGE_SHIFT, wp,
 	    mapped);
+	if (wp)
+		pthread_mutex_unlock(&obj->lock);
 	entry_unhold(e);
 	return r;
 }
@@ -1091,8 +1099,15 @@ refusal_take(const struct fault *f, unsigned gen)
  * The write hook let f's write through, but the page could not be made
  * writable in f's mapping (it was away: swap_page): its retry is let
  * through without asking again, unless something changed meanwhile
- * (allow_keep; allow_take => 1 if so).
+ * (allow_keep; allow_take => 1 if so): its protection, what is mapped,
+ * or a write-back (the page is clean again: its next write is asked).
  */
+static unsigned
+allow_gen(struct fm_object *obj)
+{
+	return refusal_gen(obj) + (atomic_load(&obj->cleangen) << 24);
+}
+
 static void
 allow_keep(const struct fault *f, unsigned gen)
 {
@@ -1491,8 +1506,8 @@ refuse_syscall(const struct fault *f, int mapped, int stuck)
 {
 	int r;
 
-	own_swapped(f->va, 1); /* before: fm_mprotect waits */
-	if ((r = swap_page(f->e, f->va, 1)) == 0) {
+	own_swapped(f->va, 1);
+	if (f->e != NULL && (r = swap_page(f->e, f->va, 1)) == 0) {
 		(void)fm__pmap_wake(f->pm, f->va, FM_PAGE_SIZE);
 		wait_failed(f, stuck);
 		/* Back, unless the program took the memory meanwhile. */
@@ -1511,7 +1526,10 @@ refuse_syscall(const struct fault *f, int mapped, int stuck)
 	r = fm__pmap_poison(f->pm, f->va, mapped);
 	if (r == 0)
 		wait_failed(f, stuck);
-	(void)fm__fault_zap(f->e, f->va, FM_PAGE_SIZE);
+	if (f->e != NULL)
+		(void)fm__fault_zap(f->e, f->va, FM_PAGE_SIZE);
+	else /* registered, served by no entry: nothing else there */
+		(void)fm__pmap_zap(f->pm, f->va, FM_PAGE_SIZE);
 	return r == 0 ? ANS_SIGBUS : ANS_NONE;
 }
 
@@ -1595,21 +1613,97 @@ tell_how(const struct fault *f)
 	return spinning && faulting_hard(f) ? TELL_STUCK : TELL_NOT;
 }
 
+/*
+ * The pages whose refusal is being told, and the range an fm_mprotect is
+ * changing (fm__fault_mprotect_begin .. _end): a protection changed under
+ * a refused access would end it with a SIGSEGV, and its SIGBUS would come
+ * after. Each waits for the other's earlier arrivals only.
+ */
+#define FM_TELLING_MAX 64
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	uintptr_t va[FM_TELLING_MAX];
+	unsigned n;
+	uintptr_t start, end; /* fm_mprotect's range, or empty */
+} telling = {.lock = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void
+telling_begin(uintptr_t va)
+{
+	pthread_mutex_lock(&telling.lock);
+	while ((telling.start <= va && va < telling.end) ||
+	    telling.n == FM_TELLING_MAX)
+		pthread_cond_wait(&telling.cv, &telling.lock);
+	telling.va[telling.n++] = va;
+	pthread_mutex_unlock(&telling.lock);
+}
+
+static void
+telling_end(uintptr_t va)
+{
+	pthread_mutex_lock(&telling.lock);
+	for (unsigned i = 0; i < telling.n; i++)
+		if (telling.va[i] == va) {
+			telling.va[i] = telling.va[--telling.n];
+			break;
+		}
+	pthread_cond_broadcast(&telling.cv);
+	pthread_mutex_unlock(&telling.lock);
+}
+
+static int
+telling_in_locked(uintptr_t start, uintptr_t end)
+{
+	for (unsigned i = 0; i < telling.n; i++)
+		if (start <= telling.va[i] && telling.va[i] < end)
+			return 1;
+	return 0;
+}
+
+void
+fm__fault_mprotect_begin(uintptr_t start, uintptr_t end)
+{
+	pthread_mutex_lock(&telling.lock);
+	telling.start = start;
+	telling.end = end;
+	while (telling_in_locked(start, end))
+		pthread_cond_wait(&telling.cv, &telling.lock);
+	pthread_mutex_unlock(&telling.lock);
+}
+
+void
+fm__fault_mprotect_end(void)
+{
+	pthread_mutex_lock(&telling.lock);
+	telling.start = telling.end = 0;
+	pthread_cond_broadcast(&telling.cv);
+	pthread_mutex_unlock(&telling.lock);
+}
+
+/*
+ * Refuse f's access (gen: what a refusal kept for its retry must be made
+ * under, or UINT32_MAX: none kept). No entry: memory fomap does not serve.
+ */
 static enum answer
 refuse(const struct fault *f, int err, int mapped, unsigned gen)
 {
-	struct fm_object *obj = f->e->obj;
+	struct fm_object *obj = f->e ? f->e->obj : NULL;
 	enum tell_how how = TELL_NOT;
 	enum answer a;
 
 	atomic_fetch_add_explicit(&stats.sigbus, 1, memory_order_relaxed);
-	pthread_mutex_lock(&obj->lock);
-	if (entry_hold_locked(f->e) < 0) {
+	if (obj != NULL) {
+		pthread_mutex_lock(&obj->lock);
+		if (entry_hold_locked(f->e) < 0) {
+			pthread_mutex_unlock(&obj->lock);
+			return wake(
+			    f); /* the memory is leaving: its retry sees */
+		}
 		pthread_mutex_unlock(&obj->lock);
-		return wake(f); /* the memory is leaving: its retry sees */
 	}
-	pthread_mutex_unlock(&obj->lock);
 	engine_block(f->pm); /* looks at the thread, waits for it */
+	telling_begin(f->va);
 	how = tell_how(f);
 	if (how == TELL_NOT || !may_tell(f)) {
 		if (gen != UINT32_MAX)
@@ -1619,8 +1713,10 @@ refuse(const struct fault *f, int err, int mapped, unsigned gen)
 		a = tell_now(f, err, mapped, how);
 		told(f);
 	}
+	telling_end(f->va);
 	engine_unblock();
-	entry_unhold(f->e);
+	if (obj != NULL)
+		entry_unhold(f->e);
 	return a;
 }
 
@@ -1746,7 +1842,7 @@ write_decide(const struct fault *f, uint64_t pg, uint8_t st, unsigned gen)
 
 		if (r < 0)
 			return r; /* asked already for this write */
-		if (allow_take(f, gen))
+		if (allow_take(f, allow_gen(obj)))
 			return 0; /* let through already */
 		r = obj->ops->pgo_write(obj, pg);
 		return r < 0 ? pager_errno(r) : 0;
@@ -1812,16 +1908,18 @@ fault_wp(const struct fault *f)
 		if (a != ANS_NONE)
 			write_answered(f->va);
 		if (a == ANS_WOKEN && obj->ops && obj->ops->pgo_write)
-			allow_keep(f, rgen);
+			allow_keep(f, allow_gen(obj));
 		pthread_mutex_lock(&obj->lock);
 	}
 	/*
 	 * Only now: a write waiting for its turn sees this one's PTE. A
 	 * refused write keeps its turn until it is told, and no protection
 	 * change lets it through meanwhile (REFUSING: fm_object_protect
-	 * waits).
+	 * waits); unless one did while the hook decided (the page may be
+	 * writable now: the retry is decided afresh).
 	 */
-	refusing = a == ANS_NONE && r < 0 && r != -ESTALE && r != -EAGAIN;
+	refusing = a == ANS_NONE && r < 0 && r != -ESTALE && r != -EAGAIN &&
+	    refusal_gen(obj) == rgen;
 	if (refusing)
 		obj->pgstate[pg] |= FM_PGS_REFUSING;
 	else
@@ -1891,12 +1989,11 @@ resolve_fault(struct fm_pmap *pm, const struct emsg *em)
 		/*
 		 * A stale message (the memory is gone: the thread's retry
 		 * faults elsewhere), or registered memory without an entry
-		 * (an mremap grew it): after many tries, SIGBUS.
+		 * (an mremap grew it): after many tries of the thread's
+		 * latest access, refused.
 		 */
-		if (!events_pending() && noentry_again(&f) &&
-		    fm__pmap_sigbus(pm, f.tid, f.addr ? f.addr : f.va,
-		        EFAULT) == 0)
-			a = ANS_SIGBUS;
+		if (latest(&f) && !events_pending() && noentry_again(&f))
+			a = refuse(&f, -EFAULT, 0, UINT32_MAX);
 		else
 			a = wake(&f);
 	} else if (fm__fault_swapped(f.va, f.va + FM_PAGE_SIZE))

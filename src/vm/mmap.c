@@ -1048,9 +1048,12 @@ fm_mprotect(void *addr, size_t len, int prot)
 	if (r == 0)
 		r = fm__map_clip(start, end);
 	pthread_rwlock_unlock(&fm__map.lock);
-	/* A page away while a refusal is told comes back with e->prot. */
-	while (r == 0 && fm__fault_swapped(start, end))
-		usleep(100);
+	/*
+	 * Not under a refusal being told: its access ends with its SIGBUS,
+	 * and a page away meanwhile comes back with e->prot.
+	 */
+	if (r == 0)
+		fm__fault_mprotect_begin(start, end);
 	if (r == 0 && mprotect(addr, end - start, prot) < 0)
 		r = -errno;
 	if (r == 0) {
@@ -1060,6 +1063,7 @@ fm_mprotect(void *addr, size_t len, int prot)
 			fm__map.v[k]->prot = prot;
 		pthread_rwlock_unlock(&fm__map.lock);
 	}
+	fm__fault_mprotect_end();
 	pthread_mutex_unlock(&fm__map.oplock);
 	fm__crit_leave(&c);
 	SYSFAIL(r);

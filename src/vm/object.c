@@ -351,13 +351,14 @@ wait_unbusy_locked(struct fm_object *obj, uint64_t pg, uint64_t n)
 
 /*
  * fm__object_entry_wp: whether a page in state st is mapped write-protected
- * in shared mappings: the driver made it read-only, or the pager tracks
- * dirty pages (it has pgo_put) and the page is clean.
+ * in shared mappings: the driver made it read-only, the pager tracks dirty
+ * pages (it has pgo_put) and the page is clean, or a write to it has been
+ * refused and its thread is being told (it must not go through meanwhile).
  */
 int
 fm__object_entry_wp(const struct fm_object *obj, uint8_t st)
 {
-	if (st & FM_PG_RDONLY)
+	if (st & (FM_PG_RDONLY | FM_PGS_REFUSING))
 		return 1;
 	return obj->ops && obj->ops->pgo_put && !(st & FM_PG_DIRTY);
 }
@@ -536,6 +537,7 @@ clean_pmaplocked(struct fm_object *obj, uint64_t pg, uint64_t n)
 {
 	int r = 0, wp = 1;
 
+	atomic_fetch_add(&obj->cleangen, 1);
 	pthread_mutex_lock(&obj->lock);
 	wait_unbusy_locked(obj, pg, n);
 	for (uint64_t i = pg; i < pg + n;) {

@@ -83,6 +83,7 @@ struct fm_object {
 	pthread_rwlock_t pmaplock;
 	atomic_uint protgen; /* bumped by fm_object_protect, pmaplock excl. */
 	atomic_uint mapgen; /* bumped by fm_object_unmap, pmaplock excl. */
+	atomic_uint cleangen; /* bumped by each write-back, pmaplock excl. */
 	uint8_t *pgstate; /* FM_PG_* | FM_PGS_BUSY, one byte a page */
 	struct fm_entry *entries; /* entries mapping obj, via e->onext */
 };
@@ -227,6 +228,12 @@ int fm__fault_prefetch(struct fm_entry *e, uintptr_t va, uintptr_t end);
 void fm__fault_events(void);
 /* Whether a page of [start, end) is away while a refusal is told. */
 int fm__fault_swapped(uintptr_t start, uintptr_t end);
+/*
+ * fm_mprotect changes [start, end): wait until no refusal in it is being
+ * told, and hold later ones until fm__fault_mprotect_end.
+ */
+void fm__fault_mprotect_begin(uintptr_t start, uintptr_t end);
+void fm__fault_mprotect_end(void);
 /*
  * Zap, or write-protect (wp) or unprotect (no wake), [va, va+len) of e:
  * every page the kernel still maps there for e (not taken away meanwhile,

@@ -137,8 +137,15 @@ static atomic_long tb_stray __attribute__((unused)); /* ... not awaited */
 static inline void
 tb_handler(int sig, siginfo_t *si, void *uc)
 {
-	(void)sig;
 	(void)uc;
+	if (sig == SIGSEGV) { /* (tb_install_segv) the access ended so */
+		if (!tb_armed) {
+			signal(SIGSEGV, SIG_DFL);
+			return; /* it faults again, and dies */
+		}
+		tb_armed = 0;
+		siglongjmp(tb_jb, 2);
+	}
 	atomic_fetch_add(&tb_total, 1);
 	if (tb_armed) {
 		tb_armed = 0;
@@ -161,16 +168,29 @@ tb_install(void)
 	ASSERT_OK(sigaction(SIGBUS, &sa, NULL));
 }
 
+/* Catch SIGSEGV too, in the access only (a protection changed under it). */
+static inline void
+tb_install_segv(void)
+{
+	struct sigaction sa = {.sa_sigaction = tb_handler,
+	    .sa_flags = SA_SIGINFO | SA_RESTART};
+
+	sigemptyset(&sa.sa_mask);
+	ASSERT_OK(sigaction(SIGSEGV, &sa, NULL));
+}
+
 /*
  * Touch one byte, catching SIGBUS: read it, or (wr) store 'x' into it
- * without reading it first. => 0 or SIGBUS; then tb_addr and tb_code say
- * what the signal said.
+ * without reading it first. => 0 or SIGBUS (or SIGSEGV: tb_install_segv);
+ * then tb_addr and tb_code say what the SIGBUS said.
  */
 static inline int
 tb_probe(volatile char *p, int wr)
 {
-	if (sigsetjmp(tb_jb, 1) != 0)
-		return SIGBUS;
+	int k = sigsetjmp(tb_jb, 1);
+
+	if (k != 0)
+		return k == 2 ? SIGSEGV : SIGBUS;
 	tb_addr = NULL;
 	tb_armed = 1;
 	if (wr)
