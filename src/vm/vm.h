@@ -32,6 +32,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/types.h>
 
 #include <fomap/driver.h>
 
@@ -164,6 +165,16 @@ void fm__store_free(off_t base, uint64_t size);
 /* => 0, or -ENOSYS: the kernel's pages are not FM_PAGE_SIZE bytes */
 int fm__page_size_check(void);
 const char *fm__page_size_why(void);
+
+/*
+ * io.c: fm__full_pread reads len bytes of fd at off into buf, through short
+ * reads and EINTR. => the count, less than len only at the end of the
+ * file; or -errno
+ * fm__full_pwrite writes all len bytes of buf to fd at off, through short
+ * writes and EINTR. => 0, or -errno (-EIO: the file takes no more)
+ */
+ssize_t fm__full_pread(int fd, void *buf, size_t len, off_t off);
+int fm__full_pwrite(int fd, const void *buf, size_t len, off_t off);
 
 /* pager_host.c: a host object mapping fd; the kernel is its pager. */
 int fm__host_object(int fd, struct fm_object **objp);
