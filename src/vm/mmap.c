@@ -86,11 +86,13 @@ check_prot(int *prot)
 static int
 kill_locked(uintptr_t start, uintptr_t end)
 {
-	size_t n, i = fm__map_range(start, end, &n);
+	struct fm_map_iter it;
+	struct fm_entry *e;
+	size_t n = fm__map_iter(&it, start, end);
 
-	for (size_t k = i; k < i + n; k++)
-		if (!fm__map.v[k]->dead)
-			fm__object_unlink(fm__map.v[k]->obj, fm__map.v[k]);
+	while ((e = fm__map_next(&it)) != NULL)
+		if (!e->dead)
+			fm__object_unlink(e->obj, e);
 	return n > 0;
 }
 
@@ -105,10 +107,11 @@ kill_locked(uintptr_t start, uintptr_t end)
 static void
 quiesce_locked(uintptr_t start, uintptr_t end, int back)
 {
-	size_t n, i = fm__map_range(start, end, &n);
+	struct fm_map_iter it;
+	struct fm_entry *e;
 
-	for (size_t k = i; k < i + n; k++) {
-		struct fm_entry *e = fm__map.v[k];
+	fm__map_iter(&it, start, end);
+	while ((e = fm__map_next(&it)) != NULL) {
 		void *va = (void *)e->start;
 		size_t len = e->end - e->start;
 
@@ -128,11 +131,13 @@ quiesce_locked(uintptr_t start, uintptr_t end, int back)
 static void
 revive_locked(uintptr_t start, uintptr_t end)
 {
-	size_t n, i = fm__map_range(start, end, &n);
+	struct fm_map_iter it;
+	struct fm_entry *e;
 
-	for (size_t k = i; k < i + n; k++)
-		if (fm__map.v[k]->dead)
-			fm__object_link(fm__map.v[k]->obj, fm__map.v[k]);
+	fm__map_iter(&it, start, end);
+	while ((e = fm__map_next(&it)) != NULL)
+		if (e->dead)
+			fm__object_link(e->obj, e);
 }
 
 /*
@@ -144,12 +149,12 @@ revive_locked(uintptr_t start, uintptr_t end)
 static void
 take_locked(uintptr_t start, uintptr_t end, struct fm_entry **dead)
 {
-	size_t n, i = fm__map_range(start, end, &n);
+	struct fm_map_iter it;
+	struct fm_entry *e;
 
-	while (n-- > 0) {
-		struct fm_entry *e = fm__map.v[i];
-
-		fm__map_remove(e);
+	fm__map_iter(&it, start, end);
+	while ((e = fm__map_next(&it)) != NULL) {
+		fm__map_remove(e); /* the walk goes on from its end */
 		if (!e->dead)
 			fm__object_unlink(e->obj, e);
 		e->onext = *dead;
@@ -246,17 +251,16 @@ void
 fm__map_gone(uintptr_t start, uintptr_t end, uintptr_t to, uint64_t gen,
     struct fm_entry **deadp)
 {
-	struct fm_entry *dead = *deadp, **old;
-	size_t n, i, k = 0;
+	struct fm_entry *dead = *deadp, **old, *e;
+	struct fm_map_iter it;
+	size_t n, k = 0;
 
 	pthread_rwlock_wrlock(&fm__map.lock);
 	(void)fm__map_clip(start, end);
-	i = fm__map_range(start, end, &n);
+	n = fm__map_iter(&it, start, end);
 	old = calloc(n ? n : 1, sizeof(*old));
 	/* Only entries older than the event, and not being removed already. */
-	for (size_t j = i; old && j < i + n; j++) {
-		struct fm_entry *e = fm__map.v[j];
-
+	while (old && (e = fm__map_next(&it)) != NULL) {
 		if (e->gen <= gen && !e->dead && e->start >= start &&
 		    e->end <= end)
 			old[k++] = e;
@@ -289,6 +293,8 @@ void
 fm__map_exit(void)
 {
 	struct fm_object **v;
+	struct fm_map_iter it;
+	struct fm_entry *e;
 	size_t n, k = 0;
 	struct fm_crit c;
 
@@ -296,11 +302,9 @@ fm__map_exit(void)
 		return; /* the parent's objects: not ours to write */
 	fm__crit_enter(&c);
 	pthread_rwlock_rdlock(&fm__map.lock);
-	n = fm__map.n;
+	n = fm__map_iter(&it, 0, UINTPTR_MAX); /* every entry */
 	v = calloc(n ? n : 1, sizeof(*v));
-	for (size_t i = 0; v && i < n; i++) {
-		struct fm_entry *e = fm__map.v[i];
-
+	while (v && (e = fm__map_next(&it)) != NULL) {
 		if (e->pm && (e->flags & MAP_SHARED) && !e->dead) {
 			fm_object_ref(e->obj);
 			v[k++] = e->obj;
@@ -931,6 +935,7 @@ check_mprotect(void *addr, size_t len, int *prot, uintptr_t *start,
     uintptr_t *end)
 {
 	int grows = *prot & (PROT_GROWSDOWN | PROT_GROWSUP);
+	struct fm_map_iter it;
 	size_t n;
 
 	*start = (uintptr_t)addr;
@@ -945,7 +950,7 @@ check_mprotect(void *addr, size_t len, int *prot, uintptr_t *start,
 		return -EINVAL;
 	if (grows && !fm__forked) {
 		pthread_rwlock_rdlock(&fm__map.lock);
-		(void)fm__map_range(*start, *end, &n);
+		n = fm__map_iter(&it, *start, *end);
 		pthread_rwlock_unlock(&fm__map.lock);
 		if (n > 0)
 			return -EINVAL;
@@ -1030,8 +1035,9 @@ int
 fm_mprotect(void *addr, size_t len, int prot)
 {
 	uintptr_t start, end;
+	struct fm_map_iter it;
+	struct fm_entry *e;
 	struct fm_crit c;
-	size_t i, n;
 	int r = check_mprotect(addr, len, &prot, &start, &end);
 
 	if (fm__forked)
@@ -1041,9 +1047,9 @@ fm_mprotect(void *addr, size_t len, int prot)
 	fm__crit_enter(&c);
 	pthread_mutex_lock(&fm__map.oplock);
 	pthread_rwlock_wrlock(&fm__map.lock);
-	i = fm__map_range(start, end, &n);
-	for (size_t k = i; k < i + n && r == 0; k++)
-		if (prot & ~fm__map.v[k]->maxprot)
+	fm__map_iter(&it, start, end);
+	while (r == 0 && (e = fm__map_next(&it)) != NULL)
+		if (prot & ~e->maxprot)
 			r = -EACCES;
 	if (r == 0)
 		r = fm__map_clip(start, end);
@@ -1055,9 +1061,9 @@ fm_mprotect(void *addr, size_t len, int prot)
 		r = -errno;
 	if (r == 0) {
 		pthread_rwlock_wrlock(&fm__map.lock);
-		i = fm__map_range(start, end, &n);
-		for (size_t k = i; k < i + n; k++)
-			fm__map.v[k]->prot = prot;
+		fm__map_iter(&it, start, end);
+		while ((e = fm__map_next(&it)) != NULL)
+			e->prot = prot;
 		pthread_rwlock_unlock(&fm__map.lock);
 	}
 	pthread_mutex_unlock(&fm__map.oplock);
@@ -1079,14 +1085,15 @@ struct span {
 static ssize_t
 shared_spans(uintptr_t start, uintptr_t end, struct span **out)
 {
-	size_t i, n, k = 0;
+	struct fm_map_iter it;
+	struct fm_entry *e;
+	size_t n, k = 0;
 	struct span *v;
 
 	pthread_rwlock_rdlock(&fm__map.lock);
-	i = fm__map_range(start, end, &n);
+	n = fm__map_iter(&it, start, end);
 	v = calloc(n ? n : 1, sizeof(*v));
-	for (size_t j = i; v && j < i + n; j++) {
-		struct fm_entry *e = fm__map.v[j];
+	while (v && (e = fm__map_next(&it)) != NULL) {
 		uintptr_t lo = e->start > start ? e->start : start;
 		uintptr_t hi = e->end < end ? e->end : end;
 
@@ -1159,28 +1166,30 @@ willneed_budget(void)
 static int
 willneed(uintptr_t start, uintptr_t end)
 {
-	struct fm_entry **v;
-	size_t i, n, k = 0, budget = willneed_budget();
+	struct fm_entry **v, *e;
+	struct fm_map_iter it;
+	size_t n, k = 0, budget = willneed_budget();
 	struct fm_crit c;
 	int r = 0;
 
 	fm__crit_enter(&c);
 	pthread_rwlock_rdlock(&fm__map.lock);
-	i = fm__map_range(start, end, &n);
+	n = fm__map_iter(&it, start, end);
 	v = calloc(n ? n : 1, sizeof(*v));
-	for (size_t j = i; v && j < i + n; j++)
-		if (fm__map.v[j]->pm != NULL && !fm__map.v[j]->dead) {
-			fm__entry_ref(fm__map.v[j]);
-			v[k++] = fm__map.v[j];
+	while (v && (e = fm__map_next(&it)) != NULL)
+		if (e->pm != NULL && !e->dead) {
+			fm__entry_ref(e);
+			v[k++] = e;
 		}
 	pthread_rwlock_unlock(&fm__map.lock);
 	if (v == NULL)
 		r = -ENOMEM;
 	for (size_t j = 0; j < k; j++) {
-		struct fm_entry *e = v[j];
-		uintptr_t lo = e->start > start ? e->start : start;
-		uintptr_t hi = e->end < end ? e->end : end;
+		uintptr_t lo, hi;
 
+		e = v[j];
+		lo = e->start > start ? e->start : start;
+		hi = e->end < end ? e->end : end;
 		if (hi < lo) /* split meanwhile */
 			hi = lo;
 		if (hi - lo > budget)
@@ -1202,17 +1211,18 @@ willneed(uintptr_t start, uintptr_t end)
 static int
 set_advice(uintptr_t start, uintptr_t end, int advice)
 {
+	struct fm_map_iter it;
+	struct fm_entry *e;
 	struct fm_crit c;
-	size_t i, n;
 	int r;
 
 	fm__crit_enter(&c);
 	pthread_mutex_lock(&fm__map.oplock);
 	pthread_rwlock_wrlock(&fm__map.lock);
 	r = fm__map_clip(start, end);
-	i = fm__map_range(start, end, &n);
-	for (size_t k = i; r == 0 && k < i + n; k++)
-		fm__map.v[k]->advice = advice;
+	fm__map_iter(&it, start, end);
+	while (r == 0 && (e = fm__map_next(&it)) != NULL)
+		e->advice = advice;
 	pthread_rwlock_unlock(&fm__map.lock);
 	pthread_mutex_unlock(&fm__map.oplock);
 	fm__crit_leave(&c);
@@ -1222,13 +1232,14 @@ set_advice(uintptr_t start, uintptr_t end, int advice)
 static int
 engine_entries(uintptr_t start, uintptr_t end)
 {
-	size_t i, n;
+	struct fm_map_iter it;
+	struct fm_entry *e;
 	int found = 0;
 
 	pthread_rwlock_rdlock(&fm__map.lock);
-	i = fm__map_range(start, end, &n);
-	for (size_t k = i; k < i + n; k++)
-		found |= fm__map.v[k]->pm != NULL;
+	fm__map_iter(&it, start, end);
+	while ((e = fm__map_next(&it)) != NULL)
+		found |= e->pm != NULL;
 	pthread_rwlock_unlock(&fm__map.lock);
 	return found;
 }
@@ -1262,15 +1273,16 @@ struct piece {
 static ssize_t
 pieces(uintptr_t start, uintptr_t end, struct piece **out)
 {
+	struct fm_map_iter it;
+	struct fm_entry *e;
 	struct piece *v;
 	uintptr_t at = start;
-	size_t i, n, k = 0;
+	size_t n, k = 0;
 
 	pthread_rwlock_rdlock(&fm__map.lock);
-	i = fm__map_range(start, end, &n);
+	n = fm__map_iter(&it, start, end);
 	v = calloc(2 * n + 1, sizeof(*v));
-	for (size_t j = i; v && j < i + n; j++) {
-		struct fm_entry *e = fm__map.v[j];
+	while (v && (e = fm__map_next(&it)) != NULL) {
 		uintptr_t lo = e->start > start ? e->start : start;
 		uintptr_t hi = e->end < end ? e->end : end;
 

@@ -194,13 +194,16 @@ int fm__udv_memory(struct fm_object **memp, size_t size);
 int fm__udv_attach(struct fm_dev *dev, fm_d_mmap_t *d_mmap,
     struct fm_object *mem, struct fm_mmap_req *req);
 
-/* map.c: the map of the process's fomap mappings. */
+/*
+ * map.c: the map of the process's fomap mappings. The entries themselves
+ * are map.c's: others look them up, or walk a range of them, through the
+ * calls below.
+ */
 struct fm_map {
 	pthread_mutex_t oplock;
 	pthread_rwlock_t lock;
 	_Atomic uint64_t gen; /* entries inserted so far */
-	struct fm_entry **v; /* sorted by start, not overlapping */
-	size_t n, cap;
+	size_t n; /* entries in the map */
 };
 extern struct fm_map fm__map;
 struct fm_entry *fm__map_lookup(uintptr_t va);
@@ -210,8 +213,24 @@ int fm__map_insert(struct fm_entry *e);
 /* Split the entries straddling start or end so the range has its own. */
 int fm__map_clip(uintptr_t start, uintptr_t end);
 void fm__map_remove(struct fm_entry *e);
-/* Entries overlapping [start, end): index of the first, count in *n. */
-size_t fm__map_range(uintptr_t start, uintptr_t end, size_t *n);
+/*
+ * A walk over the entries overlapping [start, end), in address order:
+ *	struct fm_map_iter it;
+ *	struct fm_entry *e;
+ *
+ *	n = fm__map_iter(&it, start, end);
+ *	while ((e = fm__map_next(&it)) != NULL)
+ *		...
+ * fm__map_iter returns how many entries the walk will meet if the map
+ * does not change. The walk goes by address (it resumes at the end of the
+ * entry it returned last), so that entry may leave the map meanwhile.
+ * => fm__map.lock held across the walk (exclusive to change the map)
+ */
+struct fm_map_iter {
+	uintptr_t at, end;
+};
+size_t fm__map_iter(struct fm_map_iter *it, uintptr_t start, uintptr_t end);
+struct fm_entry *fm__map_next(struct fm_map_iter *it);
 void fm__map_assert(void);
 
 /* mmap.c */
