@@ -51,12 +51,6 @@
 	         MAP_LOCKED | MAP_NONBLOCK)) |                          \
 	    MAP_FIXED_NOREPLACE | MAP_SYNC)
 
-#define FAIL(e)                    \
-	do {                       \
-		errno = (e);       \
-		return MAP_FAILED; \
-	} while (0)
-
 #ifndef PROT_SEM
 #define PROT_SEM 0x8
 #endif
@@ -855,13 +849,17 @@ fm_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 	struct fm_crit c;
 	int r;
 
-	if (fm__forked && !(flags & MAP_ANONYMOUS) && fm__fd_inherited(fd))
-		FAIL(EBADF); /* the parent's device, not the child's */
+	if (fm__forked && !(flags & MAP_ANONYMOUS) && fm__fd_inherited(fd)) {
+		errno = EBADF; /* the parent's device, not the child's */
+		return MAP_FAILED;
+	}
 	if (fm__forked)
 		return mmap(addr, len, prot, flags, fd, off);
 	fm__fault_events(); /* what the program unmapped or moved itself */
-	if ((r = check_mmap(addr, len, &prot, flags, fd, off)) < 0)
-		FAIL(-r);
+	if ((r = check_mmap(addr, len, &prot, flags, fd, off)) < 0) {
+		errno = -r;
+		return MAP_FAILED;
+	}
 	if ((flags & MAP_TYPE_MASK) == MAP_SHARED_VALIDATE)
 		flags = (flags & ~MAP_TYPE_MASK) | MAP_SHARED;
 	len = FM_PAGES(len) << FM_PAGE_SHIFT;
@@ -898,8 +896,10 @@ fm_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 	free(req.pages);
 out:
 	fm__crit_leave(&c);
-	if (r < 0)
-		FAIL(-r);
+	if (r < 0) {
+		errno = -r;
+		return MAP_FAILED;
+	}
 	return va;
 }
 
@@ -980,14 +980,6 @@ check_msync(void *addr, size_t len, int flags, uintptr_t *start, uintptr_t *end)
 	return 0;
 }
 
-#define SYSFAIL(r)                    \
-	do {                          \
-		if ((r) < 0) {        \
-			errno = -(r); \
-			return -1;    \
-		}                     \
-	} while (0)
-
 /*
  * fm_munmap: the entries die (no install reaches them, writes through them
  * fault) before the kernel removes their memory, and leave the map after
@@ -1004,7 +996,8 @@ fm_munmap(void *addr, size_t len)
 	if (fm__forked)
 		return munmap(addr, len);
 	fm__fault_events();
-	SYSFAIL(r);
+	if (r < 0)
+		return fm__syserr(r);
 	fm__crit_enter(&c);
 	pthread_mutex_lock(&fm__map.oplock);
 	pthread_rwlock_wrlock(&fm__map.lock);
@@ -1027,7 +1020,8 @@ fm_munmap(void *addr, size_t len)
 	pthread_mutex_unlock(&fm__map.oplock);
 	bury(dead);
 	fm__crit_leave(&c);
-	SYSFAIL(r);
+	if (r < 0)
+		return fm__syserr(r);
 	return 0;
 }
 
@@ -1043,7 +1037,8 @@ fm_mprotect(void *addr, size_t len, int prot)
 	if (fm__forked)
 		return mprotect(addr, len, prot);
 	fm__fault_events();
-	SYSFAIL(r);
+	if (r < 0)
+		return fm__syserr(r);
 	fm__crit_enter(&c);
 	pthread_mutex_lock(&fm__map.oplock);
 	pthread_rwlock_wrlock(&fm__map.lock);
@@ -1068,7 +1063,8 @@ fm_mprotect(void *addr, size_t len, int prot)
 	}
 	pthread_mutex_unlock(&fm__map.oplock);
 	fm__crit_leave(&c);
-	SYSFAIL(r);
+	if (r < 0)
+		return fm__syserr(r);
 	return 0;
 }
 
@@ -1122,12 +1118,14 @@ fm_msync(void *addr, size_t len, int flags)
 		r = -EINVAL;
 	if (r == 0 && msync(addr, end - start, flags) < 0)
 		r = -errno; /* ENOMEM for a hole; host files are written here */
-	SYSFAIL(r);
+	if (r < 0)
+		return fm__syserr(r);
 	if (fm__forked)
 		return 0; /* the parent's objects: the kernel's msync only */
 	fm__fault_events();
 	n = shared_spans(start, end, &v);
-	SYSFAIL((int)(n < 0 ? n : 0));
+	if (n < 0)
+		return fm__syserr(n);
 	for (ssize_t k = 0; k < n; k++) {
 		int c = fm_object_clean(v[k].obj, v[k].off, v[k].len);
 
@@ -1136,7 +1134,8 @@ fm_msync(void *addr, size_t len, int flags)
 		fm_object_rele(v[k].obj);
 	}
 	free(v);
-	SYSFAIL(r);
+	if (r < 0)
+		return fm__syserr(r);
 	return 0;
 }
 
@@ -1473,6 +1472,7 @@ fm_madvise(void *addr, size_t len, int advice)
 		else
 			return madvise(addr, len, advice);
 	}
-	SYSFAIL(r);
+	if (r < 0)
+		return fm__syserr(r);
 	return 0;
 }

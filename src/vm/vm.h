@@ -26,6 +26,7 @@
 #define FM_VM_VM_H
 
 #include <assert.h>
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -55,6 +56,18 @@ _Static_assert(FM_PAGE_SIZE == (size_t)1 << FM_PAGE_SHIFT, "FM_PAGE_SHIFT");
 			abort();                                          \
 		}                                                         \
 	} while (0)
+
+/*
+ * The failure of a POSIX-mirror call (fm_munmap, fm_read, ...) from the
+ * negative errno r: errno set, and -1 to return, as libc's calls do.
+ * Called as "return fm__syserr(r);", so that the return stays in sight.
+ */
+static inline int
+fm__syserr(long r)
+{
+	errno = (int)-r;
+	return -1;
+}
 
 /* Internal page states; the low bits are the public FM_PG_*. */
 #define FM_PGS_BUSY 0x80 /* being filled by one thread; wait on busycv */
