@@ -1,8 +1,9 @@
 /*
- * test_null.c: the null device, and a test device whose every hook counts
- * its calls and can be told to fail: each hook is called when it should
- * be, and each failure gives the user an errno or SIGBUS and leaves fomap
- * consistent.
+ * test_hooks.c: the hook contract. A test device whose every hook (cdevsw,
+ * fileops, pagerops) counts its calls and can be told to fail: each hook
+ * is called when it should be, and each failure gives the user an errno or
+ * SIGBUS and leaves fomap consistent. First the null device, whose hooks
+ * are the stubs.
  */
 #include <fcntl.h>
 #include <stdatomic.h>
