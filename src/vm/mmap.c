@@ -981,6 +981,19 @@ check_msync(void *addr, size_t len, int flags, uintptr_t *start, uintptr_t *end)
 }
 
 /*
+ * Begin a change of the address space (fm_munmap, fm_mprotect, advice):
+ * => returns inside a critical section, with fm__map.oplock held and
+ *    fm__map.lock held exclusive
+ */
+static void
+change_begin(struct fm_crit *c)
+{
+	fm__crit_enter(c);
+	pthread_mutex_lock(&fm__map.oplock);
+	pthread_rwlock_wrlock(&fm__map.lock);
+}
+
+/*
  * fm_munmap: the entries die (no install reaches them, writes through them
  * fault) before the kernel removes their memory, and leave the map after
  * it did; if it did not, they live again.
@@ -998,9 +1011,7 @@ fm_munmap(void *addr, size_t len)
 	fm__fault_events();
 	if (r < 0)
 		return fm__syserr(r);
-	fm__crit_enter(&c);
-	pthread_mutex_lock(&fm__map.oplock);
-	pthread_rwlock_wrlock(&fm__map.lock);
+	change_begin(&c);
 	r = fm__map_clip(start, end);
 	if (r == 0 && (any = kill_locked(start, end)))
 		quiesce_locked(start, end, 0);
@@ -1039,9 +1050,7 @@ fm_mprotect(void *addr, size_t len, int prot)
 	fm__fault_events();
 	if (r < 0)
 		return fm__syserr(r);
-	fm__crit_enter(&c);
-	pthread_mutex_lock(&fm__map.oplock);
-	pthread_rwlock_wrlock(&fm__map.lock);
+	change_begin(&c);
 	fm__map_iter(&it, start, end);
 	while (r == 0 && (e = fm__map_next(&it)) != NULL)
 		if (prot & ~e->maxprot)
@@ -1215,9 +1224,7 @@ set_advice(uintptr_t start, uintptr_t end, int advice)
 	struct fm_crit c;
 	int r;
 
-	fm__crit_enter(&c);
-	pthread_mutex_lock(&fm__map.oplock);
-	pthread_rwlock_wrlock(&fm__map.lock);
+	change_begin(&c);
 	r = fm__map_clip(start, end);
 	fm__map_iter(&it, start, end);
 	while (r == 0 && (e = fm__map_next(&it)) != NULL)
