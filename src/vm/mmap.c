@@ -2,11 +2,15 @@
  * mmap.c: the POSIX-mirror memory calls: fm_mmap, fm_munmap, fm_mprotect,
  * fm_msync, fm_madvise (NetBSD's uvm_mmap.c).
  *
- * fm_mmap dispatches as the seed asks: MAP_ANONYMOUS is host memory; every
- * other file goes through its fileops' fo_mmap, which returns the object
- * (none: anonymous memory), the offset and the maximum protection. The
- * object decides how it is mapped: the host kernel maps host objects; the
- * engine serves the others.
+ * fm_mmap never tests what kind of file it maps. MAP_ANONYMOUS is host
+ * memory; for any other descriptor it asks the file's fileops (fo_mmap)
+ * for the object, the offset and the maximum protection: a device's file
+ * answers with its driver's object (d_mmap_single, or the device pager
+ * for a driver with only d_mmap), a cloned file with the driver's own, a
+ * file fomap does not own (vnode.c) with a host object, and an answer
+ * with no object means anonymous memory. The object then decides how it
+ * is mapped: the host kernel maps host objects; the engine serves the
+ * others.
  */
 #include <errno.h>
 #include <fcntl.h>
