@@ -3,7 +3,12 @@
  *
  * Every call behaves like its libc namesake: it returns what libc returns
  * for the same arguments (-1, or MAP_FAILED for fm_mmap, with the same
- * errno, checked in the same order), and on failure nothing was changed.
+ * errno, checked in the same order). A call that fails has changed
+ * nothing, but where its namesake may have changed something too:
+ * fm_mmap with MAP_FIXED may leave the range it was to replace unmapped;
+ * fm_mprotect, fm_madvise and fm_msync may have acted on the part of the
+ * range before the error (a hole, a pager's failure). What a driver's hook
+ * did before it failed is the driver's to undo.
  * tests/unit/test_parity.c holds the cases, and the few known differences.
  * No set-up call is needed: the first call starts fomap's fault engine.
  *

@@ -326,10 +326,8 @@ fm_open(const char *path, int flags, ...)
 	va_list ap;
 	int r;
 
-	if (path == NULL) {
-		errno = EFAULT;
-		return -1;
-	}
+	if (path == NULL)
+		return fm__syserr(-EFAULT);
 	if (strncmp(path, FM_DEVPREFIX, plen) != 0) {
 		if ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) {
 			va_start(ap, flags);
@@ -339,10 +337,8 @@ fm_open(const char *path, int flags, ...)
 		return open(path, flags, mode);
 	}
 	r = fm__forked ? -ENXIO : dev_open(path + plen, flags);
-	if (r < 0) {
-		errno = -r;
-		return -1;
-	}
+	if (r < 0)
+		return fm__syserr(r);
 	return r;
 }
 
@@ -496,7 +492,7 @@ rw(int fd, void *buf, size_t len, int wr)
 	ssize_t r;
 
 	if (fp == NULL && err == -EBADF && fm__forked)
-		return errno = EBADF, -1;
+		return fm__syserr(-EBADF);
 	if (fp == NULL)
 		return wr ? write(fd, buf, len) : read(fd, buf, len);
 	r = check_rw(fp, buf, &len, wr);
@@ -507,10 +503,8 @@ rw(int fd, void *buf, size_t len, int wr)
 		r = fp->f_ops->fo_read(fp, len ? buf : &fm__files.none, len,
 		    &fp->f_offset);
 	fm__file_rele(fp);
-	if (r < 0) {
-		errno = (int)-r;
-		return -1;
-	}
+	if (r < 0)
+		return fm__syserr(r);
 	return r;
 }
 
@@ -541,7 +535,7 @@ fm_ioctl(int fd, unsigned long request, ...)
 	fm__fault_events(); /* a driver sees the mappings the program has */
 	if ((fp = fm__file_get(fd, NULL, &err)) == NULL && err == -EBADF &&
 	    fm__forked)
-		return errno = EBADF, -1;
+		return fm__syserr(-EBADF);
 	if (fp == NULL)
 		return ioctl(fd, request, arg);
 	if (fp->f_flag & O_PATH)
@@ -550,10 +544,8 @@ fm_ioctl(int fd, unsigned long request, ...)
 		r = fp->f_ops->fo_ioctl ? fp->f_ops->fo_ioctl(fp, request, arg)
 		                        : -ENOTTY;
 	fm__file_rele(fp);
-	if (r < 0) {
-		errno = -r;
-		return -1;
-	}
+	if (r < 0)
+		return fm__syserr(r);
 	return r;
 }
 
@@ -564,9 +556,9 @@ fm_fstat(int fd, struct stat *st)
 	struct fm_file *fp = fm__file_get(fd, NULL, &r);
 
 	if (fp == NULL && r == -EBADF && fm__forked)
-		return errno = EBADF, -1;
+		return fm__syserr(-EBADF);
 	if (fp == NULL && st == NULL) /* fstat(3) may not be given NULL */
-		return fcntl(fd, F_GETFD) < 0 ? -1 : (errno = EFAULT, -1);
+		return fcntl(fd, F_GETFD) < 0 ? -1 : fm__syserr(-EFAULT);
 	if (fp == NULL)
 		return fstat(fd, st);
 	if (user_span(st, sizeof(*st), 1) < sizeof(*st))
@@ -575,10 +567,8 @@ fm_fstat(int fd, struct stat *st)
 		r = (fp->f_ops->fo_stat ? fp->f_ops : &fm__devfileops)
 		        ->fo_stat(fp, st);
 	fm__file_rele(fp);
-	if (r < 0) {
-		errno = -r;
-		return -1;
-	}
+	if (r < 0)
+		return fm__syserr(r);
 	return 0;
 }
 

@@ -16,7 +16,13 @@ struct fm_dev {
 	const struct fm_cdevsw *cdev;
 	void *priv;
 	atomic_uint opens;
-	struct fm_object *mem; /* fm_dev_memory, or NULL (under devsw lock) */
+	/*
+	 * fm_dev_memory's object, or NULL: set once, and read, under the
+	 * devsw lock. It stays until the device is unregistered, which no
+	 * open allows, so an open's holder (spec_mmap) or the driver itself
+	 * (fm_dev_memory) may use it once the lock is dropped.
+	 */
+	struct fm_object *mem;
 	struct fm_dev *next;
 };
 

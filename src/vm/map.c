@@ -12,6 +12,10 @@
 struct fm_map fm__map = {.oplock = PTHREAD_MUTEX_INITIALIZER,
     .lock = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP};
 
+/* The entries, sorted by start, not overlapping: fm__map.n of map_cap. */
+static struct fm_entry **map_v;
+static size_t map_cap;
+
 void
 fm__entry_copy(struct fm_entry *c, const struct fm_entry *e)
 {
@@ -65,7 +69,7 @@ first_above(uintptr_t va)
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
-		if (fm__map.v[mid]->end <= va)
+		if (map_v[mid]->end <= va)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -78,38 +82,53 @@ fm__map_lookup(uintptr_t va)
 {
 	size_t i = first_above(va);
 
-	if (i < fm__map.n && fm__map.v[i]->start <= va)
-		return fm__map.v[i];
+	if (i < fm__map.n && map_v[i]->start <= va)
+		return map_v[i];
 	return NULL;
 }
 
 size_t
-fm__map_range(uintptr_t start, uintptr_t end, size_t *n)
+fm__map_iter(struct fm_map_iter *it, uintptr_t start, uintptr_t end)
 {
 	size_t i = first_above(start), j = i;
 
-	while (j < fm__map.n && fm__map.v[j]->start < end)
+	it->at = start;
+	it->end = end;
+	while (start < end && j < fm__map.n && map_v[j]->start < end)
 		j++;
-	*n = j - i;
-	return i;
+	return j - i;
+}
+
+struct fm_entry *
+fm__map_next(struct fm_map_iter *it)
+{
+	size_t i;
+
+	if (it->at >= it->end)
+		return NULL;
+	i = first_above(it->at);
+	if (i == fm__map.n || map_v[i]->start >= it->end)
+		return NULL;
+	it->at = map_v[i]->end;
+	return map_v[i];
 }
 
 int
 fm__map_reserve(size_t more)
 {
-	struct fm_entry **v;
-	size_t cap;
+	struct fm_entry **nv;
+	size_t ncap;
 
-	if (fm__map.n + more <= fm__map.cap)
+	if (fm__map.n + more <= map_cap)
 		return 0;
-	cap = fm__map.cap ? fm__map.cap * 2 : 64;
-	while (cap < fm__map.n + more)
-		cap *= 2;
-	v = realloc(fm__map.v, cap * sizeof(*v));
-	if (v == NULL)
+	ncap = map_cap ? map_cap * 2 : 64;
+	while (ncap < fm__map.n + more)
+		ncap *= 2;
+	nv = realloc(map_v, ncap * sizeof(*nv));
+	if (nv == NULL)
 		return -ENOMEM;
-	fm__map.v = v;
-	fm__map.cap = cap;
+	map_v = nv;
+	map_cap = ncap;
 	return 0;
 }
 
@@ -122,13 +141,12 @@ fm__map_insert(struct fm_entry *e)
 	if (fm__map_reserve(1) < 0)
 		return -ENOMEM;
 	i = first_above(e->start);
-	FM_ASSERT(i == fm__map.n || fm__map.v[i]->start >= e->end,
+	FM_ASSERT(i == fm__map.n || map_v[i]->start >= e->end,
 	    "entry [%#lx, %#lx) overlaps [%#lx, %#lx)", (unsigned long)e->start,
-	    (unsigned long)e->end, (unsigned long)fm__map.v[i]->start,
-	    (unsigned long)fm__map.v[i]->end);
-	memmove(&fm__map.v[i + 1], &fm__map.v[i],
-	    (fm__map.n - i) * sizeof(*fm__map.v));
-	fm__map.v[i] = e;
+	    (unsigned long)e->end, (unsigned long)map_v[i]->start,
+	    (unsigned long)map_v[i]->end);
+	memmove(&map_v[i + 1], &map_v[i], (fm__map.n - i) * sizeof(*map_v));
+	map_v[i] = e;
 	fm__map.n++;
 	e->gen = atomic_fetch_add(&fm__map.gen, 1) + 1;
 	return 0;
@@ -139,10 +157,9 @@ fm__map_remove(struct fm_entry *e)
 {
 	size_t i = first_above(e->start);
 
-	FM_ASSERT(i < fm__map.n && fm__map.v[i] == e, "entry %p not in map",
+	FM_ASSERT(i < fm__map.n && map_v[i] == e, "entry %p not in map",
 	    (void *)e);
-	memmove(&fm__map.v[i], &fm__map.v[i + 1],
-	    (fm__map.n - i - 1) * sizeof(*fm__map.v));
+	memmove(&map_v[i], &map_v[i + 1], (fm__map.n - i - 1) * sizeof(*map_v));
 	fm__map.n--;
 }
 
@@ -191,13 +208,13 @@ void
 fm__map_assert(void)
 {
 	for (size_t i = 0; i < fm__map.n; i++) {
-		const struct fm_entry *e = fm__map.v[i];
+		const struct fm_entry *e = map_v[i];
 
 		FM_ASSERT(e->start < e->end && !(e->start & FM_PAGE_MASK) &&
 		        !(e->end & FM_PAGE_MASK),
 		    "bad entry [%#lx, %#lx)", (unsigned long)e->start,
 		    (unsigned long)e->end);
-		FM_ASSERT(i == 0 || fm__map.v[i - 1]->end <= e->start,
+		FM_ASSERT(i == 0 || map_v[i - 1]->end <= e->start,
 		    "entries %zu and %zu overlap", i - 1, i);
 	}
 }

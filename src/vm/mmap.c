@@ -2,11 +2,15 @@
  * mmap.c: the POSIX-mirror memory calls: fm_mmap, fm_munmap, fm_mprotect,
  * fm_msync, fm_madvise (NetBSD's uvm_mmap.c).
  *
- * fm_mmap dispatches as the seed asks: MAP_ANONYMOUS is host memory; every
- * other file goes through its fileops' fo_mmap, which returns the object
- * (none: anonymous memory), the offset and the maximum protection. The
- * object decides how it is mapped: the host kernel maps host objects; the
- * engine serves the others.
+ * fm_mmap never tests what kind of file it maps. MAP_ANONYMOUS is host
+ * memory; for any other descriptor it asks the file's fileops (fo_mmap)
+ * for the object, the offset and the maximum protection: a device's file
+ * answers with its driver's object (d_mmap_single, or the device pager
+ * for a driver with only d_mmap), a cloned file with the driver's own, a
+ * file fomap does not own (vnode.c) with a host object, and an answer
+ * with no object means anonymous memory. The object then decides how it
+ * is mapped: the host kernel maps host objects; the engine serves the
+ * others.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -51,12 +55,6 @@
 	         MAP_LOCKED | MAP_NONBLOCK)) |                          \
 	    MAP_FIXED_NOREPLACE | MAP_SYNC)
 
-#define FAIL(e)                    \
-	do {                       \
-		errno = (e);       \
-		return MAP_FAILED; \
-	} while (0)
-
 #ifndef PROT_SEM
 #define PROT_SEM 0x8
 #endif
@@ -86,11 +84,13 @@ check_prot(int *prot)
 static int
 kill_locked(uintptr_t start, uintptr_t end)
 {
-	size_t n, i = fm__map_range(start, end, &n);
+	struct fm_map_iter it;
+	struct fm_entry *e;
+	size_t n = fm__map_iter(&it, start, end);
 
-	for (size_t k = i; k < i + n; k++)
-		if (!fm__map.v[k]->dead)
-			fm__object_unlink(fm__map.v[k]->obj, fm__map.v[k]);
+	while ((e = fm__map_next(&it)) != NULL)
+		if (!e->dead)
+			fm__object_unlink(e->obj, e);
 	return n > 0;
 }
 
@@ -105,10 +105,11 @@ kill_locked(uintptr_t start, uintptr_t end)
 static void
 quiesce_locked(uintptr_t start, uintptr_t end, int back)
 {
-	size_t n, i = fm__map_range(start, end, &n);
+	struct fm_map_iter it;
+	struct fm_entry *e;
 
-	for (size_t k = i; k < i + n; k++) {
-		struct fm_entry *e = fm__map.v[k];
+	fm__map_iter(&it, start, end);
+	while ((e = fm__map_next(&it)) != NULL) {
 		void *va = (void *)e->start;
 		size_t len = e->end - e->start;
 
@@ -128,11 +129,13 @@ quiesce_locked(uintptr_t start, uintptr_t end, int back)
 static void
 revive_locked(uintptr_t start, uintptr_t end)
 {
-	size_t n, i = fm__map_range(start, end, &n);
+	struct fm_map_iter it;
+	struct fm_entry *e;
 
-	for (size_t k = i; k < i + n; k++)
-		if (fm__map.v[k]->dead)
-			fm__object_link(fm__map.v[k]->obj, fm__map.v[k]);
+	fm__map_iter(&it, start, end);
+	while ((e = fm__map_next(&it)) != NULL)
+		if (e->dead)
+			fm__object_link(e->obj, e);
 }
 
 /*
@@ -144,12 +147,12 @@ revive_locked(uintptr_t start, uintptr_t end)
 static void
 take_locked(uintptr_t start, uintptr_t end, struct fm_entry **dead)
 {
-	size_t n, i = fm__map_range(start, end, &n);
+	struct fm_map_iter it;
+	struct fm_entry *e;
 
-	while (n-- > 0) {
-		struct fm_entry *e = fm__map.v[i];
-
-		fm__map_remove(e);
+	fm__map_iter(&it, start, end);
+	while ((e = fm__map_next(&it)) != NULL) {
+		fm__map_remove(e); /* the walk goes on from its end */
 		if (!e->dead)
 			fm__object_unlink(e->obj, e);
 		e->onext = *dead;
@@ -246,17 +249,16 @@ void
 fm__map_gone(uintptr_t start, uintptr_t end, uintptr_t to, uint64_t gen,
     struct fm_entry **deadp)
 {
-	struct fm_entry *dead = *deadp, **old;
-	size_t n, i, k = 0;
+	struct fm_entry *dead = *deadp, **old, *e;
+	struct fm_map_iter it;
+	size_t n, k = 0;
 
 	pthread_rwlock_wrlock(&fm__map.lock);
 	(void)fm__map_clip(start, end);
-	i = fm__map_range(start, end, &n);
+	n = fm__map_iter(&it, start, end);
 	old = calloc(n ? n : 1, sizeof(*old));
 	/* Only entries older than the event, and not being removed already. */
-	for (size_t j = i; old && j < i + n; j++) {
-		struct fm_entry *e = fm__map.v[j];
-
+	while (old && (e = fm__map_next(&it)) != NULL) {
 		if (e->gen <= gen && !e->dead && e->start >= start &&
 		    e->end <= end)
 			old[k++] = e;
@@ -289,6 +291,8 @@ void
 fm__map_exit(void)
 {
 	struct fm_object **v;
+	struct fm_map_iter it;
+	struct fm_entry *e;
 	size_t n, k = 0;
 	struct fm_crit c;
 
@@ -296,11 +300,9 @@ fm__map_exit(void)
 		return; /* the parent's objects: not ours to write */
 	fm__crit_enter(&c);
 	pthread_rwlock_rdlock(&fm__map.lock);
-	n = fm__map.n;
+	n = fm__map_iter(&it, 0, UINTPTR_MAX); /* every entry */
 	v = calloc(n ? n : 1, sizeof(*v));
-	for (size_t i = 0; v && i < n; i++) {
-		struct fm_entry *e = fm__map.v[i];
-
+	while (v && (e = fm__map_next(&it)) != NULL) {
 		if (e->pm && (e->flags & MAP_SHARED) && !e->dead) {
 			fm_object_ref(e->obj);
 			v[k++] = e->obj;
@@ -851,13 +853,17 @@ fm_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 	struct fm_crit c;
 	int r;
 
-	if (fm__forked && !(flags & MAP_ANONYMOUS) && fm__fd_inherited(fd))
-		FAIL(EBADF); /* the parent's device, not the child's */
+	if (fm__forked && !(flags & MAP_ANONYMOUS) && fm__fd_inherited(fd)) {
+		errno = EBADF; /* the parent's device, not the child's */
+		return MAP_FAILED;
+	}
 	if (fm__forked)
 		return mmap(addr, len, prot, flags, fd, off);
 	fm__fault_events(); /* what the program unmapped or moved itself */
-	if ((r = check_mmap(addr, len, &prot, flags, fd, off)) < 0)
-		FAIL(-r);
+	if ((r = check_mmap(addr, len, &prot, flags, fd, off)) < 0) {
+		errno = -r;
+		return MAP_FAILED;
+	}
 	if ((flags & MAP_TYPE_MASK) == MAP_SHARED_VALIDATE)
 		flags = (flags & ~MAP_TYPE_MASK) | MAP_SHARED;
 	len = FM_PAGES(len) << FM_PAGE_SHIFT;
@@ -894,8 +900,10 @@ fm_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 	free(req.pages);
 out:
 	fm__crit_leave(&c);
-	if (r < 0)
-		FAIL(-r);
+	if (r < 0) {
+		errno = -r;
+		return MAP_FAILED;
+	}
 	return va;
 }
 
@@ -931,6 +939,7 @@ check_mprotect(void *addr, size_t len, int *prot, uintptr_t *start,
     uintptr_t *end)
 {
 	int grows = *prot & (PROT_GROWSDOWN | PROT_GROWSUP);
+	struct fm_map_iter it;
 	size_t n;
 
 	*start = (uintptr_t)addr;
@@ -945,7 +954,7 @@ check_mprotect(void *addr, size_t len, int *prot, uintptr_t *start,
 		return -EINVAL;
 	if (grows && !fm__forked) {
 		pthread_rwlock_rdlock(&fm__map.lock);
-		(void)fm__map_range(*start, *end, &n);
+		n = fm__map_iter(&it, *start, *end);
 		pthread_rwlock_unlock(&fm__map.lock);
 		if (n > 0)
 			return -EINVAL;
@@ -975,13 +984,18 @@ check_msync(void *addr, size_t len, int flags, uintptr_t *start, uintptr_t *end)
 	return 0;
 }
 
-#define SYSFAIL(r)                    \
-	do {                          \
-		if ((r) < 0) {        \
-			errno = -(r); \
-			return -1;    \
-		}                     \
-	} while (0)
+/*
+ * Begin a change of the address space (fm_munmap, fm_mprotect, advice):
+ * => returns inside a critical section, with fm__map.oplock held and
+ *    fm__map.lock held exclusive
+ */
+static void
+change_begin(struct fm_crit *c)
+{
+	fm__crit_enter(c);
+	pthread_mutex_lock(&fm__map.oplock);
+	pthread_rwlock_wrlock(&fm__map.lock);
+}
 
 /*
  * fm_munmap: the entries die (no install reaches them, writes through them
@@ -999,10 +1013,9 @@ fm_munmap(void *addr, size_t len)
 	if (fm__forked)
 		return munmap(addr, len);
 	fm__fault_events();
-	SYSFAIL(r);
-	fm__crit_enter(&c);
-	pthread_mutex_lock(&fm__map.oplock);
-	pthread_rwlock_wrlock(&fm__map.lock);
+	if (r < 0)
+		return fm__syserr(r);
+	change_begin(&c);
 	r = fm__map_clip(start, end);
 	if (r == 0 && (any = kill_locked(start, end)))
 		quiesce_locked(start, end, 0);
@@ -1022,7 +1035,8 @@ fm_munmap(void *addr, size_t len)
 	pthread_mutex_unlock(&fm__map.oplock);
 	bury(dead);
 	fm__crit_leave(&c);
-	SYSFAIL(r);
+	if (r < 0)
+		return fm__syserr(r);
 	return 0;
 }
 
@@ -1030,20 +1044,20 @@ int
 fm_mprotect(void *addr, size_t len, int prot)
 {
 	uintptr_t start, end;
+	struct fm_map_iter it;
+	struct fm_entry *e;
 	struct fm_crit c;
-	size_t i, n;
 	int r = check_mprotect(addr, len, &prot, &start, &end);
 
 	if (fm__forked)
 		return mprotect(addr, len, prot);
 	fm__fault_events();
-	SYSFAIL(r);
-	fm__crit_enter(&c);
-	pthread_mutex_lock(&fm__map.oplock);
-	pthread_rwlock_wrlock(&fm__map.lock);
-	i = fm__map_range(start, end, &n);
-	for (size_t k = i; k < i + n && r == 0; k++)
-		if (prot & ~fm__map.v[k]->maxprot)
+	if (r < 0)
+		return fm__syserr(r);
+	change_begin(&c);
+	fm__map_iter(&it, start, end);
+	while (r == 0 && (e = fm__map_next(&it)) != NULL)
+		if (prot & ~e->maxprot)
 			r = -EACCES;
 	if (r == 0)
 		r = fm__map_clip(start, end);
@@ -1058,15 +1072,16 @@ fm_mprotect(void *addr, size_t len, int prot)
 		r = -errno;
 	if (r == 0) {
 		pthread_rwlock_wrlock(&fm__map.lock);
-		i = fm__map_range(start, end, &n);
-		for (size_t k = i; k < i + n; k++)
-			fm__map.v[k]->prot = prot;
+		fm__map_iter(&it, start, end);
+		while ((e = fm__map_next(&it)) != NULL)
+			e->prot = prot;
 		pthread_rwlock_unlock(&fm__map.lock);
 	}
 	fm__fault_mprotect_end();
 	pthread_mutex_unlock(&fm__map.oplock);
 	fm__crit_leave(&c);
-	SYSFAIL(r);
+	if (r < 0)
+		return fm__syserr(r);
 	return 0;
 }
 
@@ -1083,14 +1098,15 @@ struct span {
 static ssize_t
 shared_spans(uintptr_t start, uintptr_t end, struct span **out)
 {
-	size_t i, n, k = 0;
+	struct fm_map_iter it;
+	struct fm_entry *e;
+	size_t n, k = 0;
 	struct span *v;
 
 	pthread_rwlock_rdlock(&fm__map.lock);
-	i = fm__map_range(start, end, &n);
+	n = fm__map_iter(&it, start, end);
 	v = calloc(n ? n : 1, sizeof(*v));
-	for (size_t j = i; v && j < i + n; j++) {
-		struct fm_entry *e = fm__map.v[j];
+	while (v && (e = fm__map_next(&it)) != NULL) {
 		uintptr_t lo = e->start > start ? e->start : start;
 		uintptr_t hi = e->end < end ? e->end : end;
 
@@ -1119,12 +1135,14 @@ fm_msync(void *addr, size_t len, int flags)
 		r = -EINVAL;
 	if (r == 0 && msync(addr, end - start, flags) < 0)
 		r = -errno; /* ENOMEM for a hole; host files are written here */
-	SYSFAIL(r);
+	if (r < 0)
+		return fm__syserr(r);
 	if (fm__forked)
 		return 0; /* the parent's objects: the kernel's msync only */
 	fm__fault_events();
 	n = shared_spans(start, end, &v);
-	SYSFAIL((int)(n < 0 ? n : 0));
+	if (n < 0)
+		return fm__syserr(n);
 	for (ssize_t k = 0; k < n; k++) {
 		int c = fm_object_clean(v[k].obj, v[k].off, v[k].len);
 
@@ -1133,7 +1151,8 @@ fm_msync(void *addr, size_t len, int flags)
 		fm_object_rele(v[k].obj);
 	}
 	free(v);
-	SYSFAIL(r);
+	if (r < 0)
+		return fm__syserr(r);
 	return 0;
 }
 
@@ -1163,28 +1182,30 @@ willneed_budget(void)
 static int
 willneed(uintptr_t start, uintptr_t end)
 {
-	struct fm_entry **v;
-	size_t i, n, k = 0, budget = willneed_budget();
+	struct fm_entry **v, *e;
+	struct fm_map_iter it;
+	size_t n, k = 0, budget = willneed_budget();
 	struct fm_crit c;
 	int r = 0;
 
 	fm__crit_enter(&c);
 	pthread_rwlock_rdlock(&fm__map.lock);
-	i = fm__map_range(start, end, &n);
+	n = fm__map_iter(&it, start, end);
 	v = calloc(n ? n : 1, sizeof(*v));
-	for (size_t j = i; v && j < i + n; j++)
-		if (fm__map.v[j]->pm != NULL && !fm__map.v[j]->dead) {
-			fm__entry_ref(fm__map.v[j]);
-			v[k++] = fm__map.v[j];
+	while (v && (e = fm__map_next(&it)) != NULL)
+		if (e->pm != NULL && !e->dead) {
+			fm__entry_ref(e);
+			v[k++] = e;
 		}
 	pthread_rwlock_unlock(&fm__map.lock);
 	if (v == NULL)
 		r = -ENOMEM;
 	for (size_t j = 0; j < k; j++) {
-		struct fm_entry *e = v[j];
-		uintptr_t lo = e->start > start ? e->start : start;
-		uintptr_t hi = e->end < end ? e->end : end;
+		uintptr_t lo, hi;
 
+		e = v[j];
+		lo = e->start > start ? e->start : start;
+		hi = e->end < end ? e->end : end;
 		if (hi < lo) /* split meanwhile */
 			hi = lo;
 		if (hi - lo > budget)
@@ -1206,17 +1227,16 @@ willneed(uintptr_t start, uintptr_t end)
 static int
 set_advice(uintptr_t start, uintptr_t end, int advice)
 {
+	struct fm_map_iter it;
+	struct fm_entry *e;
 	struct fm_crit c;
-	size_t i, n;
 	int r;
 
-	fm__crit_enter(&c);
-	pthread_mutex_lock(&fm__map.oplock);
-	pthread_rwlock_wrlock(&fm__map.lock);
+	change_begin(&c);
 	r = fm__map_clip(start, end);
-	i = fm__map_range(start, end, &n);
-	for (size_t k = i; r == 0 && k < i + n; k++)
-		fm__map.v[k]->advice = advice;
+	fm__map_iter(&it, start, end);
+	while (r == 0 && (e = fm__map_next(&it)) != NULL)
+		e->advice = advice;
 	pthread_rwlock_unlock(&fm__map.lock);
 	pthread_mutex_unlock(&fm__map.oplock);
 	fm__crit_leave(&c);
@@ -1226,13 +1246,14 @@ set_advice(uintptr_t start, uintptr_t end, int advice)
 static int
 engine_entries(uintptr_t start, uintptr_t end)
 {
-	size_t i, n;
+	struct fm_map_iter it;
+	struct fm_entry *e;
 	int found = 0;
 
 	pthread_rwlock_rdlock(&fm__map.lock);
-	i = fm__map_range(start, end, &n);
-	for (size_t k = i; k < i + n; k++)
-		found |= fm__map.v[k]->pm != NULL;
+	fm__map_iter(&it, start, end);
+	while ((e = fm__map_next(&it)) != NULL)
+		found |= e->pm != NULL;
 	pthread_rwlock_unlock(&fm__map.lock);
 	return found;
 }
@@ -1266,15 +1287,16 @@ struct piece {
 static ssize_t
 pieces(uintptr_t start, uintptr_t end, struct piece **out)
 {
+	struct fm_map_iter it;
+	struct fm_entry *e;
 	struct piece *v;
 	uintptr_t at = start;
-	size_t i, n, k = 0;
+	size_t n, k = 0;
 
 	pthread_rwlock_rdlock(&fm__map.lock);
-	i = fm__map_range(start, end, &n);
+	n = fm__map_iter(&it, start, end);
 	v = calloc(2 * n + 1, sizeof(*v));
-	for (size_t j = i; v && j < i + n; j++) {
-		struct fm_entry *e = fm__map.v[j];
+	while (v && (e = fm__map_next(&it)) != NULL) {
 		uintptr_t lo = e->start > start ? e->start : start;
 		uintptr_t hi = e->end < end ? e->end : end;
 
@@ -1465,6 +1487,7 @@ fm_madvise(void *addr, size_t len, int advice)
 		else
 			return madvise(addr, len, advice);
 	}
-	SYSFAIL(r);
+	if (r < 0)
+		return fm__syserr(r);
 	return 0;
 }

@@ -221,18 +221,13 @@ int
 fm_object_read(struct fm_object *obj, off_t off, void *buf, size_t len)
 {
 	int r = byte_range(obj, off, len);
+	ssize_t k;
 
-	for (size_t done = 0; r == 0 && done < len;) {
-		ssize_t k = pread(obj->fd, (char *)buf + done, len - done,
-		    obj->base + off + (off_t)done);
-		if (k <= 0)
-			r = k < 0 && errno != EINTR ? -errno
-			    : k == 0                ? -EIO
-			                            : 0;
-		else
-			done += (size_t)k;
-	}
-	return r;
+	if (r < 0)
+		return r;
+	k = fm__full_pread(obj->fd, buf, len, obj->base + off);
+	/* The store holds every page of the object: short is an error. */
+	return k < 0 ? (int)k : (size_t)k < len ? -EIO : 0;
 }
 
 int
@@ -240,16 +235,8 @@ fm_object_write(struct fm_object *obj, off_t off, const void *buf, size_t len)
 {
 	int r = byte_range(obj, off, len);
 
-	for (size_t done = 0; r == 0 && done < len;) {
-		ssize_t k = pwrite(obj->fd, (const char *)buf + done,
-		    len - done, obj->base + off + (off_t)done);
-		if (k <= 0)
-			r = k < 0 && errno != EINTR ? -errno
-			    : k == 0                ? -EIO
-			                            : 0;
-		else
-			done += (size_t)k;
-	}
+	if (r == 0)
+		r = fm__full_pwrite(obj->fd, buf, len, obj->base + off);
 	if (r == 0 && len > 0) {
 		uint64_t first = (uint64_t)off >> FM_PAGE_SHIFT;
 		uint64_t last = ((uint64_t)off + len - 1) >> FM_PAGE_SHIFT;

@@ -47,43 +47,6 @@ bounce_buf(void)
 	return b;
 }
 
-static ssize_t
-full_pread(int fd, void *buf, size_t len, off_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t k = pread(fd, (char *)buf + done, len - done,
-		    off + (off_t)done);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		if (k == 0)
-			break;
-		done += (size_t)k;
-	}
-	return (ssize_t)done;
-}
-
-/* => 0, or -errno (-EIO if the file takes no more) */
-static int
-full_pwrite(int fd, const void *buf, size_t len, off_t off)
-{
-	for (size_t done = 0; done < len;) {
-		ssize_t k = pwrite(fd, (const char *)buf + done, len - done,
-		    off + (off_t)done);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return k < 0 ? -errno : -EIO;
-		done += (size_t)k;
-	}
-	return 0;
-}
-
 static int
 store_get(struct fm_object *obj, uint64_t pgidx, unsigned *npages)
 {
@@ -96,7 +59,7 @@ store_get(struct fm_object *obj, uint64_t pgidx, unsigned *npages)
 
 	if (bounce == NULL)
 		return -ENOMEM;
-	k = full_pread(s->fd, bounce, len, s->base + off);
+	k = fm__full_pread(s->fd, bounce, len, s->base + off);
 
 	if (k < 0)
 		return (int)k;
@@ -127,7 +90,7 @@ store_put(struct fm_object *obj, uint64_t pgidx, unsigned npages, int flags)
 		r = fm_object_read(obj, (off_t)off, bounce, len);
 		if (r < 0)
 			return r;
-		r = full_pwrite(s->fd, bounce, len, s->base + (off_t)off);
+		r = fm__full_pwrite(s->fd, bounce, len, s->base + (off_t)off);
 		if (r < 0)
 			return r;
 	}

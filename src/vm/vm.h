@@ -26,12 +26,14 @@
 #define FM_VM_VM_H
 
 #include <assert.h>
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/types.h>
 
 #include <fomap/driver.h>
 
@@ -54,6 +56,18 @@ _Static_assert(FM_PAGE_SIZE == (size_t)1 << FM_PAGE_SHIFT, "FM_PAGE_SHIFT");
 			abort();                                          \
 		}                                                         \
 	} while (0)
+
+/*
+ * The failure of a POSIX-mirror call (fm_munmap, fm_read, ...) from the
+ * negative errno r: errno set, and -1 to return, as libc's calls do.
+ * Called as "return fm__syserr(r);", so that the return stays in sight.
+ */
+static inline int
+fm__syserr(long r)
+{
+	errno = (int)-r;
+	return -1;
+}
 
 /* Internal page states; the low bits are the public FM_PG_*. */
 #define FM_PGS_BUSY 0x80 /* being filled by one thread; wait on busycv */
@@ -166,6 +180,16 @@ void fm__store_free(off_t base, uint64_t size);
 int fm__page_size_check(void);
 const char *fm__page_size_why(void);
 
+/*
+ * io.c: fm__full_pread reads len bytes of fd at off into buf, through short
+ * reads and EINTR. => the count, less than len only at the end of the
+ * file; or -errno
+ * fm__full_pwrite writes all len bytes of buf to fd at off, through short
+ * writes and EINTR. => 0, or -errno (-EIO: the file takes no more)
+ */
+ssize_t fm__full_pread(int fd, void *buf, size_t len, off_t off);
+int fm__full_pwrite(int fd, const void *buf, size_t len, off_t off);
+
 /* pager_host.c: a host object mapping fd; the kernel is its pager. */
 int fm__host_object(int fd, struct fm_object **objp);
 
@@ -184,13 +208,16 @@ int fm__udv_memory(struct fm_object **memp, size_t size);
 int fm__udv_attach(struct fm_dev *dev, fm_d_mmap_t *d_mmap,
     struct fm_object *mem, struct fm_mmap_req *req);
 
-/* map.c: the map of the process's fomap mappings. */
+/*
+ * map.c: the map of the process's fomap mappings. The entries themselves
+ * are map.c's: others look them up, or walk a range of them, through the
+ * calls below.
+ */
 struct fm_map {
 	pthread_mutex_t oplock;
 	pthread_rwlock_t lock;
 	_Atomic uint64_t gen; /* entries inserted so far */
-	struct fm_entry **v; /* sorted by start, not overlapping */
-	size_t n, cap;
+	size_t n; /* entries in the map */
 };
 extern struct fm_map fm__map;
 struct fm_entry *fm__map_lookup(uintptr_t va);
@@ -200,8 +227,24 @@ int fm__map_insert(struct fm_entry *e);
 /* Split the entries straddling start or end so the range has its own. */
 int fm__map_clip(uintptr_t start, uintptr_t end);
 void fm__map_remove(struct fm_entry *e);
-/* Entries overlapping [start, end): index of the first, count in *n. */
-size_t fm__map_range(uintptr_t start, uintptr_t end, size_t *n);
+/*
+ * A walk over the entries overlapping [start, end), in address order:
+ *	struct fm_map_iter it;
+ *	struct fm_entry *e;
+ *
+ *	n = fm__map_iter(&it, start, end);
+ *	while ((e = fm__map_next(&it)) != NULL)
+ *		...
+ * fm__map_iter returns how many entries the walk will meet if the map
+ * does not change. The walk goes by address (it resumes at the end of the
+ * entry it returned last), so that entry may leave the map meanwhile.
+ * => fm__map.lock held across the walk (exclusive to change the map)
+ */
+struct fm_map_iter {
+	uintptr_t at, end;
+};
+size_t fm__map_iter(struct fm_map_iter *it, uintptr_t start, uintptr_t end);
+struct fm_entry *fm__map_next(struct fm_map_iter *it);
 void fm__map_assert(void);
 
 /* mmap.c */

@@ -19,10 +19,11 @@
 static size_t
 map_entries(void)
 {
+	struct fm_map_iter it;
 	size_t n;
 
 	pthread_rwlock_rdlock(&fm__map.lock);
-	n = fm__map.n;
+	n = fm__map_iter(&it, 0, UINTPTR_MAX);
 	fm__map_assert();
 	pthread_rwlock_unlock(&fm__map.lock);
 	return n;

@@ -55,14 +55,12 @@ TEST(object_bad_input)
 TEST(protect_read_only_refuses_writes)
 {
 	fm_test_need_uffd();
-	struct fm_object *obj;
-	ASSERT_EQ(fm_object_create(NULL, 16 * PG, NULL, &obj), 0);
+	struct fm_object *obj = testdev_object(NULL, 16 * PG);
 	int fd = testdev_open("protect", obj, RW, O_RDWR);
-	char *a = fm_mmap(NULL, 16 * PG, RW, MAP_SHARED, fd, 0);
-	char *b = fm_mmap(NULL, 16 * PG, RW, MAP_SHARED, fd, 0);
+	char *a = testdev_map(fd, 16 * PG, RW, MAP_SHARED);
+	char *b = testdev_map(fd, 16 * PG, RW, MAP_SHARED);
 	unsigned char vec[16];
 
-	ASSERT(a != MAP_FAILED && b != MAP_FAILED);
 	memset(a, 1, 16 * PG);
 	ASSERT_EQ(fm_object_protect(obj, 4 * PG, 4 * PG, PROT_READ), 0);
 	ASSERT_EQ(fm_object_mincore(obj, 0, 16 * PG, vec), 0);
@@ -83,9 +81,7 @@ TEST(protect_read_only_refuses_writes)
 	ASSERT_EQ(b[5 * PG], 2);
 	ASSERT_EQ(a[6 * PG], 3);
 	ASSERT_OK(fm_munmap(a, 16 * PG));
-	ASSERT_OK(fm_munmap(b, 16 * PG));
-	ASSERT_OK(fm_close(fd));
-	fm_object_rele(obj);
+	testdev_done(b, 16 * PG, fd, obj);
 }
 
 /* A write hook that allows even pages, refuses odd ones, and counts. */
@@ -103,13 +99,11 @@ static const struct fm_pagerops hook_ops = {.pgo_write = hook_write};
 TEST(write_hook_allows_and_refuses)
 {
 	fm_test_need_uffd();
-	struct fm_object *obj;
-	ASSERT_EQ(fm_object_create(&hook_ops, 8 * PG, NULL, &obj), 0);
+	struct fm_object *obj = testdev_object(&hook_ops, 8 * PG);
 	int fd = testdev_open("hook", obj, RW, O_RDWR);
-	char *a = fm_mmap(NULL, 8 * PG, RW, MAP_SHARED, fd, 0);
+	char *a = testdev_map(fd, 8 * PG, RW, MAP_SHARED);
 	unsigned char vec[8];
 
-	ASSERT(a != MAP_FAILED);
 	a[0] = 1; /* not read-only: no hook */
 	ASSERT_EQ(__atomic_load_n(&hook_calls, __ATOMIC_RELAXED), 0);
 	ASSERT_EQ(fm_object_protect(obj, 0, 8 * PG, PROT_READ), 0);
@@ -122,21 +116,17 @@ TEST(write_hook_allows_and_refuses)
 	ASSERT_EQ(fm_object_mincore(obj, 0, 8 * PG, vec), 0);
 	ASSERT(vec[2] & FM_PG_DIRTY);
 	ASSERT(!(vec[3] & FM_PG_DIRTY));
-	ASSERT_OK(fm_munmap(a, 8 * PG));
-	ASSERT_OK(fm_close(fd));
-	fm_object_rele(obj);
+	testdev_done(a, 8 * PG, fd, obj);
 }
 
 TEST(unmap_keep_refaults_minor)
 {
 	fm_test_need_uffd();
-	struct fm_object *obj;
-	ASSERT_EQ(fm_object_create(NULL, 32 * PG, NULL, &obj), 0);
+	struct fm_object *obj = testdev_object(NULL, 32 * PG);
 	int fd = testdev_open("keep", obj, RW, O_RDWR);
-	char *a = fm_mmap(NULL, 32 * PG, RW, MAP_SHARED, fd, 0);
+	char *a = testdev_map(fd, 32 * PG, RW, MAP_SHARED);
 	struct fm_stats s0, s1, s2;
 
-	ASSERT(a != MAP_FAILED);
 	memset(a, 7, 32 * PG);
 	s0 = stats_now();
 	ASSERT_EQ(a[20 * PG], 7);
@@ -150,23 +140,19 @@ TEST(unmap_keep_refaults_minor)
 	ASSERT_EQ(a[2 * PG], 7);
 	/* Outside the range: still mapped, no fault. */
 	ASSERT_EQ(stats_now().faults, s2.faults);
-	ASSERT_OK(fm_munmap(a, 32 * PG));
-	ASSERT_OK(fm_close(fd));
-	fm_object_rele(obj);
+	testdev_done(a, 32 * PG, fd, obj);
 }
 
 TEST(unmap_discard_frees_and_refills)
 {
 	fm_test_need_uffd();
-	struct fm_object *obj;
-	ASSERT_EQ(fm_object_create(NULL, 8 * PG, NULL, &obj), 0);
+	struct fm_object *obj = testdev_object(NULL, 8 * PG);
 	int fd = testdev_open("discard", obj, RW, O_RDWR);
-	char *a = fm_mmap(NULL, 8 * PG, RW, MAP_SHARED, fd, 0);
-	char *p = fm_mmap(NULL, 8 * PG, RW, MAP_PRIVATE, fd, 0);
+	char *a = testdev_map(fd, 8 * PG, RW, MAP_SHARED);
+	char *p = testdev_map(fd, 8 * PG, RW, MAP_PRIVATE);
 	unsigned char vec[8];
 	struct fm_stats s0;
 
-	ASSERT(a != MAP_FAILED && p != MAP_FAILED);
 	memset(a, 9, 8 * PG);
 	ASSERT_EQ(p[PG], 9);
 	p[2 * PG] = 'p';
@@ -179,22 +165,18 @@ TEST(unmap_discard_frees_and_refills)
 	ASSERT_EQ(p[2 * PG], 'p'); /* a private copy is the mapping's own */
 	ASSERT_GE(stats_now().faults, s0.faults + 1);
 	ASSERT_OK(fm_munmap(a, 8 * PG));
-	ASSERT_OK(fm_munmap(p, 8 * PG));
-	ASSERT_OK(fm_close(fd));
-	fm_object_rele(obj);
+	testdev_done(p, 8 * PG, fd, obj);
 }
 
 TEST(store_discard_keeps_data)
 {
 	fm_test_need_uffd();
 	int file = testdev_tmpfile(64 * PG);
-	struct fm_object *obj;
-	ASSERT_EQ(fm_store_create(file, 0, 64 * PG, &obj), 0);
+	struct fm_object *obj = testdev_store(file, 0, 64 * PG);
 	int fd = testdev_open("evict", obj, RW, O_RDWR);
-	char *a = fm_mmap(NULL, 64 * PG, RW, MAP_SHARED, fd, 0);
+	char *a = testdev_map(fd, 64 * PG, RW, MAP_SHARED);
 	unsigned char vec[64];
 
-	ASSERT(a != MAP_FAILED);
 	for (int i = 0; i < 64; i++)
 		a[i * PG] = (char)(i + 100);
 	ASSERT_EQ(fm_object_unmap(obj, 0, 64 * PG, FM_UNMAP_DISCARD), 0);
@@ -205,9 +187,7 @@ TEST(store_discard_keeps_data)
 		ASSERT_EQ(a[i * PG],
 		    (char)(i + 100)); /* written back, refilled */
 	ASSERT_EQ(a[5], (char)5);
-	ASSERT_OK(fm_munmap(a, 64 * PG));
-	ASSERT_OK(fm_close(fd));
-	fm_object_rele(obj);
+	testdev_done(a, 64 * PG, fd, obj);
 	close(file);
 }
 
@@ -225,11 +205,10 @@ TEST(fault_around_follows_advice)
 {
 	fm_test_need_uffd();
 	int fd = fm_open("/dev/fomap/zero", O_RDWR);
-	char *a = fm_mmap(NULL, 4096 * PG, RW, MAP_SHARED, fd, 0);
-	char *b = fm_mmap(NULL, 64 * PG, RW, MAP_SHARED, fd, 0);
-	char *c = fm_mmap(NULL, 512 * PG, RW, MAP_SHARED, fd, 0);
+	char *a = testdev_map(fd, 4096 * PG, RW, MAP_SHARED);
+	char *b = testdev_map(fd, 64 * PG, RW, MAP_SHARED);
+	char *c = testdev_map(fd, 512 * PG, RW, MAP_SHARED);
 
-	ASSERT(a != MAP_FAILED && b != MAP_FAILED && c != MAP_FAILED);
 	/* Sequential: windows double up to 256 pages. */
 	ASSERT_LE(touch_faults(a, 4096), 24);
 	ASSERT_OK(fm_madvise(b, 64 * PG, MADV_RANDOM));
@@ -267,12 +246,10 @@ static const struct fm_pagerops one_page_ops = {.pgo_fault = one_page_fault};
 TEST(fault_handler_chooses_fill_around_and_protection)
 {
 	fm_test_need_uffd();
-	struct fm_object *obj;
-	ASSERT_EQ(fm_object_create(&one_page_ops, 8 * PG, NULL, &obj), 0);
+	struct fm_object *obj = testdev_object(&one_page_ops, 8 * PG);
 	int fd = testdev_open("handler", obj, RW, O_RDWR);
-	char *a = fm_mmap(NULL, 8 * PG, RW, MAP_SHARED, fd, 0);
+	char *a = testdev_map(fd, 8 * PG, RW, MAP_SHARED);
 
-	ASSERT(a != MAP_FAILED);
 	for (int i = 0; i < 8; i++) {
 		char want[8];
 		snprintf(want, sizeof want, "pg%d", i);
@@ -283,9 +260,7 @@ TEST(fault_handler_chooses_fill_around_and_protection)
 	ASSERT_EQ(fm_test_probe(a + 2 * PG, 1), 0);
 	ASSERT_EQ(fm_test_probe(a + 3 * PG, 1),
 	    0); /* rdonly, no hook: allowed */
-	ASSERT_OK(fm_munmap(a, 8 * PG));
-	ASSERT_OK(fm_close(fd));
-	fm_object_rele(obj);
+	testdev_done(a, 8 * PG, fd, obj);
 }
 
 /* A pager whose errors are the engine's own retry codes. */
@@ -324,13 +299,11 @@ static const struct fm_pagerops err_ops = {.pgo_fault = err_fault,
 TEST(pager_errors_never_mean_retry)
 {
 	fm_test_need_uffd();
-	struct fm_object *obj;
-	ASSERT_EQ(fm_object_create(&err_ops, 4 * PG, NULL, &obj), 0);
+	struct fm_object *obj = testdev_object(&err_ops, 4 * PG);
 	int fd = testdev_open("errcodes", obj, RW, O_RDWR);
-	char *a = fm_mmap(NULL, 4 * PG, RW, MAP_SHARED, fd, 0);
+	char *a = testdev_map(fd, 4 * PG, RW, MAP_SHARED);
 	char c;
 
-	ASSERT(a != MAP_FAILED);
 	/* EEXIST, ENOENT, EAGAIN from a pager: SIGBUS, not a loop. */
 	static const int codes[] = {-EEXIST, -ENOENT, -EAGAIN};
 	for (int i = 0; i < 3; i++) {
@@ -347,7 +320,5 @@ TEST(pager_errors_never_mean_retry)
 	ASSERT_EQ(fm_object_read(obj, 0, &c, 1), 0);
 	ASSERT_EQ(c, 'U');
 	ASSERT_EQ(a[0], 'U');
-	ASSERT_OK(fm_munmap(a, 4 * PG));
-	ASSERT_OK(fm_close(fd));
-	fm_object_rele(obj);
+	testdev_done(a, 4 * PG, fd, obj);
 }

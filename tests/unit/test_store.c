@@ -35,17 +35,13 @@ TEST(store_fills_from_file)
 {
 	fm_test_need_uffd();
 	int file = testdev_tmpfile(40 * PG);
-	struct fm_object *obj;
-	ASSERT_EQ(fm_store_create(file, 8 * PG, 32 * PG, &obj), 0);
+	struct fm_object *obj = testdev_store(file, 8 * PG, 32 * PG);
 	int fd = testdev_open("store-fill", obj, RW, O_RDWR);
-	char *a = fm_mmap(NULL, 32 * PG, PROT_READ, MAP_SHARED, fd, 0);
+	char *a = testdev_map(fd, 32 * PG, PROT_READ, MAP_SHARED);
 
-	ASSERT(a != MAP_FAILED);
 	for (size_t i = 0; i < 32 * PG; i += 511)
 		ASSERT_EQ(a[i], pat(8 * PG + i));
-	ASSERT_OK(fm_munmap(a, 32 * PG));
-	ASSERT_OK(fm_close(fd));
-	fm_object_rele(obj);
+	testdev_done(a, 32 * PG, fd, obj);
 	close(file);
 }
 
@@ -53,14 +49,12 @@ TEST(store_writes_back_only_dirty_pages)
 {
 	fm_test_need_uffd();
 	int file = testdev_tmpfile(16 * PG);
-	struct fm_object *obj;
-	ASSERT_EQ(fm_store_create(file, 0, 16 * PG, &obj), 0);
+	struct fm_object *obj = testdev_store(file, 0, 16 * PG);
 	int fd = testdev_open("store-dirty", obj, RW, O_RDWR);
-	char *a = fm_mmap(NULL, 16 * PG, RW, MAP_SHARED, fd, 0);
+	char *a = testdev_map(fd, 16 * PG, RW, MAP_SHARED);
 	unsigned char vec[16];
 	struct fm_stats before, after;
 
-	ASSERT(a != MAP_FAILED);
 	ASSERT_EQ(a[3 * PG], pat(3 * PG)); /* page 3 is resident and clean */
 	ASSERT_EQ(pwrite(file, "B", 1, 3 * PG), 1); /* behind fomap's back */
 	fm_engine_stats(&before);
@@ -84,9 +78,7 @@ TEST(store_writes_back_only_dirty_pages)
 	ASSERT(vec[2] & FM_PG_DIRTY);
 	ASSERT_OK(fm_msync(a, 16 * PG, MS_ASYNC));
 	ASSERT_EQ(file_byte(file, 2 * PG), 'z');
-	ASSERT_OK(fm_munmap(a, 16 * PG));
-	ASSERT_OK(fm_close(fd));
-	fm_object_rele(obj);
+	testdev_done(a, 16 * PG, fd, obj);
 	close(file);
 }
 
@@ -94,13 +86,11 @@ TEST(store_writes_back_on_last_munmap_and_release)
 {
 	fm_test_need_uffd();
 	int file = testdev_tmpfile(8 * PG);
-	struct fm_object *obj;
-	ASSERT_EQ(fm_store_create(file, 0, 8 * PG, &obj), 0);
+	struct fm_object *obj = testdev_store(file, 0, 8 * PG);
 	int fd = testdev_open("store-unmap", obj, RW, O_RDWR);
-	char *a = fm_mmap(NULL, 8 * PG, RW, MAP_SHARED, fd, 0);
-	char *b = fm_mmap(NULL, 8 * PG, RW, MAP_SHARED, fd, 0);
+	char *a = testdev_map(fd, 8 * PG, RW, MAP_SHARED);
+	char *b = testdev_map(fd, 8 * PG, RW, MAP_SHARED);
 
-	ASSERT(a != MAP_FAILED && b != MAP_FAILED);
 	a[PG] = 'u';
 	ASSERT_OK(fm_munmap(a, 8 * PG));
 	ASSERT_EQ(file_byte(file, PG), pat(PG)); /* b still maps it */
@@ -108,7 +98,7 @@ TEST(store_writes_back_on_last_munmap_and_release)
 	ASSERT_OK(fm_munmap(b, 8 * PG));
 	ASSERT_EQ(file_byte(file, PG), 'u');
 	/* Dirtied through the object, written back on release. */
-	b = fm_mmap(NULL, 8 * PG, RW, MAP_SHARED, fd, 0);
+	b = testdev_map(fd, 8 * PG, RW, MAP_SHARED);
 	b[4 * PG] = 'r';
 	ASSERT_OK(fm_close(fd));
 	ASSERT_OK(fm_munmap(b, 8 * PG));
@@ -121,14 +111,12 @@ TEST(store_partial_last_page_and_private)
 {
 	fm_test_need_uffd();
 	int file = testdev_tmpfile(2 * PG + 100);
-	struct fm_object *obj;
+	struct fm_object *obj = testdev_store(file, 0, 2 * PG + 100);
 	struct stat st;
-	ASSERT_EQ(fm_store_create(file, 0, 2 * PG + 100, &obj), 0);
 	int fd = testdev_open("store-tail", obj, RW, O_RDWR);
-	char *a = fm_mmap(NULL, 3 * PG, RW, MAP_SHARED, fd, 0);
-	char *p = fm_mmap(NULL, 3 * PG, RW, MAP_PRIVATE, fd, 0);
+	char *a = testdev_map(fd, 3 * PG, RW, MAP_SHARED);
+	char *p = testdev_map(fd, 3 * PG, RW, MAP_PRIVATE);
 
-	ASSERT(a != MAP_FAILED && p != MAP_FAILED);
 	ASSERT_EQ(a[2 * PG + 99], pat(2 * PG + 99));
 	ASSERT_EQ(a[2 * PG + 100], 0); /* past the end of the file: zeros */
 	a[2 * PG + 50] = 't';
@@ -159,17 +147,14 @@ TEST(store_read_only_file_gives_eio)
 	ro = open(path, O_RDONLY);
 	ASSERT_EQ(fm_store_create(ro, 0, 4 * PG, &obj), 0);
 	int fd = testdev_open("store-ro", obj, RW, O_RDWR);
-	char *a = fm_mmap(NULL, 4 * PG, RW, MAP_SHARED, fd, 0);
+	char *a = testdev_map(fd, 4 * PG, RW, MAP_SHARED);
 
-	ASSERT(a != MAP_FAILED);
 	a[PG] = 'e';
 	ASSERT_ERRNO(fm_msync(a, 4 * PG, MS_SYNC), EIO);
 	ASSERT_EQ(fm_object_mincore(obj, 0, 4 * PG, vec), 0);
 	ASSERT(vec[1] & FM_PG_DIRTY); /* still dirty: nothing was lost */
 	ASSERT_EQ(a[PG], 'e');
-	ASSERT_OK(fm_munmap(a, 4 * PG));
-	ASSERT_OK(fm_close(fd));
-	fm_object_rele(obj);
+	testdev_done(a, 4 * PG, fd, obj);
 	close(ro);
 	close(file);
 	ASSERT_EQ(fm_store_create(-1, 0, PG, &obj), -EBADF);
@@ -212,13 +197,11 @@ static const struct fm_pagerops bad_fault_ops = {.pgo_fault = bad_fault};
 TEST(pager_error_gives_sigbus)
 {
 	fm_test_need_uffd();
-	struct fm_object *obj;
-	ASSERT_EQ(fm_object_create(&bad_get_ops, 8 * PG, NULL, &obj), 0);
+	struct fm_object *obj = testdev_object(&bad_get_ops, 8 * PG);
 	int fd = testdev_open("bad-get", obj, RW, O_RDWR);
-	char *a = fm_mmap(NULL, 8 * PG, RW, MAP_SHARED, fd, 0);
+	char *a = testdev_map(fd, 8 * PG, RW, MAP_SHARED);
 	struct fm_stats before, after;
 
-	ASSERT(a != MAP_FAILED);
 	fm_engine_stats(&before);
 	ASSERT(strcmp(a, "ok") == 0);
 	ASSERT_EQ(fm_test_probe(a + 3 * PG, 0), SIGBUS);
@@ -228,21 +211,16 @@ TEST(pager_error_gives_sigbus)
 	ASSERT(strcmp(a + 4 * PG, "ok") == 0);
 	fm_engine_stats(&after);
 	ASSERT_GE(after.sigbus, before.sigbus + 1);
-	ASSERT_OK(fm_munmap(a, 8 * PG));
-	ASSERT_OK(fm_close(fd));
-	fm_object_rele(obj);
+	testdev_done(a, 8 * PG, fd, obj);
 
-	ASSERT_EQ(fm_object_create(&bad_fault_ops, 8 * PG, NULL, &obj), 0);
+	obj = testdev_object(&bad_fault_ops, 8 * PG);
 	fd = testdev_open("bad-fault", obj, RW, O_RDWR);
-	a = fm_mmap(NULL, 8 * PG, RW, MAP_PRIVATE, fd, 0);
-	ASSERT(a != MAP_FAILED);
+	a = testdev_map(fd, 8 * PG, RW, MAP_PRIVATE);
 	ASSERT_EQ(a[0], 'f');
 	ASSERT_EQ(fm_test_probe(a + 5 * PG, 0), SIGBUS);
 	ASSERT_EQ(fm_test_probe(a + 6 * PG, 0), SIGBUS);
 	ASSERT_EQ(a[7 * PG], 'f');
-	ASSERT_OK(fm_munmap(a, 8 * PG));
-	ASSERT_OK(fm_close(fd));
-	fm_object_rele(obj);
+	testdev_done(a, 8 * PG, fd, obj);
 }
 
 TEST(pager_error_with_sigbus_blocked_kills_like_the_kernel)

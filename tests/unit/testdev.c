@@ -6,6 +6,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <fomap/fomap.h>
+
 #include "../test.h"
 #include "testdev.h"
 
@@ -65,4 +67,39 @@ testdev_tmpfile(size_t len)
 	ASSERT_EQ(write(fd, buf, len), (ssize_t)len);
 	free(buf);
 	return fd;
+}
+
+struct fm_object *
+testdev_object(const struct fm_pagerops *ops, size_t len)
+{
+	struct fm_object *obj;
+
+	ASSERT_EQ(fm_object_create(ops, len, NULL, &obj), 0);
+	return obj;
+}
+
+struct fm_object *
+testdev_store(int file, off_t off, size_t size)
+{
+	struct fm_object *obj;
+
+	ASSERT_EQ(fm_store_create(file, off, size, &obj), 0);
+	return obj;
+}
+
+void *
+testdev_map(int fd, size_t len, int prot, int flags)
+{
+	void *p = fm_mmap(NULL, len, prot, flags, fd, 0);
+
+	ASSERT(p != MAP_FAILED);
+	return p;
+}
+
+void
+testdev_done(void *p, size_t len, int fd, struct fm_object *obj)
+{
+	ASSERT_OK(fm_munmap(p, len));
+	ASSERT_OK(fm_close(fd));
+	fm_object_rele(obj);
 }

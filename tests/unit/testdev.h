@@ -18,4 +18,17 @@ int testdev_open(const char *name, struct fm_object *obj, int maxprot,
 /* A temporary regular file of len bytes, each byte (offset % 251). */
 int testdev_tmpfile(size_t len);
 
+/*
+ * The set-up and tear-down tests repeat; each fails the test on error.
+ * testdev_object: an object of len bytes with ops (NULL: anonymous).
+ * testdev_store: a store object over size bytes of file from off.
+ * testdev_map: fm_mmap(NULL, len, prot, flags, fd, 0), which must succeed.
+ * testdev_done: the usual end: unmap p (len bytes), close fd and let go
+ * of obj.
+ */
+struct fm_object *testdev_object(const struct fm_pagerops *ops, size_t len);
+struct fm_object *testdev_store(int file, off_t off, size_t size);
+void *testdev_map(int fd, size_t len, int prot, int flags);
+void testdev_done(void *p, size_t len, int fd, struct fm_object *obj);
+
 #endif

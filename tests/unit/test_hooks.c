@@ -1,8 +1,9 @@
 /*
- * test_null.c: the null device, and a test device whose every hook counts
- * its calls and can be told to fail: each hook is called when it should
- * be, and each failure gives the user an errno or SIGBUS and leaves fomap
- * consistent.
+ * test_hooks.c: the hook contract. A test device whose every hook (cdevsw,
+ * fileops, pagerops) counts its calls and can be told to fail: each hook
+ * is called when it should be, and each failure gives the user an errno or
+ * SIGBUS and leaves fomap consistent. First the null device, whose hooks
+ * are the stubs.
  */
 #include <fcntl.h>
 #include <stdatomic.h>
@@ -13,6 +14,7 @@
 #include <fomap/fomap.h>
 
 #include "../test.h"
+#include "testdev.h"
 
 /* ------------------------------------------------------------------------
  * null
@@ -352,7 +354,7 @@ static const struct fm_pagerops fault_pagerops = {
 static void
 tdev_setup(const struct fm_pagerops *ops, size_t npages)
 {
-	ASSERT_OK(fm_object_create(ops, npages * PG, NULL, &tobj));
+	tobj = testdev_object(ops, npages * PG);
 	ASSERT_OK(fm_dev_register("t-plain", &plain_cdevsw, NULL));
 	ASSERT_OK(fm_dev_register("t-clone", &clone_cdevsw, NULL));
 }
@@ -393,9 +395,7 @@ TEST(hooks_cdevsw_of_a_plain_device)
 	ASSERT_ERRNO(fm_ioctl(fd, 7, &dummy), ENOTTY);
 	ASSERT_EQ(calls.d_ioctl, 2);
 
-	char *p =
-	    fm_mmap(NULL, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	ASSERT(p != MAP_FAILED);
+	char *p = testdev_map(fd, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED);
 	ASSERT_EQ(calls.d_mmap_single, 1);
 	ASSERT_EQ(p[2 * PG], 'c');
 	ASSERT_GE(calls.pgo_get, 1);
@@ -430,8 +430,7 @@ TEST(hooks_fileops_of_a_cloning_device)
 	ASSERT_EQ(calls.fo_write, 1);
 	ASSERT_EQ(calls.d_read + calls.d_write + calls.d_ioctl, 0);
 
-	char *p = fm_mmap(NULL, PG, PROT_READ, MAP_SHARED, a, 0);
-	ASSERT(p != MAP_FAILED);
+	char *p = testdev_map(a, PG, PROT_READ, MAP_SHARED);
 	ASSERT_EQ(calls.fo_mmap, 1);
 	ASSERT_EQ(calls.d_mmap_single, 0);
 	ASSERT_EQ(p[0], 'a');
@@ -450,9 +449,7 @@ TEST(hooks_of_a_pager_with_get)
 	tdev_setup(&get_pagerops, 8);
 	int fd = tdev_open(FM_DEVPREFIX "t-plain", O_RDWR);
 
-	char *p =
-	    fm_mmap(NULL, 8 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	ASSERT(p != MAP_FAILED);
+	char *p = testdev_map(fd, 8 * PG, PROT_READ | PROT_WRITE, MAP_SHARED);
 	ASSERT_EQ(calls.pgo_reference, 1); /* the mapping's reference */
 	ASSERT_EQ(p[0], 'a');
 	ASSERT_EQ(p[7 * PG], 'h');
@@ -486,9 +483,7 @@ TEST(hooks_of_a_pager_with_fault)
 	tdev_setup(&fault_pagerops, 8);
 	int fd = tdev_open(FM_DEVPREFIX "t-clone", O_RDWR);
 
-	char *p =
-	    fm_mmap(NULL, 8 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	ASSERT(p != MAP_FAILED);
+	char *p = testdev_map(fd, 8 * PG, PROT_READ | PROT_WRITE, MAP_SHARED);
 	ASSERT_OK(fm_madvise(p, 8 * PG, MADV_RANDOM));
 	ASSERT_EQ(p[3 * PG], 'd');
 	ASSERT_EQ(calls.pgo_fault, 1);
@@ -550,8 +545,7 @@ TEST(failing_mmap_hook_gives_errno)
 	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ, MAP_SHARED, fd, 0), ENOMEM);
 	cfg.mmap_err = 0;
 	cfg.mmap_noobj = 1; /* yes, but no object: anonymous memory */
-	char *z = fm_mmap(NULL, PG, PROT_READ, MAP_SHARED, fd, 0);
-	ASSERT(z != MAP_FAILED);
+	char *z = testdev_map(fd, PG, PROT_READ, MAP_SHARED);
 	ASSERT_EQ(z[0], 0);
 	ASSERT_OK(fm_munmap(z, PG));
 	cfg.mmap_noobj = 0;
@@ -568,12 +562,9 @@ TEST(failing_mmap_hook_gives_errno)
 	ASSERT_EQ(calls.pgo_reference, 3);
 	ASSERT_EQ(calls.d_mmap_single, 6);
 	cfg.maxprot = PROT_READ | PROT_WRITE;
-	char *p = fm_mmap(NULL, 4 * PG, PROT_READ, MAP_SHARED, fd, 0);
-	ASSERT(p != MAP_FAILED);
+	char *p = testdev_map(fd, 4 * PG, PROT_READ, MAP_SHARED);
 	ASSERT_EQ(p[0], 'a');
-	ASSERT_OK(fm_munmap(p, 4 * PG));
-	ASSERT_OK(fm_close(fd));
-	fm_object_rele(tobj);
+	testdev_done(p, 4 * PG, fd, tobj);
 	wait_detached();
 	ASSERT_EQ(calls.pgo_detach, 1); /* no reference leaked */
 }
@@ -584,10 +575,9 @@ TEST(failing_pgo_get_gives_sigbus_on_that_page)
 	tdev_setup(&get_pagerops, 8);
 	int fd = tdev_open(FM_DEVPREFIX "t-plain", O_RDWR);
 	volatile char *p =
-	    fm_mmap(NULL, 8 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	    testdev_map(fd, 8 * PG, PROT_READ | PROT_WRITE, MAP_SHARED);
 	struct fm_stats s0, s1;
 
-	ASSERT(p != MAP_FAILED);
 	cfg.fail_pg = 3;
 	fm_engine_stats(&s0);
 	ASSERT_EQ(p[0], 'a'); /* a fill that stops short */
@@ -600,9 +590,7 @@ TEST(failing_pgo_get_gives_sigbus_on_that_page)
 	cfg.fail_pg = -1; /* the driver recovers */
 	ASSERT_EQ(fm_test_probe(p + 3 * PG, 0), 0);
 	ASSERT_EQ(p[3 * PG], 'd');
-	ASSERT_OK(fm_munmap((void *)p, 8 * PG));
-	ASSERT_OK(fm_close(fd));
-	fm_object_rele(tobj);
+	testdev_done((void *)p, 8 * PG, fd, tobj);
 }
 
 TEST(failing_pgo_fault_gives_sigbus)
@@ -611,9 +599,8 @@ TEST(failing_pgo_fault_gives_sigbus)
 	tdev_setup(&fault_pagerops, 8);
 	int fd = tdev_open(FM_DEVPREFIX "t-plain", O_RDWR);
 	volatile char *p =
-	    fm_mmap(NULL, 8 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	    testdev_map(fd, 8 * PG, PROT_READ | PROT_WRITE, MAP_SHARED);
 
-	ASSERT(p != MAP_FAILED);
 	ASSERT_OK(
 	    fm_madvise((void *)p, 8 * PG, MADV_RANDOM)); /* one page a fault */
 	ASSERT_EQ(p[PG], 'b');
@@ -630,9 +617,7 @@ TEST(failing_pgo_fault_gives_sigbus)
 	ASSERT_EQ(fm_test_probe(p + PG, 0), SIGBUS);
 	cfg.fail_pg = -1;
 	ASSERT_EQ(p[PG], 'b');
-	ASSERT_OK(fm_munmap((void *)p, 8 * PG));
-	ASSERT_OK(fm_close(fd));
-	fm_object_rele(tobj);
+	testdev_done((void *)p, 8 * PG, fd, tobj);
 }
 
 TEST(failing_pgo_put_gives_eio_and_keeps_pages_dirty)
@@ -640,11 +625,9 @@ TEST(failing_pgo_put_gives_eio_and_keeps_pages_dirty)
 	fm_test_need_uffd();
 	tdev_setup(&get_pagerops, 4);
 	int fd = tdev_open(FM_DEVPREFIX "t-plain", O_RDWR);
-	char *p =
-	    fm_mmap(NULL, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	char *p = testdev_map(fd, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED);
 	unsigned char vec[4];
 
-	ASSERT(p != MAP_FAILED);
 	p[0] = 'X';
 	cfg.put_err = -ENOSPC;
 	ASSERT_ERRNO(fm_msync(p, 4 * PG, MS_SYNC), EIO);
@@ -657,9 +640,7 @@ TEST(failing_pgo_put_gives_eio_and_keeps_pages_dirty)
 	ASSERT_OK(fm_object_mincore(tobj, 0, 4 * PG, vec));
 	ASSERT_EQ(vec[0], FM_PG_RESIDENT);
 	ASSERT_EQ(calls.put_pages, 1);
-	ASSERT_OK(fm_munmap(p, 4 * PG));
-	ASSERT_OK(fm_close(fd));
-	fm_object_rele(tobj);
+	testdev_done(p, 4 * PG, fd, tobj);
 }
 
 TEST(failing_pgo_write_gives_sigbus)
@@ -668,9 +649,8 @@ TEST(failing_pgo_write_gives_sigbus)
 	tdev_setup(&get_pagerops, 4);
 	int fd = tdev_open(FM_DEVPREFIX "t-plain", O_RDWR);
 	volatile char *p =
-	    fm_mmap(NULL, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	    testdev_map(fd, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED);
 
-	ASSERT(p != MAP_FAILED);
 	ASSERT_EQ(p[0], 'a');
 	cfg.write_err = -EROFS;
 	ASSERT_EQ(fm_test_probe(p, 1), SIGBUS);
@@ -680,7 +660,5 @@ TEST(failing_pgo_write_gives_sigbus)
 	p[0] = 'z';
 	ASSERT_EQ(calls.pgo_write, 2);
 	ASSERT_EQ(p[0], 'z');
-	ASSERT_OK(fm_munmap((void *)p, 4 * PG));
-	ASSERT_OK(fm_close(fd));
-	fm_object_rele(tobj);
+	testdev_done((void *)p, 4 * PG, fd, tobj);
 }
