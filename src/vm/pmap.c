@@ -1,6 +1,7 @@
 /*
- * pmap.c: the MMU layer: userfaultfd set-up, probing and the ioctls that
- * enter, zero-fill, protect, poison and wake pages.
+ * pmap.c: the MMU layer: userfaultfd set-up, probing, the ioctls that
+ * enter, zero-fill, protect, poison and wake pages, and the operations of
+ * an address space ("self": this process's).
  */
 #include <errno.h>
 #include <signal.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "vm/pmap.h"
+#include "vm/vm.h"
 
 #ifndef UFFD_USER_MODE_ONLY
 #define UFFD_USER_MODE_ONLY 1
@@ -31,10 +33,28 @@
 /* Used when offered. */
 #define FM_UFFD_WANTED UFFD_FEATURE_EXACT_ADDRESS
 
+/*
+ * The operations of an address space. proc_task_read and proc_sigbus reach
+ * any process of ours (/proc/<pid>, a signal to pm->pid); self_zap only
+ * the caller's own address space.
+ */
+static fm_pmap_zap_t self_zap;
+static fm_pmap_task_read_t proc_task_read;
+static fm_pmap_sigbus_t proc_sigbus;
+
+/* This process's own address space. */
+static const struct fm_pmap_ops self_ops = {
+    .pmo_name = "self",
+    .pmo_zap = self_zap,
+    .pmo_task_read = proc_task_read,
+    .pmo_sigbus = proc_sigbus,
+};
+
 /* Set-up is tried again after a transient failure (EMFILE, ENOMEM). */
 static pthread_mutex_t pmap_lock = PTHREAD_MUTEX_INITIALIZER;
 static int pmap_done;
-static struct fm_pmap kernel_pmap = {.uffd = -1,
+static struct fm_pmap kernel_pmap = {.ops = &self_ops,
+    .uffd = -1,
     .uffd_user = -1,
     .pagemap = -1};
 static char unavail[160];
@@ -99,6 +119,16 @@ user_uffd_open(void)
 	return fd;
 }
 
+/* Open /proc/<pid>/<what> of pm's process. => fd, or -1 with errno */
+static int
+proc_open(const struct fm_pmap *pm, const char *what)
+{
+	char path[64];
+
+	snprintf(path, sizeof path, "/proc/%d/%s", (int)pm->pid, what);
+	return open(path, O_RDONLY | O_CLOEXEC);
+}
+
 static int
 transient(int err)
 {
@@ -156,7 +186,8 @@ pmap_setup_locked(void)
 		return;
 	}
 	kernel_pmap.features = f;
-	kernel_pmap.pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	kernel_pmap.pid = getpid();
+	kernel_pmap.pagemap = proc_open(&kernel_pmap, "pagemap");
 	kernel_pmap.uffd_user = user_uffd_open();
 	kernel_pmap.uffd = fd;
 }
@@ -355,16 +386,27 @@ fm__pmap_wait(struct fm_pmap *pm, int kick)
 		(void)!read(kick, &v, sizeof v);
 }
 
-/* Read /proc/self/task/<tid>/<what> into buf. => length, or -1 */
-static int
-task_file(pid_t tid, const char *what, char *buf, size_t size)
+/* pm's operations: every address space has them all. */
+static const struct fm_pmap_ops *
+pmap_ops(const struct fm_pmap *pm)
 {
-	char path[64];
+	FM_ASSERT(pm->ops != NULL && pm->ops->pmo_zap != NULL &&
+	        pm->ops->pmo_task_read != NULL && pm->ops->pmo_sigbus != NULL,
+	    "address space of pid %d has no or partial ops", (int)pm->pid);
+	return pm->ops;
+}
+
+/* The /proc file what of thread tid of pm's process, into buf. */
+static int
+proc_task_read(struct fm_pmap *pm, pid_t tid, const char *what, char *buf,
+    size_t size)
+{
+	char rel[48];
 	ssize_t k;
 	int fd;
 
-	snprintf(path, sizeof path, "/proc/self/task/%d/%s", (int)tid, what);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+	snprintf(rel, sizeof rel, "task/%d/%s", (int)tid, what);
+	if ((fd = proc_open(pm, rel)) < 0)
 		return -1;
 	k = read(fd, buf, size - 1);
 	close(fd);
@@ -385,10 +427,10 @@ status_mask(const char *status, const char *key)
 int
 fm__pmap_thread_in_fault(struct fm_pmap *pm, pid_t tid)
 {
+	const struct fm_pmap_ops *ops = pmap_ops(pm);
 	char wchan[64];
 
-	(void)pm; /* embedded: the uffd's threads are ours */
-	if (task_file(tid, "wchan", wchan, sizeof wchan) < 0)
+	if (ops->pmo_task_read(pm, tid, "wchan", wchan, sizeof wchan) < 0)
 		return -ESRCH;
 	return strcmp(wchan, "handle_userfault") == 0;
 }
@@ -398,6 +440,7 @@ fm__pmap_thread(struct fm_pmap *pm, pid_t tid, struct fm_pmap_thread *t)
 {
 	char status[2048];
 	unsigned long long bus = 1ULL << (SIGBUS - 1), pnd, blk, ign;
+	const struct fm_pmap_ops *ops = pmap_ops(pm);
 	const char *v;
 	int before;
 
@@ -407,8 +450,9 @@ fm__pmap_thread(struct fm_pmap *pm, pid_t tid, struct fm_pmap_thread *t)
 	 * the rest says (its signal mask above all) is what it faulted with.
 	 */
 	if (tid <= 0 || (before = fm__pmap_thread_in_fault(pm, tid)) < 0 ||
-	    task_file(tid, "status", status, sizeof status) < 0 ||
-	    task_file(tid, "syscall", t->syscall, sizeof t->syscall) < 0)
+	    ops->pmo_task_read(pm, tid, "status", status, sizeof status) < 0 ||
+	    ops->pmo_task_read(pm, tid, "syscall", t->syscall,
+	        sizeof t->syscall) < 0)
 		return -ESRCH;
 	pnd = status_mask(status, "SigPnd:") | status_mask(status, "ShdPnd:");
 	blk = status_mask(status, "SigBlk:");
@@ -431,17 +475,22 @@ fm__pmap_thread(struct fm_pmap *pm, pid_t tid, struct fm_pmap_thread *t)
  * same (it shares its bytes with si_pid and si_uid, which the kernel leaves
  * as given for queued signals), si_errno the pager's error.
  */
-int
-fm__pmap_sigbus(struct fm_pmap *pm, pid_t tid, uintptr_t addr, int err)
+static int
+proc_sigbus(struct fm_pmap *pm, pid_t tid, uintptr_t addr, int err)
 {
 	siginfo_t si = {.si_signo = SIGBUS, .si_code = SI_QUEUE};
 
-	(void)pm; /* embedded: the uffd's threads are ours */
 	si.si_addr = (void *)addr;
 	si.si_errno = err;
-	return syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, SIGBUS, &si) < 0
+	return syscall(SYS_rt_tgsigqueueinfo, pm->pid, tid, SIGBUS, &si) < 0
 	    ? -errno
 	    : 0;
+}
+
+int
+fm__pmap_sigbus(struct fm_pmap *pm, pid_t tid, uintptr_t addr, int err)
+{
+	return pmap_ops(pm)->pmo_sigbus(pm, tid, addr, err);
 }
 
 int
@@ -482,9 +531,16 @@ fm__pmap_wp_state(struct fm_pmap *pm, uintptr_t va)
 	return (ent & PM_UFFD_WP) != 0;
 }
 
+/* MADV_DONTNEED: this process's own address space only. */
+static int
+self_zap(struct fm_pmap *pm, uintptr_t va, size_t len)
+{
+	(void)pm;
+	return madvise((void *)va, len, MADV_DONTNEED) < 0 ? -errno : 0;
+}
+
 int
 fm__pmap_zap(struct fm_pmap *pm, uintptr_t va, size_t len)
 {
-	(void)pm; /* embedded: the uffd's address space is ours */
-	return madvise((void *)va, len, MADV_DONTNEED) < 0 ? -errno : 0;
+	return pmap_ops(pm)->pmo_zap(pm, va, len);
 }

@@ -1,8 +1,24 @@
 /*
- * pmap.h: the MMU layer. Everything fomap does to a page table goes through
- * these calls on a userfaultfd (the address space it belongs to) or through
- * the object store; never through a call that only reaches the caller's own
- * address space, so that the embedded engine and a daemon share one path.
+ * pmap.h: the MMU layer, one address space at a time. A struct fm_pmap
+ * names the address space (its process) and its userfaultfd, and
+ * everything the engine does to a mapping of it (register, enter,
+ * zero-fill, protect, wake, poison, zap, SIGBUS, looking at a faulting
+ * thread) is a call here on that struct. Most act through the userfaultfd,
+ * which reaches the address space it belongs to from any process, or
+ * through the object store; what cannot is an operation of the address
+ * space (struct fm_pmap_ops), so that serving another process is adding
+ * an instance, not changing the engine. fm__pmap_kernel is this process's
+ * ("self"). No call here reaches only the caller's own address space but
+ * through pm->ops.
+ *
+ * What a second address space would still lack, outside this layer: the
+ * engine's move of a page refused inside a system call (fault.c:
+ * swap_page) maps a fresh page in the caller's own address space and
+ * mremaps it over the user's; and mmap.c makes, moves, protects and
+ * removes the user mappings themselves with the caller's own mmap,
+ * mremap, mprotect, munmap and madvise (in a daemon the client's own
+ * calls, routed by the preload library).
+ *
  * All return 0 or a negative errno.
  */
 #ifndef FM_VM_PMAP_H
@@ -16,7 +32,38 @@
 
 #define FM_PAGE_SIZE_PMAP 4096
 
+struct fm_pmap;
+
+/*
+ * The operations of an address space that depend on where it is: how
+ * to reach its page tables or its threads other than through its
+ * userfaultfd. The engine calls them only through the fm__pmap_*
+ * wrappers (fm__pmap_zap, fm__pmap_thread, fm__pmap_sigbus), never
+ * pm->ops->x(...) directly; every method is required.
+ */
+/* Remove the PTEs of [va, va+len); the object keeps its pages. */
+typedef int fm_pmap_zap_t(struct fm_pmap *pm, uintptr_t va, size_t len);
+/*
+ * Read what (a file of /proc/<pid>/task/<tid>/) of thread tid into buf,
+ * NUL-terminated. => its length, or -1 with errno
+ */
+typedef int fm_pmap_task_read_t(struct fm_pmap *pm, pid_t tid, const char *what,
+    char *buf, size_t size);
+/* As fm__pmap_sigbus. */
+typedef int fm_pmap_sigbus_t(struct fm_pmap *pm, pid_t tid, uintptr_t addr,
+    int err);
+
+struct fm_pmap_ops {
+	const char *pmo_name;
+	fm_pmap_zap_t *pmo_zap;
+	fm_pmap_task_read_t *pmo_task_read;
+	fm_pmap_sigbus_t *pmo_sigbus;
+};
+
+/* An address space the engine serves. */
 struct fm_pmap {
+	const struct fm_pmap_ops *ops; /* how to reach it */
+	pid_t pid; /* its process */
 	int uffd; /* faults of this address space arrive here */
 	/*
 	 * A user-mode-only userfaultfd, or -1: a fault on memory registered
@@ -25,7 +72,7 @@ struct fm_pmap {
 	 * messages are read with uffd's and dropped.
 	 */
 	int uffd_user;
-	int pagemap; /* its /proc pagemap, or -1 */
+	int pagemap; /* its /proc/<pid>/pagemap, or -1 */
 	uint64_t features; /* UFFD_FEATURE_* enabled on uffd */
 	/* Reads the messages waiting on uffd (the engine's), or NULL. */
 	int (*drain)(struct fm_pmap *pm);
@@ -41,7 +88,8 @@ struct fm_pmap {
 #define FM_PMAP_PRIVATE 0x2 /* MAP_PRIVATE, MISSING | MINOR */
 
 /*
- * fm__pmap_kernel: the process's own address space, opened on first use
+ * fm__pmap_kernel: the process's own address space (ops "self"), opened
+ * on first use
  * (non-blocking: fm__pmap_wait, then fm__pmap_read).
  * => NULL with errno when userfaultfd is unavailable (fm__pmap_unavailable
  *    says why).
@@ -105,13 +153,13 @@ struct fm_pmap_thread {
 	int sigbus_taken; /* it neither blocks nor ignores SIGBUS */
 	unsigned long long switches; /* times it has slept so far */
 };
-/* => 0, or -ESRCH: the thread has gone */
+/* Thread tid of pm's process (pm->ops). => 0, or -ESRCH: it has gone */
 int fm__pmap_thread(struct fm_pmap *pm, pid_t tid, struct fm_pmap_thread *t);
 /* Whether the thread waits in a fault (1) or not (0); -ESRCH: gone. */
 int fm__pmap_thread_in_fault(struct fm_pmap *pm, pid_t tid);
 /*
- * Send SIGBUS for address addr to thread tid (si_code SI_QUEUE, si_errno
- * err); the signal wakes it from its fault.
+ * Send SIGBUS for address addr to thread tid of pm's process (si_code
+ * SI_QUEUE, si_errno err; pm->ops); the signal wakes it from its fault.
  */
 int fm__pmap_sigbus(struct fm_pmap *pm, pid_t tid, uintptr_t addr, int err);
 /*
@@ -129,7 +177,10 @@ int fm__pmap_user_wake(struct fm_pmap *pm, uintptr_t va, size_t len);
  * => 1 yes, 0 mapped and not, -ENOENT not mapped, or -errno
  */
 int fm__pmap_wp_state(struct fm_pmap *pm, uintptr_t va);
-/* Remove the PTEs of [va, va+len); the object keeps its pages. */
+/*
+ * Remove the PTEs of [va, va+len); the object keeps its pages, and the
+ * next access is a MINOR fault (pm->ops).
+ */
 int fm__pmap_zap(struct fm_pmap *pm, uintptr_t va, size_t len);
 
 #endif
