@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -1040,6 +1041,40 @@ fm_munmap(void *addr, size_t len)
 	return 0;
 }
 
+/*
+ * mprotect(2) that failed part way (a hole: ENOMEM; a mapping that may
+ * not have prot: EACCES) has changed the mappings before the failure:
+ * the entries of [start, end) take the protection the kernel now gives
+ * their first page (/proc/self/maps).
+ * => fm__map.oplock held
+ */
+static void
+prot_as_kernel(uintptr_t start, uintptr_t end)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	struct fm_map_iter it;
+	struct fm_entry *e;
+	unsigned long lo, hi;
+	char perm[5], line[512];
+
+	while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+		if (sscanf(line, "%lx-%lx %4s", &lo, &hi, perm) != 3 ||
+		    hi <= start || lo >= end)
+			continue;
+		int prot = (perm[0] == 'r' ? PROT_READ : 0) |
+		    (perm[1] == 'w' ? PROT_WRITE : 0) |
+		    (perm[2] == 'x' ? PROT_EXEC : 0);
+		pthread_rwlock_wrlock(&fm__map.lock);
+		fm__map_iter(&it, lo > start ? lo : start, hi < end ? hi : end);
+		while ((e = fm__map_next(&it)) != NULL)
+			if (e->start >= lo && e->start < hi)
+				e->prot = prot;
+		pthread_rwlock_unlock(&fm__map.lock);
+	}
+	if (f != NULL)
+		fclose(f);
+}
+
 int
 fm_mprotect(void *addr, size_t len, int prot)
 {
@@ -1068,8 +1103,10 @@ fm_mprotect(void *addr, size_t len, int prot)
 	 */
 	if (r == 0)
 		fm__fault_mprotect_begin(start, end);
-	if (r == 0 && mprotect(addr, end - start, prot) < 0)
+	if (r == 0 && mprotect(addr, end - start, prot) < 0) {
 		r = -errno;
+		prot_as_kernel(start, end); /* it may have done a part */
+	}
 	if (r == 0) {
 		pthread_rwlock_wrlock(&fm__map.lock);
 		fm__map_iter(&it, start, end);

@@ -314,6 +314,37 @@ TEST_TAGGED(trust_protect_across_a_refused_syscall_page, "thread")
 	fm_object_rele(obj);
 }
 
+/*
+ * An fm_mprotect that fails part way (a hole in the range: ENOMEM, as
+ * mprotect(2) does) has changed the mapping before the hole. A page a
+ * refused system call moves away and back comes back with that
+ * protection: a write to it from user mode is then SIGSEGV.
+ */
+TEST_TAGGED(trust_partial_mprotect_holds_across_a_refused_syscall, "thread")
+{
+	fm_test_need_uffd();
+	volatile char *p;
+	int fd = guard_region(4, &p), pfd[2];
+	struct fm_guard_restore back = {0, PG};
+
+	tb_install();
+	p[8] = 'a';
+	ASSERT_OK(fm_munmap((void *)(p + 2 * PG), 2 * PG));
+	ASSERT_ERRNO(fm_mprotect((void *)p, 3 * PG, PROT_READ), ENOMEM);
+	guard_revoke(fd, 0, 1);
+	ASSERT_OK(pipe(pfd));
+	ASSERT_ERRNO(write(pfd[1], (const void *)p, 1), EFAULT);
+	ASSERT_OK(fm_ioctl(fd, FM_GUARD_RESTORE, &back));
+	tb_install_segv();
+	int sig = tb_probe(p + 8, 1);
+	signal(SIGSEGV, SIG_DFL);
+	ASSERT_EQ(sig, SIGSEGV);
+	close(pfd[0]);
+	close(pfd[1]);
+	ASSERT_OK(fm_munmap((void *)p, 2 * PG));
+	ASSERT_OK(fm_close(fd));
+}
+
 /* The pager fails the fill. */
 TEST_TAGGED(trust_read_into_failing_pager_efault, "thread")
 {
