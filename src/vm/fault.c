@@ -333,6 +333,7 @@ struct tslot {
 	pid_t tid;
 	uint64_t seq; /* its last message */
 	uintptr_t va; /* the page of that message */
+	uint64_t flags; /* and its access (FM_ACCESS_FLAGS) */
 	uintptr_t prevva; /* the page of its messages before, */
 	uint64_t prevseq; /* and the last of them */
 	unsigned noentry; /* its faults in a row at va that found no entry */
@@ -762,6 +763,8 @@ install_locked(const struct fault *f, uint64_t pg, unsigned around,
 	ra_advance(e, f->va, want, k);
 	r = fm__pmap_enter(f->pm, f->va, (size_t)k << FM_PAGE_SHIFT, wp,
 	    mapped);
+	FM_TRACE(wp ? "engine: install wp" : "engine: install", f->tid, f->va,
+	    k);
 	if (wp)
 		pthread_mutex_unlock(&obj->lock);
 	entry_unhold(e);
@@ -915,9 +918,37 @@ latest(const struct fault *f)
 }
 
 /*
- * About to tell f's thread of a refusal: => 1 if f is still the message
- * to answer so (the last of its thread, and read since it was last told),
- * and from now on the thread's messages read so far are answered. While
+ * Whether f's access is the one its thread is in now: f is its last
+ * message, or (the thread left the fault for a signal's handler, and
+ * faulted again) its last is the same access at the same page; and it
+ * was read since the thread was last told. => thr.lock held
+ */
+static int
+same_access_locked(const struct tslot *t, const struct fault *f)
+{
+	return f->seq > t->told &&
+	    (t->seq == f->seq ||
+	        (t->va == f->va && t->flags == (f->flags & FM_ACCESS_FLAGS)));
+}
+
+/* Whether f's thread is still in f's access (or has gone). */
+static int
+in_access(const struct fault *f)
+{
+	struct tslot *t;
+	int r;
+
+	pthread_mutex_lock(&thr.lock);
+	t = tslot_locked(f->tid);
+	r = t->tid != f->tid || same_access_locked(t, f);
+	pthread_mutex_unlock(&thr.lock);
+	return r;
+}
+
+/*
+ * About to tell f's thread of a refusal: => 1 if f's access is still the
+ * one to answer so (in_access), and from now on the thread's messages
+ * read so far are answered. While
  * one refusal of a thread is being told (until told()), another waits: a
  * message read meanwhile may be of the same access (read before the
  * thread took its SIGBUS) or of a new one, which only told() can tell.
@@ -935,7 +966,7 @@ tell(const struct fault *f)
 		usleep(FM_LOOK_US);
 		pthread_mutex_lock(&thr.lock);
 	}
-	r = t->tid != f->tid || (t->seq == f->seq && f->seq > t->told);
+	r = t->tid != f->tid || same_access_locked(t, f);
 	if (r && t->tid == f->tid) {
 		t->told = thr.seq;
 		t->refused = 0;
@@ -1028,7 +1059,7 @@ told(const struct fault *f)
 
 /* A message read from thread tid at page va: its sequence number. */
 static uint64_t
-note_message(pid_t tid, uintptr_t va)
+note_message(pid_t tid, uintptr_t va, uint64_t flags)
 {
 	struct tslot *t;
 	uint64_t seq;
@@ -1046,6 +1077,7 @@ note_message(pid_t tid, uintptr_t va)
 	t->atva++;
 	t->seq = seq;
 	t->va = va;
+	t->flags = flags & FM_ACCESS_FLAGS;
 	pthread_mutex_unlock(&thr.lock);
 	return seq;
 }
@@ -1414,7 +1446,8 @@ swap_page(struct fm_entry *e, uintptr_t va, int user)
 	void *tmp = MAP_FAILED;
 
 	if (fd >= 0 && (user ? e->pm->uffd_user >= 0 : 1))
-		tmp = fm__arena_map(FM_PAGE_SIZE, e->prot,
+		tmp = fm__arena_map(FM_PAGE_SIZE,
+		    __atomic_load_n(&e->prot, __ATOMIC_ACQUIRE),
 		    shared ? MAP_SHARED : MAP_PRIVATE, fd, off);
 	if (tmp == MAP_FAILED)
 		return fd < 0 ? fd : -ENOSYS;
@@ -1508,6 +1541,7 @@ refuse_syscall(const struct fault *f, int mapped, int stuck)
 
 	own_swapped(f->va, 1);
 	if (f->e != NULL && (r = swap_page(f->e, f->va, 1)) == 0) {
+		FM_TRACE("engine: page away", f->tid, f->va, 0);
 		(void)fm__pmap_wake(f->pm, f->va, FM_PAGE_SIZE);
 		wait_failed(f, stuck);
 		/* Back, unless the program took the memory meanwhile. */
@@ -1520,6 +1554,7 @@ refuse_syscall(const struct fault *f, int mapped, int stuck)
 			usleep(FM_LOOK_US * 100);
 		}
 		own_swapped(f->va, 0);
+		FM_TRACE("engine: page back", f->tid, f->va, 0);
 		return ANS_SIGBUS;
 	}
 	own_swapped(f->va, 0);
@@ -1584,8 +1619,8 @@ tell_how(const struct fault *f)
 	int spinning = 1; /* running, never sleeping, at every look */
 
 	for (int look = 0; look < FM_LOOK_TRIES; look++) {
-		if (!latest(f) || fm__pmap_thread(f->pm, f->tid, &t) < 0)
-			return TELL_NOT; /* a newer fault of it, or it has gone */
+		if (!in_access(f) || fm__pmap_thread(f->pm, f->tid, &t) < 0)
+			return TELL_NOT; /* a new access of it, or it has gone */
 		if (t.in_fault && t.in_syscall)
 			return TELL_SYSCALL;
 		if (t.in_fault && t.sigbus_pending)
@@ -1682,6 +1717,25 @@ fm__fault_mprotect_end(void)
 }
 
 /*
+ * Whether the mapping still lets f's access through: an fm_mprotect may
+ * have taken it away while f waited (before its refusal was being told,
+ * which holds the next ones off): its retry then ends it with SIGSEGV,
+ * and a SIGBUS would come after.
+ */
+static int
+prot_allows(const struct fault *f)
+{
+	int prot;
+
+	if (f->e == NULL)
+		return 1;
+	/* (not under fm__map.lock: an unlink holds it waiting for e) */
+	prot = __atomic_load_n(&f->e->prot, __ATOMIC_ACQUIRE);
+	return (f->flags & UFFD_PAGEFAULT_FLAG_WRITE) ? (prot & PROT_WRITE) != 0
+	                                              : (prot & PROT_READ) != 0;
+}
+
+/*
  * Refuse f's access (gen: what a refusal kept for its retry must be made
  * under, or UINT32_MAX: none kept). No entry: memory fomap does not serve.
  */
@@ -1704,7 +1758,13 @@ refuse(const struct fault *f, int err, int mapped, unsigned gen)
 	}
 	engine_block(f->pm); /* looks at the thread, waits for it */
 	telling_begin(f->va);
-	how = tell_how(f);
+	how = prot_allows(f) ? tell_how(f) : TELL_NOT;
+	FM_TRACE(how == TELL_NOT     ? "engine: refusal not told"
+	        : how == TELL_SIGNAL ? "engine: refusal to signal"
+	        : how == TELL_POISON ? "engine: refusal to poison"
+	        : how == TELL_STUCK  ? "engine: refusal to stuck"
+	                             : "engine: refusal to syscall",
+	    f->tid, f->va, f->seq);
 	if (how == TELL_NOT || !may_tell(f)) {
 		if (gen != UINT32_MAX)
 			refusal_keep(f, gen, err);
@@ -1893,6 +1953,7 @@ fault_wp(const struct fault *f)
 	/* The hook decides with no lock held: it may protect or remove. */
 	if (r == 0)
 		r = latest(f) ? write_decide(f, pg, st, rgen) : -ESTALE;
+	FM_TRACE("engine: write decided", f->tid, f->va, -r);
 	if (r < 0 && r != -ESTALE && r != -EAGAIN)
 		refusal_keep(f, rgen, r); /* for this write's next message */
 
@@ -1980,6 +2041,10 @@ resolve_fault(struct fm_pmap *pm, const struct emsg *em)
 	f.va = f.addr & ~(uintptr_t)FM_PAGE_MASK;
 	if (!(pm->features & UFFD_FEATURE_EXACT_ADDRESS))
 		f.addr = 0;
+	FM_TRACE(f.flags & UFFD_PAGEFAULT_FLAG_WP     ? "engine: wp fault"
+	        : f.flags & UFFD_PAGEFAULT_FLAG_MINOR ? "engine: minor fault"
+	                                              : "engine: missing fault",
+	    f.tid, f.va, f.seq);
 	atomic_fetch_add_explicit(&stats.faults, 1, memory_order_relaxed);
 	if (fault_lookup(pm, &f) < 0 && events_pending()) {
 		fm__fault_events(); /* an mremap moved it here, maybe */
@@ -2004,6 +2069,11 @@ resolve_fault(struct fm_pmap *pm, const struct emsg *em)
 		a = fault_page(&f);
 	if (f.e)
 		fm__entry_rele(f.e);
+	FM_TRACE(a == ANS_MAPPED       ? "engine: mapped"
+	        : a == ANS_WOKEN       ? "engine: woken"
+	        : a == ANS_UNPROTECTED ? "engine: unprotected"
+	                               : "engine: refused",
+	    f.tid, f.va, f.seq);
 	FM_ASSERT(a != ANS_NONE,
 	    "invariant 6: fault at %#lx (flags %#llx) left unanswered: %s",
 	    (unsigned long)f.va, (unsigned long long)f.flags, strerror(errno));
@@ -2143,7 +2213,8 @@ read_batch(struct fm_pmap *pm, struct emsg *got)
 			got[n++].seq =
 			    note_message((pid_t)m->arg.pagefault.feat.ptid,
 			        (uintptr_t)m->arg.pagefault.address &
-			            ~(uintptr_t)FM_PAGE_MASK);
+			            ~(uintptr_t)FM_PAGE_MASK,
+			        m->arg.pagefault.flags);
 			continue;
 		}
 		if (m->event == UFFD_EVENT_UNMAP) {

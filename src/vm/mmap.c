@@ -1068,7 +1068,8 @@ prot_as_kernel(uintptr_t start, uintptr_t end)
 		fm__map_iter(&it, lo > start ? lo : start, hi < end ? hi : end);
 		while ((e = fm__map_next(&it)) != NULL)
 			if (e->start >= lo && e->start < hi)
-				e->prot = prot;
+				__atomic_store_n(&e->prot, prot,
+				    __ATOMIC_RELEASE);
 		pthread_rwlock_unlock(&fm__map.lock);
 	}
 	if (f != NULL)
@@ -1111,7 +1112,7 @@ fm_mprotect(void *addr, size_t len, int prot)
 		pthread_rwlock_wrlock(&fm__map.lock);
 		fm__map_iter(&it, start, end);
 		while ((e = fm__map_next(&it)) != NULL)
-			e->prot = prot;
+			__atomic_store_n(&e->prot, prot, __ATOMIC_RELEASE);
 		pthread_rwlock_unlock(&fm__map.lock);
 	}
 	fm__fault_mprotect_end();

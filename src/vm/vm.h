@@ -106,8 +106,9 @@ struct fm_object {
  * A map entry: one mapping [start, end) of obj from page pgoff, or of host
  * memory (obj NULL or FM_OBJ_HOST). Immutable while in the map, but for
  * end (shrunk by a split, under the map lock exclusive and obj->lock), prot
- * and advice (under the map lock exclusive) and the fault-around hints
- * (atomics). Referenced by the map and by each fault resolving on it
+ * (under the map lock exclusive, stored atomically: the engine reads it
+ * without the lock), advice (under the map lock exclusive) and the
+ * fault-around hints (atomics). Referenced by the map and by each fault resolving on it
  * (refs); freed with the last reference.
  */
 struct fm_entry {
@@ -269,6 +270,18 @@ extern int fm__forked;
 int fm__fault_prefetch(struct fm_entry *e, uintptr_t va, uintptr_t end);
 /* The map follows the munmap/mremap events read so far. => no lock held */
 void fm__fault_events(void);
+/*
+ * fm__trace_engine: the engine's decisions, for a test to put on its own
+ * timeline (a weak symbol: called only where a test program defines it).
+ */
+void fm__trace_engine(const char *what, pid_t tid, uintptr_t va,
+    unsigned long x) __attribute__((weak));
+#define FM_TRACE(what, tid, va, x)                                           \
+	do {                                                                 \
+		if (fm__trace_engine)                                        \
+			fm__trace_engine(what, tid, va, (unsigned long)(x)); \
+	} while (0)
+
 /* Whether a page of [start, end) is away while a refusal is told. */
 int fm__fault_swapped(uintptr_t start, uintptr_t end);
 /*

@@ -144,6 +144,7 @@ struct or_worker {
 	struct oracle *o;
 	int id, role;
 	pthread_t th;
+	atomic_int tid; /* its thread id, for the engine's trace */
 	uint64_t rng;
 	/* The access in progress, for the signal handler. */
 	sigjmp_buf jb;
@@ -292,6 +293,9 @@ void or_trace(const char *what, int who, unsigned pg, unsigned n,
     unsigned long x, unsigned long y);
 void or_trace_start(void);
 void or_trace_focus(int pg);
+void or_trace_oracle(const struct oracle *o);
+void fm__trace_engine(const char *what, pid_t tid, uintptr_t va,
+    unsigned long x);
 int or_trace_on(void);
 void or_trace_dump(unsigned last);
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "oracle.h"
@@ -45,6 +46,43 @@ or_trace(const char *what, int who, unsigned pg, unsigned n, unsigned long x,
 	trace.ev[trace.pos++ % TRACE_LEN] =
 	    (struct trace_ev){or_now_ns(), what, who, pg, n, x, y};
 	pthread_mutex_unlock(&trace.lock);
+}
+
+/* The run traced, for the engine's events (fm__trace_engine). */
+static _Atomic(const struct oracle *) trace_o;
+
+void
+or_trace_oracle(const struct oracle *o)
+{
+	atomic_store(&trace_o, o);
+}
+
+/*
+ * The engine's decisions on the same timeline: who is -1, x the thread,
+ * y what the engine says of it (a sequence number, pages, an error).
+ */
+void
+fm__trace_engine(const char *what, pid_t tid, uintptr_t va, unsigned long x)
+{
+	const struct oracle *o = atomic_load(&trace_o);
+
+	if (o == NULL) /* (set only while a traced run's mappings are up) */
+		return;
+	int who = -1; /* which writer, for a fault; else the thread */
+
+	for (unsigned i = 0; i < o->nwriters; i++)
+		if (o->w[i] != NULL && atomic_load(&o->w[i]->tid) == tid)
+			who = -100 - (int)i;
+	for (unsigned s = 0; s < o->nslots; s++) {
+		uintptr_t base = (uintptr_t)o->slot[s];
+
+		if (va >= base && va < base + (uintptr_t)o->npages * OR_PG) {
+			or_trace(what, who,
+			    or_spage(o, (unsigned)((va - base) / OR_PG)), 1,
+			    s * 1000000UL + (unsigned long)tid % 1000000, x);
+			return;
+		}
+	}
 }
 
 static int

@@ -459,6 +459,8 @@ or_run(const struct or_kind *k, unsigned long seed, const struct or_params *p,
 		r = reserve_arena(o);
 	if (r == 0)
 		r = map_all(o);
+	if (r == 0 && or_trace_on())
+		or_trace_oracle(o);
 	for (unsigned i = 0; r == 0 && i < o->nwriters + o->nmutators; i++) {
 		o->w[i] =
 		    worker_new(o, (int)(i < o->nwriters ? i : i - o->nwriters),
@@ -498,6 +500,7 @@ or_run(const struct or_kind *k, unsigned long seed, const struct or_params *p,
 		fail_msg(o, msg, len);
 	if (fail != F_NONE && or_trace_on())
 		or_trace_dump((unsigned)atoi(getenv("FOMAP_ORACLE_TRACE")));
+	or_trace_oracle(NULL);
 	teardown(o);
 	free(checker);
 	free(o);

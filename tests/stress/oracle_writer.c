@@ -712,6 +712,7 @@ or_writer_main(void *arg)
 	unsigned long strays = 0;
 
 	or_cur = w;
+	atomic_store(&w->tid, (int)syscall(SYS_gettid));
 	while (!atomic_load(&o->stop)) {
 		writer_step(w);
 		atomic_fetch_add(&o->accesses, 1);
