@@ -479,8 +479,6 @@ static int gone_any(const struct fm_entry *e);
 static void
 assert_ptes_locked(const struct fm_object *obj, uint64_t pg, uint64_t n)
 {
-	const struct fm_pagerops *ops = obj->ops;
-
 	if (n > FM_CHECK_PAGES)
 		n = FM_CHECK_PAGES;
 	for (const struct fm_entry *e = obj->entries; e; e = e->onext) {
@@ -501,13 +499,13 @@ assert_ptes_locked(const struct fm_object *obj, uint64_t pg, uint64_t n)
 			    "invariant 2: page %llu of %p mapped, not resident "
 			    "(%#x)",
 			    (unsigned long long)i, (const void *)obj, st);
-			FM_ASSERT(w != 0 || !ops || !ops->pgo_put ||
+			FM_ASSERT(w != 0 || !fm__pgo_has_put(obj) ||
 			        (st & FM_PG_DIRTY),
 			    "invariant 4: page %llu of %p writable, not dirty "
 			    "(%#x)",
 			    (unsigned long long)i, (const void *)obj, st);
 			FM_ASSERT(w != 0 || !(st & FM_PG_RDONLY) ||
-			        (ops && ops->pgo_write),
+			        fm__pgo_has_write(obj),
 			    "invariant 3: page %llu of %p writable, read-only "
 			    "(%#x)",
 			    (unsigned long long)i, (const void *)obj, st);
@@ -636,11 +634,10 @@ pager_fill(const struct fault *f, uint64_t pg, unsigned n, unsigned *filled,
     unsigned *around, int *rdonly)
 {
 	struct fm_object *obj = f->e->obj;
-	const struct fm_pagerops *ops = obj->ops;
 	int r;
 
 	*filled = 0;
-	if (ops && ops->pgo_fault) {
+	if (fm__pgo_has_fault(obj)) {
 		struct fm_fault ff = {
 		    .obj = obj,
 		    .pgidx = pg,
@@ -652,7 +649,7 @@ pager_fill(const struct fault *f, uint64_t pg, unsigned n, unsigned *filled,
 		    .prot = f->prot,
 		    .mapflags = f->e->flags & (MAP_SHARED | MAP_PRIVATE),
 		};
-		r = ops->pgo_fault(&ff);
+		r = fm__pgo_fault(&ff);
 		if (r < 0)
 			return pager_errno(r);
 		if (n > 0 && (ff.npages == 0 || ff.npages > n))
@@ -666,8 +663,7 @@ pager_fill(const struct fault *f, uint64_t pg, unsigned n, unsigned *filled,
 	if (n == 0)
 		return 0;
 	unsigned cnt = n;
-	r = ops && ops->pgo_get ? ops->pgo_get(obj, pg, &cnt)
-	                        : fm__object_zero(obj, pg, n);
+	r = fm__pgo_get(obj, pg, &cnt);
 	if (r < 0)
 		return pager_errno(r);
 	if (cnt == 0 || cnt > n)
@@ -776,11 +772,8 @@ install_locked(const struct fault *f, uint64_t pg, unsigned around,
 static int
 zero_fill(const struct fm_entry *e)
 {
-	const struct fm_pagerops *ops = e->obj->ops;
-
-	return e->pmode == FM_PMAP_SHARED &&
-	    (ops == NULL ||
-	        (!ops->pgo_get && !ops->pgo_fault && !ops->pgo_put));
+	return e->pmode == FM_PMAP_SHARED && fm__pgo_zero_fill(e->obj) &&
+	    !fm__pgo_has_put(e->obj);
 }
 
 /*
@@ -1837,17 +1830,17 @@ write_decide(const struct fault *f, uint64_t pg, uint8_t st, unsigned gen)
 {
 	struct fm_object *obj = f->e->obj;
 
-	if (obj->ops && obj->ops->pgo_write) {
+	if (fm__pgo_has_write(obj)) {
 		int r = refusal_take(f, gen);
 
 		if (r < 0)
 			return r; /* asked already for this write */
 		if (allow_take(f, allow_gen(obj)))
 			return 0; /* let through already */
-		r = obj->ops->pgo_write(obj, pg);
+		r = fm__pgo_write(obj, pg, st);
 		return r < 0 ? pager_errno(r) : 0;
 	}
-	return (st & FM_PG_RDONLY) ? -EACCES : 0;
+	return fm__pgo_write(obj, pg, st); /* the default: RDONLY refused */
 }
 
 /*
@@ -1870,7 +1863,7 @@ fault_wp(const struct fault *f)
 	if (f->e->pmode != FM_PMAP_SHARED || pg >= obj->npages)
 		return wake(f); /* only shared registrations are protected */
 	/* Our turn for this page, waited for with no pmaplock held. */
-	blk = (obj->ops && obj->ops->pgo_write) ||
+	blk = fm__pgo_has_write(obj) ||
 	    page_waits(obj, pg, FM_PGS_WRITING);
 	if (blk)
 		engine_block(f->pm); /* the write hook, or a wait */
@@ -1907,7 +1900,7 @@ fault_wp(const struct fault *f)
 		a = unprotect_locked(f);
 		if (a != ANS_NONE)
 			write_answered(f->va);
-		if (a == ANS_WOKEN && obj->ops && obj->ops->pgo_write)
+		if (a == ANS_WOKEN && fm__pgo_has_write(obj))
 			allow_keep(f, allow_gen(obj));
 		pthread_mutex_lock(&obj->lock);
 	}

@@ -361,8 +361,7 @@ map_object(void *addr, size_t len, int prot, int flags, struct fm_mmap_req *req,
 		*pmode = FM_PMAP_PRIVATE;
 	}
 	/* A pager fills through the window: have it now, not in a fault. */
-	if (obj->ops && (obj->ops->pgo_get || obj->ops->pgo_fault) &&
-	    fm_object_window(obj) == NULL)
+	if (!fm__pgo_zero_fill(obj) && fm_object_window(obj) == NULL)
 		return MAP_FAILED;
 	va = mmap(addr, len, prot, kflags, fd, off);
 	if (va == MAP_FAILED)

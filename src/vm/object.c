@@ -17,6 +17,9 @@
 
 #define FM_OBJ_MAXSIZE ((size_t)1 << 44)
 
+/* The object whose pmaplock this thread holds exclusive for pgo_put. */
+__thread struct fm_object *fm__pmaplock_excl;
+
 int
 fm__object_alloc(const struct fm_pagerops *ops, size_t size, void *priv, int fd,
     int flags, struct fm_object **objp)
@@ -87,8 +90,7 @@ fm_object_ref(struct fm_object *obj)
 	unsigned old = atomic_fetch_add(&obj->refs, 1);
 
 	FM_ASSERT(old > 0, "object %p revived from 0 references", (void *)obj);
-	if (obj->ops && obj->ops->pgo_reference)
-		obj->ops->pgo_reference(obj);
+	fm__pgo_reference(obj);
 }
 
 void
@@ -102,8 +104,7 @@ fm_object_rele(struct fm_object *obj)
 	FM_ASSERT(obj->entries == NULL, "last reference of a mapped object");
 	if (!(obj->flags & FM_OBJ_HOST))
 		(void)fm_object_clean(obj, 0, obj->npages << FM_PAGE_SHIFT);
-	if (obj->ops && obj->ops->pgo_detach)
-		obj->ops->pgo_detach(obj);
+	fm__pgo_detach(obj);
 	if (obj->window)
 		fm__arena_unmap(obj->window, obj->npages << FM_PAGE_SHIFT);
 	if (!(obj->flags & (FM_OBJ_HOST | FM_OBJ_OWNFD)))
@@ -347,7 +348,7 @@ fm__object_entry_wp(const struct fm_object *obj, uint8_t st)
 {
 	if (st & (FM_PG_RDONLY | FM_PGS_REFUSING))
 		return 1;
-	return obj->ops && obj->ops->pgo_put && !(st & FM_PG_DIRTY);
+	return fm__pgo_has_put(obj) && !(st & FM_PG_DIRTY);
 }
 
 /*
@@ -544,10 +545,11 @@ clean_pmaplocked(struct fm_object *obj, uint64_t pg, uint64_t n)
 			        FM_PGS_BUSY);
 		pthread_mutex_unlock(&obj->lock);
 		struct fm_object *held = fm__pmaplock_held;
-		fm__pmaplock_held = obj;
-		int k =
-		    obj->ops->pgo_put(obj, i, (unsigned)(j - i), FM_PGO_CLEAN);
+		struct fm_object *excl = fm__pmaplock_excl;
+		fm__pmaplock_held = fm__pmaplock_excl = obj;
+		int k = fm__pgo_put(obj, i, (unsigned)(j - i), FM_PGO_CLEAN);
 		fm__pmaplock_held = held;
+		fm__pmaplock_excl = excl;
 		pthread_mutex_lock(&obj->lock);
 		for (uint64_t m = i; m < j; m++) {
 			obj->pgstate[m] &= (uint8_t)~FM_PGS_BUSY;
@@ -571,7 +573,7 @@ fm_object_clean(struct fm_object *obj, off_t off, size_t len)
 	uint64_t pg, n;
 	int r = op_range(obj, off, len, &pg, &n);
 
-	if (r < 0 || !obj->ops || !obj->ops->pgo_put)
+	if (r < 0 || !fm__pgo_has_put(obj))
 		return r;
 	fm__crit_enter(&c);
 	pthread_rwlock_wrlock(&obj->pmaplock);
@@ -599,7 +601,7 @@ fm_object_unmap(struct fm_object *obj, off_t off, size_t len, int how)
 	r = each_shared_locked(obj, pg, n, zap_fn, NULL);
 	pthread_mutex_unlock(&obj->lock);
 	if (r == 0 && how == FM_UNMAP_DISCARD) {
-		if (obj->ops && obj->ops->pgo_put)
+		if (fm__pgo_has_put(obj))
 			r = clean_pmaplocked(obj, pg, n);
 		pthread_mutex_lock(&obj->lock);
 		wait_unbusy_locked(obj, pg, n);
