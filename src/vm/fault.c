@@ -161,15 +161,18 @@
  *
  * Filling and mapping (fill_and_install):
  *
- *   - The pager fills the busy run (pgo_fault, pgo_get, or fallocate for
- *     zero-fill objects); install_locked maps the resident run with
+ *   - The pager fills the busy run through the vm.h wrappers (pgo_fault,
+ *     else pgo_get, whose default is the anonymous pager's fallocate:
+ *     pager_anon.c); install_locked maps the resident run with
  *     UFFDIO_CONTINUE, write-protected or not as the first page's state
  *     says.
- *   - A zero-fill object (no pgo_get, pgo_fault or pgo_put) in a shared
- *     registration fills and maps its busy run with one UFFDIO_ZEROPAGE
- *     (zero_install): the kernel allocates each page in the store's page
- *     cache and maps it writable, so only the prefix of the run that is
- *     not RDONLY; the rest is filled the usual way. Never for a private
+ *   - A zero-fill object (fm__pgo_zero_fill: the anonymous pager, or a
+ *     pager with no pgo_get and no pgo_fault of its own; and no pgo_put)
+ *     in a shared registration fills and maps its busy run with one
+ *     UFFDIO_ZEROPAGE (zero_install): the kernel allocates each page in
+ *     the store's page cache and maps it writable, so only the prefix of
+ *     the run that is not RDONLY; the rest is filled the usual way (by
+ *     fm__anon_get). Never for a private
  *     registration, where ZEROPAGE maps the zero page and the object
  *     would never see the page.
  *
@@ -765,9 +768,9 @@ install_locked(const struct fault *f, uint64_t pg, unsigned around,
 }
 
 /*
- * Whether e's faults may fill with zero_install: a zero-fill object in a
- * shared registration, without pgo_put (whose clean pages are mapped
- * write-protected).
+ * Whether e's faults may fill with zero_install: an object the anonymous
+ * pager fills (fm__pgo_zero_fill) in a shared registration, without
+ * pgo_put (whose clean pages are mapped write-protected).
  */
 static int
 zero_fill(const struct fm_entry *e)
@@ -1863,8 +1866,7 @@ fault_wp(const struct fault *f)
 	if (f->e->pmode != FM_PMAP_SHARED || pg >= obj->npages)
 		return wake(f); /* only shared registrations are protected */
 	/* Our turn for this page, waited for with no pmaplock held. */
-	blk = fm__pgo_has_write(obj) ||
-	    page_waits(obj, pg, FM_PGS_WRITING);
+	blk = fm__pgo_has_write(obj) || page_waits(obj, pg, FM_PGS_WRITING);
 	if (blk)
 		engine_block(f->pm); /* the write hook, or a wait */
 	pthread_mutex_lock(&obj->lock);

@@ -419,7 +419,7 @@ anon_object(struct fm_mmap_req *req)
 	req->off = 0;
 	if (req->flags & MAP_PRIVATE)
 		return fm__host_object(-1, &req->obj);
-	return fm_object_create(NULL, req->len, NULL, &req->obj);
+	return fm_object_create(&fm__anon_pagerops, req->len, NULL, &req->obj);
 }
 
 /* Ask the file for its object. => 0 with req->obj referenced, or -errno */

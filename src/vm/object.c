@@ -27,6 +27,7 @@ fm__object_alloc(const struct fm_pagerops *ops, size_t size, void *priv, int fd,
 	struct fm_object *obj;
 	uint64_t npages = FM_PAGES(size);
 
+	FM_ASSERT(ops != NULL, "%s: an object with no pager", __func__);
 	if (size == 0 && !(flags & FM_OBJ_HOST))
 		return -EINVAL;
 	if (size > FM_OBJ_MAXSIZE)
@@ -81,7 +82,9 @@ int
 fm_object_create(const struct fm_pagerops *ops, size_t size, void *priv,
     struct fm_object **objp)
 {
-	return fm__object_alloc(ops, size, priv, -1, 0, objp);
+	/* No ops: the anonymous pager (pager_anon.c). */
+	return fm__object_alloc(ops != NULL ? ops : &fm__anon_pagerops, size,
+	    priv, -1, 0, objp);
 }
 
 void
@@ -249,16 +252,6 @@ fm_object_write(struct fm_object *obj, off_t off, const void *buf, size_t len)
 		fm__crit_leave(&c);
 	}
 	return r;
-}
-
-/* Zero-fill pages (allocated in the store, cleared when first mapped). */
-int
-fm__object_zero(struct fm_object *obj, uint64_t pgidx, unsigned npages)
-{
-	if (fallocate(obj->fd, 0, obj->base + (off_t)(pgidx << FM_PAGE_SHIFT),
-	        (off_t)npages << FM_PAGE_SHIFT) < 0)
-		return errno == ENOSPC ? -ENOMEM : -errno;
-	return 0;
 }
 
 uint8_t

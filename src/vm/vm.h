@@ -83,7 +83,7 @@ fm__syserr(long r)
 struct fm_entry;
 
 struct fm_object {
-	const struct fm_pagerops *ops;
+	const struct fm_pagerops *ops; /* never NULL: see pager_anon.c */
 	void *priv;
 	atomic_uint refs;
 	int flags; /* FM_OBJ_* */
@@ -149,7 +149,6 @@ void fm__object_link(struct fm_object *obj, struct fm_entry *e);
 void fm__object_unlink(struct fm_object *obj, struct fm_entry *e);
 void fm__object_split(struct fm_object *obj, struct fm_entry *e,
     struct fm_entry *t);
-int fm__object_zero(struct fm_object *obj, uint64_t pgidx, unsigned npages);
 unsigned fm__object_busy(struct fm_object *obj, uint64_t pgidx, unsigned max);
 void fm__object_unbusy(struct fm_object *obj, uint64_t pgidx, unsigned n,
     unsigned filled);
@@ -189,6 +188,13 @@ const char *fm__page_size_why(void);
  */
 ssize_t fm__full_pread(int fd, void *buf, size_t len, off_t off);
 int fm__full_pwrite(int fd, const void *buf, size_t len, off_t off);
+
+/*
+ * pager_anon.c: the anonymous pager (zero-fill), the pager of an object
+ * made without one; fm__anon_get, its pgo_get, is also the default fill.
+ */
+extern const struct fm_pagerops fm__anon_pagerops;
+fm_pgo_get_t fm__anon_get;
 
 /* pager_host.c: a host object mapping fd; the kernel is its pager. */
 int fm__host_object(int fd, struct fm_object **objp);
@@ -350,33 +356,33 @@ fm__entry_pgidx(const struct fm_entry *e, uintptr_t va)
 static inline int
 fm__pgo_has_fault(const struct fm_object *obj)
 {
-	return obj->ops != NULL && obj->ops->pgo_fault != NULL;
+	return obj->ops->pgo_fault != NULL;
 }
 
 /* The pager writes dirty pages back, so clean pages are write-protected. */
 static inline int
 fm__pgo_has_put(const struct fm_object *obj)
 {
-	return obj->ops != NULL && obj->ops->pgo_put != NULL;
+	return obj->ops->pgo_put != NULL;
 }
 
 static inline int
 fm__pgo_has_write(const struct fm_object *obj)
 {
-	return obj->ops != NULL && obj->ops->pgo_write != NULL;
+	return obj->ops->pgo_write != NULL;
 }
 
 /*
- * Whether obj's pages are filled by zero-fill (no pgo_fault, no pgo_get of
- * the pager's own): nothing of the driver's reads or writes the window on
- * a fault, and, without pgo_put, the engine may fill and map a shared
- * registration's pages at once (fault.c: zero_install).
+ * Whether obj's pages are filled by the anonymous pager (no pgo_fault, and
+ * fm__anon_get or no pgo_get): nothing of the driver's reads or writes the
+ * window on a fault, and, without pgo_put, the engine may fill and map a
+ * shared registration's pages at once (fault.c: zero_install).
  */
 static inline int
 fm__pgo_zero_fill(const struct fm_object *obj)
 {
-	return obj->ops == NULL ||
-	    (obj->ops->pgo_fault == NULL && obj->ops->pgo_get == NULL);
+	return obj->ops->pgo_fault == NULL &&
+	    (obj->ops->pgo_get == NULL || obj->ops->pgo_get == fm__anon_get);
 }
 
 /*
@@ -390,7 +396,7 @@ fm__pgo_reference(struct fm_object *obj)
 	FM_ASSERT(atomic_load_explicit(&obj->refs, memory_order_relaxed) > 1,
 	    "%s: object %p has %u references, the new one included", __func__,
 	    (void *)obj, atomic_load(&obj->refs));
-	if (obj->ops != NULL && obj->ops->pgo_reference != NULL)
+	if (obj->ops->pgo_reference != NULL)
 		obj->ops->pgo_reference(obj);
 }
 
@@ -408,12 +414,12 @@ fm__pgo_detach(struct fm_object *obj)
 	    (void *)obj, atomic_load(&obj->refs));
 	FM_ASSERT(fm__pmaplock_held != obj && fm__pmaplock_excl != obj,
 	    "%s: pmaplock of object %p held", __func__, (void *)obj);
-	if (obj->ops != NULL && obj->ops->pgo_detach != NULL)
+	if (obj->ops->pgo_detach != NULL)
 		obj->ops->pgo_detach(obj);
 }
 
 /* pgo_get and pgo_fault: obj's pmaplock held shared, for this fill. */
-#define FM_PGO_ASSERT_FILLING(obj)                                           \
+#define FM_PGO_ASSERT_FILLING(obj)                                          \
 	FM_ASSERT(fm__pmaplock_held == (obj) && fm__pmaplock_excl != (obj), \
 	    "%s: pmaplock of object %p not held shared for a fill "         \
 	    "(held for %p, exclusive for %p)",                              \
@@ -422,7 +428,8 @@ fm__pgo_detach(struct fm_object *obj)
 
 /*
  * Fill pages [pgidx, pgidx + *npages) of obj, all busy and not resident:
- * *npages comes back as the count filled. Default: zero-fill, all of them.
+ * *npages comes back as the count filled. Default: the anonymous pager's
+ * zero-fill, all of them (fm__anon_get).
  * => obj->pmaplock held shared by this thread (checked); obj->lock not
  *    held (not checked)
  */
@@ -434,9 +441,9 @@ fm__pgo_get(struct fm_object *obj, uint64_t pgidx, unsigned *npages)
 	        *npages <= obj->npages - pgidx,
 	    "%s: pages %llu+%u outside object %p", __func__,
 	    (unsigned long long)pgidx, *npages, (void *)obj);
-	if (obj->ops != NULL && obj->ops->pgo_get != NULL)
+	if (obj->ops->pgo_get != NULL)
 		return obj->ops->pgo_get(obj, pgidx, npages);
-	return fm__object_zero(obj, pgidx, *npages);
+	return fm__anon_get(obj, pgidx, npages);
 }
 
 /*
@@ -477,7 +484,7 @@ fm__pgo_put(struct fm_object *obj, uint64_t pgidx, unsigned npages, int flags)
 	        npages <= obj->npages - pgidx,
 	    "%s: pages %llu+%u outside object %p", __func__,
 	    (unsigned long long)pgidx, npages, (void *)obj);
-	if (obj->ops != NULL && obj->ops->pgo_put != NULL)
+	if (obj->ops->pgo_put != NULL)
 		return obj->ops->pgo_put(obj, pgidx, npages, flags);
 	return 0;
 }
@@ -495,11 +502,10 @@ static inline int
 fm__pgo_write(struct fm_object *obj, uint64_t pgidx, uint8_t st)
 {
 	FM_ASSERT(fm__pmaplock_held != obj && fm__pmaplock_excl != obj,
-	    "%s: pmaplock of object %p held for a hook", __func__,
-	    (void *)obj);
+	    "%s: pmaplock of object %p held for a hook", __func__, (void *)obj);
 	FM_ASSERT(pgidx < obj->npages, "%s: page %llu outside object %p",
 	    __func__, (unsigned long long)pgidx, (void *)obj);
-	if (obj->ops != NULL && obj->ops->pgo_write != NULL)
+	if (obj->ops->pgo_write != NULL)
 		return obj->ops->pgo_write(obj, pgidx);
 	return (st & FM_PG_RDONLY) ? -EACCES : 0;
 }
