@@ -432,7 +432,7 @@ file_object(int fd, int prot, int flags, struct fm_mmap_req *req)
 	fp = fm__file_get(fd, &tmp, &r);
 	if (fp == NULL)
 		return r;
-	r = fp->f_ops->fo_mmap ? fp->f_ops->fo_mmap(fp, req) : -ENODEV;
+	r = fm__fo_mmap(fp, req);
 	if (r == 0 && req->obj == NULL)
 		r = anon_object(req);
 	if (r == 0 && (req->off < 0 || (req->off & (off_t)FM_PAGE_MASK)))
