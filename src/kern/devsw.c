@@ -234,8 +234,7 @@ fm_nommap(struct fm_dev *d, off_t o, int p)
 static ssize_t
 spec_read(struct fm_file *fp, void *buf, size_t len, off_t *offp)
 {
-	const struct fm_cdevsw *c = fp->f_dev->cdev;
-	ssize_t r = c->d_read ? c->d_read(fp->f_dev, buf, len, *offp) : -ENODEV;
+	ssize_t r = fm__d_read(fp->f_dev, buf, len, *offp);
 
 	if (r > 0)
 		*offp += r;
@@ -245,9 +244,7 @@ spec_read(struct fm_file *fp, void *buf, size_t len, off_t *offp)
 static ssize_t
 spec_write(struct fm_file *fp, const void *buf, size_t len, off_t *offp)
 {
-	const struct fm_cdevsw *c = fp->f_dev->cdev;
-	ssize_t r =
-	    c->d_write ? c->d_write(fp->f_dev, buf, len, *offp) : -ENODEV;
+	ssize_t r = fm__d_write(fp->f_dev, buf, len, *offp);
 
 	if (r > 0)
 		*offp += r;
@@ -257,18 +254,13 @@ spec_write(struct fm_file *fp, const void *buf, size_t len, off_t *offp)
 static int
 spec_ioctl(struct fm_file *fp, unsigned long cmd, void *data)
 {
-	const struct fm_cdevsw *c = fp->f_dev->cdev;
-
-	return c->d_ioctl ? c->d_ioctl(fp->f_dev, cmd, data, fp->f_flag)
-	                  : -ENOTTY;
+	return fm__d_ioctl(fp->f_dev, cmd, data, fp->f_flag);
 }
 
 static int
 spec_close(struct fm_file *fp)
 {
-	const struct fm_cdevsw *c = fp->f_dev->cdev;
-
-	return c->d_close ? c->d_close(fp->f_dev, fp->f_flag) : 0;
+	return fm__d_close(fp->f_dev, fp->f_flag);
 }
 
 static int
@@ -278,7 +270,7 @@ spec_mmap(struct fm_file *fp, struct fm_mmap_req *req)
 	struct fm_object *mem;
 
 	if (c->d_mmap_single)
-		return c->d_mmap_single(fp->f_dev, req);
+		return fm__d_mmap_single(fp->f_dev, req);
 	if (c->d_mmap == NULL || c->d_mmap == fm_nommap)
 		return -ENODEV;
 	/* Set once, mem stays until the device goes, which our open bars. */

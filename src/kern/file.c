@@ -241,8 +241,7 @@ fm__file_rele(struct fm_file *fp)
 {
 	if (atomic_fetch_sub(&fp->f_refs, 1) != 1)
 		return;
-	if (fp->f_ops->fo_close)
-		(void)fp->f_ops->fo_close(fp);
+	(void)fm__fo_close(fp);
 	if (fp->f_dev)
 		atomic_fetch_sub(&fp->f_dev->opens, 1);
 	if (fp->f_fd >= 0)
@@ -300,8 +299,8 @@ dev_open(const char *name, int flags)
 	fp->f_fd = r = fd_reserve(flags & O_CLOEXEC, &s);
 	if (r < 0)
 		goto err;
-	if (!(flags & O_PATH) && dev->cdev->d_open)
-		r = dev->cdev->d_open(dev, flags, fp);
+	if (!(flags & O_PATH))
+		r = fm__d_open(dev, flags, fp);
 	if (r < 0) {
 		close(fp->f_fd);
 		goto err;
@@ -497,10 +496,10 @@ rw(int fd, void *buf, size_t len, int wr)
 		return wr ? write(fd, buf, len) : read(fd, buf, len);
 	r = check_rw(fp, buf, &len, wr);
 	if (r == 0 && wr)
-		r = fp->f_ops->fo_write(fp, len ? buf : &fm__files.none, len,
+		r = fm__fo_write(fp, len ? buf : &fm__files.none, len,
 		    &fp->f_offset);
 	else if (r == 0)
-		r = fp->f_ops->fo_read(fp, len ? buf : &fm__files.none, len,
+		r = fm__fo_read(fp, len ? buf : &fm__files.none, len,
 		    &fp->f_offset);
 	fm__file_rele(fp);
 	if (r < 0)
@@ -541,8 +540,7 @@ fm_ioctl(int fd, unsigned long request, ...)
 	if (fp->f_flag & O_PATH)
 		r = -EBADF;
 	else
-		r = fp->f_ops->fo_ioctl ? fp->f_ops->fo_ioctl(fp, request, arg)
-		                        : -ENOTTY;
+		r = fm__fo_ioctl(fp, request, arg);
 	fm__file_rele(fp);
 	if (r < 0)
 		return fm__syserr(r);
@@ -564,8 +562,7 @@ fm_fstat(int fd, struct stat *st)
 	if (user_span(st, sizeof(*st), 1) < sizeof(*st))
 		r = -EFAULT; /* the kernel's copy_to_user would fail */
 	else /* a clone without fo_stat is still its device's file */
-		r = (fp->f_ops->fo_stat ? fp->f_ops : &fm__devfileops)
-		        ->fo_stat(fp, st);
+		r = fm__fo_stat(fp, st);
 	fm__file_rele(fp);
 	if (r < 0)
 		return fm__syserr(r);

@@ -11,6 +11,8 @@
 
 #include <fomap/driver.h>
 
+#include "vm/vm.h" /* FM_ASSERT */
+
 struct fm_dev {
 	char name[32];
 	const struct fm_cdevsw *cdev;
@@ -56,5 +58,174 @@ extern const struct fm_fileops fm__devfileops;
 
 /* vnode.c: a regular file of the host */
 extern const struct fm_fileops fm__vnfileops;
+
+/*
+ * ------------------------------------------------------------------------
+ * File and device calls (FreeBSD's sys/file.h fo_* inlines, NetBSD's
+ * cdev_* calls). The core calls a file's fileops and a device's cdevsw
+ * only through these: each supplies the default of a NULL method and
+ * asserts the preconditions it can see.
+ *
+ * driver.h promises every d_* and fo_* hook that it runs in the caller's
+ * thread with no fomap lock held. That is not checked here: the fm__files
+ * lock and the devsw lock are plain mutexes that record no holder, and a
+ * pager's hook may itself call fm_read or fm_ioctl on a fomap device (its
+ * own pmaplock then held, fm__pmaplock_held): a driver's doing, which
+ * must never abort fomap. What is checked is what the caller must hold
+ * instead: a reference on the file (f_refs), and a counted open of the
+ * device (dev->opens), so that neither goes away under the hook.
+ */
+
+#define FM_FO_ASSERT_HELD(fp)                     \
+	FM_ASSERT(atomic_load(&(fp)->f_refs) > 0, \
+	    "%s: file %p not referenced", __func__, (void *)(fp))
+
+/* Default: -EINVAL, the file cannot be read (the kernel's FMODE_CAN_READ). */
+static inline ssize_t
+fm__fo_read(struct fm_file *fp, void *buf, size_t len, off_t *offp)
+{
+	FM_FO_ASSERT_HELD(fp);
+	if (fp->f_ops->fo_read == NULL)
+		return -EINVAL;
+	return fp->f_ops->fo_read(fp, buf, len, offp);
+}
+
+/* Default: -EINVAL, the file cannot be written (FMODE_CAN_WRITE). */
+static inline ssize_t
+fm__fo_write(struct fm_file *fp, const void *buf, size_t len, off_t *offp)
+{
+	FM_FO_ASSERT_HELD(fp);
+	if (fp->f_ops->fo_write == NULL)
+		return -EINVAL;
+	return fp->f_ops->fo_write(fp, buf, len, offp);
+}
+
+/* Default: -ENOTTY, as for a file with no unlocked_ioctl. */
+static inline int
+fm__fo_ioctl(struct fm_file *fp, unsigned long cmd, void *data)
+{
+	FM_FO_ASSERT_HELD(fp);
+	if (fp->f_ops->fo_ioctl == NULL)
+		return -ENOTTY;
+	return fp->f_ops->fo_ioctl(fp, cmd, data);
+}
+
+/*
+ * The last reference to fp is gone. Default: nothing, 0.
+ * => fp's references are 0 (checked)
+ */
+static inline int
+fm__fo_close(struct fm_file *fp)
+{
+	FM_ASSERT(atomic_load(&fp->f_refs) == 0,
+	    "%s: file %p closed with %u references", __func__, (void *)fp,
+	    atomic_load(&fp->f_refs));
+	if (fp->f_ops->fo_close == NULL)
+		return 0;
+	return fp->f_ops->fo_close(fp);
+}
+
+/*
+ * Default: the device file's (a clone without fo_stat, or an O_PATH open,
+ * is still its device's file).
+ */
+static inline int
+fm__fo_stat(struct fm_file *fp, struct stat *st)
+{
+	FM_FO_ASSERT_HELD(fp);
+	if (fp->f_ops->fo_stat == NULL)
+		return fm__devfileops.fo_stat(fp, st);
+	return fp->f_ops->fo_stat(fp, st);
+}
+
+/*
+ * Default: -ENODEV, the file cannot be mapped.
+ * => req holds no object yet (checked); fm__map.oplock not held (fm_mmap
+ *    asks before it takes it; not tracked, not checked)
+ */
+static inline int
+fm__fo_mmap(struct fm_file *fp, struct fm_mmap_req *req)
+{
+	FM_FO_ASSERT_HELD(fp);
+	FM_ASSERT(req->obj == NULL && req->pages == NULL,
+	    "%s: request of file %p holds an object already", __func__,
+	    (void *)fp);
+	if (fp->f_ops->fo_mmap == NULL)
+		return -ENODEV;
+	return fp->f_ops->fo_mmap(fp, req);
+}
+
+#define FM_D_ASSERT_OPEN(dev)                                               \
+	FM_ASSERT(atomic_load(&(dev)->opens) > 0, "%s: device %s not open", \
+	    __func__, (dev)->name)
+
+/* Default: 0 (fm_nullopen). */
+static inline int
+fm__d_open(struct fm_dev *dev, int flags, struct fm_file *fp)
+{
+	FM_D_ASSERT_OPEN(dev);
+	if (dev->cdev->d_open == NULL)
+		return 0;
+	return dev->cdev->d_open(dev, flags, fp);
+}
+
+/* Default: 0 (fm_nullclose). */
+static inline int
+fm__d_close(struct fm_dev *dev, int flags)
+{
+	FM_D_ASSERT_OPEN(dev);
+	if (dev->cdev->d_close == NULL)
+		return 0;
+	return dev->cdev->d_close(dev, flags);
+}
+
+/* Default: -ENODEV (fm_noread). */
+static inline ssize_t
+fm__d_read(struct fm_dev *dev, void *buf, size_t len, off_t off)
+{
+	FM_D_ASSERT_OPEN(dev);
+	if (dev->cdev->d_read == NULL)
+		return -ENODEV;
+	return dev->cdev->d_read(dev, buf, len, off);
+}
+
+/* Default: -ENODEV (fm_nowrite). */
+static inline ssize_t
+fm__d_write(struct fm_dev *dev, const void *buf, size_t len, off_t off)
+{
+	FM_D_ASSERT_OPEN(dev);
+	if (dev->cdev->d_write == NULL)
+		return -ENODEV;
+	return dev->cdev->d_write(dev, buf, len, off);
+}
+
+/* Default: -ENOTTY (fm_noioctl). */
+static inline int
+fm__d_ioctl(struct fm_dev *dev, unsigned long cmd, void *data, int flags)
+{
+	FM_D_ASSERT_OPEN(dev);
+	if (dev->cdev->d_ioctl == NULL)
+		return -ENOTTY;
+	return dev->cdev->d_ioctl(dev, cmd, data, flags);
+}
+
+/*
+ * The device's pager hook. Default: -ENODEV; spec_mmap asks it only of a
+ * device that has one, and otherwise hands d_mmap to the device pager
+ * (pager_device.c, which calls it for each page: vm does not see this
+ * header, so that call is the adapter's own).
+ * => req holds no object yet (checked)
+ */
+static inline int
+fm__d_mmap_single(struct fm_dev *dev, struct fm_mmap_req *req)
+{
+	FM_D_ASSERT_OPEN(dev);
+	FM_ASSERT(req->obj == NULL && req->pages == NULL,
+	    "%s: request of device %s holds an object already", __func__,
+	    dev->name);
+	if (dev->cdev->d_mmap_single == NULL)
+		return -ENODEV;
+	return dev->cdev->d_mmap_single(dev, req);
+}
 
 #endif

@@ -161,15 +161,18 @@
  *
  * Filling and mapping (fill_and_install):
  *
- *   - The pager fills the busy run (pgo_fault, pgo_get, or fallocate for
- *     zero-fill objects); install_locked maps the resident run with
+ *   - The pager fills the busy run through the vm.h wrappers (pgo_fault,
+ *     else pgo_get, whose default is the anonymous pager's fallocate:
+ *     pager_anon.c); install_locked maps the resident run with
  *     UFFDIO_CONTINUE, write-protected or not as the first page's state
  *     says.
- *   - A zero-fill object (no pgo_get, pgo_fault or pgo_put) in a shared
- *     registration fills and maps its busy run with one UFFDIO_ZEROPAGE
- *     (zero_install): the kernel allocates each page in the store's page
- *     cache and maps it writable, so only the prefix of the run that is
- *     not RDONLY; the rest is filled the usual way. Never for a private
+ *   - A zero-fill object (fm__pgo_zero_fill: the anonymous pager, or a
+ *     pager with no pgo_get and no pgo_fault of its own; and no pgo_put)
+ *     in a shared registration fills and maps its busy run with one
+ *     UFFDIO_ZEROPAGE (zero_install): the kernel allocates each page in
+ *     the store's page cache and maps it writable, so only the prefix of
+ *     the run that is not RDONLY; the rest is filled the usual way (by
+ *     fm__anon_get). Never for a private
  *     registration, where ZEROPAGE maps the zero page and the object
  *     would never see the page.
  *
@@ -480,8 +483,6 @@ static int gone_any(const struct fm_entry *e);
 static void
 assert_ptes_locked(const struct fm_object *obj, uint64_t pg, uint64_t n)
 {
-	const struct fm_pagerops *ops = obj->ops;
-
 	if (n > FM_CHECK_PAGES)
 		n = FM_CHECK_PAGES;
 	for (const struct fm_entry *e = obj->entries; e; e = e->onext) {
@@ -502,13 +503,13 @@ assert_ptes_locked(const struct fm_object *obj, uint64_t pg, uint64_t n)
 			    "invariant 2: page %llu of %p mapped, not resident "
 			    "(%#x)",
 			    (unsigned long long)i, (const void *)obj, st);
-			FM_ASSERT(w != 0 || !ops || !ops->pgo_put ||
+			FM_ASSERT(w != 0 || !fm__pgo_has_put(obj) ||
 			        (st & FM_PG_DIRTY),
 			    "invariant 4: page %llu of %p writable, not dirty "
 			    "(%#x)",
 			    (unsigned long long)i, (const void *)obj, st);
 			FM_ASSERT(w != 0 || !(st & FM_PG_RDONLY) ||
-			        (ops && ops->pgo_write),
+			        fm__pgo_has_write(obj),
 			    "invariant 3: page %llu of %p writable, read-only "
 			    "(%#x)",
 			    (unsigned long long)i, (const void *)obj, st);
@@ -637,11 +638,10 @@ pager_fill(const struct fault *f, uint64_t pg, unsigned n, unsigned *filled,
     unsigned *around, int *rdonly)
 {
 	struct fm_object *obj = f->e->obj;
-	const struct fm_pagerops *ops = obj->ops;
 	int r;
 
 	*filled = 0;
-	if (ops && ops->pgo_fault) {
+	if (fm__pgo_has_fault(obj)) {
 		struct fm_fault ff = {
 		    .obj = obj,
 		    .pgidx = pg,
@@ -653,7 +653,7 @@ pager_fill(const struct fault *f, uint64_t pg, unsigned n, unsigned *filled,
 		    .prot = f->prot,
 		    .mapflags = f->e->flags & (MAP_SHARED | MAP_PRIVATE),
 		};
-		r = ops->pgo_fault(&ff);
+		r = fm__pgo_fault(&ff);
 		if (r < 0)
 			return pager_errno(r);
 		if (n > 0 && (ff.npages == 0 || ff.npages > n))
@@ -667,8 +667,7 @@ pager_fill(const struct fault *f, uint64_t pg, unsigned n, unsigned *filled,
 	if (n == 0)
 		return 0;
 	unsigned cnt = n;
-	r = ops && ops->pgo_get ? ops->pgo_get(obj, pg, &cnt)
-	                        : fm__object_zero(obj, pg, n);
+	r = fm__pgo_get(obj, pg, &cnt);
 	if (r < 0)
 		return pager_errno(r);
 	if (cnt == 0 || cnt > n)
@@ -772,18 +771,15 @@ install_locked(const struct fault *f, uint64_t pg, unsigned around,
 }
 
 /*
- * Whether e's faults may fill with zero_install: a zero-fill object in a
- * shared registration, without pgo_put (whose clean pages are mapped
- * write-protected).
+ * Whether e's faults may fill with zero_install: an object the anonymous
+ * pager fills (fm__pgo_zero_fill) in a shared registration, without
+ * pgo_put (whose clean pages are mapped write-protected).
  */
 static int
 zero_fill(const struct fm_entry *e)
 {
-	const struct fm_pagerops *ops = e->obj->ops;
-
-	return e->pmode == FM_PMAP_SHARED &&
-	    (ops == NULL ||
-	        (!ops->pgo_get && !ops->pgo_fault && !ops->pgo_put));
+	return e->pmode == FM_PMAP_SHARED && fm__pgo_zero_fill(e->obj) &&
+	    !fm__pgo_has_put(e->obj);
 }
 
 /*
@@ -1897,17 +1893,17 @@ write_decide(const struct fault *f, uint64_t pg, uint8_t st, unsigned gen)
 {
 	struct fm_object *obj = f->e->obj;
 
-	if (obj->ops && obj->ops->pgo_write) {
+	if (fm__pgo_has_write(obj)) {
 		int r = refusal_take(f, gen);
 
 		if (r < 0)
 			return r; /* asked already for this write */
 		if (allow_take(f, allow_gen(obj)))
 			return 0; /* let through already */
-		r = obj->ops->pgo_write(obj, pg);
+		r = fm__pgo_write(obj, pg, st);
 		return r < 0 ? pager_errno(r) : 0;
 	}
-	return (st & FM_PG_RDONLY) ? -EACCES : 0;
+	return fm__pgo_write(obj, pg, st); /* the default: RDONLY refused */
 }
 
 /*
@@ -1930,8 +1926,7 @@ fault_wp(const struct fault *f)
 	if (f->e->pmode != FM_PMAP_SHARED || pg >= obj->npages)
 		return wake(f); /* only shared registrations are protected */
 	/* Our turn for this page, waited for with no pmaplock held. */
-	blk = (obj->ops && obj->ops->pgo_write) ||
-	    page_waits(obj, pg, FM_PGS_WRITING);
+	blk = fm__pgo_has_write(obj) || page_waits(obj, pg, FM_PGS_WRITING);
 	if (blk)
 		engine_block(f->pm); /* the write hook, or a wait */
 	pthread_mutex_lock(&obj->lock);
@@ -1968,7 +1963,7 @@ fault_wp(const struct fault *f)
 		a = unprotect_locked(f);
 		if (a != ANS_NONE)
 			write_answered(f->va);
-		if (a == ANS_WOKEN && obj->ops && obj->ops->pgo_write)
+		if (a == ANS_WOKEN && fm__pgo_has_write(obj))
 			allow_keep(f, allow_gen(obj));
 		pthread_mutex_lock(&obj->lock);
 	}

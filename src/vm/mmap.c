@@ -361,8 +361,7 @@ map_object(void *addr, size_t len, int prot, int flags, struct fm_mmap_req *req,
 		*pmode = FM_PMAP_PRIVATE;
 	}
 	/* A pager fills through the window: have it now, not in a fault. */
-	if (obj->ops && (obj->ops->pgo_get || obj->ops->pgo_fault) &&
-	    fm_object_window(obj) == NULL)
+	if (!fm__pgo_zero_fill(obj) && fm_object_window(obj) == NULL)
 		return MAP_FAILED;
 	va = mmap(addr, len, prot, kflags, fd, off);
 	if (va == MAP_FAILED)
@@ -420,7 +419,7 @@ anon_object(struct fm_mmap_req *req)
 	req->off = 0;
 	if (req->flags & MAP_PRIVATE)
 		return fm__host_object(-1, &req->obj);
-	return fm_object_create(NULL, req->len, NULL, &req->obj);
+	return fm_object_create(&fm__anon_pagerops, req->len, NULL, &req->obj);
 }
 
 /* Ask the file for its object. => 0 with req->obj referenced, or -errno */
@@ -433,7 +432,7 @@ file_object(int fd, int prot, int flags, struct fm_mmap_req *req)
 	fp = fm__file_get(fd, &tmp, &r);
 	if (fp == NULL)
 		return r;
-	r = fp->f_ops->fo_mmap ? fp->f_ops->fo_mmap(fp, req) : -ENODEV;
+	r = fm__fo_mmap(fp, req);
 	if (r == 0 && req->obj == NULL)
 		r = anon_object(req);
 	if (r == 0 && (req->off < 0 || (req->off & (off_t)FM_PAGE_MASK)))

@@ -17,6 +17,9 @@
 
 #define FM_OBJ_MAXSIZE ((size_t)1 << 44)
 
+/* The object whose pmaplock this thread holds exclusive for pgo_put. */
+__thread struct fm_object *fm__pmaplock_excl;
+
 int
 fm__object_alloc(const struct fm_pagerops *ops, size_t size, void *priv, int fd,
     int flags, struct fm_object **objp)
@@ -24,6 +27,7 @@ fm__object_alloc(const struct fm_pagerops *ops, size_t size, void *priv, int fd,
 	struct fm_object *obj;
 	uint64_t npages = FM_PAGES(size);
 
+	FM_ASSERT(ops != NULL, "%s: an object with no pager", __func__);
 	if (size == 0 && !(flags & FM_OBJ_HOST))
 		return -EINVAL;
 	if (size > FM_OBJ_MAXSIZE)
@@ -78,7 +82,9 @@ int
 fm_object_create(const struct fm_pagerops *ops, size_t size, void *priv,
     struct fm_object **objp)
 {
-	return fm__object_alloc(ops, size, priv, -1, 0, objp);
+	/* No ops: the anonymous pager (pager_anon.c). */
+	return fm__object_alloc(ops != NULL ? ops : &fm__anon_pagerops, size,
+	    priv, -1, 0, objp);
 }
 
 void
@@ -87,8 +93,7 @@ fm_object_ref(struct fm_object *obj)
 	unsigned old = atomic_fetch_add(&obj->refs, 1);
 
 	FM_ASSERT(old > 0, "object %p revived from 0 references", (void *)obj);
-	if (obj->ops && obj->ops->pgo_reference)
-		obj->ops->pgo_reference(obj);
+	fm__pgo_reference(obj);
 }
 
 void
@@ -102,8 +107,7 @@ fm_object_rele(struct fm_object *obj)
 	FM_ASSERT(obj->entries == NULL, "last reference of a mapped object");
 	if (!(obj->flags & FM_OBJ_HOST))
 		(void)fm_object_clean(obj, 0, obj->npages << FM_PAGE_SHIFT);
-	if (obj->ops && obj->ops->pgo_detach)
-		obj->ops->pgo_detach(obj);
+	fm__pgo_detach(obj);
 	if (obj->window)
 		fm__arena_unmap(obj->window, obj->npages << FM_PAGE_SHIFT);
 	if (!(obj->flags & (FM_OBJ_HOST | FM_OBJ_OWNFD)))
@@ -250,16 +254,6 @@ fm_object_write(struct fm_object *obj, off_t off, const void *buf, size_t len)
 	return r;
 }
 
-/* Zero-fill pages (allocated in the store, cleared when first mapped). */
-int
-fm__object_zero(struct fm_object *obj, uint64_t pgidx, unsigned npages)
-{
-	if (fallocate(obj->fd, 0, obj->base + (off_t)(pgidx << FM_PAGE_SHIFT),
-	        (off_t)npages << FM_PAGE_SHIFT) < 0)
-		return errno == ENOSPC ? -ENOMEM : -errno;
-	return 0;
-}
-
 uint8_t
 fm__object_state(struct fm_object *obj, uint64_t pgidx)
 {
@@ -347,7 +341,7 @@ fm__object_entry_wp(const struct fm_object *obj, uint8_t st)
 {
 	if (st & (FM_PG_RDONLY | FM_PGS_REFUSING))
 		return 1;
-	return obj->ops && obj->ops->pgo_put && !(st & FM_PG_DIRTY);
+	return fm__pgo_has_put(obj) && !(st & FM_PG_DIRTY);
 }
 
 /*
@@ -544,10 +538,11 @@ clean_pmaplocked(struct fm_object *obj, uint64_t pg, uint64_t n)
 			        FM_PGS_BUSY);
 		pthread_mutex_unlock(&obj->lock);
 		struct fm_object *held = fm__pmaplock_held;
-		fm__pmaplock_held = obj;
-		int k =
-		    obj->ops->pgo_put(obj, i, (unsigned)(j - i), FM_PGO_CLEAN);
+		struct fm_object *excl = fm__pmaplock_excl;
+		fm__pmaplock_held = fm__pmaplock_excl = obj;
+		int k = fm__pgo_put(obj, i, (unsigned)(j - i), FM_PGO_CLEAN);
 		fm__pmaplock_held = held;
+		fm__pmaplock_excl = excl;
 		pthread_mutex_lock(&obj->lock);
 		for (uint64_t m = i; m < j; m++) {
 			obj->pgstate[m] &= (uint8_t)~FM_PGS_BUSY;
@@ -571,7 +566,7 @@ fm_object_clean(struct fm_object *obj, off_t off, size_t len)
 	uint64_t pg, n;
 	int r = op_range(obj, off, len, &pg, &n);
 
-	if (r < 0 || !obj->ops || !obj->ops->pgo_put)
+	if (r < 0 || !fm__pgo_has_put(obj))
 		return r;
 	fm__crit_enter(&c);
 	pthread_rwlock_wrlock(&obj->pmaplock);
@@ -599,7 +594,7 @@ fm_object_unmap(struct fm_object *obj, off_t off, size_t len, int how)
 	r = each_shared_locked(obj, pg, n, zap_fn, NULL);
 	pthread_mutex_unlock(&obj->lock);
 	if (r == 0 && how == FM_UNMAP_DISCARD) {
-		if (obj->ops && obj->ops->pgo_put)
+		if (fm__pgo_has_put(obj))
 			r = clean_pmaplocked(obj, pg, n);
 		pthread_mutex_lock(&obj->lock);
 		wait_unbusy_locked(obj, pg, n);

@@ -17,17 +17,19 @@ int
 fm__udv_memory(struct fm_object **memp, size_t size)
 {
 	struct fm_object *obj;
+	unsigned n;
 	int r;
 
 	if (size == 0)
 		return -EINVAL;
 	if (*memp != NULL)
 		return FM_PAGES(size) > (*memp)->npages ? -EINVAL : 0;
-	r = fm_object_create(NULL, size, NULL, &obj);
+	r = fm_object_create(&fm__anon_pagerops, size, NULL, &obj);
 	if (r < 0)
 		return r;
 	/* Always resident: the driver writes it through the window. */
-	r = fm__object_zero(obj, 0, (unsigned)obj->npages);
+	n = (unsigned)obj->npages;
+	r = fm__anon_get(obj, 0, &n);
 	if (r < 0) {
 		fm_object_rele(obj);
 		return r;

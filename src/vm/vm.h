@@ -83,7 +83,7 @@ fm__syserr(long r)
 struct fm_entry;
 
 struct fm_object {
-	const struct fm_pagerops *ops;
+	const struct fm_pagerops *ops; /* never NULL: see pager_anon.c */
 	void *priv;
 	atomic_uint refs;
 	int flags; /* FM_OBJ_* */
@@ -150,7 +150,6 @@ void fm__object_link(struct fm_object *obj, struct fm_entry *e);
 void fm__object_unlink(struct fm_object *obj, struct fm_entry *e);
 void fm__object_split(struct fm_object *obj, struct fm_entry *e,
     struct fm_entry *t);
-int fm__object_zero(struct fm_object *obj, uint64_t pgidx, unsigned npages);
 unsigned fm__object_busy(struct fm_object *obj, uint64_t pgidx, unsigned max);
 void fm__object_unbusy(struct fm_object *obj, uint64_t pgidx, unsigned n,
     unsigned filled);
@@ -190,6 +189,13 @@ const char *fm__page_size_why(void);
  */
 ssize_t fm__full_pread(int fd, void *buf, size_t len, off_t off);
 int fm__full_pwrite(int fd, const void *buf, size_t len, off_t off);
+
+/*
+ * pager_anon.c: the anonymous pager (zero-fill), the pager of an object
+ * made without one; fm__anon_get, its pgo_get, is also the default fill.
+ */
+extern const struct fm_pagerops fm__anon_pagerops;
+fm_pgo_get_t fm__anon_get;
 
 /* pager_host.c: a host object mapping fd; the kernel is its pager. */
 int fm__host_object(int fd, struct fm_object **objp);
@@ -260,8 +266,15 @@ void fm__map_bury(struct fm_entry *dead);
 /* At exit(): write back what is dirty in every object still mapped. */
 void fm__map_exit(void);
 
-/* fault.c: the fault engine. */
+/*
+ * fault.c: the fault engine.
+ * fm__pmaplock_held: the object whose pmaplock this thread holds for a
+ * pager's hook, if any: shared around pgo_get and pgo_fault (fault.c),
+ * exclusive around pgo_put (object.c, which then sets fm__pmaplock_excl
+ * too). The pager wrappers below check their hooks' locks against them.
+ */
 extern __thread struct fm_object *fm__pmaplock_held;
+extern __thread struct fm_object *fm__pmaplock_excl;
 int fm__engine_start(void);
 int fm__engine_started(void);
 /* In a fork child of a process that used fomap: calls are plain syscalls. */
@@ -336,6 +349,178 @@ static inline uint64_t
 fm__entry_pgidx(const struct fm_entry *e, uintptr_t va)
 {
 	return e->pgoff + ((va - e->start) >> FM_PAGE_SHIFT);
+}
+
+/*
+ * ------------------------------------------------------------------------
+ * Pager calls (FreeBSD's vm_pager.h). The core calls a pager's hooks only
+ * through these: each asserts what driver.h promises the hook (which lock
+ * is held, shared or exclusive) as far as this thread's records show, and
+ * supplies the default of a hook the pager leaves NULL.
+ *
+ * What is checked: the pmaplock holds a hook runs under (fm__pmaplock_held,
+ * fm__pmaplock_excl). What is not, and why: obj->lock and fm__map.lock (a
+ * pthread mutex or rwlock cannot say cheaply whether this thread holds
+ * it), a pmaplock hold made outside a hook (fault_wp's, around its own
+ * look at the page), and the states of the pages a hook is given (read
+ * under obj->lock only, which the caller has just dropped).
+ */
+
+static inline int
+fm__pgo_has_fault(const struct fm_object *obj)
+{
+	return obj->ops->pgo_fault != NULL;
+}
+
+/* The pager writes dirty pages back, so clean pages are write-protected. */
+static inline int
+fm__pgo_has_put(const struct fm_object *obj)
+{
+	return obj->ops->pgo_put != NULL;
+}
+
+static inline int
+fm__pgo_has_write(const struct fm_object *obj)
+{
+	return obj->ops->pgo_write != NULL;
+}
+
+/*
+ * Whether obj's pages are filled by the anonymous pager (no pgo_fault, and
+ * fm__anon_get or no pgo_get): nothing of the driver's reads or writes the
+ * window on a fault, and, without pgo_put, the engine may fill and map a
+ * shared registration's pages at once (fault.c: zero_install).
+ */
+static inline int
+fm__pgo_zero_fill(const struct fm_object *obj)
+{
+	return obj->ops->pgo_fault == NULL &&
+	    (obj->ops->pgo_get == NULL || obj->ops->pgo_get == fm__anon_get);
+}
+
+/*
+ * A reference to obj was taken. Default: nothing (the count is fomap's).
+ * => any lock may be held, fm__map.lock too (the hook only counts): none
+ *    is checked
+ */
+static inline void
+fm__pgo_reference(struct fm_object *obj)
+{
+	FM_ASSERT(atomic_load_explicit(&obj->refs, memory_order_relaxed) > 1,
+	    "%s: object %p has %u references, the new one included", __func__,
+	    (void *)obj, atomic_load(&obj->refs));
+	if (obj->ops->pgo_reference != NULL)
+		obj->ops->pgo_reference(obj);
+}
+
+/*
+ * The last reference to obj is gone and it has been cleaned: the pager
+ * frees its state. Default: nothing.
+ * => no lock of obj held (nothing maps it, no one else refers to it); the
+ *    other locks the contract excludes are not tracked
+ */
+static inline void
+fm__pgo_detach(struct fm_object *obj)
+{
+	FM_ASSERT(atomic_load(&obj->refs) == 0 && obj->entries == NULL,
+	    "%s: object %p still referenced (%u) or mapped", __func__,
+	    (void *)obj, atomic_load(&obj->refs));
+	FM_ASSERT(fm__pmaplock_held != obj && fm__pmaplock_excl != obj,
+	    "%s: pmaplock of object %p held", __func__, (void *)obj);
+	if (obj->ops->pgo_detach != NULL)
+		obj->ops->pgo_detach(obj);
+}
+
+/* pgo_get and pgo_fault: obj's pmaplock held shared, for this fill. */
+#define FM_PGO_ASSERT_FILLING(obj)                                          \
+	FM_ASSERT(fm__pmaplock_held == (obj) && fm__pmaplock_excl != (obj), \
+	    "%s: pmaplock of object %p not held shared for a fill "         \
+	    "(held for %p, exclusive for %p)",                              \
+	    __func__, (void *)(obj), (void *)fm__pmaplock_held,             \
+	    (void *)fm__pmaplock_excl)
+
+/*
+ * Fill pages [pgidx, pgidx + *npages) of obj, all busy and not resident:
+ * *npages comes back as the count filled. Default: the anonymous pager's
+ * zero-fill, all of them (fm__anon_get).
+ * => obj->pmaplock held shared by this thread (checked); obj->lock not
+ *    held (not checked)
+ */
+static inline int
+fm__pgo_get(struct fm_object *obj, uint64_t pgidx, unsigned *npages)
+{
+	FM_PGO_ASSERT_FILLING(obj);
+	FM_ASSERT(*npages > 0 && pgidx < obj->npages &&
+	        *npages <= obj->npages - pgidx,
+	    "%s: pages %llu+%u outside object %p", __func__,
+	    (unsigned long long)pgidx, *npages, (void *)obj);
+	if (obj->ops->pgo_get != NULL)
+		return obj->ops->pgo_get(obj, pgidx, npages);
+	return fm__anon_get(obj, pgidx, npages);
+}
+
+/*
+ * The full fault handler of f->obj (only for a pager that has one:
+ * fm__pgo_has_fault; without one the engine fills with fm__pgo_get).
+ * => f->obj's pmaplock held shared by this thread (checked); obj->lock
+ *    not held (not checked)
+ */
+static inline int
+fm__pgo_fault(struct fm_fault *f)
+{
+	FM_PGO_ASSERT_FILLING(f->obj);
+	FM_ASSERT(fm__pgo_has_fault(f->obj), "%s: object %p has no pgo_fault",
+	    __func__, (void *)f->obj);
+	FM_ASSERT(f->pgidx < f->obj->npages &&
+	        f->npages <= f->obj->npages - f->pgidx,
+	    "%s: pages %llu+%u outside object %p", __func__,
+	    (unsigned long long)f->pgidx, f->npages, (void *)f->obj);
+	return f->obj->ops->pgo_fault(f);
+}
+
+/*
+ * Write back (FM_PGO_CLEAN) pages [pgidx, pgidx + npages) of obj, busy and
+ * write-protected in every mapping. Default: nothing to write back to, 0
+ * (callers ask fm__pgo_has_put first: such an object has no dirty pages).
+ * => obj->pmaplock held exclusive by this thread (checked); obj->lock not
+ *    held (not checked)
+ */
+static inline int
+fm__pgo_put(struct fm_object *obj, uint64_t pgidx, unsigned npages, int flags)
+{
+	FM_ASSERT(fm__pmaplock_excl == obj && fm__pmaplock_held == obj,
+	    "%s: pmaplock of object %p not held exclusive (held for %p, "
+	    "exclusive for %p)",
+	    __func__, (void *)obj, (void *)fm__pmaplock_held,
+	    (void *)fm__pmaplock_excl);
+	FM_ASSERT(npages > 0 && pgidx < obj->npages &&
+	        npages <= obj->npages - pgidx,
+	    "%s: pages %llu+%u outside object %p", __func__,
+	    (unsigned long long)pgidx, npages, (void *)obj);
+	if (obj->ops->pgo_put != NULL)
+		return obj->ops->pgo_put(obj, pgidx, npages, flags);
+	return 0;
+}
+
+/*
+ * The write hook: may the first write to page pgidx of obj, write-protected
+ * in a shared mapping, go through? st: the page's state as the caller last
+ * read it. Default (no hook): a page made read-only (FM_PG_RDONLY) is
+ * refused, -EACCES; any other allowed, 0.
+ * => no pmaplock of obj held for a hook (checked; fault_wp's own holds
+ *    around the hook are not tracked: it drops them before, in sight);
+ *    obj->lock not held (not checked)
+ */
+static inline int
+fm__pgo_write(struct fm_object *obj, uint64_t pgidx, uint8_t st)
+{
+	FM_ASSERT(fm__pmaplock_held != obj && fm__pmaplock_excl != obj,
+	    "%s: pmaplock of object %p held for a hook", __func__, (void *)obj);
+	FM_ASSERT(pgidx < obj->npages, "%s: page %llu outside object %p",
+	    __func__, (unsigned long long)pgidx, (void *)obj);
+	if (obj->ops->pgo_write != NULL)
+		return obj->ops->pgo_write(obj, pgidx);
+	return (st & FM_PG_RDONLY) ? -EACCES : 0;
 }
 
 #endif
