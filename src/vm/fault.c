@@ -113,6 +113,18 @@
  *                               the protection changed)
  *   a pager's own error codes   mapped to EIO (pager_errno): a pager can
  *                               never make the engine wake or retry
+ *   write allowed vs install    an install that maps write-protected
+ *                               keeps obj->lock across its CONTINUE, so
+ *                               it is before the write's DIRTY (and the
+ *                               unprotect follows it) or sees DIRTY
+ *   protect across a page away  the kernel stops at the page: the rest is
+ *                               protected a page at a time
+ *                               (fm__fault_protect)
+ *   fm_mprotect vs a refusal    it waits for the refusals being told in
+ *                               its range and holds the next ones; a
+ *                               refusal whose mapping no longer allows
+ *                               the access is not told (its retry gets
+ *                               SIGSEGV)
  *   write vs write-back         invariant 4: the write faults, re-dirties
  *   a fault on a page moved     woken: its retry waits in the user-mode-
  *   away (swap_page)            only uffd until the page is back
@@ -133,8 +145,10 @@
  * it waits in a fault leaves the fault, runs its handler and faults again:
  * a second message for the same access. The last message read from each
  * thread is remembered (thr); a message that is not its thread's last is
- * only woken. A refusal is delivered for the last message only, and only
- * while the thread still waits in a fault (/proc: fm__pmap_thread). From
+ * only woken. A refusal is delivered only while the thread is still in
+ * the access (its last message, or its last is at the same page for the
+ * same access: it left the fault for a handler and faulted again) and
+ * waits in a fault (/proc: fm__pmap_thread). From
  * user mode it is a SIGBUS sent to the thread (si_addr the exact address
  * when the kernel gives it, SI_QUEUE, si_errno the error); from inside a
  * system call (which the kernel would retry forever while a signal is
