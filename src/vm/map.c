@@ -132,14 +132,13 @@ fm__map_reserve(size_t more)
 	return 0;
 }
 
-int
-fm__map_insert(struct fm_entry *e)
+/* Put e in the map, whose room is reserved. */
+static void
+place(struct fm_entry *e)
 {
 	size_t i;
 
 	FM_ASSERT(e->start < e->end, "empty entry %p", (void *)e);
-	if (fm__map_reserve(1) < 0)
-		return -ENOMEM;
 	i = first_above(e->start);
 	FM_ASSERT(i == fm__map.n || map_v[i]->start >= e->end,
 	    "entry [%#lx, %#lx) overlaps [%#lx, %#lx)", (unsigned long)e->start,
@@ -148,7 +147,15 @@ fm__map_insert(struct fm_entry *e)
 	memmove(&map_v[i + 1], &map_v[i], (fm__map.n - i) * sizeof(*map_v));
 	map_v[i] = e;
 	fm__map.n++;
+}
+
+int
+fm__map_insert(struct fm_entry *e)
+{
+	if (fm__map_reserve(1) < 0)
+		return -ENOMEM;
 	e->gen = atomic_fetch_add(&fm__map.gen, 1) + 1;
+	place(e);
 	return 0;
 }
 
@@ -184,9 +191,7 @@ split(struct fm_entry *e, uintptr_t va)
 		fm__object_split(e->obj, e, t);
 	} else
 		e->end = va;
-	if (fm__map_insert(t) < 0)
-		return -ENOMEM;
-	t->gen = e->gen; /* as old as the mapping it is part of */
+	place(t); /* as old as the mapping it is part of: e's gen */
 	return 0;
 }
 
