@@ -1271,6 +1271,7 @@ each_owned(struct fm_entry *e, uintptr_t va, size_t len, run_fn *fn, int arg)
 			/* An event waits: read it (gone.lock is the reader's). */
 			pthread_mutex_unlock(&gone.lock);
 			(void)engine_drain(e->pm);
+			sched_yield(); /* (it is read only once it is sent) */
 			pthread_mutex_lock(&gone.lock);
 			r = 0;
 		} else
@@ -1571,10 +1572,10 @@ refuse_syscall(const struct fault *f, int mapped, int stuck)
 	r = fm__pmap_poison(f->pm, f->va, mapped);
 	if (r == 0)
 		wait_failed(f, stuck);
+	/* No entry: the poison stays with the memory fomap does not serve
+	 * (every access there is refused), and goes with it. */
 	if (f->e != NULL)
 		(void)fm__fault_zap(f->e, f->va, FM_PAGE_SIZE);
-	else /* registered, served by no entry: nothing else there */
-		(void)fm__pmap_zap(f->pm, f->va, FM_PAGE_SIZE);
 	return r == 0 ? ANS_SIGBUS : ANS_NONE;
 }
 
@@ -1730,7 +1731,8 @@ fm__fault_mprotect_end(void)
  * Whether the mapping still lets f's access through: an fm_mprotect may
  * have taken it away while f waited (before its refusal was being told,
  * which holds the next ones off): its retry then ends it with SIGSEGV,
- * and a SIGBUS would come after.
+ * and a SIGBUS would come after. (Any protection but PROT_NONE lets a
+ * read through, as the kernel does on x86.)
  */
 static int
 prot_allows(const struct fault *f)
@@ -1742,7 +1744,7 @@ prot_allows(const struct fault *f)
 	/* (not under fm__map.lock: an unlink holds it waiting for e) */
 	prot = __atomic_load_n(&f->e->prot, __ATOMIC_ACQUIRE);
 	return (f->flags & UFFD_PAGEFAULT_FLAG_WRITE) ? (prot & PROT_WRITE) != 0
-	                                              : (prot & PROT_READ) != 0;
+	                                              : prot != PROT_NONE;
 }
 
 /*
@@ -1755,20 +1757,26 @@ refuse(const struct fault *f, int err, int mapped, unsigned gen)
 	struct fm_object *obj = f->e ? f->e->obj : NULL;
 	enum tell_how how = TELL_NOT;
 	enum answer a;
+	int allowed;
 
 	atomic_fetch_add_explicit(&stats.sigbus, 1, memory_order_relaxed);
+	engine_block(f->pm); /* looks at the thread, waits for it */
+	/* Before the hold: an fm_mprotect may need the map lock, which an
+	 * unlink holds while it waits for the entry's holds. */
+	telling_begin(f->va);
 	if (obj != NULL) {
 		pthread_mutex_lock(&obj->lock);
 		if (entry_hold_locked(f->e) < 0) {
 			pthread_mutex_unlock(&obj->lock);
+			telling_end(f->va);
+			engine_unblock();
 			return wake(
 			    f); /* the memory is leaving: its retry sees */
 		}
 		pthread_mutex_unlock(&obj->lock);
 	}
-	engine_block(f->pm); /* looks at the thread, waits for it */
-	telling_begin(f->va);
-	how = prot_allows(f) ? tell_how(f) : TELL_NOT;
+	if ((allowed = prot_allows(f)))
+		how = tell_how(f);
 	FM_TRACE(how == TELL_NOT     ? "engine: refusal not told"
 	        : how == TELL_SIGNAL ? "engine: refusal to signal"
 	        : how == TELL_POISON ? "engine: refusal to poison"
@@ -1776,7 +1784,7 @@ refuse(const struct fault *f, int err, int mapped, unsigned gen)
 	                             : "engine: refusal to syscall",
 	    f->tid, f->va, f->seq);
 	if (how == TELL_NOT || !may_tell(f)) {
-		if (gen != UINT32_MAX)
+		if (gen != UINT32_MAX && allowed)
 			refusal_keep(f, gen, err);
 		a = wake(f);
 	} else {

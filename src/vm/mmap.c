@@ -1043,8 +1043,8 @@ fm_munmap(void *addr, size_t len)
 /*
  * mprotect(2) that failed part way (a hole: ENOMEM; a mapping that may
  * not have prot: EACCES) has changed the mappings before the failure:
- * the entries of [start, end) take the protection the kernel now gives
- * their first page (/proc/self/maps).
+ * the entries of [start, end) that lie in one mapping of /proc/self/maps
+ * take its protection (one that spans several is left as it was).
  * => fm__map.oplock held
  */
 static void
@@ -1066,7 +1066,7 @@ prot_as_kernel(uintptr_t start, uintptr_t end)
 		pthread_rwlock_wrlock(&fm__map.lock);
 		fm__map_iter(&it, lo > start ? lo : start, hi < end ? hi : end);
 		while ((e = fm__map_next(&it)) != NULL)
-			if (e->start >= lo && e->start < hi)
+			if (e->start >= lo && e->end <= hi) /* else unknown */
 				__atomic_store_n(&e->prot, prot,
 				    __ATOMIC_RELEASE);
 		pthread_rwlock_unlock(&fm__map.lock);

@@ -76,6 +76,29 @@ failing_mapping(const char *name, size_t npages, int *fdp,
 	return p;
 }
 
+/*
+ * A failed fill in a mapping whose protection the kernel reads through
+ * though it lacks PROT_READ (write-only: readable on x86): the read gets
+ * its SIGBUS, once, and does not hang.
+ */
+TEST_TAGGED(trust_failed_fill_in_write_only_mapping_sigbus, "thread")
+{
+	fm_test_need_uffd();
+	struct fm_object *obj;
+	int fd;
+	volatile char *p = failing_mapping("wonly-fail", 2, &fd, &obj);
+
+	tb_install();
+	ASSERT_OK(fm_munmap((void *)p, 2 * PG));
+	p = fm_mmap(NULL, 2 * PG, PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT(p != MAP_FAILED);
+	ASSERT_EQ(tb_probe(p + PG, 0), SIGBUS);
+	ASSERT_EQ(atomic_load(&tb_total), 1);
+	ASSERT_OK(fm_munmap((void *)p, 2 * PG));
+	ASSERT_OK(fm_close(fd));
+	fm_object_rele(obj);
+}
+
 /* ------------------------------------------------------------------------
  * 4. A system call that touches a page the driver refuses fails with
  * EFAULT, as it would for any bad address; it neither hangs nor spins.
