@@ -1628,6 +1628,7 @@ tell_how(const struct fault *f)
 	struct fm_pmap_thread t;
 	unsigned long long slept = ~0ULL; /* its sleeps at the first look */
 	int spinning = 1; /* running, never sleeping, at every look */
+	int blocked = 0; /* looks that found it waiting, SIGBUS blocked */
 
 	for (int look = 0; look < FM_LOOK_TRIES; look++) {
 		if (!in_access(f) || fm__pmap_thread(f->pm, f->tid, &t) < 0)
@@ -1636,8 +1637,19 @@ tell_how(const struct fault *f)
 			return TELL_SYSCALL;
 		if (t.in_fault && t.sigbus_pending)
 			return TELL_NOT; /* it leaves the fault for that one */
-		if (t.in_fault)
-			return t.sigbus_taken ? TELL_SIGNAL : TELL_POISON;
+		if (t.in_fault && t.sigbus_taken)
+			return TELL_SIGNAL;
+		/*
+		 * It blocks SIGBUS: poison, whose SIGBUS kills, only when it
+		 * does so at every look (a runtime such as TSan's blocks
+		 * signals for a moment of its own).
+		 */
+		if (t.in_fault && ++blocked == FM_LOOK_TRIES)
+			return TELL_POISON;
+		if (t.in_fault) {
+			usleep(FM_LOOK_US);
+			continue;
+		}
 		/*
 		 * Blocked, not in a userfaultfd wait (on its way into or out
 		 * of the fault, or it left the fault for a system call), or
