@@ -845,12 +845,6 @@ toggler_main(void *arg)
 static void
 sigbus_for_its_access(int how)
 {
-#if defined(__SANITIZE_THREAD__)
-	/* Issue 7, open: seen once under TSan, not yet explained. */
-	fm_test_known_defect("known open defect (issue 7): under TSan a "
-	                     "SIGBUS has reached a thread outside its access "
-	                     "once; FOMAP_TEST_KNOWN=1 runs it");
-#endif
 	fm_test_need_uffd();
 	volatile char *p;
 	int fd = guard_region(RPAGES, &p), revoke = how == T_REVOKE;
