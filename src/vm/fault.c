@@ -909,50 +909,48 @@ tslot_locked(pid_t tid)
 }
 
 /*
- * Whether f is still to be answered for its thread: the last message read
- * from it (an older one was left when a signal interrupted the fault, and
- * the thread faulted again), and read since the thread was last told of a
- * refusal (a message read before that belongs to the access it ended).
- */
-static int
-latest(const struct fault *f)
-{
-	struct tslot *t;
-	int r;
-
-	pthread_mutex_lock(&thr.lock);
-	t = tslot_locked(f->tid);
-	r = t->tid != f->tid || (t->seq == f->seq && f->seq > t->told);
-	pthread_mutex_unlock(&thr.lock);
-	return r;
-}
-
-/*
  * Whether f's access is the one its thread is in now: f is its last
- * message, or (the thread left the fault for a signal's handler, and
- * faulted again) its last is the same access at the same page; and it
- * was read since the thread was last told. => thr.lock held
+ * message, or (any: the thread left the fault for a signal's handler, and
+ * faulted again) its last is the same access at the same page; and it was
+ * read since the thread was last told of a refusal (a message read before
+ * that belongs to the access the refusal ended). => thr.lock held
  */
 static int
-same_access_locked(const struct tslot *t, const struct fault *f)
+same_access_locked(const struct tslot *t, const struct fault *f, int any)
 {
 	return f->seq > t->told &&
 	    (t->seq == f->seq ||
-	        (t->va == f->va && t->flags == (f->flags & FM_ACCESS_FLAGS)));
+	        (any && t->va == f->va &&
+	            t->flags == (f->flags & FM_ACCESS_FLAGS)));
 }
 
-/* Whether f's thread is still in f's access (or has gone). */
+/*
+ * Whether f is still to be answered for its thread (or it has gone): its
+ * last message (latest), or one of its access (in_access).
+ */
 static int
-in_access(const struct fault *f)
+still_for(const struct fault *f, int any)
 {
 	struct tslot *t;
 	int r;
 
 	pthread_mutex_lock(&thr.lock);
 	t = tslot_locked(f->tid);
-	r = t->tid != f->tid || same_access_locked(t, f);
+	r = t->tid != f->tid || same_access_locked(t, f, any);
 	pthread_mutex_unlock(&thr.lock);
 	return r;
+}
+
+static int
+latest(const struct fault *f)
+{
+	return still_for(f, 0);
+}
+
+static int
+in_access(const struct fault *f)
+{
+	return still_for(f, 1);
 }
 
 /*
@@ -976,7 +974,7 @@ tell(const struct fault *f)
 		usleep(FM_LOOK_US);
 		pthread_mutex_lock(&thr.lock);
 	}
-	r = t->tid != f->tid || same_access_locked(t, f);
+	r = t->tid != f->tid || same_access_locked(t, f, 1);
 	if (r && t->tid == f->tid) {
 		t->told = thr.seq;
 		t->refused = 0;
