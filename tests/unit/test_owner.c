@@ -818,9 +818,10 @@ guard_ioctl_ok(int g, unsigned long req, void *arg)
 
 TEST_TAGGED(owner_no_transient_memory_in_freed_range, "thread")
 {
-#if defined(__SANITIZE_THREAD__)
-	fm_test_skip("TSan's runtime maps its own memory where the kernel "
-	             "chooses: the freed page is taken by it, not by fomap");
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+	fm_test_skip("a sanitizer's runtime maps its own memory where the "
+	             "kernel chooses: the freed page is taken by it, not by "
+	             "fomap");
 #endif
 	fm_test_need_uffd();
 	int z = fm_open("/dev/fomap/zero", O_RDWR),

@@ -911,6 +911,12 @@ TEST_TAGGED(trust_refused_write_racing_mprotect_hits_its_access, "thread")
 
 TEST_TAGGED(trust_revoked_read_racing_restore_hits_its_access, "thread")
 {
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+	/* Issue 7, open: seen under ASan (CI) and TSan, not yet explained. */
+	fm_test_known_defect("known open defect (issue 7): under a sanitizer "
+	                     "a SIGBUS has reached a thread outside its access "
+	                     "(1 in ~2,800); FOMAP_TEST_KNOWN=1 runs it");
+#endif
 	sigbus_for_its_access(T_REVOKE);
 }
 
