@@ -207,9 +207,10 @@ fm__arena_unmap(void *addr, size_t len)
 
 /*
  * fm__arena_moved: what was mapped at [addr, addr+len) of the arena has
- * been moved away (mremap), leaving a hole: reserve it again, unless the
- * kernel has put another mapping there meanwhile (never replaced: the
- * range is then lost to the arena).
+ * been moved away (mremap) or unmapped, leaving a hole: reserve it again,
+ * unless the kernel has put another mapping there meanwhile, or the old
+ * reservation is still there (never replaced: the range is then lost to
+ * the arena).
  */
 void
 fm__arena_moved(void *addr, size_t len)

@@ -800,8 +800,10 @@ map_and_insert(void *addr, size_t len, int prot, int flags,
 		e[i]->prot = prot;
 	if (va == MAP_FAILED && r == 0)
 		r = -errno;
+	/* A failed map may have left a hole there: never replace what the
+	 * kernel put in it meanwhile. */
 	if (va == MAP_FAILED && at != NULL)
-		fm__arena_unmap(at, len);
+		fm__arena_moved(at, len);
 	if (r < 0 && fixed && !move) {
 		pthread_rwlock_wrlock(&fm__map.lock);
 		revive_locked((uintptr_t)addr, (uintptr_t)addr + len);
