@@ -1780,8 +1780,8 @@ refuse(const struct fault *f, int err, int mapped, unsigned gen)
 			pthread_mutex_unlock(&obj->lock);
 			telling_end(f->va);
 			engine_unblock();
-			return wake(
-			    f); /* the memory is leaving: its retry sees */
+			/* The memory is leaving: its retry sees. */
+			return wake(f);
 		}
 		pthread_mutex_unlock(&obj->lock);
 	}

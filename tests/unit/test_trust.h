@@ -138,7 +138,7 @@ static inline void
 tb_handler(int sig, siginfo_t *si, void *uc)
 {
 	(void)uc;
-	if (sig == SIGSEGV) { /* (tb_install_segv) the access ended so */
+	if (sig == SIGSEGV) { /* (tb_catch(SIGSEGV)) the access ended so */
 		if (!tb_armed) {
 			signal(SIGSEGV, SIG_DFL);
 			return; /* it faults again, and dies */
@@ -157,31 +157,29 @@ tb_handler(int sig, siginfo_t *si, void *uc)
 	atomic_fetch_add(&tb_stray, 1);
 }
 
-/* Catch SIGBUS in every thread with tb_handler (SIGSEGV stays fatal). */
+/*
+ * Catch sig in every thread with tb_handler: SIGBUS; or SIGSEGV too, in the
+ * access only (a protection changed under it; elsewhere it stays fatal).
+ */
+static inline void
+tb_catch(int sig)
+{
+	struct sigaction sa = {.sa_sigaction = tb_handler,
+	    .sa_flags = SA_SIGINFO | SA_RESTART};
+
+	sigemptyset(&sa.sa_mask);
+	ASSERT_OK(sigaction(sig, &sa, NULL));
+}
+
 static inline void
 tb_install(void)
 {
-	struct sigaction sa = {.sa_sigaction = tb_handler,
-	    .sa_flags = SA_SIGINFO | SA_RESTART};
-
-	sigemptyset(&sa.sa_mask);
-	ASSERT_OK(sigaction(SIGBUS, &sa, NULL));
-}
-
-/* Catch SIGSEGV too, in the access only (a protection changed under it). */
-static inline void
-tb_install_segv(void)
-{
-	struct sigaction sa = {.sa_sigaction = tb_handler,
-	    .sa_flags = SA_SIGINFO | SA_RESTART};
-
-	sigemptyset(&sa.sa_mask);
-	ASSERT_OK(sigaction(SIGSEGV, &sa, NULL));
+	tb_catch(SIGBUS);
 }
 
 /*
  * Touch one byte, catching SIGBUS: read it, or (wr) store 'x' into it
- * without reading it first. => 0 or SIGBUS (or SIGSEGV: tb_install_segv);
+ * without reading it first. => 0 or SIGBUS (or SIGSEGV: tb_catch(SIGSEGV));
  * then tb_addr and tb_code say what the SIGBUS said.
  */
 static inline int

@@ -358,7 +358,7 @@ TEST_TAGGED(trust_partial_mprotect_holds_across_a_refused_syscall, "thread")
 	ASSERT_OK(pipe(pfd));
 	ASSERT_ERRNO(write(pfd[1], (const void *)p, 1), EFAULT);
 	ASSERT_OK(fm_ioctl(fd, FM_GUARD_RESTORE, &back));
-	tb_install_segv();
+	tb_catch(SIGSEGV);
 	int sig = tb_probe(p + 8, 1);
 	signal(SIGSEGV, SIG_DFL);
 	ASSERT_EQ(sig, SIGSEGV);
@@ -856,7 +856,7 @@ sigbus_for_its_access(int how)
 
 	tb_install();
 	if (how == T_MPROTECT) {
-		tb_install_segv();
+		tb_catch(SIGSEGV);
 		guard_protect_ro(fd, 0, RPAGES);
 	}
 	for (int i = 0; i < NRACERS; i++) {
