@@ -24,6 +24,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -48,6 +49,21 @@ static __thread sigjmp_buf probe_jb;
 static __thread volatile int probe_armed;
 static char *skip_why; /* MAP_SHARED: the child writes, the parent reads */
 static volatile sig_atomic_t running; /* the current test's pid (its group) */
+
+fm_test_trace_fn *_Atomic fm_test_trace;
+
+/* The engine's FM_TRACE (a weak symbol in the library): see test.h. */
+void fm__trace_engine(const char *what, pid_t tid, uintptr_t va,
+    unsigned long x);
+
+void
+fm__trace_engine(const char *what, pid_t tid, uintptr_t va, unsigned long x)
+{
+	fm_test_trace_fn *fn = atomic_load(&fm_test_trace);
+
+	if (fn != NULL)
+		fn(what, tid, va, x);
+}
 
 void
 fm_test_register(struct fm_test *t)

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include <fomap/driver.h>
 
@@ -42,6 +43,14 @@ void fm_test_need_uffd(void);
  * it), so that the suite guards everything else meanwhile.
  */
 void fm_test_known_defect(const char *why);
+/*
+ * The engine's decisions (fm__trace_engine, FM_TRACE) go to fm_test_trace
+ * while it is set: the oracle's trace, or a test that acts at a chosen
+ * moment of a fault (in the engine thread, before the engine goes on).
+ */
+typedef void fm_test_trace_fn(const char *what, pid_t tid, uintptr_t va,
+    unsigned long x);
+extern fm_test_trace_fn *_Atomic fm_test_trace;
 
 #define TEST_TAGGED(name, tags)                                                \
 	static void test_##name(void);                                         \

@@ -105,7 +105,8 @@
  *   fault vs protect            invariant 3
  *   write vs write              one write per page is decided at a time
  *                               (WRITING); a write whose PTE is writable
- *                               when its turn comes (pagemap) is woken
+ *                               or gone when its turn comes (pagemap) is
+ *                               woken (wp_mapped)
  *   write hook vs protect       the hook decides with no lock held (it may
  *                               protect or remove); if obj->protgen moved
  *                               meanwhile, the write is woken to fault again
@@ -1939,6 +1940,24 @@ write_decide(const struct fault *f, uint64_t pg, uint8_t st, unsigned gen)
 }
 
 /*
+ * Whether f's page is mapped write-protected in f's mapping now: else its
+ * write message is older than what is there. Writable: an earlier write
+ * went through. Not mapped: the mapping was dropped since (MADV_DONTNEED,
+ * a removal), maybe after an earlier write went through; the kernel may
+ * queue a message of a thread that finds its page writable and leaves,
+ * so such a message can be read after that write's answer. The retry
+ * faults the page in again, write-protected if it must be.
+ * => obj->lock held
+ */
+static int
+wp_mapped(const struct fault *f)
+{
+	int ws = fm__pmap_wp_state(f->pm, f->va);
+
+	return ws != 0 && ws != -ENOENT;
+}
+
+/*
  * A write to a write-protected page of a shared mapping. One write to a
  * page is decided at a time (FM_PGS_WRITING); a write whose page an
  * earlier one has made writable in this mapping meanwhile is only woken,
@@ -1972,7 +1991,7 @@ fault_wp(const struct fault *f)
 	rgen = refusal_gen(obj);
 	if (!(st & FM_PG_RESIDENT) || (st & FM_PGS_BUSY))
 		r = -EAGAIN; /* discarded or in write-back: it faults again */
-	else if (write_stale(f) || fm__pmap_wp_state(f->pm, f->va) == 0)
+	else if (write_stale(f) || !wp_mapped(f))
 		r = -EAGAIN; /* an earlier write went through: so did this */
 	pthread_mutex_unlock(&obj->lock);
 	pthread_rwlock_unlock(&obj->pmaplock);

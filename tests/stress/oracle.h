@@ -294,8 +294,6 @@ void or_trace(const char *what, int who, unsigned pg, unsigned n,
 void or_trace_start(void);
 void or_trace_focus(int pg);
 void or_trace_oracle(const struct oracle *o);
-void fm__trace_engine(const char *what, pid_t tid, uintptr_t va,
-    unsigned long x);
 int or_trace_on(void);
 void or_trace_dump(unsigned last);
 

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "../test.h"
 #include "oracle.h"
 
 __thread struct or_worker *or_cur;
@@ -48,21 +49,24 @@ or_trace(const char *what, int who, unsigned pg, unsigned n, unsigned long x,
 	pthread_mutex_unlock(&trace.lock);
 }
 
-/* The run traced, for the engine's events (fm__trace_engine). */
+/* The run traced, for the engine's events (fm_test_trace). */
 static _Atomic(const struct oracle *) trace_o;
+
+static fm_test_trace_fn trace_engine;
 
 void
 or_trace_oracle(const struct oracle *o)
 {
 	atomic_store(&trace_o, o);
+	atomic_store(&fm_test_trace, o != NULL ? trace_engine : NULL);
 }
 
 /*
  * The engine's decisions on the same timeline: who is -1, x the thread,
  * y what the engine says of it (a sequence number, pages, an error).
  */
-void
-fm__trace_engine(const char *what, pid_t tid, uintptr_t va, unsigned long x)
+static void
+trace_engine(const char *what, pid_t tid, uintptr_t va, unsigned long x)
 {
 	const struct oracle *o = atomic_load(&trace_o);
 
