@@ -127,6 +127,11 @@
  *                               the access is not told (its retry gets
  *                               SIGSEGV)
  *   write vs write-back         invariant 4: the write faults, re-dirties
+ *   a refusal vs an install     an install (under obj->lock) woke every
+ *   at its page                 thread at the page: a refusal whose page was
+ *                               mapped since its message was read is not
+ *                               told; the SIGBUS is sent under obj->lock
+ *                               (tell_signal)
  *   a fault on a page moved     woken: its retry waits in the user-mode-
  *   away (swap_page)            only uffd until the page is back
  *   the engine's own moves      their UNMAP and REMAP events are expected
@@ -294,6 +299,7 @@ static int kickfd = -1;
  */
 static __thread int eng_reader, eng_thread, eng_blocking;
 
+static void page_answered(uintptr_t va, size_t len);
 static int engine_spawn(struct fm_pmap *pm);
 static int engine_spawn_fn(struct fm_pmap *pm, void *(*fn)(void *),
     const char *name);
@@ -361,6 +367,7 @@ struct tslot {
 	int referr; /* and its error */
 	int64_t refwhen; /* and when (now_us) */
 	uint64_t refflags; /* and for what access (write, write-protect) */
+	uint64_t refseq; /* and its message */
 	uintptr_t allowed; /* a page its write was let through to, not mapped */
 	unsigned allowgen; /* refusal_gen then */
 	/*
@@ -377,15 +384,15 @@ static struct {
 } thr = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 /*
- * The last time a write to each page was let through (hashed by address;
- * a hint): thr.seq then. The unprotect wakes every thread waiting to write
- * the page, so a write message read before it is answered by it.
+ * The last time each page was mapped or made writable (hashed by address;
+ * a hint): thr.seq then. The install or unprotect woke every thread that
+ * waited at the page, so each message of it read before is answered.
  */
-#define FM_WSLOTS 4096
+#define FM_ASLOTS 4096
 static struct {
 	uintptr_t va;
 	uint64_t seq;
-} wans[FM_WSLOTS];
+} pans[FM_ASLOTS];
 
 /*
  * Address ranges the kernel has unmapped or moved (an UNMAP or REMAP event
@@ -763,24 +770,26 @@ install_locked(const struct fault *f, uint64_t pg, unsigned around,
 				break;
 		}
 	}
-	/*
-	 * A write-protected install keeps obj->lock: a write let through
-	 * meanwhile (fault_wp: DIRTY, then unprotect) must not find its
-	 * page mapped write-protected again after its unprotect.
-	 */
-	if (k == 0 || !wp)
-		pthread_mutex_unlock(&obj->lock);
 	if (k == 0) {
+		pthread_mutex_unlock(&obj->lock);
 		entry_unhold(e);
 		return -ENOENT;
 	}
+	/*
+	 * The install keeps obj->lock: a write let through meanwhile
+	 * (fault_wp: DIRTY, then unprotect) must not find its page mapped
+	 * write-protected again after its unprotect, and a refusal at the
+	 * page must not tell its thread while the install lets it go on
+	 * (tell_signal).
+	 */
 	ra_advance(e, f->va, want, k);
 	r = fm__pmap_enter(f->pm, f->va, (size_t)k << FM_PAGE_SHIFT, wp,
 	    mapped);
+	if (*mapped > 0)
+		page_answered(f->va, *mapped);
+	pthread_mutex_unlock(&obj->lock);
 	FM_TRACE(wp ? "engine: install wp" : "engine: install", f->tid, f->va,
 	    k);
-	if (wp)
-		pthread_mutex_unlock(&obj->lock);
 	entry_unhold(e);
 	return r;
 }
@@ -817,15 +826,19 @@ zero_install(const struct fault *f, uint64_t pg, unsigned n, unsigned want,
 			k++;
 	else
 		n = 0;
-	pthread_mutex_unlock(&obj->lock);
-	if (n == 0)
+	if (n == 0) {
+		pthread_mutex_unlock(&obj->lock);
 		return 0;
-	if (k > 0) {
+	}
+	if (k > 0) { /* under obj->lock, as install_locked */
 		ra_advance(e, f->va, want, k);
 		if (fm__pmap_zero(f->pm, f->va, (size_t)k << FM_PAGE_SHIFT,
 		        mapped) < 0)
 			*mapped = 0;
+		if (*mapped > 0)
+			page_answered(f->va, *mapped);
 	}
+	pthread_mutex_unlock(&obj->lock);
 	entry_unhold(e);
 	return k > 0 ? (unsigned)(*mapped >> FM_PAGE_SHIFT) : 0;
 }
@@ -986,49 +999,48 @@ tell(const struct fault *f)
 }
 
 /*
- * The sequence number of the last message read: a read under way (it
- * holds gone.lock from its read(2) to its note_message) is counted.
+ * Pages [va, va + len) have been mapped, or made writable: that woke every
+ * thread waiting at them, so each message of them read so far is answered
+ * (a message the kernel removes once its thread is woken cannot be read
+ * after that); a read under way (it holds gone.lock from its read(2) to
+ * its note_message) is counted. => an install's obj->lock held (an
+ * unprotect: its page's WRITING)
  */
-static uint64_t
-read_so_far(void)
+static void
+page_answered(uintptr_t va, size_t len)
 {
-	uint64_t seq;
-
-	pthread_mutex_lock(&gone.lock);
+	pthread_mutex_lock(&gone.lock); /* a read under way notes first */
 	pthread_mutex_lock(&thr.lock);
-	seq = thr.seq;
+	for (uintptr_t a = va; a < va + len; a += FM_PAGE_SIZE) {
+		unsigned i = (unsigned)(a >> FM_PAGE_SHIFT) % FM_ASLOTS;
+
+		pans[i].va = a;
+		pans[i].seq = thr.seq;
+	}
 	pthread_mutex_unlock(&thr.lock);
 	pthread_mutex_unlock(&gone.lock);
-	return seq;
 }
 
 /*
- * A write to page va has been let through: the unprotect woke every
- * thread that waited to write it, so each write message of the page read
- * so far is answered (a message the kernel removes once its thread is
- * woken cannot be read after that).
+ * Whether page va was mapped or made writable after the message seq was
+ * read. => thr.lock held
  */
-static void
-write_answered(uintptr_t va)
+static int
+answered_after_locked(uintptr_t va, uint64_t seq)
 {
-	unsigned i = (unsigned)(va >> FM_PAGE_SHIFT) % FM_WSLOTS;
-	uint64_t seq = read_so_far();
+	unsigned i = (unsigned)(va >> FM_PAGE_SHIFT) % FM_ASLOTS;
 
-	pthread_mutex_lock(&thr.lock);
-	wans[i].va = va;
-	wans[i].seq = seq;
-	pthread_mutex_unlock(&thr.lock);
+	return pans[i].va == va && pans[i].seq >= seq;
 }
 
-/* Whether a write to f's page was let through since f was read. */
+/* Whether f's page was mapped or made writable since f was read. */
 static int
-write_stale(const struct fault *f)
+answered_since(const struct fault *f)
 {
-	unsigned i = (unsigned)(f->va >> FM_PAGE_SHIFT) % FM_WSLOTS;
 	int r;
 
 	pthread_mutex_lock(&thr.lock);
-	r = wans[i].va == f->va && wans[i].seq >= f->seq;
+	r = answered_after_locked(f->va, f->seq);
 	pthread_mutex_unlock(&thr.lock);
 	return r;
 }
@@ -1114,6 +1126,7 @@ refusal_keep(const struct fault *f, unsigned gen, int err)
 		t->referr = err;
 		t->refwhen = now_us();
 		t->refflags = f->flags & FM_ACCESS_FLAGS;
+		t->refseq = f->seq;
 	}
 	pthread_mutex_unlock(&thr.lock);
 }
@@ -1126,9 +1139,13 @@ refusal_take(const struct fault *f, unsigned gen)
 	pthread_mutex_lock(&thr.lock);
 	struct tslot *t = tslot_locked(f->tid);
 	if (t->tid == f->tid && t->refused == f->va) {
-		/* Only for the same access: soon, and nothing changed since. */
+		/*
+		 * Only for the same access: soon, and nothing changed since
+		 * (the page not mapped meanwhile: that let the access go on).
+		 */
 		if (t->refgen == gen && now_us() - t->refwhen < FM_REFUSAL_US &&
-		    t->refflags == (f->flags & FM_ACCESS_FLAGS))
+		    t->refflags == (f->flags & FM_ACCESS_FLAGS) &&
+		    !answered_after_locked(f->va, t->refseq))
 			r = t->referr;
 		t->refused = 0;
 	}
@@ -1600,15 +1617,36 @@ enum tell_how {
 	TELL_STUCK, /* a system call retrying its fault: poison */
 };
 
+/*
+ * SIGBUS to f's thread, which waits in a fault at f's page: not if the
+ * page has been mapped since f was read (that woke the thread: its access
+ * went on, or faults again and is decided afresh). Under obj->lock, which
+ * installs hold, so that none lets the thread go on in between.
+ */
+static enum answer
+tell_signal(const struct fault *f, int err)
+{
+	struct fm_object *obj = f->e ? f->e->obj : NULL;
+	enum answer a = ANS_SIGBUS;
+
+	if (obj != NULL)
+		pthread_mutex_lock(&obj->lock);
+	if (answered_since(f))
+		a = wake(f);
+	else if (fm__pmap_sigbus(f->pm, f->tid, f->addr ? f->addr : f->va,
+	             -err) != 0)
+		a = ANS_NONE;
+	if (obj != NULL)
+		pthread_mutex_unlock(&obj->lock);
+	return a;
+}
+
 static enum answer
 tell_now(const struct fault *f, int err, int mapped, enum tell_how how)
 {
 	switch (how) {
 	case TELL_SIGNAL:
-		return fm__pmap_sigbus(f->pm, f->tid, f->addr ? f->addr : f->va,
-		           -err) == 0
-		    ? ANS_SIGBUS
-		    : ANS_NONE;
+		return tell_signal(f, err);
 	case TELL_POISON:
 		return fm__pmap_poison(f->pm, f->va, mapped) == 0 ? ANS_SIGBUS
 		                                                  : ANS_NONE;
@@ -1991,7 +2029,7 @@ fault_wp(const struct fault *f)
 	rgen = refusal_gen(obj);
 	if (!(st & FM_PG_RESIDENT) || (st & FM_PGS_BUSY))
 		r = -EAGAIN; /* discarded or in write-back: it faults again */
-	else if (write_stale(f) || !wp_mapped(f))
+	else if (answered_since(f) || !wp_mapped(f))
 		r = -EAGAIN; /* an earlier write went through: so did this */
 	pthread_mutex_unlock(&obj->lock);
 	pthread_rwlock_unlock(&obj->pmaplock);
@@ -2013,7 +2051,7 @@ fault_wp(const struct fault *f)
 		pthread_mutex_unlock(&obj->lock);
 		a = unprotect_locked(f);
 		if (a != ANS_NONE)
-			write_answered(f->va);
+			page_answered(f->va, FM_PAGE_SIZE);
 		if (a == ANS_WOKEN && fm__pgo_has_write(obj))
 			allow_keep(f, allow_gen(obj));
 		pthread_mutex_lock(&obj->lock);

@@ -920,6 +920,96 @@ TEST_TAGGED(trust_revoked_read_racing_restore_hits_its_access, "thread")
 	sigbus_for_its_access(T_REVOKE);
 }
 
+/*
+ * A refusal whose page was mapped after its message was read is not told:
+ * the install woke the thread, whose access went on. Here the pager keeps
+ * a read's refusal (call A) while another thread's fault maps the page
+ * (B): the read goes through; the thread reads the page again, after its
+ * mapping was dropped, and that fault's call (C) waits too. Then A refuses:
+ * the thread is in a fault at the same page, as it was, but in a new
+ * access, which C lets through: a SIGBUS for A would end it.
+ */
+enum { SA_FILL, SA_REFUSE, SA_ALLOW, SA_LATE };
+
+static struct {
+	atomic_int calls, armed, entered[SA_LATE + 1], release[SA_LATE + 1];
+	volatile char *p;
+	atomic_int step, res[2];
+} rm;
+
+static void
+sa_wait(atomic_int *flag)
+{
+	for (double until = now_s() + 5; !atomic_load(flag);) {
+		ASSERT(now_s() < until);
+		sleep_us(100);
+	}
+}
+
+static int
+sa_fault(struct fm_fault *f)
+{
+	int k = atomic_load(&rm.armed) ? atomic_fetch_add(&rm.calls, 1) + 1
+	                               : SA_FILL;
+
+	if (f->npages > 0)
+		memset(fm_object_window(f->obj) + f->pgidx * PG, 'a', PG);
+	if (k > SA_LATE)
+		return 0;
+	atomic_store(&rm.entered[k], 1);
+	if (k == SA_REFUSE || k == SA_LATE)
+		sa_wait(&rm.release[k]);
+	return k == SA_REFUSE ? -EACCES : 0;
+}
+
+static const struct fm_pagerops sa_ops = {.pgo_fault = sa_fault};
+
+static void *
+sa_reader(void *arg)
+{
+	(void)arg;
+	atomic_store(&rm.res[0], tb_probe(rm.p, 0));
+	atomic_store(&rm.step, 1);
+	sa_wait(&rm.release[SA_FILL]); /* its mapping dropped again */
+	atomic_store(&rm.res[1], tb_probe(rm.p, 0));
+	return NULL;
+}
+
+TEST_TAGGED(trust_refusal_not_told_once_its_page_was_mapped, "thread")
+{
+	fm_test_need_uffd();
+	struct fm_object *obj;
+	pthread_t t;
+
+	ASSERT_EQ(fm_object_create(&sa_ops, PG, NULL, &obj), 0);
+	int fd = testdev_open("refuse-mapped", obj, RW, O_RDWR);
+	char *p = fm_mmap(NULL, PG, RW, MAP_SHARED, fd, 0);
+
+	ASSERT(p != MAP_FAILED);
+	rm.p = p;
+	tb_install();
+	(void)*(volatile char *)p; /* resident */
+	ASSERT_OK(madvise(p, PG, MADV_DONTNEED));
+	atomic_store(&rm.armed, 1);
+	ASSERT_EQ(pthread_create(&t, NULL, sa_reader, NULL), 0);
+	sa_wait(&rm.entered[SA_REFUSE]); /* A: the reader's fault */
+	ASSERT_EQ(*(volatile char *)p, 'a'); /* B maps it: the reader goes on */
+	sa_wait(&rm.step);
+	ASSERT_EQ(atomic_load(&rm.res[0]), 0);
+	ASSERT_OK(madvise(p, PG, MADV_DONTNEED));
+	atomic_store(&rm.release[SA_FILL], 1); /* it reads again: C */
+	sa_wait(&rm.entered[SA_LATE]);
+	atomic_store(&rm.release[SA_REFUSE], 1); /* A refuses */
+	sleep_us(200000);
+	atomic_store(&rm.release[SA_LATE], 1);
+	JOIN_WITHIN(t, 5, "the reader");
+	ASSERT_EQ(atomic_load(&rm.res[1]), 0);
+	ASSERT_EQ(atomic_load(&tb_total), 0);
+	ASSERT_OK(fm_munmap(p, PG));
+	ASSERT_OK(fm_close(fd));
+	fm_object_rele(obj);
+}
+
 /* ------------------------------------------------------------------------
  * 9. The write hook is asked once per first write to a clean page: not
  * once per thread that raced to write it, not again for a write that a
