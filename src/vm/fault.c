@@ -114,10 +114,10 @@
  *                               the protection changed)
  *   a pager's own error codes   mapped to EIO (pager_errno): a pager can
  *                               never make the engine wake or retry
- *   write allowed vs install    an install that maps write-protected
- *                               keeps obj->lock across its CONTINUE, so
- *                               it is before the write's DIRTY (and the
- *                               unprotect follows it) or sees DIRTY
+ *   write allowed vs install    an install keeps obj->lock across its
+ *                               CONTINUE, so it is before the write's
+ *                               DIRTY (and the unprotect follows it) or
+ *                               sees DIRTY
  *   protect across a page away  the kernel stops at the page: the rest is
  *                               protected a page at a time
  *                               (fm__fault_protect)
@@ -131,7 +131,7 @@
  *   at its page                 thread at the page: a refusal whose page was
  *                               mapped since its message was read is not
  *                               told; the SIGBUS is sent under obj->lock
- *                               (tell_signal)
+ *                               (tell_user)
  *   a fault on a page moved     woken: its retry waits in the user-mode-
  *   away (swap_page)            only uffd until the page is back
  *   the engine's own moves      their UNMAP and REMAP events are expected
@@ -384,15 +384,17 @@ static struct {
 } thr = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 /*
- * The last time each page was mapped or made writable (hashed by address;
- * a hint): thr.seq then. The install or unprotect woke every thread that
- * waited at the page, so each message of it read before is answered.
+ * The last time each page was mapped or made writable, hashed by address:
+ * seq_bound then. The install or unprotect woke every thread that waited
+ * at the page, so each message of it read before is answered. Pages that
+ * share a slot share it: a message may be taken for answered when it is
+ * not (its thread is woken and faults again), never the other way.
+ * seq_bound: the sequence number of the last message read, or while a
+ * read is under way, the largest it may note (read_batch).
  */
 #define FM_ASLOTS 4096
-static struct {
-	uintptr_t va;
-	uint64_t seq;
-} pans[FM_ASLOTS];
+static atomic_uint_least64_t pans[FM_ASLOTS];
+static atomic_uint_least64_t seq_bound;
 
 /*
  * Address ranges the kernel has unmapped or moved (an UNMAP or REMAP event
@@ -780,7 +782,7 @@ install_locked(const struct fault *f, uint64_t pg, unsigned around,
 	 * (fault_wp: DIRTY, then unprotect) must not find its page mapped
 	 * write-protected again after its unprotect, and a refusal at the
 	 * page must not tell its thread while the install lets it go on
-	 * (tell_signal).
+	 * (tell_user).
 	 */
 	ra_advance(e, f->va, want, k);
 	r = fm__pmap_enter(f->pm, f->va, (size_t)k << FM_PAGE_SHIFT, wp,
@@ -1002,47 +1004,40 @@ tell(const struct fault *f)
  * Pages [va, va + len) have been mapped, or made writable: that woke every
  * thread waiting at them, so each message of them read so far is answered
  * (a message the kernel removes once its thread is woken cannot be read
- * after that); a read under way (it holds gone.lock from its read(2) to
- * its note_message) is counted. => an install's obj->lock held (an
- * unprotect: its page's WRITING)
+ * after that). => an install's obj->lock held (an unprotect: its page's
+ * WRITING)
  */
 static void
 page_answered(uintptr_t va, size_t len)
 {
-	pthread_mutex_lock(&gone.lock); /* a read under way notes first */
-	pthread_mutex_lock(&thr.lock);
-	for (uintptr_t a = va; a < va + len; a += FM_PAGE_SIZE) {
-		unsigned i = (unsigned)(a >> FM_PAGE_SHIFT) % FM_ASLOTS;
+	uint64_t seq = atomic_load(&seq_bound);
 
-		pans[i].va = a;
-		pans[i].seq = thr.seq;
+	for (uintptr_t a = va; a < va + len; a += FM_PAGE_SIZE) {
+		atomic_uint_least64_t *slot =
+		    &pans[(a >> FM_PAGE_SHIFT) % FM_ASLOTS];
+		uint64_t old = atomic_load(slot);
+
+		while (
+		    old < seq && !atomic_compare_exchange_weak(slot, &old, seq))
+			;
 	}
-	pthread_mutex_unlock(&thr.lock);
-	pthread_mutex_unlock(&gone.lock);
 }
 
 /*
- * Whether page va was mapped or made writable after the message seq was
- * read. => thr.lock held
+ * Whether page va may have been mapped or made writable after the message
+ * seq was read.
  */
 static int
-answered_after_locked(uintptr_t va, uint64_t seq)
+answered_after(uintptr_t va, uint64_t seq)
 {
-	unsigned i = (unsigned)(va >> FM_PAGE_SHIFT) % FM_ASLOTS;
-
-	return pans[i].va == va && pans[i].seq >= seq;
+	return atomic_load(&pans[(va >> FM_PAGE_SHIFT) % FM_ASLOTS]) >= seq;
 }
 
-/* Whether f's page was mapped or made writable since f was read. */
+/* Whether f's page may have been mapped or made writable since f was read. */
 static int
 answered_since(const struct fault *f)
 {
-	int r;
-
-	pthread_mutex_lock(&thr.lock);
-	r = answered_after_locked(f->va, f->seq);
-	pthread_mutex_unlock(&thr.lock);
-	return r;
+	return answered_after(f->va, f->seq);
 }
 
 static void wait_taken(const struct fault *f);
@@ -1145,7 +1140,7 @@ refusal_take(const struct fault *f, unsigned gen)
 		 */
 		if (t->refgen == gen && now_us() - t->refwhen < FM_REFUSAL_US &&
 		    t->refflags == (f->flags & FM_ACCESS_FLAGS) &&
-		    !answered_after_locked(f->va, t->refseq))
+		    !answered_after(f->va, t->refseq))
 			r = t->referr;
 		t->refused = 0;
 	}
@@ -1618,24 +1613,29 @@ enum tell_how {
 };
 
 /*
- * SIGBUS to f's thread, which waits in a fault at f's page: not if the
- * page has been mapped since f was read (that woke the thread: its access
- * went on, or faults again and is decided afresh). Under obj->lock, which
- * installs hold, so that none lets the thread go on in between.
+ * Tell f's thread, which waits in a fault at f's page from user mode: a
+ * SIGBUS, or (it blocks SIGBUS: how) the page poisoned. Not if the page
+ * may have been mapped since f was read: that woke the thread, whose
+ * access went on, or faults again and is decided afresh. Under obj->lock,
+ * which installs hold, so that none lets the thread go on in between.
  */
 static enum answer
-tell_signal(const struct fault *f, int err)
+tell_user(const struct fault *f, int err, int mapped, enum tell_how how)
 {
 	struct fm_object *obj = f->e ? f->e->obj : NULL;
-	enum answer a = ANS_SIGBUS;
+	enum answer a;
+	int r;
 
 	if (obj != NULL)
 		pthread_mutex_lock(&obj->lock);
 	if (answered_since(f))
 		a = wake(f);
-	else if (fm__pmap_sigbus(f->pm, f->tid, f->addr ? f->addr : f->va,
-	             -err) != 0)
-		a = ANS_NONE;
+	else {
+		r = how == TELL_SIGNAL ? fm__pmap_sigbus(f->pm, f->tid,
+		                             f->addr ? f->addr : f->va, -err)
+		                       : fm__pmap_poison(f->pm, f->va, mapped);
+		a = r == 0 ? ANS_SIGBUS : ANS_NONE;
+	}
 	if (obj != NULL)
 		pthread_mutex_unlock(&obj->lock);
 	return a;
@@ -1646,13 +1646,13 @@ tell_now(const struct fault *f, int err, int mapped, enum tell_how how)
 {
 	switch (how) {
 	case TELL_SIGNAL:
-		return tell_signal(f, err);
 	case TELL_POISON:
-		return fm__pmap_poison(f->pm, f->va, mapped) == 0 ? ANS_SIGBUS
-		                                                  : ANS_NONE;
+		return tell_user(f, err, mapped, how);
 	case TELL_SYSCALL:
-	case TELL_STUCK:
-		return refuse_syscall(f, mapped, how == TELL_STUCK);
+	case TELL_STUCK: /* (mapped since: its call went on; a hint) */
+		return answered_since(f)
+		    ? wake(f)
+		    : refuse_syscall(f, mapped, how == TELL_STUCK);
 	default:
 		return ANS_NONE;
 	}
@@ -2030,7 +2030,7 @@ fault_wp(const struct fault *f)
 	if (!(st & FM_PG_RESIDENT) || (st & FM_PGS_BUSY))
 		r = -EAGAIN; /* discarded or in write-back: it faults again */
 	else if (answered_since(f) || !wp_mapped(f))
-		r = -EAGAIN; /* an earlier write went through: so did this */
+		r = -EAGAIN; /* older than what is mapped: it faults again */
 	pthread_mutex_unlock(&obj->lock);
 	pthread_rwlock_unlock(&obj->pmaplock);
 
@@ -2284,6 +2284,8 @@ read_batch(struct fm_pmap *pm, struct emsg *got)
 	 * read, and may map anew at once; what it maps must count as newer.
 	 */
 	gen = atomic_load(&fm__map.gen);
+	/* What this read may note (thr.seq changes only under gone.lock). */
+	atomic_store(&seq_bound, thr.seq + FM_ENGINE_BATCH);
 	k = fm__pmap_read(pm, msgs, FM_ENGINE_BATCH);
 	FM_ASSERT(k >= 0, "reading the userfaultfd: %s", strerror(-k));
 	for (int i = 0; i < k; i++) {
@@ -2325,6 +2327,7 @@ read_batch(struct fm_pmap *pm, struct emsg *got)
 		gone.v[gone.n++] = (struct gone){start, end, to, gen};
 		atomic_store(&gone.pending, gone.n);
 	}
+	atomic_store(&seq_bound, thr.seq); /* exact again */
 	atomic_store(&gone.reading, 0);
 	pthread_mutex_unlock(&gone.lock);
 	return n;
