@@ -123,16 +123,6 @@ TEST_TAGGED(oracle_slow_pager, "thread oracle")
 
 TEST_TAGGED(oracle_put_pager_and_write_hook, "thread oracle")
 {
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-	/*
-	 * Issue 7, open: under TSan (CI) the write hook was once asked a
-	 * second time for a page with nothing between; plain runs of minutes
-	 * pass.
-	 */
-	fm_test_known_defect("known open defect (issue 7): under a sanitizer "
-	                     "a second write-hook call for one clean->dirty "
-	                     "has been seen; FOMAP_TEST_KNOWN=1 runs it");
-#endif
 	oracle_kind(&or_put);
 }
 
