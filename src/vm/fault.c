@@ -114,10 +114,10 @@
  *                               the protection changed)
  *   a pager's own error codes   mapped to EIO (pager_errno): a pager can
  *                               never make the engine wake or retry
- *   write allowed vs install    an install keeps obj->lock across its
- *                               CONTINUE, so it is before the write's
- *                               DIRTY (and the unprotect follows it) or
- *                               sees DIRTY
+ *   write allowed vs install    an install that maps write-protected
+ *                               keeps obj->lock across its CONTINUE, so
+ *                               it is before the write's DIRTY (and the
+ *                               unprotect follows it) or sees DIRTY
  *   protect across a page away  the kernel stops at the page: the rest is
  *                               protected a page at a time
  *                               (fm__fault_protect)
@@ -127,11 +127,11 @@
  *                               the access is not told (its retry gets
  *                               SIGSEGV)
  *   write vs write-back         invariant 4: the write faults, re-dirties
- *   a refusal vs an install     an install (under obj->lock) woke every
- *   at its page                 thread at the page: a refusal whose page was
- *                               mapped since its message was read is not
- *                               told; the SIGBUS is sent under obj->lock
- *                               (tell_user)
+ *   a refusal vs an install     an install woke every thread at the page:
+ *   at its page                 a refusal whose page was mapped since its
+ *                               message was read is not told; installs and
+ *                               the SIGBUS hold the page's stripe lock
+ *                               (enter_answered, tell_user)
  *   a fault on a page moved     woken: its retry waits in the user-mode-
  *   away (swap_page)            only uffd until the page is back
  *   the engine's own moves      their UNMAP and REMAP events are expected
@@ -299,7 +299,9 @@ static int kickfd = -1;
  */
 static __thread int eng_reader, eng_thread, eng_blocking;
 
-static void page_answered(uintptr_t va, size_t len);
+struct fault;
+static int enter_answered(const struct fault *f, size_t len, int wp,
+    size_t *mapped, int zero);
 static int engine_spawn(struct fm_pmap *pm);
 static int engine_spawn_fn(struct fm_pmap *pm, void *(*fn)(void *),
     const char *name);
@@ -395,6 +397,15 @@ static struct {
 #define FM_ASLOTS 4096
 static atomic_uint_least64_t pans[FM_ASLOTS];
 static atomic_uint_least64_t seq_bound;
+
+/* Page va's slot: hashed (Fibonacci), so that no layout shares them. */
+static unsigned
+aslot(uintptr_t va)
+{
+	return (unsigned)(((uint64_t)(va >> FM_PAGE_SHIFT) *
+	                      0x9e3779b97f4a7c15ULL) >>
+	    52);
+}
 
 /*
  * Address ranges the kernel has unmapped or moved (an UNMAP or REMAP event
@@ -772,26 +783,23 @@ install_locked(const struct fault *f, uint64_t pg, unsigned around,
 				break;
 		}
 	}
-	if (k == 0) {
+	/*
+	 * A write-protected install keeps obj->lock: a write let through
+	 * meanwhile (fault_wp: DIRTY, then unprotect) must not find its
+	 * page mapped write-protected again after its unprotect.
+	 */
+	if (k == 0 || !wp)
 		pthread_mutex_unlock(&obj->lock);
+	if (k == 0) {
 		entry_unhold(e);
 		return -ENOENT;
 	}
-	/*
-	 * The install keeps obj->lock: a write let through meanwhile
-	 * (fault_wp: DIRTY, then unprotect) must not find its page mapped
-	 * write-protected again after its unprotect, and a refusal at the
-	 * page must not tell its thread while the install lets it go on
-	 * (tell_user).
-	 */
 	ra_advance(e, f->va, want, k);
-	r = fm__pmap_enter(f->pm, f->va, (size_t)k << FM_PAGE_SHIFT, wp,
-	    mapped);
-	if (*mapped > 0)
-		page_answered(f->va, *mapped);
-	pthread_mutex_unlock(&obj->lock);
+	r = enter_answered(f, (size_t)k << FM_PAGE_SHIFT, wp, mapped, 0);
 	FM_TRACE(wp ? "engine: install wp" : "engine: install", f->tid, f->va,
 	    k);
+	if (wp)
+		pthread_mutex_unlock(&obj->lock);
 	entry_unhold(e);
 	return r;
 }
@@ -828,19 +836,15 @@ zero_install(const struct fault *f, uint64_t pg, unsigned n, unsigned want,
 			k++;
 	else
 		n = 0;
-	if (n == 0) {
-		pthread_mutex_unlock(&obj->lock);
-		return 0;
-	}
-	if (k > 0) { /* under obj->lock, as install_locked */
-		ra_advance(e, f->va, want, k);
-		if (fm__pmap_zero(f->pm, f->va, (size_t)k << FM_PAGE_SHIFT,
-		        mapped) < 0)
-			*mapped = 0;
-		if (*mapped > 0)
-			page_answered(f->va, *mapped);
-	}
 	pthread_mutex_unlock(&obj->lock);
+	if (n == 0)
+		return 0;
+	if (k > 0) {
+		ra_advance(e, f->va, want, k);
+		if (enter_answered(f, (size_t)k << FM_PAGE_SHIFT, 0, mapped,
+		        1) < 0)
+			*mapped = 0;
+	}
 	entry_unhold(e);
 	return k > 0 ? (unsigned)(*mapped >> FM_PAGE_SHIFT) : 0;
 }
@@ -1004,7 +1008,7 @@ tell(const struct fault *f)
  * Pages [va, va + len) have been mapped, or made writable: that woke every
  * thread waiting at them, so each message of them read so far is answered
  * (a message the kernel removes once its thread is woken cannot be read
- * after that). => an install's obj->lock held (an unprotect: its page's
+ * after that). => an install's stripes held (an unprotect: its page's
  * WRITING)
  */
 static void
@@ -1013,8 +1017,7 @@ page_answered(uintptr_t va, size_t len)
 	uint64_t seq = atomic_load(&seq_bound);
 
 	for (uintptr_t a = va; a < va + len; a += FM_PAGE_SIZE) {
-		atomic_uint_least64_t *slot =
-		    &pans[(a >> FM_PAGE_SHIFT) % FM_ASLOTS];
+		atomic_uint_least64_t *slot = &pans[aslot(a)];
 		uint64_t old = atomic_load(slot);
 
 		while (
@@ -1024,13 +1027,80 @@ page_answered(uintptr_t va, size_t len)
 }
 
 /*
+ * Installs and the telling of refusals at the same pages are serialised by
+ * stripe locks, 256 KiB of address each (hashed): an install holds
+ * those of its range across its ioctl and its page_answered; a refusal is
+ * checked and told under the one of its page (tell_user), so that no
+ * install lets its thread go on in between. (Not obj->lock: two threads
+ * filling one object would then install one at a time.)
+ */
+#define FM_STRIPES 256
+#define FM_STRIPE_SHIFT (FM_PAGE_SHIFT + 6)
+static pthread_mutex_t stripe[FM_STRIPES] = {
+    [0 ... FM_STRIPES - 1] = PTHREAD_MUTEX_INITIALIZER};
+
+struct stripes {
+	uint64_t bit[FM_STRIPES / 64];
+};
+
+/* The stripes of [va, va + len): 256 KiB each, hashed (Fibonacci). */
+static struct stripes
+stripes_of(uintptr_t va, size_t len)
+{
+	struct stripes set = {{0}};
+	uintptr_t g = va >> FM_STRIPE_SHIFT,
+	          last = (va + len - 1) >> FM_STRIPE_SHIFT;
+
+	for (unsigned n = 0; g <= last && n < FM_STRIPES; g++, n++) {
+		unsigned i =
+		    (unsigned)(((uint64_t)g * 0x9e3779b97f4a7c15ULL) >> 56);
+
+		set.bit[i / 64] |= 1ULL << (i % 64);
+	}
+	if (g <= last) /* more groups than stripes: all of them */
+		memset(&set, 0xff, sizeof set);
+	return set;
+}
+
+/* Lock (or unlock) the stripes of set, in one order. */
+static void
+stripes_lock(const struct stripes *set, int lock)
+{
+	for (unsigned i = 0; i < FM_STRIPES; i++)
+		if (set->bit[i / 64] & (1ULL << (i % 64)))
+			(void)(lock ? pthread_mutex_lock(&stripe[i])
+			            : pthread_mutex_unlock(&stripe[i]));
+}
+
+/*
+ * Map len bytes from f's page (UFFDIO_CONTINUE, write-protected or not, or
+ * with zero: UFFDIO_ZEROPAGE) under their stripes, and note what was
+ * mapped as answered. => as fm__pmap_enter
+ */
+static int
+enter_answered(const struct fault *f, size_t len, int wp, size_t *mapped,
+    int zero)
+{
+	struct stripes set = stripes_of(f->va, len);
+	int r;
+
+	stripes_lock(&set, 1);
+	r = zero ? fm__pmap_zero(f->pm, f->va, len, mapped)
+	         : fm__pmap_enter(f->pm, f->va, len, wp, mapped);
+	if (*mapped > 0)
+		page_answered(f->va, *mapped);
+	stripes_lock(&set, 0);
+	return r;
+}
+
+/*
  * Whether page va may have been mapped or made writable after the message
  * seq was read.
  */
 static int
 answered_after(uintptr_t va, uint64_t seq)
 {
-	return atomic_load(&pans[(va >> FM_PAGE_SHIFT) % FM_ASLOTS]) >= seq;
+	return atomic_load(&pans[aslot(va)]) >= seq;
 }
 
 /* Whether f's page may have been mapped or made writable since f was read. */
@@ -1616,18 +1686,17 @@ enum tell_how {
  * Tell f's thread, which waits in a fault at f's page from user mode: a
  * SIGBUS, or (it blocks SIGBUS: how) the page poisoned. Not if the page
  * may have been mapped since f was read: that woke the thread, whose
- * access went on, or faults again and is decided afresh. Under obj->lock,
- * which installs hold, so that none lets the thread go on in between.
+ * access went on, or faults again and is decided afresh. Under the page's
+ * stripe, which installs hold, so that none lets the thread go on between.
  */
 static enum answer
 tell_user(const struct fault *f, int err, int mapped, enum tell_how how)
 {
-	struct fm_object *obj = f->e ? f->e->obj : NULL;
+	struct stripes set = stripes_of(f->va, FM_PAGE_SIZE);
 	enum answer a;
 	int r;
 
-	if (obj != NULL)
-		pthread_mutex_lock(&obj->lock);
+	stripes_lock(&set, 1);
 	if (answered_since(f))
 		a = wake(f);
 	else {
@@ -1636,8 +1705,7 @@ tell_user(const struct fault *f, int err, int mapped, enum tell_how how)
 		                       : fm__pmap_poison(f->pm, f->va, mapped);
 		a = r == 0 ? ANS_SIGBUS : ANS_NONE;
 	}
-	if (obj != NULL)
-		pthread_mutex_unlock(&obj->lock);
+	stripes_lock(&set, 0);
 	return a;
 }
 

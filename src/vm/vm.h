@@ -14,11 +14,9 @@
  *                                    exclusive: changing what may be mapped
  *                                    (protect, unmap, clean)
  *   3. obj->lock           (mutex)   page states, busy pages, obj->entries,
- *                                    e->dead, e->installing, e->end; held
- *                                    across each install of obj's pages
- *                                    and each SIGBUS at them (fault.c)
- *   4. the engine's own locks (fault.c: gone.lock, then thr.lock, then
- *      eng.lock), taken under 3 by installs and protects
+ *                                    e->dead, e->installing, e->end
+ *   4. the engine's own locks (fault.c: an install's stripes, gone.lock,
+ *      thr.lock, eng.lock), taken under 3 by installs and protects
  * pgo_get and pgo_fault run with 2 held shared (so a fill and its install
  * are one step); pgo_put with 2 held exclusive; pgo_write with none. Calls
  * that need 2 exclusive on the object a hook of this thread holds it for
