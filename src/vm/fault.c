@@ -1066,10 +1066,14 @@ stripes_of(uintptr_t va, size_t len)
 static void
 stripes_lock(const struct stripes *set, int lock)
 {
-	for (unsigned i = 0; i < FM_STRIPES; i++)
-		if (set->bit[i / 64] & (1ULL << (i % 64)))
-			(void)(lock ? pthread_mutex_lock(&stripe[i])
-			            : pthread_mutex_unlock(&stripe[i]));
+	for (unsigned w = 0; w < FM_STRIPES / 64; w++)
+		for (uint64_t b = set->bit[w]; b != 0; b &= b - 1) {
+			pthread_mutex_t *m =
+			    &stripe[w * 64 + (unsigned)__builtin_ctzll(b)];
+
+			(void)(lock ? pthread_mutex_lock(m)
+			            : pthread_mutex_unlock(m));
+		}
 }
 
 /*
