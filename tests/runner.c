@@ -13,6 +13,8 @@
  *   fomap-test [--list] [--help] [pattern...]
  *   pattern             run the tests whose name contains it, or tagged it
  *   FOMAP_TEST_TIMEOUT  seconds per test (default 60)
+ *   FOMAP_TEST_SHOW     show a passing test's output too (what a stress
+ *                       run exercised)
  *
  * Prints "ok N - name", "ok N - name # SKIP reason", "not ok N - name"
  * (with "# timeout after Ns: a hang", "# killed by signal ..." or
@@ -467,7 +469,7 @@ run_one(const struct fm_test *t, int n, int timeout)
 
 	printf("%s %d - %s%s\n", res == FAIL ? "not ok" : "ok", n, t->name,
 	    note);
-	if (res == FAIL)
+	if (res == FAIL || (res == PASS && getenv("FOMAP_TEST_SHOW")))
 		show_output(out);
 	close(out);
 	return res;
