@@ -394,17 +394,21 @@ static struct {
  * seq_bound: the sequence number of the last message read, or while a
  * read is under way, the largest it may note (read_batch).
  */
-#define FM_ASLOTS 4096
-static atomic_uint_least64_t pans[FM_ASLOTS];
+#define FM_ASLOT_BITS 12
+static atomic_uint_least64_t pans[1 << FM_ASLOT_BITS];
 static atomic_uint_least64_t seq_bound;
 
-/* Page va's slot: hashed (Fibonacci), so that no layout shares them. */
+/* x hashed to bits bits (Fibonacci): no layout of pages shares slots. */
+static unsigned
+hash_bits(uint64_t x, unsigned bits)
+{
+	return (unsigned)((x * 0x9e3779b97f4a7c15ULL) >> (64 - bits));
+}
+
 static unsigned
 aslot(uintptr_t va)
 {
-	return (unsigned)(((uint64_t)(va >> FM_PAGE_SHIFT) *
-	                      0x9e3779b97f4a7c15ULL) >>
-	    52);
+	return hash_bits(va >> FM_PAGE_SHIFT, FM_ASLOT_BITS);
 }
 
 /*
@@ -1034,7 +1038,8 @@ page_answered(uintptr_t va, size_t len)
  * install lets its thread go on in between. (Not obj->lock: two threads
  * filling one object would then install one at a time.)
  */
-#define FM_STRIPES 256
+#define FM_STRIPE_BITS 8
+#define FM_STRIPES (1 << FM_STRIPE_BITS)
 #define FM_STRIPE_SHIFT (FM_PAGE_SHIFT + 6)
 static pthread_mutex_t stripe[FM_STRIPES] = {
     [0 ... FM_STRIPES - 1] = PTHREAD_MUTEX_INITIALIZER};
@@ -1043,7 +1048,7 @@ struct stripes {
 	uint64_t bit[FM_STRIPES / 64];
 };
 
-/* The stripes of [va, va + len): 256 KiB each, hashed (Fibonacci). */
+/* The stripes of [va, va + len): 256 KiB each, hashed. */
 static struct stripes
 stripes_of(uintptr_t va, size_t len)
 {
@@ -1052,8 +1057,7 @@ stripes_of(uintptr_t va, size_t len)
 	          last = (va + len - 1) >> FM_STRIPE_SHIFT;
 
 	for (unsigned n = 0; g <= last && n < FM_STRIPES; g++, n++) {
-		unsigned i =
-		    (unsigned)(((uint64_t)g * 0x9e3779b97f4a7c15ULL) >> 56);
+		unsigned i = hash_bits(g, FM_STRIPE_BITS);
 
 		set.bit[i / 64] |= 1ULL << (i % 64);
 	}
