@@ -923,51 +923,43 @@ TEST_TAGGED(trust_revoked_read_racing_restore_hits_its_access, "thread")
  * the thread is in a fault at the same page, as it was, but in a new
  * access, which C lets through: a SIGBUS for A would end it.
  */
-enum { SA_FILL, SA_REFUSE, SA_ALLOW, SA_LATE };
+enum { RM_FILL, RM_REFUSE, RM_ALLOW, RM_LATE };
 
 static struct {
-	atomic_int calls, armed, entered[SA_LATE + 1], release[SA_LATE + 1];
+	atomic_int calls, armed, entered[RM_LATE + 1], release[RM_LATE + 1];
 	volatile char *p;
 	atomic_int step, res[2];
 } rm;
 
-static void
-sa_wait(atomic_int *flag)
-{
-	for (double until = now_s() + 5; !atomic_load(flag);) {
-		ASSERT(now_s() < until);
-		sleep_us(100);
-	}
-}
-
 static int
-sa_fault(struct fm_fault *f)
+rm_fault(struct fm_fault *f)
 {
 	int k = atomic_load(&rm.armed) ? atomic_fetch_add(&rm.calls, 1) + 1
-	                               : SA_FILL;
+	                               : RM_FILL;
 
 	f->around = 1;
 	if (f->npages > 0) {
 		f->npages = 1;
 		memset(fm_object_window(f->obj) + f->pgidx * PG, 'a', PG);
 	}
-	if (k > SA_LATE)
+	if (k > RM_LATE)
 		return 0;
 	atomic_store(&rm.entered[k], 1);
-	if (k == SA_REFUSE || k == SA_LATE)
-		sa_wait(&rm.release[k]);
-	return k == SA_REFUSE ? -EACCES : 0;
+	if (k == RM_REFUSE || k == RM_LATE)
+		ASSERT(wait_flag(&rm.release[k], 5));
+	return k == RM_REFUSE ? -EACCES : 0;
 }
 
-static const struct fm_pagerops sa_ops = {.pgo_fault = sa_fault};
+static const struct fm_pagerops rm_ops = {.pgo_fault = rm_fault};
 
 static void *
-sa_reader(void *arg)
+rm_reader(void *arg)
 {
 	(void)arg;
 	atomic_store(&rm.res[0], tb_probe(rm.p, 0));
 	atomic_store(&rm.step, 1);
-	sa_wait(&rm.release[SA_FILL]); /* its mapping dropped again */
+	ASSERT(
+	    wait_flag(&rm.release[RM_FILL], 5)); /* its mapping dropped again */
 	atomic_store(&rm.res[1], tb_probe(rm.p, 0));
 	return NULL;
 }
@@ -978,7 +970,7 @@ TEST_TAGGED(trust_refusal_not_told_once_its_page_was_mapped, "thread")
 	struct fm_object *obj;
 	pthread_t t;
 
-	ASSERT_EQ(fm_object_create(&sa_ops, PG, NULL, &obj), 0);
+	ASSERT_EQ(fm_object_create(&rm_ops, PG, NULL, &obj), 0);
 	int fd = testdev_open("refuse-mapped", obj, RW, O_RDWR);
 	char *p = fm_mmap(NULL, PG, RW, MAP_SHARED, fd, 0);
 
@@ -988,17 +980,18 @@ TEST_TAGGED(trust_refusal_not_told_once_its_page_was_mapped, "thread")
 	(void)*(volatile char *)p; /* resident */
 	ASSERT_OK(madvise(p, PG, MADV_DONTNEED));
 	atomic_store(&rm.armed, 1);
-	ASSERT_EQ(pthread_create(&t, NULL, sa_reader, NULL), 0);
-	sa_wait(&rm.entered[SA_REFUSE]); /* A: the reader's fault */
+	ASSERT_EQ(pthread_create(&t, NULL, rm_reader, NULL), 0);
+	ASSERT(
+	    wait_flag(&rm.entered[RM_REFUSE], 5)); /* A: the reader's fault */
 	ASSERT_EQ(*(volatile char *)p, 'a'); /* B maps it: the reader goes on */
-	sa_wait(&rm.step);
+	ASSERT(wait_flag(&rm.step, 5));
 	ASSERT_EQ(atomic_load(&rm.res[0]), 0);
 	ASSERT_OK(madvise(p, PG, MADV_DONTNEED));
-	atomic_store(&rm.release[SA_FILL], 1); /* it reads again: C */
-	sa_wait(&rm.entered[SA_LATE]);
-	atomic_store(&rm.release[SA_REFUSE], 1); /* A refuses */
+	atomic_store(&rm.release[RM_FILL], 1); /* it reads again: C */
+	ASSERT(wait_flag(&rm.entered[RM_LATE], 5));
+	atomic_store(&rm.release[RM_REFUSE], 1); /* A refuses */
 	sleep_us(200000);
-	atomic_store(&rm.release[SA_LATE], 1);
+	atomic_store(&rm.release[RM_LATE], 1);
 	JOIN_WITHIN(t, 5, "the reader");
 	ASSERT_EQ(atomic_load(&rm.res[1]), 0);
 	ASSERT_EQ(atomic_load(&tb_total), 0);
