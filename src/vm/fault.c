@@ -1139,9 +1139,10 @@ told(const struct fault *f)
 	pthread_mutex_lock(&thr.lock);
 	t = tslot_locked(f->tid);
 	if (t->tid == f->tid) {
-		if (t->va == f->va)
+		if (t->va == f->va) {
 			seq = t->seq;
-		else if (t->prevva == f->va)
+			t->atva = 0; /* that access has ended */
+		} else if (t->prevva == f->va)
 			seq = t->prevseq;
 		if (seq > t->told)
 			t->told = seq;
@@ -1734,12 +1735,29 @@ tell_now(const struct fault *f, int err, int mapped, enum tell_how how)
 	}
 }
 
+/*
+ * Whether thread t ran on a CPU for most of the time since it was looked
+ * at first (when it had run ran ns; unknown: yes). A system call that
+ * retries its fault never sleeps and runs whenever it can; a thread back
+ * in user mode that merely waits for a CPU may look the same otherwise.
+ */
+static int
+ran_most(const struct fm_pmap_thread *t, unsigned long long ran, int64_t since)
+{
+	if (t->ran_ns == ~0ULL || ran == ~0ULL)
+		return 1;
+	return (t->ran_ns - ran) / 1000 * 2 >=
+	    (unsigned long long)(now_us() - since);
+}
+
 /* Look at f's thread until it is known how to tell it of a refusal. */
 static enum tell_how
 tell_how(const struct fault *f)
 {
 	struct fm_pmap_thread t;
 	unsigned long long slept = ~0ULL; /* its sleeps at the first look */
+	unsigned long long ran = 0; /* its time on a CPU at the first look */
+	int64_t since = 0; /* when that was */
 	int spinning = 1; /* running, never sleeping, at every look */
 	int blocked = 0; /* looks that found it waiting, SIGBUS blocked */
 
@@ -1771,17 +1789,23 @@ tell_how(const struct fault *f)
 		 * whose fault the kernel retries without ever sleeping while
 		 * a signal waits. Only that one never sleeps and has a signal
 		 * pending at every look (but so may a thread in user mode
-		 * that gets no CPU under a storm of signals: so only after
-		 * many faults in a row; swap_page is right for both).
+		 * that waits for a CPU, a signal pending: so only if it ran
+		 * most of the time it was looked at, and after many faults in
+		 * a row).
 		 */
 		if (!t.running)
 			spinning = 0;
-		else if (slept == ~0ULL)
+		else if (slept == ~0ULL) {
 			slept = t.switches;
+			ran = t.ran_ns;
+			since = now_us();
+		}
 		spinning &= t.switches == slept && t.signal_pending;
 		usleep(FM_LOOK_US);
 	}
-	return spinning && faulting_hard(f) ? TELL_STUCK : TELL_NOT;
+	return spinning && ran_most(&t, ran, since) && faulting_hard(f)
+	    ? TELL_STUCK
+	    : TELL_NOT;
 }
 
 /*

@@ -691,7 +691,7 @@ TEST_TAGGED(trust_cancel_during_map_fixed_writeback, "thread")
 
 struct refuser {
 	volatile char *p;
-	int wr;
+	int wr, npages; /* npages: 0 means RPAGES */
 	atomic_int stop;
 	long attempts, caught, went, segv, elsewhere;
 	void *bad_addr, *want_addr;
@@ -703,7 +703,8 @@ refuser_main(void *arg)
 	struct refuser *r = arg;
 
 	while (!atomic_load(&r->stop)) {
-		volatile char *x = r->p + (r->attempts % RPAGES) * PG + 5;
+		volatile char *x = r->p +
+		    (r->attempts % (r->npages ? r->npages : RPAGES)) * PG + 5;
 		uintptr_t want = (uintptr_t)x & ~(uintptr_t)(PG - 1);
 
 		r->attempts++;
@@ -1461,4 +1462,116 @@ TEST(trust_sigbus_si_addr_is_exact)
 	ASSERT_OK(fm_close(gfd));
 	ASSERT_OK(fm_close(fd));
 	fm_object_rele(obj);
+}
+
+/*
+ * A refused write from user mode whose thread waits for a CPU, a storm
+ * signal pending, is not a system call retrying its fault: the page is
+ * not taken away for it (which fails other threads' system calls on it
+ * with EFAULT, here a write(2) from the page, which only reads it). A
+ * real-time thread on the writer's CPU keeps it waiting for milliseconds
+ * at a time.
+ */
+struct hog {
+	atomic_int stop;
+	int rt;
+};
+
+static void
+pin_to(pthread_t t, int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	(void)pthread_setaffinity_np(t, sizeof set, &set);
+}
+
+static void *
+hog_main(void *arg)
+{
+	struct hog *h = arg;
+	struct sched_param sp = {.sched_priority = 1};
+
+	h->rt = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) == 0;
+	while (!atomic_load(&h->stop)) {
+		for (double end = now_s() + 0.003; now_s() < end;)
+			;
+		sleep_us(1000);
+	}
+	return NULL;
+}
+
+struct piper {
+	volatile char *p;
+	atomic_int stop;
+	long n, efault;
+};
+
+static void *
+piper_main(void *arg)
+{
+	struct piper *w = arg;
+	int pfd[2];
+	char buf[8];
+
+	if (pipe(pfd) < 0)
+		return NULL;
+	while (!atomic_load(&w->stop)) {
+		if (write(pfd[1], (const void *)w->p, 8) != 8) {
+			w->efault += errno == EFAULT;
+			continue;
+		}
+		(void)!read(pfd[0], buf, sizeof buf);
+		w->n++;
+	}
+	close(pfd[0]);
+	close(pfd[1]);
+	return NULL;
+}
+
+TEST_TAGGED(trust_refused_write_of_a_thread_waiting_for_a_cpu, "thread")
+{
+	fm_test_need_uffd();
+	volatile char *p;
+	int fd = guard_region(RPAGES, &p);
+	struct refuser r = {.p = p, .wr = 1, .npages = 1}; /* one page */
+	struct piper w = {.p = p + 64};
+	struct hog h = {0};
+	struct storm st;
+	pthread_t t, tw, th;
+
+	if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+		fm_test_skip("one CPU: nothing runs beside the hog");
+	for (int i = 0; i < RPAGES; i++)
+		p[i * PG + 5] = 'r';
+	guard_protect_ro(fd, 0, RPAGES);
+	tb_install();
+	ASSERT_EQ(pthread_create(&t, NULL, refuser_main, &r), 0);
+	ASSERT_EQ(pthread_create(&th, NULL, hog_main, &h), 0);
+	ASSERT_EQ(pthread_create(&tw, NULL, piper_main, &w), 0);
+	pin_to(t, 0);
+	pin_to(th, 0);
+	pin_to(tw, 1);
+	storm_start(&st, t);
+	sleep_us(3000000);
+	storm_stop(&st);
+	atomic_store(&h.stop, 1);
+	atomic_store(&w.stop, 1);
+	JOIN_WITHIN(th, 4, "the hog");
+	JOIN_WITHIN(tw, 4, "the write(2)s");
+	atomic_store(&r.stop, 1);
+	JOIN_WITHIN(t, 4, "the refused writes");
+	long total = atomic_load(&tb_total), stray = atomic_load(&tb_stray);
+	if (w.efault || r.went || r.elsewhere || stray || total != r.attempts)
+		fm_test_fail(__FILE__, __LINE__,
+		    "%ld of %ld write(2)s from the page failed with EFAULT; "
+		    "%ld refused writes, %ld SIGBUS (%ld while none was "
+		    "awaited), %ld went through; %ld SIGUSR1 sent (hog %s)",
+		    w.efault, w.n + w.efault, r.attempts, total, stray, r.went,
+		    st.sent, h.rt ? "real-time" : "not real-time");
+	ASSERT_GE(r.attempts, 10);
+	ASSERT_GE(w.n, 10);
+	ASSERT_OK(fm_munmap((void *)p, RPAGES * PG));
+	ASSERT_OK(fm_close(fd));
 }
