@@ -98,15 +98,6 @@ fm_test_fail(const char *file, int line, const char *fmt, ...)
 }
 
 void
-fm_test_known_defect(const char *why)
-{
-	const char *v = getenv("FOMAP_TEST_KNOWN");
-
-	if (v == NULL || atoi(v) <= 0)
-		fm_test_skip(why);
-}
-
-void
 fm_test_need_uffd(void)
 {
 	const char *why = fm_probe();

@@ -38,12 +38,6 @@ void fm_test_fail(const char *file, int line, const char *fmt, ...)
 /* Skips the test unless userfaultfd can be used here. */
 void fm_test_need_uffd(void);
 /*
- * The test shows a defect that is known and still open (why says which):
- * skipped with that reason unless FOMAP_TEST_KNOWN=1 (make stress sets
- * it), so that the suite guards everything else meanwhile.
- */
-void fm_test_known_defect(const char *why);
-/*
  * The engine's decisions (fm__trace_engine, FM_TRACE) go to fm_test_trace
  * while it is set: the oracle's trace, or a test that acts at a chosen
  * moment of a fault (in the engine thread, before the engine goes on).

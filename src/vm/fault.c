@@ -1268,19 +1268,33 @@ allow_take(const struct fault *f, unsigned gen)
 }
 
 /*
- * Whether f's thread has faulted at f's page many times in a row: a
- * system call whose fault the kernel retries without sleeping does.
+ * How many times in a row f's thread has faulted at f's page since it was
+ * last told of a refusal there (told): a system call whose fault the
+ * kernel retries without sleeping does so without end.
  */
-static int
-faulting_hard(const struct fault *f)
+static unsigned
+faults_in_a_row(const struct fault *f)
 {
-	int r;
+	unsigned n;
 
 	pthread_mutex_lock(&thr.lock);
 	struct tslot *t = tslot_locked(f->tid);
-	r = t->tid == f->tid && t->va == f->va && t->atva >= FM_SPIN_MSGS;
+	n = t->tid == f->tid && t->va == f->va ? t->atva : 0;
 	pthread_mutex_unlock(&thr.lock);
-	return r;
+	return n;
+}
+
+/*
+ * Whether f is the message to decide its thread's access by: its latest,
+ * or one of the same access if the thread faults there without end (a
+ * system call whose fault the kernel retries: a newer message of it may
+ * always be read before the latest is decided).
+ */
+static int
+to_decide(const struct fault *f)
+{
+	return latest(f) ||
+	    (in_access(f) && faults_in_a_row(f) >= FM_SPIN_MSGS);
 }
 
 /* No entry at f's page: a stale message (wake), or memory fomap lost. */
@@ -1758,6 +1772,7 @@ tell_how(const struct fault *f)
 	unsigned long long slept = ~0ULL; /* its sleeps at the first look */
 	unsigned long long ran = 0; /* its time on a CPU at the first look */
 	int64_t since = 0; /* when that was */
+	unsigned faults = 0; /* its faults in a row at the page by then */
 	int spinning = 1; /* running, never sleeping, at every look */
 	int blocked = 0; /* looks that found it waiting, SIGBUS blocked */
 
@@ -1789,9 +1804,10 @@ tell_how(const struct fault *f)
 		 * whose fault the kernel retries without ever sleeping while
 		 * a signal waits. Only that one never sleeps and has a signal
 		 * pending at every look (but so may a thread in user mode
-		 * that waits for a CPU, a signal pending: so only if it ran
-		 * most of the time it was looked at, and after many faults in
-		 * a row).
+		 * that waits for a CPU, a signal pending, or runs on after it
+		 * left the fault: so only if it ran most of the time it was
+		 * looked at, faulted there many times in a row, and faulted
+		 * there again meanwhile).
 		 */
 		if (!t.running)
 			spinning = 0;
@@ -1799,11 +1815,15 @@ tell_how(const struct fault *f)
 			slept = t.switches;
 			ran = t.ran_ns;
 			since = now_us();
+			faults = faults_in_a_row(f);
 		}
 		spinning &= t.switches == slept && t.signal_pending;
+		(void)engine_drain(f->pm); /* its retries, if it is stuck */
 		usleep(FM_LOOK_US);
 	}
-	return spinning && ran_most(&t, ran, since) && faulting_hard(f)
+	/* Stuck: it faults there still, not only before it went on. */
+	return spinning && ran_most(&t, ran, since) &&
+	        faults_in_a_row(f) > faults && faults >= FM_SPIN_MSGS
 	    ? TELL_STUCK
 	    : TELL_NOT;
 }
@@ -1973,7 +1993,7 @@ fault_page(const struct fault *f)
 	if (f->flags & UFFD_PAGEFAULT_FLAG_MINOR)
 		atomic_fetch_add_explicit(&stats.minor, 1,
 		    memory_order_relaxed);
-	if (!latest(f))
+	if (!to_decide(f))
 		return wake(f); /* a newer message of its thread is answered */
 	if (pg >= obj->npages)
 		return refuse(f, -EFAULT, 0, UINT32_MAX);
@@ -2136,7 +2156,7 @@ fault_wp(const struct fault *f)
 
 	/* The hook decides with no lock held: it may protect or remove. */
 	if (r == 0)
-		r = latest(f) ? write_decide(f, pg, st, rgen) : -ESTALE;
+		r = to_decide(f) ? write_decide(f, pg, st, rgen) : -ESTALE;
 	FM_TRACE("engine: write decided", f->tid, f->va, -r);
 	if (r < 0 && r != -ESTALE && r != -EAGAIN)
 		refusal_keep(f, rgen, r); /* for this write's next message */

@@ -3,6 +3,7 @@
  * a word holds before anyone wrote it, the domains and what an access
  * learns from them, the first failure, and the trace.
  */
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,27 +52,24 @@ or_trace(const char *what, int who, unsigned pg, unsigned n, unsigned long x,
 
 /* The run traced, for the engine's events (fm_test_trace). */
 static _Atomic(const struct oracle *) trace_o;
+static atomic_int trace_in; /* engine threads in trace_engine */
 
 static fm_test_trace_fn trace_engine;
 
+/* o: trace its run; NULL: no more, and none is being traced on return. */
 void
 or_trace_oracle(const struct oracle *o)
 {
 	atomic_store(&trace_o, o);
 	atomic_store(&fm_test_trace, o != NULL ? trace_engine : NULL);
+	while (o == NULL && atomic_load(&trace_in) > 0)
+		sched_yield();
 }
 
-/*
- * The engine's decisions on the same timeline: who is -1, x the thread,
- * y what the engine says of it (a sequence number, pages, an error).
- */
 static void
-trace_engine(const char *what, pid_t tid, uintptr_t va, unsigned long x)
+trace_run(const struct oracle *o, const char *what, pid_t tid, uintptr_t va,
+    unsigned long x)
 {
-	const struct oracle *o = atomic_load(&trace_o);
-
-	if (o == NULL) /* (set only while a traced run's mappings are up) */
-		return;
 	int who = -1; /* which writer, for a fault; else the thread */
 
 	for (unsigned i = 0; i < o->nwriters; i++)
@@ -87,6 +85,21 @@ trace_engine(const char *what, pid_t tid, uintptr_t va, unsigned long x)
 			return;
 		}
 	}
+}
+
+/*
+ * The engine's decisions on the same timeline: who is -1, x the thread,
+ * y what the engine says of it (a sequence number, pages, an error).
+ */
+static void
+trace_engine(const char *what, pid_t tid, uintptr_t va, unsigned long x)
+{
+	atomic_fetch_add(&trace_in, 1);
+	const struct oracle *o = atomic_load(&trace_o);
+
+	if (o != NULL) /* (set only while a traced run's mappings are up) */
+		trace_run(o, what, tid, va, x);
+	atomic_fetch_sub(&trace_in, 1);
 }
 
 static int

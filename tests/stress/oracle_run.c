@@ -459,8 +459,6 @@ or_run(const struct or_kind *k, unsigned long seed, const struct or_params *p,
 		r = reserve_arena(o);
 	if (r == 0)
 		r = map_all(o);
-	if (r == 0 && or_trace_on())
-		or_trace_oracle(o);
 	for (unsigned i = 0; r == 0 && i < o->nwriters + o->nmutators; i++) {
 		o->w[i] =
 		    worker_new(o, (int)(i < o->nwriters ? i : i - o->nwriters),
@@ -470,6 +468,8 @@ or_run(const struct or_kind *k, unsigned long seed, const struct or_params *p,
 	}
 	if (r == 0 && (checker = worker_new(o, 0, R_CHECKER)) == NULL)
 		r = -ENOMEM;
+	if (r == 0 && or_trace_on()) /* (the engine reads o->w) */
+		or_trace_oracle(o);
 	if (r < 0)
 		or_fail(o, F_CALL, "set-up of %s: %s", k->name, strerror(-r));
 	or_handlers_install(o);
@@ -479,6 +479,9 @@ or_run(const struct or_kind *k, unsigned long seed, const struct or_params *p,
 	watch(o);
 	if (join_all(o, nstarted) < 0) {
 		fail_msg(o, msg, len);
+		if (or_trace_on())
+			or_trace_dump(
+			    (unsigned)atoi(getenv("FOMAP_ORACLE_TRACE")));
 		count(o, c, &s0);
 		if (!p->quiet)
 			report(o, c);
