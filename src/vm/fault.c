@@ -151,7 +151,8 @@
  * it waits in a fault leaves the fault, runs its handler and faults again:
  * a second message for the same access. The last message read from each
  * thread is remembered (thr); a message that is not its thread's last is
- * only woken. A refusal is delivered only while the thread is still in
+ * only woken (unless the thread faults there without end, to_decide: a
+ * system call retried while a signal is pending). A refusal is delivered only while the thread is still in
  * the access (its last message, or its last is at the same page for the
  * same access: it left the fault for a handler and faulted again) and
  * waits in a fault (/proc: fm__pmap_thread). From
@@ -161,8 +162,8 @@
  * pending) the page is moved to the user-mode-only uffd (swap_page) until
  * the call has failed with EFAULT, and back: other threads' accesses from
  * user mode wait meanwhile, and are served afresh; a thread that blocks
- * SIGBUS gets the page poisoned (the kernel's own SIGBUS). A refusal the thread did not get is kept for that
- * thread's retry, which is refused without asking the pager or the hook
+ * SIGBUS gets the page poisoned (the kernel's own SIGBUS). A refusal the
+ * thread did not get is kept for that thread's retry, which is refused without asking the pager or the hook
  * again. A thread that has gone gets nothing.
  *
  * A refusal must reach the access it was made for, never a later one, so
@@ -364,6 +365,7 @@ struct tslot {
 	uint64_t prevseq; /* and the last of them */
 	unsigned noentry; /* its faults in a row at va that found no entry */
 	unsigned atva; /* its messages in a row at va */
+	int deciding; /* its access is decided by a message not its last */
 	uintptr_t refused; /* a page whose access it was refused, not told */
 	unsigned refgen; /* obj->protgen of that refusal */
 	int referr; /* and its error */
@@ -1288,13 +1290,43 @@ faults_in_a_row(const struct fault *f)
  * Whether f is the message to decide its thread's access by: its latest,
  * or one of the same access if the thread faults there without end (a
  * system call whose fault the kernel retries: a newer message of it may
- * always be read before the latest is decided).
+ * always be read before the latest is decided). Then one such decision
+ * at a time: this engine thread's, until decided().
  */
+static __thread pid_t deciding_for;
+
 static int
 to_decide(const struct fault *f)
 {
-	return latest(f) ||
-	    (in_access(f) && faults_in_a_row(f) >= FM_SPIN_MSGS);
+	struct tslot *t;
+
+	if ((f->tid > 0 && deciding_for == f->tid) || latest(f))
+		return 1;
+	if (faults_in_a_row(f) < FM_SPIN_MSGS)
+		return 0;
+	pthread_mutex_lock(&thr.lock);
+	t = tslot_locked(f->tid);
+	if (t->tid == f->tid && !t->deciding && same_access_locked(t, f, 1)) {
+		t->deciding = 1;
+		deciding_for = f->tid;
+	}
+	pthread_mutex_unlock(&thr.lock);
+	return f->tid > 0 && deciding_for == f->tid;
+}
+
+static void
+decided(const struct fault *f)
+{
+	struct tslot *t;
+
+	if (f->tid <= 0 || deciding_for != f->tid)
+		return;
+	pthread_mutex_lock(&thr.lock);
+	t = tslot_locked(f->tid);
+	if (t->tid == f->tid)
+		t->deciding = 0;
+	pthread_mutex_unlock(&thr.lock);
+	deciding_for = 0;
 }
 
 /* No entry at f's page: a stale message (wake), or memory fomap lost. */
@@ -1749,30 +1781,13 @@ tell_now(const struct fault *f, int err, int mapped, enum tell_how how)
 	}
 }
 
-/*
- * Whether thread t ran on a CPU for most of the time since it was looked
- * at first (when it had run ran ns; unknown: yes). A system call that
- * retries its fault never sleeps and runs whenever it can; a thread back
- * in user mode that merely waits for a CPU may look the same otherwise.
- */
-static int
-ran_most(const struct fm_pmap_thread *t, unsigned long long ran, int64_t since)
-{
-	if (t->ran_ns == ~0ULL || ran == ~0ULL)
-		return 1;
-	return (t->ran_ns - ran) / 1000 * 2 >=
-	    (unsigned long long)(now_us() - since);
-}
-
 /* Look at f's thread until it is known how to tell it of a refusal. */
 static enum tell_how
 tell_how(const struct fault *f)
 {
 	struct fm_pmap_thread t;
 	unsigned long long slept = ~0ULL; /* its sleeps at the first look */
-	unsigned long long ran = 0; /* its time on a CPU at the first look */
-	int64_t since = 0; /* when that was */
-	unsigned faults = 0; /* its faults in a row at the page by then */
+	unsigned faults = 0; /* its faults in a row at the page then */
 	int spinning = 1; /* running, never sleeping, at every look */
 	int blocked = 0; /* looks that found it waiting, SIGBUS blocked */
 
@@ -1805,25 +1820,26 @@ tell_how(const struct fault *f)
 		 * a signal waits. Only that one never sleeps and has a signal
 		 * pending at every look (but so may a thread in user mode
 		 * that waits for a CPU, a signal pending, or runs on after it
-		 * left the fault: so only if it ran most of the time it was
-		 * looked at, faulted there many times in a row, and faulted
-		 * there again meanwhile).
+		 * left the fault: so only if it faulted there many times in a
+		 * row, and faulted there again while it was looked at).
 		 */
 		if (!t.running)
 			spinning = 0;
 		else if (slept == ~0ULL) {
 			slept = t.switches;
-			ran = t.ran_ns;
-			since = now_us();
 			faults = faults_in_a_row(f);
 		}
 		spinning &= t.switches == slept && t.signal_pending;
 		(void)engine_drain(f->pm); /* its retries, if it is stuck */
 		usleep(FM_LOOK_US);
 	}
-	/* Stuck: it faults there still, not only before it went on. */
-	return spinning && ran_most(&t, ran, since) &&
-	        faults_in_a_row(f) > faults && faults >= FM_SPIN_MSGS
+	/*
+	 * Stuck: it faults there still, not only before it went on or while
+	 * it waits for a CPU (a message of its last wait may be read once
+	 * after it was woken).
+	 */
+	return spinning && faults >= FM_SPIN_MSGS &&
+	        faults_in_a_row(f) >= faults + 2
 	    ? TELL_STUCK
 	    : TELL_NOT;
 }
@@ -2271,6 +2287,7 @@ resolve_fault(struct fm_pmap *pm, const struct emsg *em)
 		a = fault_wp(&f);
 	else
 		a = fault_page(&f);
+	decided(&f);
 	if (f.e)
 		fm__entry_rele(f.e);
 	FM_TRACE(a == ANS_MAPPED       ? "engine: mapped"

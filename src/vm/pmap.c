@@ -459,11 +459,6 @@ fm__pmap_thread(struct fm_pmap *pm, pid_t tid, struct fm_pmap_thread *t)
 	ign = status_mask(status, "SigIgn:");
 	v = strstr(status, "\nvoluntary_ctxt_switches:");
 	t->switches = v ? strtoull(v + 26, NULL, 10) : 0;
-	/* schedstat: its time on a CPU (ns), its time waiting for one, ... */
-	t->ran_ns =
-	    ops->pmo_task_read(pm, tid, "schedstat", status, sizeof status) > 0
-	    ? strtoull(status, NULL, 10)
-	    : ~0ULL;
 	t->sigbus_pending = (pnd & bus) != 0;
 	t->sigbus_taken = !((blk | ign) & bus);
 	t->signal_pending = (pnd & ~blk) != 0;

@@ -152,7 +152,6 @@ struct fm_pmap_thread {
 	int sigbus_pending;
 	int sigbus_taken; /* it neither blocks nor ignores SIGBUS */
 	unsigned long long switches; /* times it has slept so far */
-	unsigned long long ran_ns; /* time it has run so far, or ~0: unknown */
 };
 /* Thread tid of pm's process (pm->ops). => 0, or -ESRCH: it has gone */
 int fm__pmap_thread(struct fm_pmap *pm, pid_t tid, struct fm_pmap_thread *t);

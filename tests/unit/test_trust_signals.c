@@ -254,7 +254,7 @@ TEST_TAGGED(trust_refused_syscall_under_signal_storm_efault, "thread")
 	printf("# %ld refused read(2)s failed with EFAULT under %ld "
 	       "signals\n",
 	    s.efault, st.sent);
-	ASSERT_GE(s.calls, 10);
+	ASSERT_GE(s.calls, 2); /* (under a heavy load a few) */
 	ASSERT_EQ(p[2 * PG], 'b');
 	close(s.pfd[0]);
 	close(s.pfd[1]);
@@ -1554,7 +1554,7 @@ pin_to(pthread_t t, int cpu)
 
 	CPU_ZERO(&set);
 	CPU_SET(cpu, &set);
-	(void)pthread_setaffinity_np(t, sizeof set, &set);
+	ASSERT_EQ(pthread_setaffinity_np(t, sizeof set, &set), 0);
 }
 
 static void *
@@ -1611,8 +1611,11 @@ TEST_TAGGED(trust_refused_write_of_a_thread_waiting_for_a_cpu, "thread")
 	struct storm st;
 	pthread_t t, tw, th;
 
-	if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
-		fm_test_skip("one CPU: nothing runs beside the hog");
+	cpu_set_t ours;
+
+	ASSERT_OK(sched_getaffinity(0, sizeof ours, &ours));
+	if (!CPU_ISSET(0, &ours) || !CPU_ISSET(1, &ours))
+		fm_test_skip("CPUs 0 and 1 are not both ours: no contention");
 	for (int i = 0; i < RPAGES; i++)
 		p[i * PG + 5] = 'r';
 	guard_protect_ro(fd, 0, RPAGES);
