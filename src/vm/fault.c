@@ -108,10 +108,12 @@
  *                               or gone when its turn comes (pagemap) is
  *                               woken (wp_mapped)
  *   write hook vs protect       the hook decides with no lock held (it may
- *                               protect or remove); if obj->protgen moved
- *                               meanwhile, the write is woken to fault again
- *                               and be decided afresh (a second hook call:
- *                               the protection changed)
+ *                               protect or remove); if the page's
+ *                               protection changed meanwhile (its count in
+ *                               fm__object_gen), the write is woken to
+ *                               fault again and be decided afresh (a
+ *                               second hook call: the protection changed;
+ *                               a change to other pages is none)
  *   a pager's own error codes   mapped to EIO (pager_errno): a pager can
  *                               never make the engine wake or retry
  *   write allowed vs install    an install that maps write-protected
@@ -367,13 +369,13 @@ struct tslot {
 	unsigned atva; /* its messages in a row at va */
 	int deciding; /* its access is decided by a message not its last */
 	uintptr_t refused; /* a page whose access it was refused, not told */
-	unsigned refgen; /* obj->protgen of that refusal */
+	unsigned refgen; /* refusal_gen of that refusal */
 	int referr; /* and its error */
 	int64_t refwhen; /* and when (now_us) */
 	uint64_t refflags; /* and for what access (write, write-protect) */
 	uint64_t refseq; /* and its message */
 	uintptr_t allowed; /* a page its write was let through to, not mapped */
-	unsigned allowgen; /* refusal_gen then */
+	unsigned allowgen; /* allow_gen then */
 	/*
 	 * thr.seq when it was last told of a refusal: its messages read
 	 * before that belong to the access that refusal ended.
@@ -1170,7 +1172,8 @@ note_message(pid_t tid, uintptr_t va, uint64_t flags)
 		t->prevva = t->va;
 		t->prevseq = t->seq;
 		t->noentry = t->atva = 0;
-	}
+	} else if (answered_after(va, t->seq))
+		t->atva = 0; /* its access there was answered: a new one */
 	t->atva++;
 	t->seq = seq;
 	t->va = va;
@@ -1179,11 +1182,11 @@ note_message(pid_t tid, uintptr_t va, uint64_t flags)
 	return seq;
 }
 
-/* What a kept refusal must be made under to still hold. */
+/* What a kept refusal at page pg must be made under to still hold. */
 static unsigned
-refusal_gen(struct fm_object *obj)
+refusal_gen(struct fm_object *obj, uint64_t pg)
 {
-	return atomic_load(&obj->protgen) + (atomic_load(&obj->mapgen) << 16);
+	return fm__object_gen(obj, pg) % FM_GEN_CLEAN;
 }
 
 /*
@@ -1237,9 +1240,9 @@ refusal_take(const struct fault *f, unsigned gen)
  * or a write-back (the page is clean again: its next write is asked).
  */
 static unsigned
-allow_gen(struct fm_object *obj)
+allow_gen(struct fm_object *obj, uint64_t pg)
 {
-	return refusal_gen(obj) + (atomic_load(&obj->cleangen) << 24);
+	return fm__object_gen(obj, pg);
 }
 
 static void
@@ -1271,8 +1274,9 @@ allow_take(const struct fault *f, unsigned gen)
 
 /*
  * How many times in a row f's thread has faulted at f's page since it was
- * last told of a refusal there (told): a system call whose fault the
- * kernel retries without sleeping does so without end.
+ * last told of a refusal there (told) or the page was mapped there since
+ * (note_message): a system call whose fault the kernel retries without
+ * sleeping does so without end.
  */
 static unsigned
 faults_in_a_row(const struct fault *f)
@@ -2013,7 +2017,7 @@ fault_page(const struct fault *f)
 		return wake(f); /* a newer message of its thread is answered */
 	if (pg >= obj->npages)
 		return refuse(f, -EFAULT, 0, UINT32_MAX);
-	gen = refusal_gen(obj);
+	gen = refusal_gen(obj, pg);
 	/* The pager said no already, unless the page was filled since. */
 	if ((r = refusal_take(f, gen)) < 0) {
 		engine_block(f->pm); /* the page may be busy */
@@ -2105,7 +2109,7 @@ write_decide(const struct fault *f, uint64_t pg, uint8_t st, unsigned gen)
 
 		if (r < 0)
 			return r; /* asked already for this write */
-		if (allow_take(f, allow_gen(obj)))
+		if (allow_take(f, allow_gen(obj, pg)))
 			return 0; /* let through already */
 		r = fm__pgo_write(obj, pg, st);
 		return r < 0 ? pager_errno(r) : 0;
@@ -2143,7 +2147,7 @@ fault_wp(const struct fault *f)
 	struct fm_object *obj = f->e->obj;
 	uint64_t pg = fm__entry_pgidx(f->e, f->va);
 	enum answer a = ANS_NONE;
-	unsigned gen, rgen;
+	unsigned gen, pgen;
 	uint8_t st;
 	int r = 0, blk, refusing;
 
@@ -2161,8 +2165,8 @@ fault_wp(const struct fault *f)
 	pthread_rwlock_rdlock(&obj->pmaplock);
 	pthread_mutex_lock(&obj->lock);
 	st = obj->pgstate[pg];
-	gen = atomic_load(&obj->protgen);
-	rgen = refusal_gen(obj);
+	gen = refusal_gen(obj, pg);
+	pgen = gen % FM_GEN_MAP; /* its protection */
 	if (!(st & FM_PG_RESIDENT) || (st & FM_PGS_BUSY))
 		r = -EAGAIN; /* discarded or in write-back: it faults again */
 	else if (answered_since(f) || !wp_mapped(f))
@@ -2172,16 +2176,16 @@ fault_wp(const struct fault *f)
 
 	/* The hook decides with no lock held: it may protect or remove. */
 	if (r == 0)
-		r = to_decide(f) ? write_decide(f, pg, st, rgen) : -ESTALE;
+		r = to_decide(f) ? write_decide(f, pg, st, gen) : -ESTALE;
 	FM_TRACE("engine: write decided", f->tid, f->va, -r);
 	if (r < 0 && r != -ESTALE && r != -EAGAIN)
-		refusal_keep(f, rgen, r); /* for this write's next message */
+		refusal_keep(f, gen, r); /* for this write's next message */
 
 	pthread_rwlock_rdlock(&obj->pmaplock);
 	pthread_mutex_lock(&obj->lock);
 	st = obj->pgstate[pg];
 	if (r == 0 && (st & FM_PG_RESIDENT) && !(st & FM_PGS_BUSY) &&
-	    atomic_load(&obj->protgen) == gen) {
+	    fm__object_gen(obj, pg) % FM_GEN_MAP == pgen) {
 		obj->pgstate[pg] |= FM_PG_DIRTY;
 		fm__object_assert_locked(obj, pg, 1);
 		pthread_mutex_unlock(&obj->lock);
@@ -2189,7 +2193,7 @@ fault_wp(const struct fault *f)
 		if (a != ANS_NONE)
 			page_answered(f->va, FM_PAGE_SIZE);
 		if (a == ANS_WOKEN && fm__pgo_has_write(obj))
-			allow_keep(f, allow_gen(obj));
+			allow_keep(f, allow_gen(obj, pg));
 		pthread_mutex_lock(&obj->lock);
 	}
 	/*
@@ -2200,7 +2204,7 @@ fault_wp(const struct fault *f)
 	 * writable now: the retry is decided afresh).
 	 */
 	refusing = a == ANS_NONE && r < 0 && r != -ESTALE && r != -EAGAIN &&
-	    refusal_gen(obj) == rgen;
+	    refusal_gen(obj, pg) == gen;
 	if (refusing)
 		obj->pgstate[pg] |= FM_PGS_REFUSING;
 	else
@@ -2212,7 +2216,7 @@ fault_wp(const struct fault *f)
 	if (a != ANS_NONE)
 		return a;
 	if (refusing) {
-		a = refuse(f, r, 1, rgen);
+		a = refuse(f, r, 1, gen);
 		pthread_mutex_lock(&obj->lock);
 		obj->pgstate[pg] &= (uint8_t)~FM_PGS_REFUSING;
 		write_end_locked(obj, pg);

@@ -487,7 +487,7 @@ fm_object_protect(struct fm_object *obj, off_t off, size_t len, int prot)
 		return r;
 	fm__crit_enter(&c);
 	pthread_rwlock_wrlock(&obj->pmaplock);
-	atomic_fetch_add(&obj->protgen, 1);
+	fm__object_gen_add(obj, pg, n, 1);
 	pthread_mutex_lock(&obj->lock);
 	/* A write being refused is told before it may go through. */
 	for (uint64_t i = pg; (prot & PROT_WRITE) && i < pg + n; i++)
@@ -507,6 +507,13 @@ fm_object_protect(struct fm_object *obj, off_t off, size_t len, int prot)
 	return r;
 }
 
+void
+fm__object_gen_add(struct fm_object *obj, uint64_t pg, uint64_t n, unsigned by)
+{
+	for (uint64_t i = 0; i < n && i < FM_OBJ_GENS; i++)
+		atomic_fetch_add(&obj->gens[(pg + i) % FM_OBJ_GENS], by);
+}
+
 /*
  * Write back the dirty pages of [pg, pg+n): write-protect them everywhere
  * and mark them clean and busy, then pgo_put each run with no lock held.
@@ -518,7 +525,7 @@ clean_pmaplocked(struct fm_object *obj, uint64_t pg, uint64_t n)
 {
 	int r = 0, wp = 1;
 
-	atomic_fetch_add(&obj->cleangen, 1);
+	fm__object_gen_add(obj, pg, n, FM_GEN_CLEAN);
 	pthread_mutex_lock(&obj->lock);
 	wait_unbusy_locked(obj, pg, n);
 	for (uint64_t i = pg; i < pg + n;) {
@@ -589,7 +596,7 @@ fm_object_unmap(struct fm_object *obj, off_t off, size_t len, int how)
 		return r;
 	fm__crit_enter(&c);
 	pthread_rwlock_wrlock(&obj->pmaplock);
-	atomic_fetch_add(&obj->mapgen, 1); /* refusals made before are old */
+	fm__object_gen_add(obj, pg, n, FM_GEN_MAP); /* older refusals are old */
 	pthread_mutex_lock(&obj->lock);
 	r = each_shared_locked(obj, pg, n, zap_fn, NULL);
 	pthread_mutex_unlock(&obj->lock);

@@ -84,6 +84,10 @@ fm__syserr(long r)
 
 struct fm_entry;
 
+#define FM_OBJ_GENS 64 /* change counters of an object's pages */
+#define FM_GEN_MAP (1u << 10) /* an unmap's count (a protect's is 1) */
+#define FM_GEN_CLEAN (1u << 20) /* a write-back's: refusals ignore it */
+
 struct fm_object {
 	const struct fm_pagerops *ops; /* never NULL: see pager_anon.c */
 	void *priv;
@@ -97,9 +101,12 @@ struct fm_object {
 	pthread_mutex_t lock;
 	pthread_cond_t busycv;
 	pthread_rwlock_t pmaplock;
-	atomic_uint protgen; /* bumped by fm_object_protect, pmaplock excl. */
-	atomic_uint mapgen; /* bumped by fm_object_unmap, pmaplock excl. */
-	atomic_uint cleangen; /* bumped by each write-back, pmaplock excl. */
+	/*
+	 * What changed the pages' protection or mapping, by page, hashed
+	 * (fm__object_gen): a protect adds 1, an unmap FM_GEN_MAP, a
+	 * write-back FM_GEN_CLEAN; pmaplock exclusive.
+	 */
+	atomic_uint gens[FM_OBJ_GENS];
 	uint8_t *pgstate; /* FM_PG_* | FM_PGS_BUSY, one byte a page */
 	struct fm_entry *entries; /* entries mapping obj, via e->onext */
 };
@@ -147,6 +154,15 @@ struct fm_entry {
 int fm__object_alloc(const struct fm_pagerops *ops, size_t size, void *priv,
     int fd, int flags, struct fm_object **objp);
 int fm__object_rofd(struct fm_object *obj);
+/* The change counter of page pg (shared with the pages FM_OBJ_GENS apart). */
+static inline unsigned
+fm__object_gen(struct fm_object *obj, uint64_t pg)
+{
+	return atomic_load(&obj->gens[pg % FM_OBJ_GENS]);
+}
+/* Count a change of pages [pg, pg+n). => obj->pmaplock exclusive */
+void fm__object_gen_add(struct fm_object *obj, uint64_t pg, uint64_t n,
+    unsigned by);
 /* => the map lock held exclusive (for all three) */
 void fm__object_link(struct fm_object *obj, struct fm_entry *e);
 void fm__object_unlink(struct fm_object *obj, struct fm_entry *e);

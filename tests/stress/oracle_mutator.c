@@ -141,7 +141,8 @@ mop_discard(struct or_worker *m, unsigned pg, unsigned n)
 /*
  * Protection changes are serialized: the state they leave must be the
  * last one made. The engine decides a write anew after any protection
- * change of the object (its protgen), so every page's epoch moves.
+ * change of its page (fm__object_gen; pages 64 apart share a count);
+ * every page's epoch moves here, which covers that.
  */
 static void
 mop_protect(struct or_worker *m, unsigned pg, unsigned n, int how)

@@ -1312,6 +1312,57 @@ TEST_TAGGED(trust_write_hook_once_under_signal_storm, "thread")
 	hook_once(1, 3000, H_STORM);
 }
 
+/*
+ * A change to other pages of the object while the hook decides (here made
+ * by the hook itself: a protect of page 1, a removal of page 2) is no
+ * reason to ask it again about page 0: the engine counted such changes per
+ * object, threw the decision away and asked a second time.
+ */
+static atomic_int other_calls[3];
+
+static int
+other_write(struct fm_object *obj, uint64_t pg)
+{
+	if (pg < 3 && atomic_fetch_add(&other_calls[pg], 1) == 0 && pg == 0) {
+		ASSERT_OK(fm_object_protect(obj, PG, PG, RW));
+		ASSERT_OK(fm_object_unmap(obj, 2 * PG, PG, FM_UNMAP_KEEP));
+	}
+	return 0;
+}
+
+static int
+other_put(struct fm_object *obj, uint64_t pg, unsigned n, int flags)
+{
+	(void)obj;
+	(void)pg;
+	(void)n;
+	(void)flags;
+	return 0; /* written back: nowhere (a pgo_put asks for dirty tracking) */
+}
+
+static const struct fm_pagerops other_ops = {.pgo_put = other_put,
+    .pgo_write = other_write};
+
+TEST_TAGGED(trust_write_hook_once_while_other_pages_change, "thread")
+{
+	fm_test_need_uffd();
+	struct fm_object *obj;
+	ASSERT_OK(fm_object_create(&other_ops, 3 * PG, NULL, &obj));
+	int fd = testdev_open("hook-other", obj, RW, O_RDWR);
+	volatile char *p = fm_mmap(NULL, 3 * PG, RW, MAP_SHARED, fd, 0);
+
+	ASSERT(p != MAP_FAILED);
+	for (int pg = 0; pg < 3; pg++)
+		(void)p[pg * PG]; /* resident and clean: write-protected */
+	p[0] = 'w';
+	ASSERT_EQ(p[0], 'w');
+	int calls = atomic_load(&other_calls[0]);
+	ASSERT_EQ(calls, 1); /* (before: 2) */
+	ASSERT_OK(fm_munmap((void *)p, 3 * PG));
+	ASSERT_OK(fm_close(fd));
+	fm_object_rele(obj);
+}
+
 /* ------------------------------------------------------------------------
  * 10. A fill that fails for a fault its thread has abandoned (the thread
  * was interrupted and left, or has exited) does not poison the page: the
