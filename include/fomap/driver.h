@@ -131,6 +131,12 @@ struct fm_fault {
 	int mapflags; /* MAP_SHARED or MAP_PRIVATE */
 	int prot; /* the faulting mapping's protection */
 	int rdonly; /* out: map the pages write-protected */
+	/*
+	 * out: the pages it filled are dirty now (their content is not in
+	 * the pager's backing store yet): written back at the next clean,
+	 * and, being dirty, mapped writable where the mapping allows.
+	 */
+	int dirty;
 };
 
 /*

@@ -28,6 +28,10 @@
  *   CLEAN -> CLEAN|WRITING      fault_wp             (pmaplock shared)
  *   CLEAN|WRITING -> DIRTY      fault_wp             (write hook allowed,
  *                                                     pmaplock shared)
+ *   CLEAN -> DIRTY              install_locked,      (a write with no hook
+ *                               dirty_run_locked      to ask, or the pager
+ *                                                     filled it dirty:
+ *                                                     pmaplock shared)
  *   DIRTY -> WRITEBACK          clean_pmaplocked     (pmaplock excl.: msync,
  *   WRITEBACK -> CLEAN | DIRTY                        last unmap, release,
  *                                                     discard; DIRTY again
@@ -62,8 +66,8 @@
  *      object is write-protected first (fm__object_unlink), since such
  *      changes no longer reach it. So a mapping never holds a page more
  *      writable than its state allows, but for a write the write hook
- *      allowed (which makes the page DIRTY under the same shared lock
- *      first).
+ *      (or, without one, the page's state) allowed, which makes the page
+ *      DIRTY under the same shared lock first.
  *   4. For a pager with pgo_put, a page writable in some mapping is DIRTY:
  *      clean_pmaplocked write-protects before it clears DIRTY, and a
  *      mapping that is being removed is write-protected when it leaves its
@@ -199,6 +203,20 @@
  *     registration, where ZEROPAGE maps the zero page and the object
  *     would never see the page.
  *
+ * Writes at once (write_at_once): a write to a clean page of a pager that
+ * tracks dirty pages (pgo_put) and has no write hook is allowed by the
+ * page's state alone (not read-only), so the engine does not map the page
+ * write-protected to ask again at once: a write fault that fills or maps
+ * it (install_locked) makes it DIRTY and maps it writable in one act, as
+ * the kernel's own dirtying does. A sequential writer (its fault-around
+ * stream) dirties a window of up to FM_DIRTY_AROUND pages a fault, at a
+ * fill, a minor fault or a write-protect fault (dirty_run_locked): pages
+ * of the window it does not write are written back unchanged, never
+ * more than that window past its last write. A pager's handler may also
+ * fill pages dirty (fm_fault.dirty). Dirty tracking stays exact in the
+ * sense of invariant 4: a page writable anywhere is DIRTY, and write-back
+ * protects it again before it is clean.
+ *
  * Fault-around (fault_around): how many pages a fault maps from the
  * faulting one. MADV_RANDOM: 1; MADV_SEQUENTIAL: FM_AROUND_MAX. Otherwise
  * each entry keeps FM_AROUND_STREAMS sequential streams (relaxed atomics:
@@ -241,6 +259,7 @@
 #define FM_AROUND_SHIFT 8 /* log2 of the largest window */
 #define FM_AROUND_MAX (1u << FM_AROUND_SHIFT) /* pages */
 #define FM_AROUND_STREAMS 4 /* e->ra_next and e->ra_more */
+#define FM_DIRTY_AROUND 16 /* pages a sequential write dirties at most */
 #define FM_FAULT_TRIES 64 /* fills before a fault gives up (SIGBUS) */
 #define FM_ENGINE_MAXTHREADS 16 /* at start */
 #define FM_ENGINE_POOL 64 /* at most, when threads wait on pagers */
@@ -671,25 +690,34 @@ pager_errno(int r)
 	return r;
 }
 
+/* What the pager made of a fill (pager_fill). */
+struct fill {
+	unsigned filled; /* pages it filled */
+	unsigned around; /* in: the window; out: the pager's choice */
+	int rdonly; /* map them write-protected */
+	int dirty; /* the pages filled are dirty now */
+	unsigned wdirty; /* a write's pages made dirty at once (write_at_once) */
+};
+
 /*
  * Let the pager fill pages [pg, pg+n) (busy; n may be 0 when the page is
- * resident). *filled, *around and *rdonly come back from the pager.
+ * resident); fl->around in, and fl's other fields, come back from it.
  * => obj->pmaplock held shared, no object lock
  */
 static int
-pager_fill(const struct fault *f, uint64_t pg, unsigned n, unsigned *filled,
-    unsigned *around, int *rdonly)
+pager_fill(const struct fault *f, uint64_t pg, unsigned n, struct fill *fl)
 {
 	struct fm_object *obj = f->e->obj;
 	int r;
 
-	*filled = 0;
+	fl->filled = 0;
+	fl->rdonly = fl->dirty = 0;
 	if (fm__pgo_has_fault(obj)) {
 		struct fm_fault ff = {
 		    .obj = obj,
 		    .pgidx = pg,
 		    .npages = n,
-		    .around = *around,
+		    .around = fl->around,
 		    .access = (f->flags & UFFD_PAGEFAULT_FLAG_WRITE)
 		        ? PROT_WRITE
 		        : PROT_READ,
@@ -701,10 +729,11 @@ pager_fill(const struct fault *f, uint64_t pg, unsigned n, unsigned *filled,
 			return pager_errno(r);
 		if (n > 0 && (ff.npages == 0 || ff.npages > n))
 			return -EIO; /* the handler did not fill the page */
-		*filled = ff.npages;
-		if (ff.around >= 1 && ff.around < *around)
-			*around = ff.around;
-		*rdonly = ff.rdonly != 0;
+		fl->filled = ff.npages;
+		if (ff.around >= 1 && ff.around < fl->around)
+			fl->around = ff.around;
+		fl->rdonly = ff.rdonly != 0;
+		fl->dirty = ff.dirty != 0 && ff.npages > 0;
 		return 0;
 	}
 	if (n == 0)
@@ -715,7 +744,7 @@ pager_fill(const struct fault *f, uint64_t pg, unsigned n, unsigned *filled,
 		return pager_errno(r);
 	if (cnt == 0 || cnt > n)
 		return -EIO;
-	*filled = cnt;
+	fl->filled = cnt;
 	return 0;
 }
 
@@ -758,19 +787,71 @@ page_waits(struct fm_object *obj, uint64_t pg, uint8_t flag)
 }
 
 /*
- * Map the resident pages of e from va on (at most around, all with the
- * write protection of the first, none busy): invariants 2 and 3. want:
- * the window chosen. => -ENOENT: va's page is not resident; -ESTALE: e
- * is leaving the map; else as fm__pmap_enter
+ * Whether f, a write, makes the clean pages it maps DIRTY and writable at
+ * once, as the kernel's own dirtying does: a shared mapping of a pager
+ * that tracks dirty pages (pgo_put) with no write hook (whose default
+ * allows every write but to a read-only page, which stays protected).
+ */
+static int
+write_at_once(const struct fault *f)
+{
+	struct fm_object *obj = f->e->obj;
+
+	return (f->flags & UFFD_PAGEFAULT_FLAG_WRITE) &&
+	    f->e->pmode == FM_PMAP_SHARED && (f->prot & PROT_WRITE) &&
+	    fm__pgo_has_put(obj) && !fm__pgo_has_write(obj);
+}
+
+/*
+ * How many pages of a window of want a write makes dirty at once
+ * (write_at_once): a sequential writer's window, but no more than
+ * FM_DIRTY_AROUND, since the pages it does not write after all are
+ * written back unchanged.
+ */
+static unsigned
+dirty_window(unsigned want)
+{
+	return want < FM_DIRTY_AROUND ? want : FM_DIRTY_AROUND;
+}
+
+/*
+ * How page pg, k pages into f's window, is installed: whether the
+ * install makes it DIRTY first (*dirty: the pager filled it dirty, or f
+ * writes it at once and no protection or write decision is on it), and
+ * => whether it is mapped write-protected, as its state will say.
+ * => obj->lock held
+ */
+static int
+install_wp(const struct fault *f, const struct fill *fl, uint64_t pg,
+    unsigned k, int *dirty)
+{
+	struct fm_object *obj = f->e->obj;
+	uint8_t st = obj->pgstate[pg];
+
+	*dirty = (fl->dirty && k < fl->filled) ||
+	    (!fl->rdonly && k < fl->wdirty &&
+	        !(st & (FM_PG_RDONLY | FM_PGS_WRITING | FM_PGS_REFUSING)));
+	if (*dirty)
+		st |= FM_PG_DIRTY;
+	return f->e->pmode == FM_PMAP_SHARED &&
+	    (fl->rdonly || fm__object_entry_wp(obj, st));
+}
+
+/*
+ * Map the resident pages of e from va on (at most fl->around, all with
+ * the write protection of the first, none busy), each made DIRTY first
+ * where install_wp says: invariants 2 to 4. want: the window chosen.
+ * => -ENOENT: va's page is not resident; -ESTALE: e is leaving the map;
+ *    else as fm__pmap_enter
  * => obj->pmaplock held shared
  */
 static int
-install_locked(const struct fault *f, uint64_t pg, unsigned around,
-    unsigned want, int rdonly, size_t *mapped)
+install_locked(const struct fault *f, uint64_t pg, const struct fill *fl,
+    unsigned want, size_t *mapped)
 {
 	struct fm_entry *e = f->e;
 	struct fm_object *obj = e->obj;
-	int shared = e->pmode == FM_PMAP_SHARED, wp = 0, r;
+	int wp = 0, r, dirty, made = 0;
 	unsigned k = 0;
 	uint8_t st;
 
@@ -782,14 +863,18 @@ install_locked(const struct fault *f, uint64_t pg, unsigned around,
 	st = obj->pgstate[pg];
 	if ((st & FM_PG_RESIDENT) && !(st & FM_PGS_BUSY)) {
 		assert_page_locked(obj, pg);
-		wp = shared && (rdonly || fm__object_entry_wp(obj, st));
-		for (k = 1; k < around; k++) {
+		wp = install_wp(f, fl, pg, 0, &dirty);
+		for (k = 0; k < fl->around; k++) {
 			st = obj->pgstate[pg + k];
 			if (!(st & FM_PG_RESIDENT) || (st & FM_PGS_BUSY) ||
-			    (shared &&
-			        (rdonly || fm__object_entry_wp(obj, st)) != wp))
+			    install_wp(f, fl, pg + k, k, &dirty) != wp)
 				break;
+			made |= dirty && !(st & FM_PG_DIRTY);
+			if (dirty) /* CLEAN -> DIRTY: it is written now */
+				obj->pgstate[pg + k] |= FM_PG_DIRTY;
 		}
+		if (made)
+			fm__object_assert_locked(obj, pg, k);
 	}
 	/*
 	 * A write-protected install keeps obj->lock: a write let through
@@ -891,8 +976,10 @@ fill_and_install(const struct fault *f, unsigned around, size_t *mapped,
 	struct fm_entry *e = f->e;
 	struct fm_object *obj = e->obj;
 	uint64_t pg = fm__entry_pgidx(e, f->va);
+	struct fill fl = {.around = around,
+	    .wdirty = write_at_once(f) ? dirty_window(around) : 0};
 	unsigned n, filled, want = around, keep;
-	int rdonly = 0, r, blk = !zero_fill(e) || page_waits(obj, pg, 0);
+	int r, blk = !zero_fill(e) || page_waits(obj, pg, 0);
 
 	if (blk)
 		engine_block(f->pm); /* a pager's hook, or a wait */
@@ -904,13 +991,14 @@ fill_and_install(const struct fault *f, unsigned around, size_t *mapped,
 		fm__object_unbusy(obj, pg, n, filled);
 		r = 0;
 	} else {
-		r = pager_fill(f, pg, n, &filled, &around, &rdonly);
+		r = pager_fill(f, pg, n, &fl);
 		keep = r < 0 && n > 0 && held != NULL;
 		if (held != NULL)
 			*held = keep;
-		fm__object_unbusy(obj, pg + keep, n - keep, r < 0 ? 0 : filled);
+		fm__object_unbusy(obj, pg + keep, n - keep,
+		    r < 0 ? 0 : fl.filled);
 		if (r == 0)
-			r = install_locked(f, pg, around, want, rdonly, mapped);
+			r = install_locked(f, pg, &fl, want, mapped);
 		if (r == -ENOENT && *mapped == 0)
 			forget_page(obj, pg);
 		if (r == -ENOENT && *mapped > 0)
@@ -2053,12 +2141,13 @@ fault_page(const struct fault *f)
 }
 
 /*
- * Make a write to page pg of f's mapping go through: the page is DIRTY
- * (or not tracked) and stays so while pmaplock is held (invariant 4).
+ * Make a write to page pg of f's mapping go through, and to the len bytes
+ * from it: the pages are DIRTY (or not tracked) and stay so while
+ * pmaplock is held (invariant 4).
  * => obj->pmaplock held shared
  */
 static enum answer
-unprotect_locked(const struct fault *f)
+unprotect_locked(const struct fault *f, size_t len)
 {
 	struct fm_object *obj = f->e->obj;
 	int r;
@@ -2068,11 +2157,36 @@ unprotect_locked(const struct fault *f)
 	pthread_mutex_unlock(&obj->lock);
 	if (r < 0)
 		return wake(f);
-	r = fm__pmap_protect(f->pm, f->va, FM_PAGE_SIZE, 0, 1);
+	r = fm__pmap_protect(f->pm, f->va, len, 0, 1);
 	entry_unhold(f->e);
 	if (r == -ENOENT) /* replaced under us, or moved away (swap_page) */
 		return wake(f);
 	return r == 0 ? ANS_UNPROTECTED : ANS_NONE;
+}
+
+/*
+ * A write allowed at page pg of f: of the want pages from pg, the run
+ * after it that is resident, not busy, and not read-only or being
+ * written by another, becomes DIRTY too (write_at_once: a sequential
+ * writer's window), so that one unprotect lets it through all of them.
+ * => the pages from pg made DIRTY, pg's included
+ * => obj->pmaplock held shared and obj->lock; pg DIRTY
+ */
+static unsigned
+dirty_run_locked(struct fm_object *obj, uint64_t pg, unsigned want)
+{
+	const uint8_t not = FM_PGS_BUSY | FM_PG_RDONLY | FM_PGS_WRITING |
+	    FM_PGS_REFUSING;
+	unsigned k = 1;
+
+	for (; k < want; k++) {
+		uint8_t st = obj->pgstate[pg + k];
+
+		if (!(st & FM_PG_RESIDENT) || (st & not))
+			break;
+		obj->pgstate[pg + k] = st | FM_PG_DIRTY;
+	}
+	return k;
 }
 
 /*
@@ -2147,13 +2261,15 @@ fault_wp(const struct fault *f)
 	struct fm_object *obj = f->e->obj;
 	uint64_t pg = fm__entry_pgidx(f->e, f->va);
 	enum answer a = ANS_NONE;
-	unsigned gen, pgen;
+	unsigned gen, pgen, around = 1, want = 1, k;
 	uint8_t st;
 	int r = 0, blk, refusing;
 
 	atomic_fetch_add_explicit(&stats.wp, 1, memory_order_relaxed);
 	if (f->e->pmode != FM_PMAP_SHARED || pg >= obj->npages)
 		return wake(f); /* only shared registrations are protected */
+	if (write_at_once(f)) /* a sequential writer: a window */
+		want = dirty_window(around = fault_around(f));
 	/* Our turn for this page, waited for with no pmaplock held. */
 	blk = fm__pgo_has_write(obj) || page_waits(obj, pg, FM_PGS_WRITING);
 	if (blk)
@@ -2187,11 +2303,13 @@ fault_wp(const struct fault *f)
 	if (r == 0 && (st & FM_PG_RESIDENT) && !(st & FM_PGS_BUSY) &&
 	    fm__object_gen(obj, pg) % FM_GEN_MAP == pgen) {
 		obj->pgstate[pg] |= FM_PG_DIRTY;
-		fm__object_assert_locked(obj, pg, 1);
+		k = dirty_run_locked(obj, pg, want);
+		fm__object_assert_locked(obj, pg, k);
 		pthread_mutex_unlock(&obj->lock);
-		a = unprotect_locked(f);
+		ra_advance(f->e, f->va, around, k);
+		a = unprotect_locked(f, (size_t)k << FM_PAGE_SHIFT);
 		if (a != ANS_NONE)
-			page_answered(f->va, FM_PAGE_SIZE);
+			page_answered(f->va, (size_t)k << FM_PAGE_SHIFT);
 		if (a == ANS_WOKEN && fm__pgo_has_write(obj))
 			allow_keep(f, allow_gen(obj, pg));
 		pthread_mutex_lock(&obj->lock);

@@ -1,7 +1,9 @@
 /*
  * pager_store.c: the store pager. An object backed by a range of a file:
  * pages are read from the file when first faulted and written back to it
- * when dirty (found by write protection, so clean pages are never written).
+ * when dirty (found by write protection, so pages never written are not
+ * written back, but for the end of a sequential writer's window: fault.c,
+ * writes at once).
  * Drivers use it for backing storage and eviction.
  */
 #include <errno.h>

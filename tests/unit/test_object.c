@@ -263,6 +263,57 @@ TEST(fault_handler_chooses_fill_around_and_protection)
 	testdev_done(a, 8 * PG, fd, obj);
 }
 
+/*
+ * A handler that fills even pages dirty (content its backing store does
+ * not have yet), and a pgo_put that counts the pages written back.
+ */
+static int dirty_put_pages;
+
+static int
+dirty_fault(struct fm_fault *f)
+{
+	if (f->npages == 0)
+		return 0;
+	f->npages = 1;
+	f->around = 1;
+	f->dirty = f->pgidx % 2 == 0;
+	return fm_object_write(f->obj, (off_t)f->pgidx * PG, "new", 4);
+}
+
+static int
+dirty_put(struct fm_object *obj, uint64_t pg, unsigned n, int flags)
+{
+	__atomic_add_fetch(&dirty_put_pages, (int)n, __ATOMIC_RELAXED);
+	return 0;
+}
+
+static const struct fm_pagerops dirty_ops = {.pgo_fault = dirty_fault,
+    .pgo_put = dirty_put};
+
+TEST(fault_handler_fills_pages_dirty)
+{
+	fm_test_need_uffd();
+	struct fm_object *obj = testdev_object(&dirty_ops, 8 * PG);
+	int fd = testdev_open("dirty", obj, RW, O_RDWR);
+	char *a = testdev_map(fd, 8 * PG, RW, MAP_SHARED);
+	unsigned char vec[8];
+	struct fm_stats before, after;
+
+	for (int i = 0; i < 8; i++)
+		ASSERT(strcmp(a + i * PG, "new") == 0); /* read faults */
+	ASSERT_EQ(fm_object_mincore(obj, 0, 8 * PG, vec), 0);
+	for (int i = 0; i < 8; i++)
+		ASSERT_EQ(!!(vec[i] & FM_PG_DIRTY), i % 2 == 0);
+	fm_engine_stats(&before);
+	a[2 * PG] = 'd'; /* dirty, so mapped writable: no fault */
+	a[3 * PG] = 'c'; /* clean: its write is seen */
+	fm_engine_stats(&after);
+	ASSERT_EQ(after.wp, before.wp + 1);
+	ASSERT_EQ(fm_object_clean(obj, 0, 8 * PG), 0);
+	ASSERT_EQ(__atomic_load_n(&dirty_put_pages, __ATOMIC_RELAXED), 5);
+	testdev_done(a, 8 * PG, fd, obj);
+}
+
 /* A pager whose errors are the engine's own retry codes. */
 static int err_code;
 

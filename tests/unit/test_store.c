@@ -61,7 +61,7 @@ TEST(store_writes_back_only_dirty_pages)
 	a[2 * PG] = 'x';
 	a[5 * PG + 7] = 'y';
 	fm_engine_stats(&after);
-	ASSERT_GE(after.wp, before.wp + 1); /* dirty tracking is by faults */
+	ASSERT_EQ(after.wp, before.wp); /* first writes: dirty at once */
 	ASSERT_EQ(fm_object_mincore(obj, 0, 16 * PG, vec), 0);
 	ASSERT(vec[2] & FM_PG_DIRTY);
 	ASSERT(vec[5] & FM_PG_DIRTY);
@@ -72,13 +72,108 @@ TEST(store_writes_back_only_dirty_pages)
 	ASSERT_EQ(file_byte(file, 3 * PG), 'B'); /* clean: never written */
 	ASSERT_EQ(fm_object_mincore(obj, 0, 16 * PG, vec), 0);
 	ASSERT(!(vec[2] & FM_PG_DIRTY));
-	/* Clean again, so the next write is seen again. */
+	/* Clean again, so the next write is seen again: it faults. */
+	fm_engine_stats(&before);
 	a[2 * PG] = 'z';
+	fm_engine_stats(&after);
+	ASSERT_EQ(after.wp, before.wp + 1);
 	ASSERT_EQ(fm_object_mincore(obj, 0, 16 * PG, vec), 0);
 	ASSERT(vec[2] & FM_PG_DIRTY);
 	ASSERT_OK(fm_msync(a, 16 * PG, MS_ASYNC));
 	ASSERT_EQ(file_byte(file, 2 * PG), 'z');
 	testdev_done(a, 16 * PG, fd, obj);
+	close(file);
+}
+
+/*
+ * A first write maps its page writable and dirty in one fault, and a
+ * sequential run of them dirties a growing window (as fault-around maps
+ * for reads); write-back then protects them again, so dirty tracking
+ * stays exact: the next write to each is seen.
+ */
+TEST(store_first_writes_dirty_at_once)
+{
+	fm_test_need_uffd();
+	int file = testdev_tmpfile(256 * PG);
+	struct fm_object *obj = testdev_store(file, 0, 256 * PG);
+	int fd = testdev_open("store-wr", obj, RW, O_RDWR);
+	char *a = testdev_map(fd, 256 * PG, RW, MAP_SHARED);
+	char *b = testdev_map(fd, 256 * PG, PROT_READ, MAP_SHARED);
+	unsigned char vec[256];
+	struct fm_stats before, after;
+
+	ASSERT_EQ(b[240 * PG], pat(240 * PG)); /* clean, mapped in b */
+	fm_engine_stats(&before);
+	for (size_t i = 0; i < 192; i++)
+		a[i * PG + 1] = 'w';
+	fm_engine_stats(&after);
+	ASSERT_EQ(after.wp, before.wp);
+	ASSERT_LE(after.faults - before.faults, 16); /* windows 1, 2, 4 ... */
+	ASSERT_EQ(fm_object_mincore(obj, 0, 256 * PG, vec), 0);
+	for (size_t i = 0; i < 192; i++)
+		ASSERT(vec[i] & FM_PG_DIRTY);
+	/* The last window may run on past the writes, by 15 pages at most. */
+	for (size_t i = 192 + 15; i < 256; i++)
+		ASSERT(!(vec[i] & FM_PG_DIRTY));
+	ASSERT_EQ(b[100 * PG + 1], 'w');
+	ASSERT_OK(fm_msync(a, 256 * PG, MS_SYNC));
+	ASSERT_EQ(file_byte(file, 100 * PG + 1), 'w');
+	ASSERT_EQ(file_byte(file, 240 * PG), pat(240 * PG));
+	ASSERT_EQ(fm_object_mincore(obj, 0, 256 * PG, vec), 0);
+	ASSERT(!(vec[100] & FM_PG_DIRTY));
+	/* Written back: protected again, the next writes fault. */
+	fm_engine_stats(&before);
+	a[100 * PG] = 'x';
+	a[7 * PG] = 'y';
+	fm_engine_stats(&after);
+	ASSERT_EQ(after.wp, before.wp + 2);
+	/* A sequential writer over clean pages: a window a fault again. */
+	ASSERT_OK(fm_msync(a, 256 * PG, MS_SYNC));
+	fm_engine_stats(&before);
+	for (size_t i = 0; i < 128; i++)
+		a[i * PG + 2] = 'v';
+	fm_engine_stats(&after);
+	ASSERT_GE(after.wp - before.wp, 128 / 16);
+	ASSERT_LE(after.wp - before.wp, 128 / 16 + 4); /* 1, 2, 4, 8, 16 ... */
+	ASSERT_EQ(fm_object_mincore(obj, 0, 256 * PG, vec), 0);
+	for (size_t i = 0; i < 128; i++)
+		ASSERT(vec[i] & FM_PG_DIRTY);
+	/* A write to a clean page mapped write-protected is decided too. */
+	ASSERT_EQ(a[220 * PG], pat(220 * PG));
+	fm_engine_stats(&before);
+	a[220 * PG] = 'z';
+	fm_engine_stats(&after);
+	ASSERT_EQ(after.wp, before.wp + 1);
+	ASSERT_OK(fm_munmap(b, 256 * PG));
+	testdev_done(a, 256 * PG, fd, obj);
+	ASSERT_EQ(file_byte(file, 7 * PG), 'y');
+	ASSERT_EQ(file_byte(file, 220 * PG), 'z');
+	close(file);
+}
+
+/* Read-only pages stay so: a first write to one is refused, unwritten. */
+TEST(store_first_write_to_read_only_page_refused)
+{
+	fm_test_need_uffd();
+	int file = testdev_tmpfile(8 * PG);
+	struct fm_object *obj = testdev_store(file, 0, 8 * PG);
+	int fd = testdev_open("store-ro", obj, RW, O_RDWR);
+	char *a = testdev_map(fd, 8 * PG, RW, MAP_SHARED);
+	unsigned char vec[8];
+
+	ASSERT_EQ(fm_object_protect(obj, 2 * PG, 2 * PG, PROT_READ), 0);
+	ASSERT_OK(fm_madvise(a, 8 * PG, MADV_SEQUENTIAL));
+	a[PG] = 'a'; /* a window over the read-only pages */
+	ASSERT_EQ(fm_test_probe(a + 2 * PG, 1), SIGBUS);
+	ASSERT_EQ(fm_test_probe(a + 3 * PG, 1), SIGBUS);
+	ASSERT_EQ(fm_object_mincore(obj, 0, 8 * PG, vec), 0);
+	ASSERT(vec[1] & FM_PG_DIRTY);
+	ASSERT(!(vec[2] & FM_PG_DIRTY) && !(vec[3] & FM_PG_DIRTY));
+	a[4 * PG] = 'b';
+	ASSERT_EQ(a[2 * PG], pat(2 * PG));
+	testdev_done(a, 8 * PG, fd, obj);
+	ASSERT_EQ(file_byte(file, 2 * PG), pat(2 * PG));
+	ASSERT_EQ(file_byte(file, 4 * PG), 'b');
 	close(file);
 }
 
