@@ -13,7 +13,14 @@
 
 #include "vm/vm.h"
 
-#define STORE_CHUNK 64 /* pages copied per system call pair */
+/*
+ * Pages a fill copies at most: the engine's largest fault-around window,
+ * so that a sequential reader's window is one call. Each copy goes from
+ * file to file in the kernel (fm__file_copy: one copy of the data); a
+ * file that does not splice is copied through a buffer of BOUNCE pages.
+ */
+#define STORE_CHUNK 256
+#define BOUNCE 64
 
 struct store {
 	int fd;
@@ -22,8 +29,9 @@ struct store {
 };
 
 /*
- * A bounce buffer a thread, made on its first fill: a __thread array this
- * large would be set up in every thread the application creates.
+ * A bounce buffer a thread, made on its first copy through one: a
+ * __thread array this large would be set up in every thread the
+ * application creates.
  */
 static pthread_key_t bounce_key;
 static pthread_once_t bounce_once = PTHREAD_ONCE_INIT;
@@ -41,12 +49,55 @@ bounce_buf(void)
 
 	pthread_once(&bounce_once, bounce_setup);
 	b = pthread_getspecific(bounce_key);
-	if (b == NULL && (b = malloc(STORE_CHUNK * FM_PAGE_SIZE)) != NULL &&
+	if (b == NULL && (b = malloc(BOUNCE * FM_PAGE_SIZE)) != NULL &&
 	    pthread_setspecific(bounce_key, b) != 0) {
 		free(b);
 		b = NULL;
 	}
 	return b;
+}
+
+/*
+ * Copy len bytes of from at off to to at tooff through the bounce buffer
+ * (files that do not splice). => the count, less than len only at the
+ * end of from; or -errno
+ */
+static ssize_t
+bounce_copy(int from, off_t off, int to, off_t tooff, size_t len)
+{
+	char *bounce = bounce_buf();
+	size_t done = 0;
+
+	if (bounce == NULL)
+		return -ENOMEM;
+	while (done < len) {
+		size_t n = len - done < BOUNCE * FM_PAGE_SIZE
+		    ? len - done
+		    : BOUNCE * FM_PAGE_SIZE;
+		ssize_t k = fm__full_pread(from, bounce, n, off + (off_t)done);
+		int r;
+
+		if (k <= 0)
+			return k < 0 ? k : (ssize_t)done;
+		r = fm__full_pwrite(to, bounce, (size_t)k, tooff + (off_t)done);
+		if (r < 0)
+			return r;
+		done += (size_t)k;
+		if ((size_t)k < n)
+			break; /* the end of from */
+	}
+	return (ssize_t)done;
+}
+
+/* fm__file_copy, or through the bounce buffer where the files cannot. */
+static ssize_t
+store_copy(int from, off_t off, int to, off_t tooff, size_t len)
+{
+	ssize_t k = fm__file_copy(from, off, to, tooff, len);
+
+	if (k == -EINVAL)
+		k = bounce_copy(from, off, to, tooff, len);
+	return k;
 }
 
 static int
@@ -56,47 +107,53 @@ store_get(struct fm_object *obj, uint64_t pgidx, unsigned *npages)
 	unsigned n = *npages < STORE_CHUNK ? *npages : STORE_CHUNK;
 	size_t len = (size_t)n << FM_PAGE_SHIFT;
 	off_t off = (off_t)(pgidx << FM_PAGE_SHIFT);
-	char *bounce = bounce_buf();
-	ssize_t k;
+	ssize_t k = 0;
+	unsigned got, rest;
 
-	if (bounce == NULL)
-		return -ENOMEM;
-	k = fm__full_pread(s->fd, bounce, len, s->base + off);
-
+	if ((size_t)off < s->size)
+		k = store_copy(s->fd, s->base + off, obj->fd, obj->base + off,
+		    len < s->size - (size_t)off ? len : s->size - (size_t)off);
 	if (k < 0)
 		return (int)k;
-	memset(bounce + k, 0, len - (size_t)k); /* past the end of the file */
+	/* Past the end of the file (or of the store's part of it): zeros. */
+	if ((size_t)k & FM_PAGE_MASK) {
+		static const char zeros[FM_PAGE_SIZE];
+		size_t tail = FM_PAGE_SIZE - ((size_t)k & FM_PAGE_MASK);
+		int r = fm__full_pwrite(obj->fd, zeros, tail,
+		    obj->base + off + (off_t)k);
+
+		if (r < 0)
+			return r;
+	}
+	got = (unsigned)FM_PAGES((size_t)k);
+	rest = n - got;
+	if (rest > 0) {
+		int r = fm__anon_get(obj, pgidx + got, &rest);
+
+		if (r < 0)
+			return r;
+	}
 	*npages = n;
-	return fm_object_write(obj, off, bounce, len);
+	return 0;
 }
 
 static int
 store_put(struct fm_object *obj, uint64_t pgidx, unsigned npages, int flags)
 {
 	struct store *s = fm_object_private(obj);
-	char *bounce = bounce_buf();
+	size_t off = (size_t)pgidx << FM_PAGE_SHIFT;
+	size_t len = (size_t)npages << FM_PAGE_SHIFT;
+	ssize_t k;
 
-	if (bounce == NULL)
-		return -ENOMEM;
-	for (unsigned i = 0; i < npages; i += STORE_CHUNK) {
-		unsigned n =
-		    npages - i < STORE_CHUNK ? npages - i : STORE_CHUNK;
-		size_t off = (size_t)(pgidx + i) << FM_PAGE_SHIFT;
-		size_t len = (size_t)n << FM_PAGE_SHIFT;
-		int r;
-
-		if (off >= s->size)
-			break;
-		if (len > s->size - off)
-			len = s->size - off; /* never grow the file */
-		r = fm_object_read(obj, (off_t)off, bounce, len);
-		if (r < 0)
-			return r;
-		r = fm__full_pwrite(s->fd, bounce, len, s->base + (off_t)off);
-		if (r < 0)
-			return r;
-	}
-	return 0;
+	if (off >= s->size)
+		return 0;
+	if (len > s->size - off)
+		len = s->size - off; /* never grow the file */
+	k = store_copy(obj->fd, obj->base + (off_t)off, s->fd,
+	    s->base + (off_t)off, len);
+	if (k < 0)
+		return (int)k;
+	return (size_t)k < len ? -EIO : 0; /* the store holds every page */
 }
 
 static void

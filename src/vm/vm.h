@@ -207,6 +207,17 @@ const char *fm__page_size_why(void);
  */
 ssize_t fm__full_pread(int fd, void *buf, size_t len, off_t off);
 int fm__full_pwrite(int fd, const void *buf, size_t len, off_t off);
+/*
+ * fm__file_copy copies len bytes of from at off to to at tooff in the
+ * kernel, with one copy of the data and no buffer of the caller's: splice
+ * through a pipe of this thread's (FM_FILE_COPY_MAX bytes a round when
+ * the pipe limits allow). => the count, less than len only at the end of
+ * from; or -errno: nothing was copied when the files do not splice
+ * (-EINVAL: copy through a buffer instead); a failure later may have
+ * copied a part
+ */
+#define FM_FILE_COPY_MAX ((size_t)1 << 20)
+ssize_t fm__file_copy(int from, off_t off, int to, off_t tooff, size_t len);
 
 /*
  * pager_anon.c: the anonymous pager (zero-fill), the pager of an object

@@ -3,6 +3,8 @@
  * back only dirty pages), and pager errors becoming SIGBUS or EIO.
  */
 #include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -175,6 +177,58 @@ TEST(store_first_write_to_read_only_page_refused)
 	ASSERT_EQ(file_byte(file, 2 * PG), pat(2 * PG));
 	ASSERT_EQ(file_byte(file, 4 * PG), 'b');
 	close(file);
+}
+
+/*
+ * Whole windows (256 pages) copied from file to store and back, from a
+ * file on tmpfs too (the copy is the kernel's: splice), and a store that
+ * covers a part of its file ending inside a page: zeros past that part,
+ * never the file's bytes beyond it, which write-back never touches.
+ */
+TEST(store_copies_windows_and_stops_at_its_size)
+{
+	fm_test_need_uffd();
+	static const char *const dirs[] = {"/tmp", "/dev/shm"};
+
+	for (int d = 0; d < 2; d++) {
+		char path[64];
+		int file;
+
+		snprintf(path, sizeof path, "%s/fomap-test-XXXXXX", dirs[d]);
+		if ((file = mkstemp(path)) < 0)
+			continue; /* no such file system here */
+		unlink(path);
+		for (size_t i = 0; i < 600; i++) {
+			char page[PG];
+
+			memset(page, (int)(i % 253), PG);
+			ASSERT_EQ(write(file, page, PG), (ssize_t)PG);
+		}
+		struct fm_object *obj = testdev_store(file, 4 * PG,
+		    500 * PG + 10);
+		int fd = testdev_open(d ? "store-big-shm" : "store-big", obj,
+		    RW, O_RDWR);
+		char *a = testdev_map(fd, 501 * PG, RW, MAP_SHARED);
+
+		ASSERT_OK(fm_madvise(a, 501 * PG, MADV_SEQUENTIAL));
+		for (size_t i = 0; i < 500; i++) {
+			ASSERT_EQ(a[i * PG], (char)((i + 4) % 253));
+			ASSERT_EQ(a[i * PG + PG - 1], (char)((i + 4) % 253));
+		}
+		ASSERT_EQ(a[500 * PG + 9], (char)(504 % 253));
+		ASSERT_EQ(a[500 * PG + 10], 0); /* past the store's part */
+		ASSERT_EQ(a[500 * PG + PG - 1], 0);
+		for (size_t i = 0; i < 501; i += 3)
+			a[i * PG + 5] = 'k';
+		ASSERT_OK(fm_msync(a, 501 * PG, MS_SYNC));
+		for (size_t i = 0; i < 500; i += 3)
+			ASSERT_EQ(file_byte(file, (off_t)(i + 4) * PG + 5), 'k');
+		ASSERT_EQ(file_byte(file, 4 * PG + 7 * PG + 5),
+		    (char)(11 % 253));
+		ASSERT_EQ(file_byte(file, 504 * PG + 10), (char)(504 % 253));
+		testdev_done(a, 501 * PG, fd, obj);
+		close(file);
+	}
 }
 
 TEST(store_writes_back_on_last_munmap_and_release)
