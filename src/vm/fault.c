@@ -260,6 +260,7 @@
 #define FM_AROUND_MAX (1u << FM_AROUND_SHIFT) /* pages */
 #define FM_AROUND_STREAMS 4 /* e->ra_next and e->ra_more */
 #define FM_DIRTY_AROUND 16 /* pages a sequential write dirties at most */
+#define FM_RA_MIN 4 /* a window this large: the next one is read ahead */
 #define FM_FAULT_TRIES 64 /* fills before a fault gives up (SIGBUS) */
 #define FM_ENGINE_MAXTHREADS 16 /* at start */
 #define FM_ENGINE_POOL 64 /* at most, when threads wait on pagers */
@@ -1009,6 +1010,89 @@ fill_and_install(const struct fault *f, unsigned around, size_t *mapped,
 	if (blk)
 		engine_unblock();
 	return r;
+}
+
+/*
+ * Read-ahead (design notes): the window after the one a sequential fault
+ * mapped, filled by the engine thread that answered the fault, once it
+ * has. e referenced, or NULL: nothing to read.
+ */
+struct readahead {
+	struct fm_entry *e;
+	uint64_t pg;
+	unsigned n;
+};
+static __thread struct readahead ra_fill;
+
+/*
+ * f's fault mapped mapped bytes of a window of around pages: if it is a
+ * sequential reader's, of a pager whose fill costs (pgo_get of its own),
+ * and the engine has CPUs to do it beside the reader, the next window is
+ * to be filled now (readahead_run), twice as large as this one.
+ */
+static void
+readahead_plan(const struct fault *f, size_t mapped, unsigned around)
+{
+	struct fm_entry *e = f->e;
+	struct fm_object *obj = e->obj;
+	uintptr_t va = f->va + mapped;
+	unsigned n = around * 2 < FM_AROUND_MAX ? around * 2 : FM_AROUND_MAX;
+	uint64_t pg;
+
+	if (!eng_thread || !eng.shared || around < FM_RA_MIN ||
+	    fm__pgo_has_fault(obj) || fm__pgo_zero_fill(obj) || va >= f->end)
+		return;
+	pg = fm__entry_pgidx(e, va);
+	if (pg >= obj->npages)
+		return;
+	if (n > (f->end - va) >> FM_PAGE_SHIFT)
+		n = (unsigned)((f->end - va) >> FM_PAGE_SHIFT);
+	if (n > obj->npages - pg)
+		n = (unsigned)(obj->npages - pg);
+	FM_ASSERT(ra_fill.e == NULL, "read-ahead of entry %p not run",
+	    (void *)ra_fill.e);
+	fm__entry_ref(e);
+	ra_fill = (struct readahead){.e = e, .pg = pg, .n = n};
+}
+
+/*
+ * Fill the window readahead_plan chose, unless a fault or another
+ * read-ahead is at it already: not mapped (the reader's fault there is
+ * then a minor one, which reads the next window ahead), and nothing told
+ * of a failure (the reader's own fault fills again, and is told).
+ * => no lock held; an engine thread
+ */
+static void
+readahead_run(struct fm_pmap *pm)
+{
+	struct readahead ra = ra_fill;
+	struct fm_object *obj;
+	unsigned n, cnt;
+
+	if (ra.e == NULL)
+		return;
+	ra_fill.e = NULL;
+	obj = ra.e->obj;
+	if (!page_waits(obj, ra.pg, FM_PG_RESIDENT)) {
+		engine_block(pm); /* a pager's hook */
+		pthread_rwlock_rdlock(&obj->pmaplock);
+		fm__pmaplock_held = obj;
+		n = fm__object_busy(obj, ra.pg, ra.n);
+		if (n > 0) {
+			cnt = n;
+			if (fm__pgo_get(obj, ra.pg, &cnt) < 0 || cnt > n)
+				cnt = 0;
+			fm__object_unbusy(obj, ra.pg, n, cnt);
+			FM_TRACE("engine: read ahead", 0,
+			    ra.e->start + ((ra.pg - ra.e->pgoff)
+			                      << FM_PAGE_SHIFT),
+			    cnt);
+		}
+		fm__pmaplock_held = NULL;
+		pthread_rwlock_unlock(&obj->pmaplock);
+		engine_unblock();
+	}
+	fm__entry_rele(ra.e);
 }
 
 static enum answer
@@ -2121,6 +2205,7 @@ fault_page(const struct fault *f)
 		if (r == 0) {
 			atomic_fetch_add_explicit(&stats.pages,
 			    mapped >> FM_PAGE_SHIFT, memory_order_relaxed);
+			readahead_plan(f, mapped, around);
 			return ANS_MAPPED;
 		}
 		/*
@@ -2704,6 +2789,7 @@ engine_main(void *arg)
 		}
 		pthread_mutex_unlock(&eng.lock);
 		resolve_fault(pm, &m);
+		readahead_run(pm); /* its thread is woken: beside it */
 		pthread_mutex_lock(&eng.lock);
 	}
 	return NULL;

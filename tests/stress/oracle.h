@@ -164,6 +164,7 @@ struct or_worker {
 	atomic_uint wpg;
 	/* The model of a writer. */
 	uint32_t seq;
+	unsigned sweep_pg; /* its next page, when it sweeps */
 	int pipe[2];
 	struct or_est own[OR_MAXPAGES][OR_SHW]; /* its shared words */
 	struct or_est seen[OR_MAXPAGES][OR_SHW]; /* others' shared words */
@@ -212,6 +213,7 @@ struct oracle {
 	uint64_t salt;
 	unsigned npages, nwriters, nmutators, nslots;
 	int storm, restart;
+	int sweep; /* even writers sweep the pages in order (streams) */
 	unsigned storm_us, pace_us, slow_us;
 	unsigned wweight[16], mweight[16];
 	/* The object and its mappings. */

@@ -96,6 +96,9 @@ configure(struct oracle *o, unsigned long seed)
 	o->nslots = (unsigned)(o->k->nshared + o->k->nprivate);
 	or_writer_weights(o, &r);
 	or_mutator_weights(o, &r);
+	/* Drawn apart, so that the draws above stay each seed's own. */
+	r = or_mix(seed ^ 0x7377656570ULL);
+	o->sweep = or_rnd(&r, 2);
 }
 
 /*
@@ -336,7 +339,7 @@ report(const struct oracle *o, const struct or_counts *c)
 	char line[512];
 
 	snprintf(line, sizeof line,
-	    "# oracle %s seed %lu (%u pages, %u writers, %u mutators, %s): "
+	    "# oracle %s seed %lu (%u pages, %u writers, %u mutators, %s%s): "
 	    "%lu accesses, %lu mutations (%lu raced writers), %lu signals, "
 	    "%lu SIGBUS, %lu SIGSEGV, %lu EFAULT, %lu pipe calls, "
 	    "%lu write hook calls (%lu refused); engine: %lu faults "
@@ -345,7 +348,7 @@ report(const struct oracle *o, const struct or_counts *c)
 	    !o->storm        ? "no storm"
 	        : o->restart ? "storm, SA_RESTART"
 	                     : "storm",
-	    c->accesses, c->mops, c->races, c->signals, c->sigbus, c->sigsegv,
+	    o->sweep ? ", sweeps" : "", c->accesses, c->mops, c->races, c->signals, c->sigbus, c->sigsegv,
 	    c->efault, c->pipeops, c->hook_calls, c->hook_refused, c->faults,
 	    c->minor, c->wp, c->engine_sigbus, c->retries);
 	fputs(line, stdout);

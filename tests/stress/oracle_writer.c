@@ -611,12 +611,30 @@ private_slot(struct or_worker *w)
 	    (int)or_rnd(&w->rng, (unsigned)w->o->k->nprivate);
 }
 
+/*
+ * The page of a writer's next access: at random, or, for an even writer
+ * of a seed that sweeps, the page after its last (a sequential stream:
+ * fault-around windows, a write's window of dirty pages, read-ahead),
+ * restarted at random now and then.
+ */
+static unsigned
+next_page(struct or_worker *w)
+{
+	struct oracle *o = w->o;
+
+	if (!o->sweep || w->id % 2 != 0)
+		return or_rnd(&w->rng, o->npages);
+	if (or_rnd(&w->rng, 4 * o->npages) == 0)
+		w->sweep_pg = or_rnd(&w->rng, o->npages);
+	return w->sweep_pg++ % o->npages;
+}
+
 static void
 writer_step(struct or_worker *w)
 {
 	struct oracle *o = w->o;
 	unsigned op = or_pick(&w->rng, o->wweight, W_N);
-	unsigned pg = or_rnd(&w->rng, o->npages);
+	unsigned pg = next_page(w);
 	int slot = op == W_PSTORE || op == W_PLOAD ? private_slot(w)
 	    : op == W_KSTORE || op == W_KLOAD      ? -1
 	                                           : shared_slot(w);

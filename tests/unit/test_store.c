@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -229,6 +230,46 @@ TEST(store_copies_windows_and_stops_at_its_size)
 		testdev_done(a, 501 * PG, fd, obj);
 		close(file);
 	}
+}
+
+/*
+ * A sequential reader of a store object: once its window is 4 pages or
+ * more, an engine thread fills the next window while it runs on (only
+ * when the engine has a second CPU to do it on). Nothing is mapped
+ * ahead: the reader's fault there is a minor one.
+ */
+TEST(store_reads_ahead_of_a_sequential_reader)
+{
+	fm_test_need_uffd();
+	cpu_set_t cpus;
+
+	if (sched_getaffinity(0, sizeof cpus, &cpus) < 0 ||
+	    CPU_COUNT(&cpus) < 2)
+		fm_test_skip("one CPU: the engine reads nothing ahead");
+	int file = testdev_tmpfile(512 * PG);
+	struct fm_object *obj = testdev_store(file, 0, 512 * PG);
+	int fd = testdev_open("store-ra", obj, RW, O_RDWR);
+	char *a = testdev_map(fd, 512 * PG, PROT_READ, MAP_SHARED);
+	unsigned char vec[512];
+	struct fm_stats before, after;
+	int waited = 0;
+
+	/* Windows 1, 2, 4, 8, 16, 32: pages 0 to 62; then 64 from 63. */
+	for (size_t i = 0; i < 64; i++)
+		ASSERT_EQ(a[i * PG], pat(i * PG));
+	do {
+		ASSERT_EQ(fm_object_mincore(obj, 0, 512 * PG, vec), 0);
+	} while (!(vec[200] & FM_PG_RESIDENT) && waited++ < 2000 &&
+	    usleep(1000) == 0);
+	ASSERT(vec[200] & FM_PG_RESIDENT); /* read ahead: 127 to 254 */
+	ASSERT(!(vec[300] & FM_PG_RESIDENT)); /* but no further */
+	fm_engine_stats(&before);
+	for (size_t i = 64; i < 255; i++)
+		ASSERT_EQ(a[i * PG], pat(i * PG));
+	fm_engine_stats(&after);
+	ASSERT_GE(after.minor - before.minor, 1); /* mapped, not filled */
+	testdev_done(a, 512 * PG, fd, obj);
+	close(file);
 }
 
 TEST(store_writes_back_on_last_munmap_and_release)
