@@ -164,7 +164,7 @@ struct or_worker {
 	atomic_uint wpg;
 	/* The model of a writer. */
 	uint32_t seq;
-	unsigned sweep_pg; /* its next page, when it sweeps */
+	unsigned sweep_pg, sweep_slot; /* its next page, when it sweeps */
 	int pipe[2];
 	struct or_est own[OR_MAXPAGES][OR_SHW]; /* its shared words */
 	struct or_est seen[OR_MAXPAGES][OR_SHW]; /* others' shared words */

@@ -599,12 +599,6 @@ do_load(struct or_worker *w, struct acc *a, int via_pipe, int peek,
 }
 
 static int
-shared_slot(struct or_worker *w)
-{
-	return (int)or_rnd(&w->rng, (unsigned)w->o->k->nshared);
-}
-
-static int
 private_slot(struct or_worker *w)
 {
 	return w->o->k->nshared +
@@ -617,16 +611,33 @@ private_slot(struct or_worker *w)
  * fault-around windows, a write's window of dirty pages, read-ahead),
  * restarted at random now and then.
  */
+static int
+sweeps(const struct or_worker *w)
+{
+	return w->o->sweep && w->id % 2 == 0;
+}
+
 static unsigned
 next_page(struct or_worker *w)
 {
 	struct oracle *o = w->o;
 
-	if (!o->sweep || w->id % 2 != 0)
+	if (!sweeps(w))
 		return or_rnd(&w->rng, o->npages);
-	if (or_rnd(&w->rng, 4 * o->npages) == 0)
+	if (or_rnd(&w->rng, 4 * o->npages) == 0) {
 		w->sweep_pg = or_rnd(&w->rng, o->npages);
+		w->sweep_slot = or_rnd(&w->rng, (unsigned)o->k->nshared);
+	}
 	return w->sweep_pg++ % o->npages;
+}
+
+/* A shared mapping: a sweep keeps to one, so that it is a stream there. */
+static int
+shared_slot(struct or_worker *w)
+{
+	if (sweeps(w))
+		return (int)(w->sweep_slot % (unsigned)w->o->k->nshared);
+	return (int)or_rnd(&w->rng, (unsigned)w->o->k->nshared);
 }
 
 static void

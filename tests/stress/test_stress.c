@@ -1,7 +1,8 @@
 /*
  * test_stress.c: random sequences of every operation on a store object,
- * checked against a model of its contents after each step, and against the
- * backing file at the end. FOMAP_STRESS_SEED picks another sequence.
+ * sequential sweeps among them (the engine's read-ahead runs beside the
+ * next steps), checked against a model of its contents after each step,
+ * and against the backing file at the end. FOMAP_STRESS_SEED picks another sequence.
  */
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -62,7 +63,7 @@ TEST(stress_store_against_a_model)
 		char *m = rnd(2) ? m1 : m2;
 		char v = (char)(1 + rnd(120));
 
-		switch (rnd(10)) {
+		switch (rnd(12)) {
 		case 0:
 		case 1:
 		case 2: /* write through a mapping */
@@ -104,6 +105,20 @@ TEST(stress_store_against_a_model)
 			ASSERT_OK(fm_munmap(m2, NPAGES * PG));
 			m2 = fm_mmap(NULL, NPAGES * PG, RW, MAP_SHARED, fd, 0);
 			ASSERT(m2 != MAP_FAILED);
+			break;
+		case 10: /* a sequential reader: windows, read-ahead */
+			for (unsigned i = pg; i < pg + n; i++)
+				if (m[i * PG] != model[i])
+					fm_test_fail(__FILE__, __LINE__,
+					    "step %d: sweep: page %u holds "
+					    "%d, model %d",
+					    step, i, m[i * PG], model[i]);
+			break;
+		case 11: /* a sequential writer: a window dirty at once */
+			for (unsigned i = pg; i < pg + n && !rdonly[i]; i++) {
+				m[i * PG] = v;
+				model[i] = v;
+			}
 			break;
 		case 9: { /* the store itself, where the page is resident */
 			unsigned char st;
