@@ -231,6 +231,21 @@
  * every fault, whatever the advice (for benchmarks). Windows are clipped
  * to the entry and the object.
  *
+ * Read-ahead (readahead_plan, readahead_run): a fault that maps a window
+ * of FM_RA_MIN pages or more of a sequential stream, on a pager whose
+ * fill costs (a pgo_get of its own: not zero-fill, not a pgo_fault, which
+ * decides per fault), leaves the next window, twice as large (at most
+ * FM_AROUND_MAX), to be filled by the engine thread that answered it,
+ * once it has: the reader runs on while its next window is filled beside
+ * it. Only when the engine may use several CPUs (on one there is nothing
+ * to overlap). The window is filled, not mapped: its pages go EMPTY ->
+ * FILLING -> CLEAN like any fill, under pmaplock shared (so a removal or
+ * protect is before or after it, never between the fill and its pages'
+ * state), skipping a window a fault or another read-ahead has begun; a
+ * failed fill is left for the reader's own fault, which tells it. The
+ * reader's fault in that window is then a minor one, and reads the next
+ * window ahead.
+ *
  * Engine threads (FOMAP_ENGINE_THREADS, default 2): the kernel wakes every
  * thread sleeping in read(2) on a uffd for each fault. When the engine
  * may use one CPU only (its affinity at start), the others' wake-ups are
