@@ -124,7 +124,7 @@ busy=$(sed -n 's/.*CPUs \([0-9]*\)% busy.*/\1/p' "$out/machine.txt")
 if [ "${busy:-0}" -gt 15 ]; then
 	echo "(warning: other work kept the CPUs ${busy}% busy: the figures are skewed)" | tee -a "$log"
 fi
-for p in fault wp store pager scale remove memory; do
+for p in fault wp store pager scale remove memory mapops; do
 	# shellcheck disable=SC2086 # flags are words
 	"$bin/bench-$p" $flags ${BENCH_ARGS:-} -o "$out" | tee -a "$log"
 done
