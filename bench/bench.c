@@ -413,7 +413,10 @@ bench_mmap(size_t len, int prot, int flags, int fd)
 	return p;
 }
 
-/* The bench device: d_mmap_single hands out the object set by bench_fm_map. */
+/*
+ * The bench device: d_mmap_single hands out the object set by bench_fm_map
+ * or bench_fm_open, at the offset asked for.
+ */
 static struct fm_object *map_obj;
 
 static int
@@ -436,11 +439,10 @@ static const struct fm_cdevsw benchdev_cdevsw = {
     .d_mmap_single = benchdev_mmap,
 };
 
-void *
-bench_fm_map(struct fm_object *obj, size_t len)
+int
+bench_fm_open(struct fm_object *obj)
 {
 	static int registered;
-	void *p;
 	int fd, r;
 
 	if (!registered) {
@@ -454,6 +456,15 @@ bench_fm_map(struct fm_object *obj, size_t len)
 	map_obj = obj;
 	if ((fd = fm_open(FM_DEVPREFIX "bench", O_RDWR)) < 0)
 		bench_fail("fm_open bench");
+	return fd;
+}
+
+void *
+bench_fm_map(struct fm_object *obj, size_t len)
+{
+	int fd = bench_fm_open(obj);
+	void *p;
+
 	p = fm_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED)
 		bench_fail("fm_mmap bench");

@@ -143,6 +143,13 @@ void bench_fail(const char *what) __attribute__((noreturn));
  * => the address; exits on failure
  */
 void *bench_fm_map(struct fm_object *obj, size_t len);
+/*
+ * bench_fm_open: a descriptor of the bench device: fm_mmap of it maps obj at
+ * the offset given, until the next bench_fm_open or bench_fm_map (one
+ * object at a time). fm_close it when done.
+ * => the descriptor; exits on failure
+ */
+int bench_fm_open(struct fm_object *obj);
 /* Map the built-in zero device shared: an anonymous object of the engine. */
 void *bench_fm_zero(size_t len);
 
