@@ -94,8 +94,9 @@ bench_fail(const char *what)
 	_exit(1);
 }
 
-int
-bench_child(bench_fn *fn, const void *arg, double *out)
+/* bench_child on CPU pin, or anywhere when pin is -1. */
+static int
+child_on(bench_fn *fn, const void *arg, double *out, int pin)
 {
 	double v[BENCH_NOUT];
 	int pfd[2], status;
@@ -113,11 +114,11 @@ bench_child(bench_fn *fn, const void *arg, double *out)
 	if (pid == 0) {
 		close(pfd[0]);
 		alarm(CHILD_TIMEOUT);
-		if (bench.pin >= 0) {
+		if (pin >= 0) {
 			cpu_set_t set;
 
 			CPU_ZERO(&set);
-			CPU_SET(bench.pin, &set);
+			CPU_SET(pin, &set);
 			if (sched_setaffinity(0, sizeof set, &set) < 0)
 				bench_fail("sched_setaffinity");
 		}
@@ -148,6 +149,12 @@ bench_child(bench_fn *fn, const void *arg, double *out)
 	}
 	memcpy(out, v, sizeof v);
 	return 0;
+}
+
+int
+bench_child(bench_fn *fn, const void *arg, double *out)
+{
+	return child_on(fn, arg, out, bench.pin);
 }
 
 static int
@@ -234,7 +241,8 @@ bench_compare(const char *row, struct bench_cfg *c, int n, int reps, int ref,
 	for (int i = 0; i < n; i++) {
 		c[i].n = 0;
 		if (!bench.cfg || strstr(c[i].name, bench.cfg))
-			(void)bench_child(c[i].fn, c[i].arg, warm);
+			(void)child_on(c[i].fn, c[i].arg, warm,
+			    c[i].unpinned ? -1 : bench.pin);
 	}
 	for (int r = 0; r < reps && r < BENCH_MAXREP; r++) {
 		/* Rotate the order so no configuration always runs first. */
@@ -243,7 +251,8 @@ bench_compare(const char *row, struct bench_cfg *c, int n, int reps, int ref,
 
 			if (bench.cfg && strstr(x->name, bench.cfg) == NULL)
 				continue;
-			(void)bench_child(x->fn, x->arg, x->v[r]);
+			(void)child_on(x->fn, x->arg, x->v[r],
+			    x->unpinned ? -1 : bench.pin);
 			x->n = r + 1;
 			if (bench.verbose)
 				printf("# rep %d %s: %.4g %.4g %.4g %.4g\n", r,

@@ -82,6 +82,7 @@ struct bench_cfg {
 	const char *name;
 	bench_fn *fn;
 	const void *arg;
+	int unpinned; /* run anywhere, even when the others are pinned */
 	double v[BENCH_MAXREP][BENCH_NOUT]; /* per rep */
 	int n;
 };

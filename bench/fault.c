@@ -4,6 +4,8 @@
  *   1. one page per fault, sequential: fomap's engine (zero device,
  *      MADV_RANDOM) vs a raw userfaultfd handler (UFFDIO_COPY, and
  *      fallocate + UFFDIO_CONTINUE) vs the kernel's own first touch;
+ *      fomap and raw UFFDIO_COPY again unpinned (the scheduler places the
+ *      threads: a wake-up on the other CPU costs tens of µs);
  *   2. sequential with fault-around: fomap's default (adaptive 1 → 256),
  *      MADV_SEQUENTIAL and MAP_POPULATE vs the kernel's first touch and the
  *      populate floor; then a sweep of the window, 1 … 256 pages: the zero
@@ -238,10 +240,12 @@ row1(size_t npages)
 	    {.kind = RAW_COPY_, .nthreads = 2},
 	    {.kind = RAW_COPY_, .nthreads = 2, .excl = 1},
 	    {.kind = RAW_ZERO_},
+	    {.kind = FOMAP, .advice = MADV_RANDOM},
+	    {.kind = RAW_COPY_},
 	};
 	const char *lat[] = {"lat-fomap.dat", NULL, "lat-raw-copy.dat",
 	    "lat-raw-continue.dat", "lat-kernel-memfd.dat",
-	    "lat-kernel-anon.dat", NULL, NULL, NULL};
+	    "lat-kernel-anon.dat", NULL, NULL, NULL, NULL, NULL};
 	struct bench_cfg c[] = {
 	    {.name = "fomap zero, MADV_RANDOM (1 page/fault)"},
 	    {.name = "fomap zero, MADV_RANDOM, 1 engine thread"},
@@ -252,6 +256,8 @@ row1(size_t npages)
 	    {.name = "raw uffd UFFDIO_COPY, 2 threads in read(2)"},
 	    {.name = "raw uffd UFFDIO_COPY, 2 threads, EPOLLEXCLUSIVE"},
 	    {.name = "raw uffd UFFDIO_ZEROPAGE"},
+	    {.name = "fomap zero, MADV_RANDOM, unpinned", .unpinned = 1},
+	    {.name = "raw uffd UFFDIO_COPY, unpinned", .unpinned = 1},
 	};
 	int n = (int)(sizeof c / sizeof c[0]);
 
@@ -269,6 +275,7 @@ row1(size_t npages)
 	    bench_median(&c[2], 0) <= bench_median(&c[3], 0) ? &c[2] : &c[3];
 	bench_ratio("fault_vs_raw_uffd", &c[0], best, 0);
 	bench_ratio("fault_vs_kernel_memfd", &c[0], &c[4], 0);
+	bench_ratio("fault_vs_raw_uffd_unpinned", &c[9], &c[10], 0);
 	printf("Context switches per fault, all threads:\n\n");
 	for (int i = 0; i < n; i++)
 		if (i != 4 && i != 5)
