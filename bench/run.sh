@@ -25,7 +25,13 @@ wp_fault_vs_mprotect < 1.0
 store_fill_vs_raw_uffd <= 1.15
 host_touch_vs_kernel <= 1.05
 two_thread_speedup >= 1.6
-meta_bytes_per_page <= 16'
+meta_bytes_per_page <= 16
+store_write_vs_kernel_file <= 1.5
+store_seq_vs_kernel_file <= 1.2
+map_ops_60k_vs_kernel <= 2.0
+protect_60k_vs_10 <= 2.0
+unmap_60k_vs_10 <= 2.0
+fault_vs_raw_uffd_unpinned <= 1.15'
 
 machine() {
 	cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
