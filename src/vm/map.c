@@ -1,20 +1,17 @@
 /*
- * map.c: the map of the process's fomap mappings: entries sorted by
- * address, never overlapping, looked up by binary search.
+ * map.c: the map of the process's fomap mappings: entries in an AVL tree
+ * (tree.h) by address, never overlapping: O(log n) a lookup or change.
  * => every call here needs fm__map.lock: shared for lookups, exclusive
  *    for changes
  */
 #include <errno.h>
-#include <string.h>
 
 #include "vm/vm.h"
 
 struct fm_map fm__map = {.oplock = PTHREAD_MUTEX_INITIALIZER,
     .lock = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP};
 
-/* The entries, sorted by start, not overlapping: fm__map.n of map_cap. */
-static struct fm_entry **map_v;
-static size_t map_cap;
+#define MAP_ENTRY(n) FM_TREE_ENTRY(n, struct fm_entry, mnode)
 
 void
 fm__entry_copy(struct fm_entry *c, const struct fm_entry *e)
@@ -60,100 +57,108 @@ fm__entry_rele(struct fm_entry *e)
 	free(e);
 }
 
-/* Index of the first entry whose end is above va. */
-static size_t
+static int
+map_cmp(const struct fm_tnode *a, const struct fm_tnode *b)
+{
+	uintptr_t x = MAP_ENTRY(a)->start, y = MAP_ENTRY(b)->start;
+
+	return x < y ? -1 : x > y;
+}
+
+static const struct fm_tree_ops map_ops = {.cmp = map_cmp};
+
+/* The entries by start, not overlapping: fm__map.n of them. */
+static struct fm_tree map_tree = FM_TREE_INIT(&map_ops);
+/* Inserts and removals so far: an iterator's last entry is good if equal. */
+static uint64_t map_changes;
+
+static int
+ends_above(const struct fm_tnode *n, const void *va)
+{
+	return MAP_ENTRY(n)->end > *(const uintptr_t *)va;
+}
+
+/* The first entry whose end is above va, or NULL. O(log n) */
+static struct fm_entry *
 first_above(uintptr_t va)
 {
-	size_t lo = 0, hi = fm__map.n;
+	return MAP_ENTRY(fm__tree_first_that(&map_tree, ends_above, &va));
+}
 
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (map_v[mid]->end <= va)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
+static struct fm_entry *
+map_next(const struct fm_entry *e)
+{
+	return MAP_ENTRY(fm__tree_next(&e->mnode));
 }
 
 struct fm_entry *
 fm__map_lookup(uintptr_t va)
 {
-	size_t i = first_above(va);
+	struct fm_entry *e = first_above(va);
 
-	if (i < fm__map.n && map_v[i]->start <= va)
-		return map_v[i];
-	return NULL;
+	return e != NULL && e->start <= va ? e : NULL;
 }
 
 size_t
 fm__map_iter(struct fm_map_iter *it, uintptr_t start, uintptr_t end)
 {
-	size_t i = first_above(start), j = i;
+	size_t n = 0;
 
 	it->at = start;
 	it->end = end;
-	while (start < end && j < fm__map.n && map_v[j]->start < end)
-		j++;
-	return j - i;
+	it->last = NULL;
+	for (struct fm_entry *e = start < end ? first_above(start) : NULL;
+	     e != NULL && e->start < end; e = map_next(e))
+		n++;
+	return n;
 }
 
 struct fm_entry *
 fm__map_next(struct fm_map_iter *it)
 {
-	size_t i;
+	struct fm_entry *e;
 
 	if (it->at >= it->end)
 		return NULL;
-	i = first_above(it->at);
-	if (i == fm__map.n || map_v[i]->start >= it->end)
+	/* Unchanged since: the next entry follows the last (its end is at). */
+	if (it->last != NULL && it->changes == map_changes)
+		e = map_next(it->last);
+	else
+		e = first_above(it->at);
+	if (e == NULL || e->start >= it->end)
 		return NULL;
-	it->at = map_v[i]->end;
-	return map_v[i];
+	it->at = e->end;
+	it->last = e;
+	it->changes = map_changes;
+	return e;
 }
 
 int
 fm__map_reserve(size_t more)
 {
-	struct fm_entry **nv;
-	size_t ncap;
-
-	if (fm__map.n + more <= map_cap)
-		return 0;
-	ncap = map_cap ? map_cap * 2 : 64;
-	while (ncap < fm__map.n + more)
-		ncap *= 2;
-	nv = realloc(map_v, ncap * sizeof(*nv));
-	if (nv == NULL)
-		return -ENOMEM;
-	map_v = nv;
-	map_cap = ncap;
 	return 0;
 }
 
-/* Put e in the map, whose room is reserved. */
+/* Put e in the map. */
 static void
 place(struct fm_entry *e)
 {
-	size_t i;
+	struct fm_entry *f;
 
 	FM_ASSERT(e->start < e->end, "empty entry %p", (void *)e);
-	i = first_above(e->start);
-	FM_ASSERT(i == fm__map.n || map_v[i]->start >= e->end,
+	f = first_above(e->start);
+	FM_ASSERT(f == NULL || f->start >= e->end,
 	    "entry [%#lx, %#lx) overlaps [%#lx, %#lx)", (unsigned long)e->start,
-	    (unsigned long)e->end, (unsigned long)map_v[i]->start,
-	    (unsigned long)map_v[i]->end);
-	memmove(&map_v[i + 1], &map_v[i], (fm__map.n - i) * sizeof(*map_v));
-	map_v[i] = e;
-	fm__map.n++;
+	    (unsigned long)e->end, (unsigned long)f->start,
+	    (unsigned long)f->end);
+	fm__tree_insert(&map_tree, &e->mnode);
+	fm__map.n = map_tree.n;
+	map_changes++;
 }
 
 int
 fm__map_insert(struct fm_entry *e)
 {
-	if (fm__map_reserve(1) < 0)
-		return -ENOMEM;
 	e->gen = atomic_fetch_add(&fm__map.gen, 1) + 1;
 	place(e);
 	return 0;
@@ -162,12 +167,11 @@ fm__map_insert(struct fm_entry *e)
 void
 fm__map_remove(struct fm_entry *e)
 {
-	size_t i = first_above(e->start);
-
-	FM_ASSERT(i < fm__map.n && map_v[i] == e, "entry %p not in map",
+	FM_ASSERT(fm__map_lookup(e->start) == e, "entry %p not in map",
 	    (void *)e);
-	memmove(&map_v[i], &map_v[i + 1], (fm__map.n - i - 1) * sizeof(*map_v));
-	fm__map.n--;
+	fm__tree_remove(&map_tree, &e->mnode);
+	fm__map.n = map_tree.n;
+	map_changes++;
 }
 
 /* Split e at va into [start, va) and a new entry [va, end). */
@@ -179,10 +183,8 @@ split(struct fm_entry *e, uintptr_t va)
 	if (va <= e->start || va >= e->end)
 		return 0;
 	t = malloc(sizeof(*t));
-	if (t == NULL || fm__map_reserve(1) < 0) {
-		free(t);
+	if (t == NULL)
 		return -ENOMEM;
-	}
 	fm__entry_copy(t, e);
 	t->start = va;
 	t->pgoff = fm__entry_pgidx(e, va);
@@ -209,17 +211,24 @@ fm__map_clip(uintptr_t start, uintptr_t end)
 	return r;
 }
 
+/* => fm__map.lock held. O(n): for tests */
 void
 fm__map_assert(void)
 {
-	for (size_t i = 0; i < fm__map.n; i++) {
-		const struct fm_entry *e = map_v[i];
+	const struct fm_entry *prev = NULL;
 
+	fm__tree_check(&map_tree);
+	FM_ASSERT(fm__map.n == map_tree.n, "map: %zu entries, tree %zu",
+	    fm__map.n, map_tree.n);
+	for (const struct fm_entry *e = MAP_ENTRY(fm__tree_first(&map_tree));
+	     e != NULL; prev = e, e = map_next(e)) {
 		FM_ASSERT(e->start < e->end && !(e->start & FM_PAGE_MASK) &&
 		        !(e->end & FM_PAGE_MASK),
 		    "bad entry [%#lx, %#lx)", (unsigned long)e->start,
 		    (unsigned long)e->end);
-		FM_ASSERT(i == 0 || map_v[i - 1]->end <= e->start,
-		    "entries %zu and %zu overlap", i - 1, i);
+		FM_ASSERT(prev == NULL || prev->end <= e->start,
+		    "entries [%#lx, %#lx) and [%#lx, %#lx) overlap",
+		    (unsigned long)prev->start, (unsigned long)prev->end,
+		    (unsigned long)e->start, (unsigned long)e->end);
 	}
 }

@@ -40,6 +40,7 @@
 #include <fomap/driver.h>
 
 #include "vm/pmap.h"
+#include "vm/tree.h"
 
 #define FM_PAGE_SHIFT 12
 _Static_assert(FM_PAGE_SIZE == (size_t)1 << FM_PAGE_SHIFT, "FM_PAGE_SHIFT");
@@ -138,6 +139,7 @@ struct fm_entry {
 	int advice; /* MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL */
 	struct fm_pmap *pm; /* the address space, when the engine serves it */
 	int pmode; /* FM_PMAP_SHARED or _PRIVATE: how pm has it */
+	struct fm_tnode mnode; /* in the map (map.c), by start */
 	struct fm_entry *onext;
 	/*
 	 * Fault-around streams (fault.c), so that sequential runs of
@@ -257,7 +259,10 @@ struct fm_map {
 };
 extern struct fm_map fm__map;
 struct fm_entry *fm__map_lookup(uintptr_t va);
-/* Room for more entries, so that as many inserts cannot fail. */
+/*
+ * Room for more entries, so that as many inserts cannot fail: the map is
+ * intrusive (tree.h), so there is always room. => 0
+ */
 int fm__map_reserve(size_t more);
 int fm__map_insert(struct fm_entry *e);
 /* Split the entries straddling start or end so the range has its own. */
@@ -274,10 +279,14 @@ void fm__map_remove(struct fm_entry *e);
  * fm__map_iter returns how many entries the walk will meet if the map
  * does not change. The walk goes by address (it resumes at the end of the
  * entry it returned last), so that entry may leave the map meanwhile.
+ * Each step is O(1) amortized while the map does not change, O(log n)
+ * after a change.
  * => fm__map.lock held across the walk (exclusive to change the map)
  */
 struct fm_map_iter {
 	uintptr_t at, end;
+	struct fm_entry *last; /* returned last, or NULL */
+	uint64_t changes; /* the map's changes when last was returned */
 };
 size_t fm__map_iter(struct fm_map_iter *it, uintptr_t start, uintptr_t end);
 struct fm_entry *fm__map_next(struct fm_map_iter *it);
