@@ -563,7 +563,8 @@ assert_ptes_locked(const struct fm_object *obj, uint64_t pg, uint64_t n)
 {
 	if (n > FM_CHECK_PAGES)
 		n = FM_CHECK_PAGES;
-	for (const struct fm_entry *e = obj->entries; e; e = e->onext) {
+	for (const struct fm_entry *e = fm__object_overlap_first(obj, pg, n); e;
+	     e = fm__object_overlap_next(obj, e, pg, n)) {
 		uint64_t epg = (e->end - e->start) >> FM_PAGE_SHIFT;
 
 		if (e->pm == NULL || e->pmode != FM_PMAP_SHARED || gone_any(e))

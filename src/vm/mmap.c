@@ -179,7 +179,7 @@ mapped(struct fm_object *obj)
 	int r;
 
 	pthread_mutex_lock(&obj->lock);
-	r = obj->entries != NULL;
+	r = fm__object_mapped_locked(obj);
 	pthread_mutex_unlock(&obj->lock);
 	return r;
 }

@@ -20,6 +20,73 @@
 /* The object whose pmaplock this thread holds exclusive for pgo_put. */
 __thread struct fm_object *fm__pmaplock_excl;
 
+/*
+ * obj->entries: an interval tree of the live entries' page ranges, ordered
+ * by pgoff, then by address (entries may share a pgoff), each node's omax
+ * the largest end page in its subtree.
+ */
+#define OBJ_ENTRY(n) FM_TREE_ENTRY(n, struct fm_entry, onode)
+
+static uint64_t
+entry_lo(const struct fm_tnode *n)
+{
+	return OBJ_ENTRY(n)->pgoff;
+}
+
+static uint64_t
+entry_hi(const struct fm_tnode *n)
+{
+	const struct fm_entry *e = OBJ_ENTRY(n);
+
+	return e->pgoff + ((e->end - e->start) >> FM_PAGE_SHIFT);
+}
+
+static uint64_t
+entry_max(const struct fm_tnode *n)
+{
+	return OBJ_ENTRY(n)->omax;
+}
+
+static int
+entry_cmp(const struct fm_tnode *a, const struct fm_tnode *b)
+{
+	uint64_t x = entry_lo(a), y = entry_lo(b);
+
+	if (x != y)
+		return x < y ? -1 : 1;
+	return a < b ? -1 : a > b;
+}
+
+static void
+entry_aug(struct fm_tnode *n)
+{
+	uint64_t m = entry_hi(n);
+
+	if (n->left != NULL && entry_max(n->left) > m)
+		m = entry_max(n->left);
+	if (n->right != NULL && entry_max(n->right) > m)
+		m = entry_max(n->right);
+	OBJ_ENTRY(n)->omax = m;
+}
+
+static const struct fm_tree_ops entry_ops = {
+    .cmp = entry_cmp,
+    .aug = entry_aug,
+    .lo = entry_lo,
+    .hi = entry_hi,
+    .max = entry_max,
+};
+
+#define FM_CHECK_ENTRIES 64 /* the most entries a change checks them all */
+
+/* Check obj->entries after a change, when that is cheap. => obj->lock */
+static void
+entries_changed_locked(const struct fm_object *obj)
+{
+	if (obj->entries.n <= FM_CHECK_ENTRIES)
+		fm__tree_check(&obj->entries);
+}
+
 int
 fm__object_alloc(const struct fm_pagerops *ops, size_t size, void *priv, int fd,
     int flags, struct fm_object **objp)
@@ -60,6 +127,7 @@ fm__object_alloc(const struct fm_pagerops *ops, size_t size, void *priv, int fd,
 	obj->fd = fd;
 	obj->npages = npages;
 	atomic_init(&obj->refs, 1);
+	obj->entries = (struct fm_tree)FM_TREE_INIT(&entry_ops);
 	pthread_mutex_init(&obj->lock, NULL);
 	pthread_cond_init(&obj->busycv, NULL);
 	pthread_rwlockattr_t ra;
@@ -104,7 +172,8 @@ fm_object_rele(struct fm_object *obj)
 	FM_ASSERT(old > 0, "object %p released below 0", (void *)obj);
 	if (old != 1)
 		return;
-	FM_ASSERT(obj->entries == NULL, "last reference of a mapped object");
+	FM_ASSERT(!fm__object_mapped_locked(obj),
+	    "last reference of a mapped object");
 	if (!(obj->flags & FM_OBJ_HOST))
 		(void)fm_object_clean(obj, 0, obj->npages << FM_PAGE_SHIFT);
 	fm__pgo_detach(obj);
@@ -344,6 +413,20 @@ fm__object_entry_wp(const struct fm_object *obj, uint8_t st)
 	return fm__pgo_has_put(obj) && !(st & FM_PG_DIRTY);
 }
 
+struct fm_entry *
+fm__object_overlap_first(const struct fm_object *obj, uint64_t pg, uint64_t n)
+{
+	return OBJ_ENTRY(fm__tree_overlap_first(&obj->entries, pg, pg + n));
+}
+
+struct fm_entry *
+fm__object_overlap_next(const struct fm_object *obj, const struct fm_entry *e,
+    uint64_t pg, uint64_t n)
+{
+	return OBJ_ENTRY(
+	    fm__tree_overlap_next(&obj->entries, &e->onode, pg, pg + n));
+}
+
 /*
  * e goes on obj's mappings, live. An entry that is dead (new, not live
  * yet, or killed) is on no object's list.
@@ -352,9 +435,12 @@ void
 fm__object_link(struct fm_object *obj, struct fm_entry *e)
 {
 	pthread_mutex_lock(&obj->lock);
+	FM_ASSERT(e->obj == obj && e->onode.parent == NULL &&
+	        obj->entries.root != &e->onode,
+	    "entry %p on object %p already", (void *)e, (void *)obj);
 	e->dead = 0;
-	e->onext = obj->entries;
-	obj->entries = e;
+	fm__tree_insert(&obj->entries, &e->onode);
+	entries_changed_locked(obj);
 	pthread_mutex_unlock(&obj->lock);
 }
 
@@ -370,9 +456,10 @@ fm__object_split(struct fm_object *obj, struct fm_entry *e, struct fm_entry *t)
 	while (e->installing > 0)
 		pthread_cond_wait(&obj->busycv, &obj->lock);
 	e->end = t->start;
-	if (!e->dead) { /* a dead entry is off the list already */
-		t->onext = obj->entries;
-		obj->entries = t;
+	if (!e->dead) { /* a dead entry is out of the tree already */
+		fm__tree_update(&obj->entries, &e->onode); /* its end shrank */
+		fm__tree_insert(&obj->entries, &t->onode);
+		entries_changed_locked(obj);
 	}
 	pthread_mutex_unlock(&obj->lock);
 }
@@ -389,27 +476,25 @@ fm__object_split(struct fm_object *obj, struct fm_entry *e, struct fm_entry *t)
 void
 fm__object_unlink(struct fm_object *obj, struct fm_entry *e)
 {
-	struct fm_entry **pp;
-
 	pthread_mutex_lock(&obj->lock);
-	for (pp = &obj->entries; *pp && *pp != e; pp = &(*pp)->onext)
-		;
-	FM_ASSERT(*pp == e && !e->dead, "entry %p not on object %p", (void *)e,
-	    (void *)obj);
+	FM_ASSERT(!e->dead && e->obj == obj &&
+	        (e->onode.parent != NULL || obj->entries.root == &e->onode),
+	    "entry %p not on object %p", (void *)e, (void *)obj);
 	e->dead = 1;
 	while (e->installing > 0)
 		pthread_cond_wait(&obj->busycv, &obj->lock);
 	/* A write meanwhile faults, and is retried until the memory goes. */
 	if (e->pm && e->pmode == FM_PMAP_SHARED)
 		(void)fm__fault_protect(e, e->start, e->end - e->start, 1);
-	*pp = e->onext;
-	e->onext = NULL;
+	fm__tree_remove(&obj->entries, &e->onode);
+	entries_changed_locked(obj);
 	pthread_mutex_unlock(&obj->lock);
 }
 
 /*
  * Apply fn to the part of object pages [pg, pg+n) that each shared entry
- * maps. => obj->pmaplock exclusive and obj->lock held
+ * maps: only the entries that map a page of it are visited.
+ * => obj->pmaplock exclusive and obj->lock held
  */
 typedef int entry_fn(struct fm_entry *e, uintptr_t va, size_t len, void *arg);
 
@@ -419,7 +504,8 @@ each_shared_locked(struct fm_object *obj, uint64_t pg, uint64_t n, entry_fn *fn,
 {
 	int r = 0;
 
-	for (struct fm_entry *e = obj->entries; e; e = e->onext) {
+	for (struct fm_entry *e = fm__object_overlap_first(obj, pg, n);
+	     e != NULL; e = fm__object_overlap_next(obj, e, pg, n)) {
 		uint64_t epages = (e->end - e->start) >> FM_PAGE_SHIFT;
 		uint64_t lo = pg > e->pgoff ? pg : e->pgoff;
 		uint64_t hi =

@@ -15,6 +15,8 @@
  *                                    (protect, unmap, clean)
  *   3. obj->lock           (mutex)   page states, busy pages, obj->entries,
  *                                    e->dead, e->installing, e->end
+ *                                    (and fm__map.lock exclusive too to
+ *                                    change obj->entries or e->end)
  *   4. the engine's own locks (fault.c: an install's stripes, gone.lock,
  *      thr.lock, eng.lock), taken under 3 by installs and protects
  * pgo_get and pgo_fault run with 2 held shared (so a fill and its install
@@ -109,7 +111,12 @@ struct fm_object {
 	 */
 	atomic_uint gens[FM_OBJ_GENS];
 	uint8_t *pgstate; /* FM_PG_* | FM_PGS_BUSY, one byte a page */
-	struct fm_entry *entries; /* entries mapping obj, via e->onext */
+	/*
+	 * The live entries mapping obj: an interval tree of their page
+	 * ranges [pgoff, pgoff + pages) (fm__object_overlap_first), under
+	 * lock; changed with fm__map.lock exclusive held too.
+	 */
+	struct fm_tree entries;
 };
 
 /*
@@ -140,6 +147,12 @@ struct fm_entry {
 	struct fm_pmap *pm; /* the address space, when the engine serves it */
 	int pmode; /* FM_PMAP_SHARED or _PRIVATE: how pm has it */
 	struct fm_tnode mnode; /* in the map (map.c), by start */
+	struct fm_tnode onode; /* in obj->entries while live (object.c) */
+	uint64_t omax; /* obj->entries: the largest end page in its subtree */
+	/*
+	 * The link of a list of entries out of the map (mmap.c's dead lists:
+	 * take_locked, fm__map_gone, bury), and nothing else.
+	 */
 	struct fm_entry *onext;
 	/*
 	 * Fault-around streams (fault.c), so that sequential runs of
@@ -170,6 +183,22 @@ void fm__object_link(struct fm_object *obj, struct fm_entry *e);
 void fm__object_unlink(struct fm_object *obj, struct fm_entry *e);
 void fm__object_split(struct fm_object *obj, struct fm_entry *e,
     struct fm_entry *t);
+/*
+ * The live entries of obj that map a page of [pg, pg+n), by pgoff:
+ *	for (e = fm__object_overlap_first(obj, pg, n); e != NULL;
+ *	     e = fm__object_overlap_next(obj, e, pg, n))
+ * O(log m) each, for m entries. => obj->lock held across the walk
+ */
+struct fm_entry *fm__object_overlap_first(const struct fm_object *obj,
+    uint64_t pg, uint64_t n);
+struct fm_entry *fm__object_overlap_next(const struct fm_object *obj,
+    const struct fm_entry *e, uint64_t pg, uint64_t n);
+/* Whether a live entry maps obj. => obj->lock held */
+static inline int
+fm__object_mapped_locked(const struct fm_object *obj)
+{
+	return !fm__tree_empty(&obj->entries);
+}
 unsigned fm__object_busy(struct fm_object *obj, uint64_t pgidx, unsigned max);
 void fm__object_unbusy(struct fm_object *obj, uint64_t pgidx, unsigned n,
     unsigned filled);
@@ -460,7 +489,8 @@ fm__pgo_reference(struct fm_object *obj)
 static inline void
 fm__pgo_detach(struct fm_object *obj)
 {
-	FM_ASSERT(atomic_load(&obj->refs) == 0 && obj->entries == NULL,
+	FM_ASSERT(atomic_load(&obj->refs) == 0 &&
+	        !fm__object_mapped_locked(obj),
 	    "%s: object %p still referenced (%u) or mapped", __func__,
 	    (void *)obj, atomic_load(&obj->refs));
 	FM_ASSERT(fm__pmaplock_held != obj && fm__pmaplock_excl != obj,

@@ -506,3 +506,100 @@ TEST(unprivileged_process_uses_user_mode_userfaultfd)
 	ASSERT(WIFEXITED(status));
 	ASSERT_EQ(WEXITSTATUS(status), 0);
 }
+
+#define MANY 20000 /* one-page mappings: well within vm.max_map_count */
+
+/* The live entries of obj that map page pg (its tree's overlap query). */
+static size_t
+entries_at(struct fm_object *obj, uint64_t pg)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&obj->lock);
+	for (struct fm_entry *e = fm__object_overlap_first(obj, pg, 1); e;
+	     e = fm__object_overlap_next(obj, e, pg, 1)) {
+		ASSERT(e->pgoff <= pg &&
+		    pg < e->pgoff + ((e->end - e->start) >> 12));
+		n++;
+	}
+	pthread_mutex_unlock(&obj->lock);
+	return n;
+}
+
+static unsigned long
+faults_now(void)
+{
+	struct fm_stats st;
+
+	fm_engine_stats(&st);
+	return st.faults;
+}
+
+/*
+ * Many mappings of one object (issue #10): a protect or an unmap of one
+ * page reaches the one mapping of it, and the oldest and the newest
+ * mapping go as any other. The map and the object's tree stay balanced.
+ */
+TEST(many_mappings_one_page_each)
+{
+	fm_test_need_uffd();
+	struct fm_object *obj = anon_object(MANY * PG);
+	int fd = testdev_open("many", obj, RW, O_RDWR);
+	static char *m[MANY];
+	size_t before = map_entries();
+	unsigned long f0;
+	const int k = MANY / 2 + 7, u = MANY / 3;
+
+	for (int i = 0; i < MANY; i++) {
+		m[i] = fm_mmap(NULL, PG, RW, MAP_SHARED, fd, (off_t)i * PG);
+		ASSERT(m[i] != MAP_FAILED);
+	}
+	ASSERT_EQ(map_entries(), before + MANY);
+	pthread_mutex_lock(&obj->lock);
+	fm__tree_check(&obj->entries);
+	ASSERT_EQ(obj->entries.n, MANY);
+	pthread_mutex_unlock(&obj->lock);
+	for (int i = k - 2; i <= k + 2; i++)
+		ASSERT_EQ(entries_at(obj, (uint64_t)i), 1);
+	for (int i = k - 2; i <= k + 2; i++)
+		m[i][0] = (char)i; /* mapped, writable */
+	m[u][0] = 'u';
+	/* A protect of page k: its mapping refuses writes, no other does. */
+	ASSERT_EQ(fm_object_protect(obj, (off_t)k * PG, PG, PROT_READ), 0);
+	ASSERT_EQ(fm_test_probe(m[k], 1), SIGBUS);
+	ASSERT_EQ(m[k][0], (char)k);
+	f0 = faults_now();
+	for (int i = k - 2; i <= k + 2; i++)
+		if (i != k)
+			ASSERT_EQ(fm_test_probe(m[i], 1), 0);
+	ASSERT_EQ(faults_now(), f0); /* untouched: still mapped writable */
+	ASSERT_EQ(fm_object_protect(obj, (off_t)k * PG, PG, RW), 0);
+	ASSERT_EQ(fm_test_probe(m[k], 1), 0);
+	/* An unmap of page u: only its mapping faults again. */
+	ASSERT_EQ(fm_object_unmap(obj, (off_t)u * PG, PG, FM_UNMAP_KEEP), 0);
+	f0 = faults_now();
+	ASSERT_EQ(m[k][0], (char)k);
+	ASSERT_EQ(m[k + 1][0], (char)(k + 1));
+	ASSERT_EQ(faults_now(), f0);
+	ASSERT_EQ(m[u][0], 'u');
+	ASSERT_EQ(faults_now(), f0 + 1);
+	/* The oldest and the newest mappings go; the others stay. */
+	m[0][0] = 'o';
+	m[MANY - 1][0] = 'n';
+	ASSERT_OK(fm_munmap(m[0], PG));
+	ASSERT_OK(fm_munmap(m[MANY - 1], PG));
+	ASSERT_EQ(entries_at(obj, 0), 0);
+	ASSERT_EQ(entries_at(obj, MANY - 1), 0);
+	ASSERT_EQ(entries_at(obj, 1), 1);
+	ASSERT_EQ(map_entries(), before + MANY - 2);
+	ASSERT_EQ(m[1][0], 0);
+	m[MANY - 2][0] = 'x';
+	ASSERT_OK(fm_object_read(obj, 0, &m[1][1], 1));
+	ASSERT_EQ(m[1][1], 'o');
+	for (int i = 1; i < MANY - 1; i++)
+		ASSERT_OK(fm_munmap(m[i], PG));
+	ASSERT_EQ(map_entries(), before);
+	ASSERT_EQ(entries_at(obj, (uint64_t)k), 0);
+	ASSERT_OK(fm_close(fd));
+	fm_object_rele(obj);
+}
