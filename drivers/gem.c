@@ -8,7 +8,8 @@
  *                   handle table, so two opens never see each other's handles
  *   gem_ioctl       create, close, mmap offset, flink, open by name, evict,
  *                   info, stats (include/fomap/gem.h)
- *   gem_mmap        fo_mmap: a fake offset -> the buffer's object
+ *   gem_mmap        fo_mmap: a fake offset -> the buffer's object, through
+ *                   the open's tree of its buffers by fake offset (tsearch)
  *   gem_fault       pgo_fault: fill from backing storage if the page was
  *                   saved, else with zeros
  *   gem_put         pgo_put: save dirty pages to backing storage
@@ -31,7 +32,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <search.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -61,6 +64,17 @@ struct gem_file {
 	pthread_mutex_t lock;
 	struct gem_bo **h; /* h[handle - 1] */
 	uint32_t nh;
+	void *byfake; /* tsearch(3) tree of struct gem_ref, by fake offset */
+};
+
+/*
+ * A buffer this open holds handles to, in gf->byfake; or, bo NULL, a key
+ * to look up the buffer that holds fake offset off.
+ */
+struct gem_ref {
+	struct gem_bo *bo;
+	uint64_t off;
+	unsigned handles; /* this open's handles to bo (gem_file.lock) */
 };
 
 static struct {
@@ -368,6 +382,77 @@ bo_create(uint64_t size, struct gem_bo **bop)
 	return 0;
 }
 
+/* The fake offsets r covers: [*lo, *hi). */
+static void
+ref_range(const struct gem_ref *r, uint64_t *lo, uint64_t *hi)
+{
+	*lo = r->bo != NULL ? r->bo->fake : r->off;
+	*hi = r->bo != NULL ? r->bo->fake + r->bo->size : r->off + 1;
+}
+
+/*
+ * gf->byfake's order: buffers never share a fake offset, so two refs (or
+ * a key and a ref) are equal only when their ranges overlap.
+ */
+static int
+ref_cmp(const void *a, const void *b)
+{
+	uint64_t alo, ahi, blo, bhi;
+
+	ref_range(a, &alo, &ahi);
+	ref_range(b, &blo, &bhi);
+	return ahi <= blo ? -1 : bhi <= alo ? 1 : 0;
+}
+
+/* The ref of the buffer holding fake offset off, or NULL. O(log n) */
+static struct gem_ref *
+ref_find_locked(struct gem_file *gf, uint64_t off)
+{
+	struct gem_ref key = {.bo = NULL, .off = off};
+	void *p = tfind(&key, &gf->byfake, ref_cmp);
+
+	return p != NULL ? *(struct gem_ref **)p : NULL;
+}
+
+/*
+ * Count one more handle of gf to bo in gf->byfake.
+ * => 0, or -ENOMEM: nothing changed; => gf->lock held
+ */
+static int
+ref_hold_locked(struct gem_file *gf, struct gem_bo *bo)
+{
+	struct gem_ref *r = ref_find_locked(gf, bo->fake);
+
+	if (r == NULL) {
+		if ((r = calloc(1, sizeof(*r))) == NULL)
+			return -ENOMEM;
+		r->bo = bo;
+		if (tsearch(r, &gf->byfake, ref_cmp) == NULL) {
+			free(r);
+			return -ENOMEM;
+		}
+	}
+	r->handles++;
+	return 0;
+}
+
+/* One handle of gf to bo fewer. => gf->lock held; a handle of gf held bo */
+static void
+ref_drop_locked(struct gem_file *gf, struct gem_bo *bo)
+{
+	struct gem_ref *r = ref_find_locked(gf, bo->fake);
+
+	if (r == NULL || r->bo != bo) { /* our own table and tree disagree */
+		fprintf(stderr, "gem: %s: buffer %p not in its open's tree\n",
+		    __func__, (void *)bo);
+		abort();
+	}
+	if (--r->handles == 0) {
+		(void)tdelete(r, &gf->byfake, ref_cmp);
+		free(r);
+	}
+}
+
 /*
  * Give bo (one reference, counted in bo->handles by the caller) a handle in
  * gf. => 0 with *hp set; -ENOSPC or -ENOMEM: nothing changed
@@ -396,6 +481,8 @@ handle_insert(struct gem_file *gf, struct gem_bo *bo, uint32_t *hp)
 		gf->h = v;
 		gf->nh = n;
 	}
+	if ((r = ref_hold_locked(gf, bo)) < 0)
+		goto out;
 	gf->h[i] = bo;
 	*hp = i + 1;
 out:
@@ -435,9 +522,9 @@ handle_close(struct gem_file *gf, uint32_t h)
 	struct gem_bo *bo = NULL;
 
 	pthread_mutex_lock(&gf->lock);
-	if (h >= 1 && h <= gf->nh) {
-		bo = gf->h[h - 1];
+	if (h >= 1 && h <= gf->nh && (bo = gf->h[h - 1]) != NULL) {
 		gf->h[h - 1] = NULL;
+		ref_drop_locked(gf, bo);
 	}
 	pthread_mutex_unlock(&gf->lock);
 	if (bo == NULL)
@@ -663,13 +750,12 @@ gem_mmap(struct fm_file *fp, struct fm_mmap_req *req)
 	struct gem_file *gf = fm_file_data(fp);
 	uint64_t off = (uint64_t)req->off;
 	struct gem_bo *bo = NULL;
+	struct gem_ref *ref;
 	int r = -EINVAL;
 
 	pthread_mutex_lock(&gf->lock);
-	for (uint32_t i = 0; i < gf->nh && bo == NULL; i++)
-		if (gf->h[i] && off >= gf->h[i]->fake &&
-		    off - gf->h[i]->fake < gf->h[i]->size)
-			bo = gf->h[i];
+	if ((ref = ref_find_locked(gf, off)) != NULL)
+		bo = ref->bo;
 	if (bo != NULL && req->len > bo->size - (off - bo->fake))
 		r = -ENXIO;
 	else if (bo != NULL) {
@@ -692,6 +778,7 @@ gem_close(struct fm_file *fp)
 	for (uint32_t i = 0; i < gf->nh; i++)
 		if (gf->h[i] != NULL)
 			handle_drop(gf->h[i]);
+	tdestroy(gf->byfake, free);
 	pthread_mutex_destroy(&gf->lock);
 	free(gf->h);
 	free(gf);

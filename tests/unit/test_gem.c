@@ -675,3 +675,60 @@ TEST(gem_create_free_cycles_reuse_backing)
 	}
 	ASSERT_OK(fm_close(fd));
 }
+
+/*
+ * gem_mmap finds a buffer by fake offset among many (its open's tree):
+ * any page of each, none in the gap after one, none of a closed handle;
+ * a buffer with two handles in one open stays mappable while one is left.
+ */
+TEST(gem_mmap_offset_lookup_among_many)
+{
+	fm_test_need_uffd();
+	int fd = fm_open(FM_GEM_DEV, O_RDWR);
+	enum { NBO = 300 };
+	uint32_t h[NBO];
+	uint64_t off[NBO];
+	char *p;
+
+	ASSERT_GE(fd, 0);
+	for (int i = 0; i < NBO; i++) {
+		h[i] = gem_create(fd, (uint64_t)(1 + i % 3) * PG);
+		off[i] = gem_offset(fd, h[i]);
+	}
+	for (int i = 0; i < NBO; i += 37) {
+		size_t len = (size_t)(1 + i % 3) * PG;
+
+		p = fm_mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+		    (off_t)(off[i] + len - PG)); /* its last page */
+		ASSERT(p != MAP_FAILED);
+		p[0] = (char)i;
+		ASSERT_OK(fm_munmap(p, PG));
+		ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ, MAP_SHARED, fd,
+		                 (off_t)(off[i] + len)),
+		    EINVAL); /* the gap after it */
+		ASSERT_ERRNO(fm_mmap(NULL, len + PG, PROT_READ, MAP_SHARED, fd,
+		                 (off_t)off[i]),
+		    ENXIO);
+	}
+	/* Two handles to buffer 100 in this open: one closed, still there. */
+	uint32_t again = gem_open_name(fd, gem_flink(fd, h[100]));
+	struct fm_gem_close c = {.handle = h[100]};
+	ASSERT_OK(fm_ioctl(fd, FM_GEM_CLOSE, &c));
+	p = gem_map(fd, again, PG);
+	ASSERT_EQ(p[0], 100 % 37 == 0 ? 100 : 0);
+	ASSERT_OK(fm_munmap(p, PG));
+	c.handle = again;
+	ASSERT_OK(fm_ioctl(fd, FM_GEM_CLOSE, &c));
+	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ, MAP_SHARED, fd,
+	                 (off_t)off[100]),
+	    EINVAL);
+	c.handle = h[111];
+	ASSERT_OK(fm_ioctl(fd, FM_GEM_CLOSE, &c));
+	ASSERT_ERRNO(fm_mmap(NULL, PG, PROT_READ, MAP_SHARED, fd,
+	                 (off_t)off[111]),
+	    EINVAL);
+	p = gem_map(fd, h[148], 2 * PG); /* 148 % 37 == 0: written above */
+	ASSERT_EQ(p[PG], (char)148);
+	ASSERT_OK(fm_munmap(p, 2 * PG));
+	ASSERT_OK(fm_close(fd));
+}
