@@ -2627,11 +2627,13 @@ fm__fault_prefetch(struct fm_entry *e, uintptr_t va, uintptr_t end)
 
 /*
  * Read the messages waiting, under gone.lock so that every UNMAP or REMAP
- * event is recorded as gone before the call that made it returns.
+ * event is recorded as gone before the call that made it returns; user:
+ * drop what the user-mode-only uffd has too (else only after a wait saw
+ * some: fm__pmap_read).
  * => the count read into got (faults and the events the engine follows)
  */
 static int
-read_batch(struct fm_pmap *pm, struct emsg *got)
+read_batch(struct fm_pmap *pm, struct emsg *got, int user)
 {
 	struct uffd_msg msgs[FM_ENGINE_BATCH];
 	uint64_t gen;
@@ -2646,7 +2648,7 @@ read_batch(struct fm_pmap *pm, struct emsg *got)
 	gen = atomic_load(&fm__map.gen);
 	/* What this read may note (thr.seq changes only under gone.lock). */
 	atomic_store(&seq_bound, thr.seq + FM_ENGINE_BATCH);
-	k = fm__pmap_read(pm, msgs, FM_ENGINE_BATCH);
+	k = fm__pmap_read(pm, msgs, FM_ENGINE_BATCH, user);
 	FM_ASSERT(k >= 0, "reading the userfaultfd: %s", strerror(-k));
 	for (int i = 0; i < k; i++) {
 		const struct uffd_msg *m = &msgs[i];
@@ -2725,7 +2727,7 @@ engine_drain(struct fm_pmap *pm)
 {
 	struct emsg got[FM_ENGINE_BATCH];
 	uint64_t one = 1;
-	int n = read_batch(pm, got);
+	int n = read_batch(pm, got, 1);
 
 	if (n == 0 && !events_pending())
 		return 0;
@@ -2750,7 +2752,7 @@ engine_read_locked(struct fm_pmap *pm, struct emsg *em)
 
 	pthread_mutex_unlock(&eng.lock);
 	fm__pmap_wait(pm, kickfd);
-	n = read_batch(pm, got);
+	n = read_batch(pm, got, 0);
 	fm__fault_events(); /* the map follows the kernel before faults */
 	pthread_mutex_lock(&eng.lock);
 	if (n > 0) {

@@ -360,14 +360,20 @@ fm__pmap_protect_try(struct fm_pmap *pm, uintptr_t va, size_t len, int wp)
 }
 
 int
-fm__pmap_read(struct fm_pmap *pm, struct uffd_msg *msgs, size_t n)
+fm__pmap_read(struct fm_pmap *pm, struct uffd_msg *msgs, size_t n, int user)
 {
 	ssize_t k = read(pm->uffd, msgs, n * sizeof(*msgs));
 	struct uffd_msg drop[8];
 
-	/* What the user-mode-only uffd has: read, so that mremap may end. */
-	while (pm->uffd_user >= 0 && read(pm->uffd_user, drop, sizeof drop) > 0)
-		;
+	/*
+	 * What the user-mode-only uffd has: read, so that mremap may end
+	 * (not on every read: a read that finds nothing is a system call a
+	 * fault).
+	 */
+	if (pm->uffd_user >= 0 &&
+	    (user || atomic_exchange(&pm->user_ready, 0)))
+		while (read(pm->uffd_user, drop, sizeof drop) > 0)
+			;
 	if (k < 0)
 		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
 	return (int)((size_t)k / sizeof(*msgs));
@@ -384,6 +390,8 @@ fm__pmap_wait(struct fm_pmap *pm, int kick)
 	(void)poll(p, 3, -1); /* (a negative fd is left out) */
 	if (kick >= 0 && (p[1].revents & POLLIN))
 		(void)!read(kick, &v, sizeof v);
+	if (p[2].revents & POLLIN)
+		atomic_store(&pm->user_ready, 1);
 }
 
 /* pm's operations: every address space has them all. */

@@ -24,6 +24,7 @@
 #ifndef FM_VM_PMAP_H
 #define FM_VM_PMAP_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -69,9 +70,11 @@ struct fm_pmap {
 	 * A user-mode-only userfaultfd, or -1: a fault on memory registered
 	 * with it from inside a system call fails the call with EFAULT at
 	 * once; one from user mode waits until fm__pmap_user_wake. Its
-	 * messages are read with uffd's and dropped.
+	 * messages are read with uffd's and dropped: by every read that
+	 * asks, and by one after a wait that saw some (user_ready).
 	 */
 	int uffd_user;
+	atomic_int user_ready;
 	int pagemap; /* its /proc/<pid>/pagemap, or -1 */
 	uint64_t features; /* UFFD_FEATURE_* enabled on uffd */
 	/* Reads the messages waiting on uffd (the engine's), or NULL. */
@@ -135,10 +138,12 @@ int fm__pmap_protect(struct fm_pmap *pm, uintptr_t va, size_t len, int wp,
  */
 int fm__pmap_protect_try(struct fm_pmap *pm, uintptr_t va, size_t len, int wp);
 /*
- * Read at most n messages without blocking. => the count (0: none now),
- * or -errno
+ * Read at most n messages without blocking, and drop what uffd_user has
+ * (user: always; else when a wait saw it readable). => the count (0:
+ * none now), or -errno
  */
-int fm__pmap_read(struct fm_pmap *pm, struct uffd_msg *msgs, size_t n);
+int fm__pmap_read(struct fm_pmap *pm, struct uffd_msg *msgs, size_t n,
+    int user);
 /* Wait until a message may be read, or kick (an eventfd, or -1) is. */
 void fm__pmap_wait(struct fm_pmap *pm, int kick);
 
