@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -56,7 +57,8 @@ static int pmap_done;
 static struct fm_pmap kernel_pmap = {.ops = &self_ops,
     .uffd = -1,
     .uffd_user = -1,
-    .pagemap = -1};
+    .pagemap = -1,
+    .epfd = -1};
 static char unavail[160];
 static int unavail_errno;
 static uint64_t probed;
@@ -379,15 +381,53 @@ fm__pmap_read(struct fm_pmap *pm, struct uffd_msg *msgs, size_t n, int user)
 	return (int)((size_t)k / sizeof(*msgs));
 }
 
+/*
+ * The epoll set of pm's waits (its uffd, kick, uffd_user), made on the
+ * first: a wait then costs no setup of its own, as poll(2)'s does for
+ * each descriptor at each call. => the set, or -1 (poll then)
+ */
+static int
+wait_set(struct fm_pmap *pm, int kick)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	const int fds[3] = {pm->uffd, kick, pm->uffd_user};
+	int ep = atomic_load(&pm->epfd);
+
+	if (ep != -1)
+		return ep;
+	pthread_mutex_lock(&lock);
+	if ((ep = atomic_load(&pm->epfd)) == -1) {
+		ep = epoll_create1(EPOLL_CLOEXEC);
+		for (int i = 0; ep >= 0 && i < 3; i++) {
+			struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
+
+			if (fds[i] >= 0 &&
+			    epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev) < 0) {
+				close(ep);
+				ep = -1;
+			}
+		}
+		atomic_store(&pm->epfd, ep < 0 ? -2 : ep);
+	}
+	pthread_mutex_unlock(&lock);
+	return ep < 0 ? -1 : ep;
+}
+
 void
 fm__pmap_wait(struct fm_pmap *pm, int kick)
 {
 	struct pollfd p[3] = {{.fd = pm->uffd, .events = POLLIN},
 	    {.fd = kick, .events = POLLIN},
 	    {.fd = pm->uffd_user, .events = POLLIN}};
+	struct epoll_event ev[3];
+	int ep = wait_set(pm, kick), n;
 	uint64_t v;
 
-	(void)poll(p, 3, -1); /* (a negative fd is left out) */
+	if (ep >= 0 && (n = epoll_wait(ep, ev, 3, -1)) >= 0) {
+		for (int i = 0; i < n; i++)
+			p[ev[i].data.u32].revents = POLLIN;
+	} else
+		(void)poll(p, 3, -1); /* (a negative fd is left out) */
 	if (kick >= 0 && (p[1].revents & POLLIN))
 		(void)!read(kick, &v, sizeof v);
 	if (p[2].revents & POLLIN)

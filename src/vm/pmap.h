@@ -75,6 +75,7 @@ struct fm_pmap {
 	 */
 	int uffd_user;
 	atomic_int user_ready;
+	atomic_int epfd; /* the set the engine waits on (pmap.c), or -1 */
 	int pagemap; /* its /proc/<pid>/pagemap, or -1 */
 	uint64_t features; /* UFFD_FEATURE_* enabled on uffd */
 	/* Reads the messages waiting on uffd (the engine's), or NULL. */
@@ -144,7 +145,10 @@ int fm__pmap_protect_try(struct fm_pmap *pm, uintptr_t va, size_t len, int wp);
  */
 int fm__pmap_read(struct fm_pmap *pm, struct uffd_msg *msgs, size_t n,
     int user);
-/* Wait until a message may be read, or kick (an eventfd, or -1) is. */
+/*
+ * Wait until a message may be read, or kick (an eventfd, or -1) is:
+ * always the same kick for one pm.
+ */
 void fm__pmap_wait(struct fm_pmap *pm, int kick);
 
 /* What a thread of the address space is doing (fm__pmap_thread). */
