@@ -187,18 +187,21 @@ mapped(struct fm_object *obj)
 /*
  * Wake every fault of the dead entries (their memory is gone, so the
  * threads see SIGSEGV or whatever replaced it), then let them go; the last
- * mapping of an object writes it back.
+ * mapping of an object writes it back. woken: the entries were
+ * unregistered before their memory went (quiesce_locked), which woke
+ * their faults already (UFFDIO_UNREGISTER does), and no fault can wait on
+ * them since.
  * => no lock held
  */
 static void
-bury(struct fm_entry *dead)
+bury(struct fm_entry *dead, int woken)
 {
 	while (dead) {
 		struct fm_entry *e = dead;
 		struct fm_object *obj = e->obj;
 
 		dead = e->onext;
-		if (e->pm)
+		if (e->pm && !woken)
 			(void)fm__pmap_wake(e->pm, e->start, e->end - e->start);
 		/*
 		 * A fault still resolving on e holds a reference: let it end
@@ -243,7 +246,7 @@ move_locked(struct fm_entry *e, uintptr_t to, struct fm_entry **dead)
 void
 fm__map_bury(struct fm_entry *dead)
 {
-	bury(dead);
+	bury(dead, 0);
 }
 
 void
@@ -822,7 +825,7 @@ map_and_insert(void *addr, size_t len, int prot, int flags,
 		pthread_rwlock_unlock(&fm__map.lock);
 		munmap(va, len);
 	}
-	bury(dead);
+	bury(dead, 0);
 	if (r < 0) {
 		errno = -r;
 		return MAP_FAILED;
@@ -1035,7 +1038,7 @@ fm_munmap(void *addr, size_t len)
 		pthread_rwlock_unlock(&fm__map.lock);
 	}
 	pthread_mutex_unlock(&fm__map.oplock);
-	bury(dead);
+	bury(dead, 1); /* quiesced: unregistered before the munmap */
 	fm__crit_leave(&c);
 	if (r < 0)
 		return fm__syserr(r);
