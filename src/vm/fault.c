@@ -274,7 +274,7 @@
 #define FM_AROUND_SHIFT 8 /* log2 of the largest window */
 #define FM_AROUND_MAX (1u << FM_AROUND_SHIFT) /* pages */
 #define FM_AROUND_STREAMS 4 /* e->ra_next and e->ra_more */
-#define FM_DIRTY_AROUND 16 /* pages a sequential write dirties at most */
+#define FM_DIRTY_AROUND 64 /* pages a sequential write dirties at most */
 #define FM_RA_MIN 4 /* a window this large: the next one is read ahead */
 #define FM_FAULT_TRIES 64 /* fills before a fault gives up (SIGBUS) */
 #define FM_ENGINE_MAXTHREADS 16 /* at start */
