@@ -1100,8 +1100,8 @@ readahead_run(struct fm_pmap *pm)
 				cnt = 0;
 			fm__object_unbusy(obj, ra.pg, n, cnt);
 			FM_TRACE("engine: read ahead", 0,
-			    ra.e->start + ((ra.pg - ra.e->pgoff)
-			                      << FM_PAGE_SHIFT),
+			    ra.e->start +
+			        ((ra.pg - ra.e->pgoff) << FM_PAGE_SHIFT),
 			    cnt);
 		}
 		fm__pmaplock_held = NULL;
@@ -2276,14 +2276,14 @@ unprotect_locked(const struct fault *f, size_t len)
 static unsigned
 dirty_run_locked(struct fm_object *obj, uint64_t pg, unsigned want)
 {
-	const uint8_t not = FM_PGS_BUSY | FM_PG_RDONLY | FM_PGS_WRITING |
-	    FM_PGS_REFUSING;
+	const uint8_t not =
+	    FM_PGS_BUSY | FM_PG_RDONLY | FM_PGS_WRITING | FM_PGS_REFUSING;
 	unsigned k = 1;
 
 	for (; k < want; k++) {
 		uint8_t st = obj->pgstate[pg + k];
 
-		if (!(st & FM_PG_RESIDENT) || (st & not))
+		if (!(st & FM_PG_RESIDENT) || (st & not ))
 			break;
 		obj->pgstate[pg + k] = st | FM_PG_DIRTY;
 	}

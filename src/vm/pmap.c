@@ -372,8 +372,7 @@ fm__pmap_read(struct fm_pmap *pm, struct uffd_msg *msgs, size_t n, int user)
 	 * (not on every read: a read that finds nothing is a system call a
 	 * fault).
 	 */
-	if (pm->uffd_user >= 0 &&
-	    (user || atomic_exchange(&pm->user_ready, 0)))
+	if (pm->uffd_user >= 0 && (user || atomic_exchange(&pm->user_ready, 0)))
 		while (read(pm->uffd_user, drop, sizeof drop) > 0)
 			;
 	if (k < 0)
@@ -399,7 +398,8 @@ wait_set(struct fm_pmap *pm, int kick)
 	if ((ep = atomic_load(&pm->epfd)) == -1) {
 		ep = epoll_create1(EPOLL_CLOEXEC);
 		for (int i = 0; ep >= 0 && i < 3; i++) {
-			struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
+			struct epoll_event ev = {.events = EPOLLIN,
+			    .data.u32 = i};
 
 			if (fds[i] >= 0 &&
 			    epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev) < 0) {

@@ -348,9 +348,10 @@ report(const struct oracle *o, const struct or_counts *c)
 	    !o->storm        ? "no storm"
 	        : o->restart ? "storm, SA_RESTART"
 	                     : "storm",
-	    o->sweep ? ", sweeps" : "", c->accesses, c->mops, c->races, c->signals, c->sigbus, c->sigsegv,
-	    c->efault, c->pipeops, c->hook_calls, c->hook_refused, c->faults,
-	    c->minor, c->wp, c->engine_sigbus, c->retries);
+	    o->sweep ? ", sweeps" : "", c->accesses, c->mops, c->races,
+	    c->signals, c->sigbus, c->sigsegv, c->efault, c->pipeops,
+	    c->hook_calls, c->hook_refused, c->faults, c->minor, c->wp,
+	    c->engine_sigbus, c->retries);
 	fputs(line, stdout);
 	if (getenv("FOMAP_STRESS_VERBOSE") != NULL)
 		fputs(line, stderr);

@@ -206,8 +206,8 @@ TEST(store_copies_windows_and_stops_at_its_size)
 			memset(page, (int)(i % 253), PG);
 			ASSERT_EQ(write(file, page, PG), (ssize_t)PG);
 		}
-		struct fm_object *obj = testdev_store(file, 4 * PG,
-		    500 * PG + 10);
+		struct fm_object *obj =
+		    testdev_store(file, 4 * PG, 500 * PG + 10);
 		int fd = testdev_open(d ? "store-big-shm" : "store-big", obj,
 		    RW, O_RDWR);
 		char *a = testdev_map(fd, 501 * PG, RW, MAP_SHARED);
@@ -224,7 +224,8 @@ TEST(store_copies_windows_and_stops_at_its_size)
 			a[i * PG + 5] = 'k';
 		ASSERT_OK(fm_msync(a, 501 * PG, MS_SYNC));
 		for (size_t i = 0; i < 500; i += 3)
-			ASSERT_EQ(file_byte(file, (off_t)(i + 4) * PG + 5), 'k');
+			ASSERT_EQ(file_byte(file, (off_t)(i + 4) * PG + 5),
+			    'k');
 		ASSERT_EQ(file_byte(file, 4 * PG + 7 * PG + 5),
 		    (char)(11 % 253));
 		ASSERT_EQ(file_byte(file, 504 * PG + 10), (char)(504 % 253));
