@@ -7,13 +7,15 @@
  *   store   fomap's store pager (fm_store_create) vs a raw userfaultfd
  *           handler doing the same pread + install (UFFDIO_COPY from the
  *           buffer, or pwrite into the memfd + UFFDIO_CONTINUE), at one
- *           page per fault and at the store's 64-page chunk; and, for
- *           scale, the kernel's own mmap of the file. Every page is read.
+ *           page per fault and at 64 pages; and, for scale, the kernel's
+ *           own mmap of the file. Every page is read. The default again
+ *           unpinned, with the kernel's: the engine's read-ahead overlaps
+ *           the reader only with a second CPU.
  *   write   first write through a store object vs the kernel's mmap of the
  *           file: map MAP_SHARED read-write, write one byte of every page in
  *           turn, msync the whole mapping, unmap, timed whole (for fomap
  *           fm_store_create too). MS_ASYNC: fomap writes the dirty pages
- *           back into the file with pwrite (the page cache holds them
+ *           back into the file (splice; the page cache holds them
  *           after), the kernel's pages are in the page cache already and
  *           its msync does nothing. MS_SYNC (a diagnostic): both reach the
  *           disk, fomap by fm_msync + fdatasync of the file. Each run
@@ -274,16 +276,22 @@ store(size_t npages)
 	    {.kind = RAW_COPY_, .around = 64},
 	    {.kind = RAW_CONT, .around = 64},
 	    {.kind = KFILE},
+	    {.kind = STORE, .advice = -1},
+	    {.kind = KFILE},
 	};
 	struct bench_cfg c[] = {
 	    {.name = "fomap store pager, MADV_RANDOM (1 page/fault)"},
 	    {.name = "raw pread + UFFDIO_COPY, 1 page"},
 	    {.name = "raw pread + pwrite + UFFDIO_CONTINUE, 1 page"},
 	    {.name = "fomap store pager, default fault-around"},
-	    {.name = "fomap store pager, MADV_SEQUENTIAL (64-page fills)"},
+	    {.name = "fomap store pager, MADV_SEQUENTIAL (256-page fills)"},
 	    {.name = "raw pread + UFFDIO_COPY, 64 pages"},
 	    {.name = "raw pread + pwrite + UFFDIO_CONTINUE, 64 pages"},
 	    {.name = "kernel mmap of the file (page cache)"},
+	    /* Read-ahead overlaps the reader only with a second CPU. */
+	    {.name = "fomap store pager, default fault-around, unpinned",
+	        .unpinned = 1},
+	    {.name = "kernel mmap of the file, unpinned", .unpinned = 1},
 	};
 	int n = (int)(sizeof c / sizeof c[0]);
 
@@ -304,6 +312,7 @@ store(size_t npages)
 	bench_ratio("store_fill_vs_raw_uffd", &c[0], best1, 0);
 	bench_ratio("store_seq_vs_raw_uffd64", &c[4], best64, 0);
 	bench_ratio("store_seq_vs_kernel_file", &c[3], &c[7], 0);
+	bench_ratio("store_seq_vs_kernel_file_unpinned", &c[8], &c[9], 0);
 }
 
 static void
@@ -335,7 +344,7 @@ write_row(size_t npages)
 	bench_compare("5w", c, n, bench.reps, 1, "µs/page", 1e3);
 	printf("The writes alone:\n\n");
 	bench_table("5w", c, n, 1, 1, "µs/page", 1e3);
-	printf("The msync alone (fomap: its write-back by pwrite; MS_SYNC: "
+	printf("The msync alone (fomap: its write-back into the file; MS_SYNC: "
 	       "and the disk):\n\n");
 	bench_table("5w", c, n, 2, -1, "µs/page", 1e3);
 	printf("Map / unmap, medians (µs); fomap's faults / write-protect "
