@@ -29,8 +29,8 @@
  *   CLEAN|WRITING -> DIRTY      fault_wp             (write hook allowed,
  *                                                     pmaplock shared)
  *   CLEAN -> DIRTY              install_locked,      (a write with no hook
- *                               dirty_run_locked      to ask, or the pager
- *                                                     filled it dirty:
+ *                               dirty_run_locked,     to ask, or the pager
+ *                               set_dirty             filled it dirty:
  *                                                     pmaplock shared)
  *   DIRTY -> WRITEBACK          clean_pmaplocked     (pmaplock excl.: msync,
  *   WRITEBACK -> CLEAN | DIRTY                        last unmap, release,
@@ -833,8 +833,8 @@ dirty_window(unsigned want)
 
 /*
  * How page pg, k pages into f's window, is installed: whether the
- * install makes it DIRTY first (*dirty: the pager filled it dirty, or f
- * writes it at once and no protection or write decision is on it), and
+ * install makes it DIRTY first (*dirty: f writes it at once, and no
+ * protection or write decision is on it), and
  * => whether it is mapped write-protected, as its state will say.
  * => obj->lock held
  */
@@ -845,9 +845,8 @@ install_wp(const struct fault *f, const struct fill *fl, uint64_t pg,
 	struct fm_object *obj = f->e->obj;
 	uint8_t st = obj->pgstate[pg];
 
-	*dirty = (fl->dirty && k < fl->filled) ||
-	    (!fl->rdonly && k < fl->wdirty &&
-	        !(st & (FM_PG_RDONLY | FM_PGS_WRITING | FM_PGS_REFUSING)));
+	*dirty = !fl->rdonly && k < fl->wdirty &&
+	    !(st & (FM_PG_RDONLY | FM_PGS_WRITING | FM_PGS_REFUSING));
 	if (*dirty)
 		st |= FM_PG_DIRTY;
 	return f->e->pmode == FM_PMAP_SHARED &&
@@ -869,7 +868,7 @@ install_locked(const struct fault *f, uint64_t pg, const struct fill *fl,
 	struct fm_entry *e = f->e;
 	struct fm_object *obj = e->obj;
 	int wp = 0, r, dirty, made = 0;
-	unsigned k = 0;
+	unsigned k = 0, around = fl->around;
 	uint8_t st;
 
 	pthread_mutex_lock(&obj->lock);
@@ -877,11 +876,23 @@ install_locked(const struct fault *f, uint64_t pg, const struct fill *fl,
 		pthread_mutex_unlock(&obj->lock);
 		return r;
 	}
+	/*
+	 * The window was chosen from the entry's end when the fault began: a
+	 * split may have shrunk it since (an install across its end fails,
+	 * and would be taken for a page the kernel lacks: forget_page).
+	 */
+	if (f->va >= e->end) {
+		pthread_mutex_unlock(&obj->lock);
+		entry_unhold(e);
+		return -ESTALE;
+	}
+	if (around > (e->end - f->va) >> FM_PAGE_SHIFT)
+		around = (unsigned)((e->end - f->va) >> FM_PAGE_SHIFT);
 	st = obj->pgstate[pg];
 	if ((st & FM_PG_RESIDENT) && !(st & FM_PGS_BUSY)) {
 		assert_page_locked(obj, pg);
 		wp = install_wp(f, fl, pg, 0, &dirty);
-		for (k = 0; k < fl->around; k++) {
+		for (k = 0; k < around; k++) {
 			st = obj->pgstate[pg + k];
 			if (!(st & FM_PG_RESIDENT) || (st & FM_PGS_BUSY) ||
 			    install_wp(f, fl, pg + k, k, &dirty) != wp)
@@ -912,6 +923,23 @@ install_locked(const struct fault *f, uint64_t pg, const struct fill *fl,
 		pthread_mutex_unlock(&obj->lock);
 	entry_unhold(e);
 	return r;
+}
+
+/*
+ * The pager filled pages [pg, pg+n) dirty (fm_fault.dirty): CLEAN ->
+ * DIRTY now, whether or not they are mapped next.
+ * => obj->pmaplock held shared
+ */
+static void
+set_dirty(struct fm_object *obj, uint64_t pg, unsigned n)
+{
+	pthread_mutex_lock(&obj->lock);
+	for (unsigned i = 0; i < n; i++)
+		if ((obj->pgstate[pg + i] & (FM_PG_RESIDENT | FM_PGS_BUSY)) ==
+		    FM_PG_RESIDENT)
+			obj->pgstate[pg + i] |= FM_PG_DIRTY;
+	fm__object_assert_locked(obj, pg, n);
+	pthread_mutex_unlock(&obj->lock);
 }
 
 /*
@@ -1014,6 +1042,8 @@ fill_and_install(const struct fault *f, unsigned around, size_t *mapped,
 			*held = keep;
 		fm__object_unbusy(obj, pg + keep, n - keep,
 		    r < 0 ? 0 : fl.filled);
+		if (r == 0 && fl.dirty)
+			set_dirty(obj, pg, fl.filled);
 		if (r == 0)
 			r = install_locked(f, pg, &fl, want, mapped);
 		if (r == -ENOENT && *mapped == 0)
@@ -1055,8 +1085,9 @@ readahead_plan(const struct fault *f, size_t mapped, unsigned around)
 	unsigned n = around * 2 < FM_AROUND_MAX ? around * 2 : FM_AROUND_MAX;
 	uint64_t pg;
 
-	if (!eng_thread || !eng.shared || around < FM_RA_MIN ||
-	    fm__pgo_has_fault(obj) || fm__pgo_zero_fill(obj) || va >= f->end)
+	if (!eng_thread || !eng.shared || eng.around > 0 ||
+	    around < FM_RA_MIN || fm__pgo_has_fault(obj) ||
+	    fm__pgo_zero_fill(obj) || va >= f->end)
 		return;
 	pg = fm__entry_pgidx(e, va);
 	if (pg >= obj->npages)
@@ -1069,6 +1100,17 @@ readahead_plan(const struct fault *f, size_t mapped, unsigned around)
 	    (void *)ra_fill.e);
 	fm__entry_ref(e);
 	ra_fill = (struct readahead){.e = e, .pg = pg, .n = n};
+}
+
+static int
+entry_dead(struct fm_entry *e)
+{
+	int r;
+
+	pthread_mutex_lock(&e->obj->lock);
+	r = e->dead;
+	pthread_mutex_unlock(&e->obj->lock);
+	return r;
 }
 
 /*
@@ -1089,7 +1131,8 @@ readahead_run(struct fm_pmap *pm)
 		return;
 	ra_fill.e = NULL;
 	obj = ra.e->obj;
-	if (!page_waits(obj, ra.pg, FM_PG_RESIDENT)) {
+	/* Not for a mapping that is going: it would hold up its munmap. */
+	if (!entry_dead(ra.e) && !page_waits(obj, ra.pg, FM_PG_RESIDENT)) {
 		engine_block(pm); /* a pager's hook */
 		pthread_rwlock_rdlock(&obj->pmaplock);
 		fm__pmaplock_held = obj;
@@ -2243,22 +2286,18 @@ fault_page(const struct fault *f)
 
 /*
  * Make a write to page pg of f's mapping go through, and to the len bytes
- * from it: the pages are DIRTY (or not tracked) and stay so while
- * pmaplock is held (invariant 4).
+ * from it, all inside f's entry, which this thread holds (entry_hold_locked:
+ * held, the entry keeps its end and its memory, so that the unprotect,
+ * which the kernel applies across mappings, reaches no other): the pages
+ * are DIRTY (or not tracked) and stay so while pmaplock is held
+ * (invariant 4). The hold is let go.
  * => obj->pmaplock held shared
  */
 static enum answer
-unprotect_locked(const struct fault *f, size_t len)
+unprotect_held(const struct fault *f, size_t len)
 {
-	struct fm_object *obj = f->e->obj;
-	int r;
+	int r = fm__pmap_protect(f->pm, f->va, len, 0, 1);
 
-	pthread_mutex_lock(&obj->lock);
-	r = entry_hold_locked(f->e);
-	pthread_mutex_unlock(&obj->lock);
-	if (r < 0)
-		return wake(f);
-	r = fm__pmap_protect(f->pm, f->va, len, 0, 1);
 	entry_unhold(f->e);
 	if (r == -ENOENT) /* replaced under us, or moved away (swap_page) */
 		return wake(f);
@@ -2266,19 +2305,25 @@ unprotect_locked(const struct fault *f, size_t len)
 }
 
 /*
- * A write allowed at page pg of f: of the want pages from pg, the run
- * after it that is resident, not busy, and not read-only or being
- * written by another, becomes DIRTY too (write_at_once: a sequential
- * writer's window), so that one unprotect lets it through all of them.
+ * A write allowed at page pg of f: of the want pages from pg (clipped to
+ * f's entry as it is now), the run after it that is resident, not busy,
+ * and not read-only or being written by another, becomes DIRTY too
+ * (write_at_once: a sequential writer's window), so that one unprotect
+ * lets it through all of them.
  * => the pages from pg made DIRTY, pg's included
- * => obj->pmaplock held shared and obj->lock; pg DIRTY
+ * => obj->pmaplock held shared and obj->lock; pg DIRTY; f's entry held
  */
 static unsigned
-dirty_run_locked(struct fm_object *obj, uint64_t pg, unsigned want)
+dirty_run_locked(const struct fault *f, uint64_t pg, unsigned want)
 {
 	const uint8_t not =
 	    FM_PGS_BUSY | FM_PG_RDONLY | FM_PGS_WRITING | FM_PGS_REFUSING;
+	struct fm_object *obj = f->e->obj;
+	uint64_t room = (f->e->end - f->va) >> FM_PAGE_SHIFT;
 	unsigned k = 1;
+
+	if (want > room)
+		want = (unsigned)room; /* a split may have shrunk it */
 
 	for (; k < want; k++) {
 		uint8_t st = obj->pgstate[pg + k];
@@ -2402,13 +2447,14 @@ fault_wp(const struct fault *f)
 	pthread_mutex_lock(&obj->lock);
 	st = obj->pgstate[pg];
 	if (r == 0 && (st & FM_PG_RESIDENT) && !(st & FM_PGS_BUSY) &&
-	    fm__object_gen(obj, pg) % FM_GEN_MAP == pgen) {
+	    fm__object_gen(obj, pg) % FM_GEN_MAP == pgen &&
+	    entry_hold_locked(f->e) == 0) {
 		obj->pgstate[pg] |= FM_PG_DIRTY;
-		k = dirty_run_locked(obj, pg, want);
+		k = dirty_run_locked(f, pg, want);
 		fm__object_assert_locked(obj, pg, k);
 		pthread_mutex_unlock(&obj->lock);
 		ra_advance(f->e, f->va, around, k);
-		a = unprotect_locked(f, (size_t)k << FM_PAGE_SHIFT);
+		a = unprotect_held(f, (size_t)k << FM_PAGE_SHIFT);
 		if (a != ANS_NONE)
 			page_answered(f->va, (size_t)k << FM_PAGE_SHIFT);
 		if (a == ANS_WOKEN && fm__pgo_has_write(obj))
@@ -2958,6 +3004,12 @@ fm__engine_start(void)
 		r = engine_setup_locked();
 	pthread_mutex_unlock(&start.lock);
 	return r;
+}
+
+int
+fm__engine_thread(void)
+{
+	return eng_thread;
 }
 
 int

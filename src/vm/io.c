@@ -114,14 +114,33 @@ splice_some(int in, off_t *inoff, int out, off_t *outoff, size_t len)
 	return k < 0 ? -errno : k;
 }
 
-ssize_t
-fm__file_copy(int from, off_t off, int to, off_t tooff, size_t len)
+/*
+ * A pipe for one copy of this thread's: an engine thread's own, kept (it
+ * copies on every fill); any other thread's made for the copy and closed
+ * after it, so that no thread of the program keeps pipes (and the pipe
+ * pages its user may have) of fomap's.
+ */
+static int *
+copy_pipe(int *own)
 {
-	int *fds = thread_pipe();
+	if (fm__engine_thread())
+		return thread_pipe();
+	if (pipe2(own, O_CLOEXEC) < 0)
+		return NULL;
+	(void)fcntl(own[1], F_SETPIPE_SZ, (int)FM_FILE_COPY_MAX);
+	return own;
+}
+
+/*
+ * The copy through the pipe fds. => as fm__file_copy; *left: it failed
+ * with bytes left in the pipe, which is of no use any more
+ */
+static ssize_t
+file_copy(const int *fds, int from, off_t off, int to, off_t tooff, size_t len,
+    int *left)
+{
 	size_t done = 0;
 
-	if (fds == NULL)
-		return -ENOMEM;
 	while (done < len) {
 		ssize_t in = splice_some(from, &off, fds[1], NULL, len - done);
 
@@ -134,7 +153,7 @@ fm__file_copy(int from, off_t off, int to, off_t tooff, size_t len)
 			    (size_t)(in - out));
 
 			if (k <= 0) {
-				pipe_drop(fds);
+				*left = 1;
 				return k < 0 ? k : -EIO;
 			}
 			out += k;
@@ -142,4 +161,21 @@ fm__file_copy(int from, off_t off, int to, off_t tooff, size_t len)
 		done += (size_t)in;
 	}
 	return (ssize_t)done;
+}
+
+ssize_t
+fm__file_copy(int from, off_t off, int to, off_t tooff, size_t len)
+{
+	int own[2], *fds = copy_pipe(own), left = 0;
+	ssize_t r;
+
+	if (fds == NULL)
+		return -ENOMEM;
+	r = file_copy(fds, from, off, to, tooff, len, &left);
+	if (fds == own) {
+		close(own[0]);
+		close(own[1]);
+	} else if (left)
+		pipe_drop(fds);
+	return r;
 }

@@ -241,8 +241,8 @@ int fm__full_pwrite(int fd, const void *buf, size_t len, off_t off);
 /*
  * fm__file_copy copies len bytes of from at off to to at tooff in the
  * kernel, with one copy of the data and no buffer of the caller's: splice
- * through a pipe of this thread's (FM_FILE_COPY_MAX bytes a round when
- * the pipe limits allow). => the count, less than len only at the end of
+ * through a pipe (an engine thread's own, kept; else one made for the
+ * copy), FM_FILE_COPY_MAX bytes a round when the pipe limits allow. => the count, less than len only at the end of
  * from; or -errno: nothing was copied when the files do not splice
  * (-EINVAL: copy through a buffer instead); a failure later may have
  * copied a part
@@ -344,6 +344,8 @@ extern __thread struct fm_object *fm__pmaplock_held;
 extern __thread struct fm_object *fm__pmaplock_excl;
 int fm__engine_start(void);
 int fm__engine_started(void);
+/* Whether this thread is one of the engine's. */
+int fm__engine_thread(void);
 /* In a fork child of a process that used fomap: calls are plain syscalls. */
 extern int fm__forked;
 /* Make pages of e from va resident and map them (MADV_WILLNEED). */

@@ -306,11 +306,52 @@ TEST(fault_handler_fills_pages_dirty)
 		ASSERT_EQ(!!(vec[i] & FM_PG_DIRTY), i % 2 == 0);
 	fm_engine_stats(&before);
 	a[2 * PG] = 'd'; /* dirty, so mapped writable: no fault */
+	fm_engine_stats(&after);
+	ASSERT_EQ(after.wp, before.wp);
 	a[3 * PG] = 'c'; /* clean: its write is seen */
 	fm_engine_stats(&after);
 	ASSERT_GE(after.wp, before.wp + 1);
 	ASSERT_EQ(fm_object_clean(obj, 0, 8 * PG), 0);
 	ASSERT_EQ(__atomic_load_n(&dirty_put_pages, __ATOMIC_RELAXED), 5);
+	testdev_done(a, 8 * PG, fd, obj);
+}
+
+/*
+ * A handler that fills every page it is offered dirty: the pages are
+ * dirty whether or not the engine maps them all (a read-only page in the
+ * window stops the run it maps; the rest are still the pager's news).
+ */
+static int
+dirty_all_fault(struct fm_fault *f)
+{
+	for (unsigned i = 0; i < f->npages; i++)
+		if (fm_object_write(f->obj, (off_t)(f->pgidx + i) * PG, "all",
+		        4) < 0)
+			return -EIO;
+	f->dirty = f->npages > 0;
+	return 0;
+}
+
+static const struct fm_pagerops dirty_all_ops = {.pgo_fault = dirty_all_fault,
+    .pgo_put = dirty_put};
+
+TEST(fault_handler_dirty_fill_past_a_read_only_page)
+{
+	fm_test_need_uffd();
+	struct fm_object *obj = testdev_object(&dirty_all_ops, 8 * PG);
+	int fd = testdev_open("dirty-all", obj, RW, O_RDWR);
+	char *a = testdev_map(fd, 8 * PG, RW, MAP_SHARED);
+	unsigned char vec[8];
+
+	ASSERT_EQ(fm_object_protect(obj, 3 * PG, PG, PROT_READ), 0);
+	ASSERT_OK(fm_madvise(a, 8 * PG, MADV_SEQUENTIAL)); /* one fill */
+	ASSERT(strcmp(a, "all") == 0);
+	ASSERT_EQ(fm_object_mincore(obj, 0, 8 * PG, vec), 0);
+	for (int i = 0; i < 8; i++)
+		ASSERT(vec[i] & FM_PG_DIRTY);
+	__atomic_store_n(&dirty_put_pages, 0, __ATOMIC_RELAXED);
+	ASSERT_EQ(fm_object_clean(obj, 0, 8 * PG), 0);
+	ASSERT_EQ(__atomic_load_n(&dirty_put_pages, __ATOMIC_RELAXED), 8);
 	testdev_done(a, 8 * PG, fd, obj);
 }
 

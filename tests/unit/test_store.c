@@ -7,6 +7,7 @@
 #include <string.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -272,6 +273,99 @@ TEST(store_reads_ahead_of_a_sequential_reader)
 	ASSERT_GE(after.minor - before.minor, 1); /* mapped, not filled */
 	testdev_done(a, 512 * PG, fd, obj);
 	close(file);
+}
+
+/*
+ * A sequential writer's write-protect fault unprotects a window of pages
+ * in one ioctl, which the kernel applies across mappings: the window must
+ * end at its mapping's end as it is when it is unprotected. Here, while
+ * the engine decides the write at page 31 (window 32), the mapping's tail
+ * is unmapped and another store object mapped there (fm_test_trace, in
+ * the engine thread, has a thread of the test do it): the new object's
+ * clean pages must stay write-protected, so that its writes are seen.
+ */
+static struct {
+	char *a, *b;
+	int pfd;
+	_Atomic int armed;
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	int step; /* 1: do it; 2: done */
+} tail;
+
+static void *
+tail_swapper(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&tail.lock);
+	while (tail.step != 1)
+		pthread_cond_wait(&tail.cv, &tail.lock);
+	pthread_mutex_unlock(&tail.lock);
+	ASSERT_OK(fm_munmap(tail.b, 24 * PG));
+	ASSERT(fm_mmap(tail.b, 24 * PG, RW, MAP_SHARED | MAP_FIXED, tail.pfd,
+	           0) == tail.b);
+	for (size_t i = 0; i < 24; i++) /* mapped clean: write-protected */
+		ASSERT_EQ(tail.b[i * PG], pat(i * PG));
+	pthread_mutex_lock(&tail.lock);
+	tail.step = 2;
+	pthread_cond_broadcast(&tail.cv);
+	pthread_mutex_unlock(&tail.lock);
+	return NULL;
+}
+
+static void
+tail_trace(const char *what, pid_t tid, uintptr_t va, unsigned long x)
+{
+	(void)tid;
+	(void)x;
+	if (strcmp(what, "engine: write decided") != 0 ||
+	    va != (uintptr_t)(tail.a + 31 * PG) ||
+	    !atomic_exchange(&tail.armed, 0))
+		return;
+	pthread_mutex_lock(&tail.lock);
+	tail.step = 1;
+	pthread_cond_broadcast(&tail.cv);
+	while (tail.step != 2)
+		pthread_cond_wait(&tail.cv, &tail.lock);
+	pthread_mutex_unlock(&tail.lock);
+}
+
+TEST_TAGGED(store_write_window_ends_at_its_mapping, "thread")
+{
+	fm_test_need_uffd();
+	int file = testdev_tmpfile(64 * PG), pfile = testdev_tmpfile(24 * PG);
+	struct fm_object *obj = testdev_store(file, 0, 64 * PG);
+	struct fm_object *pobj = testdev_store(pfile, 0, 24 * PG);
+	int fd = testdev_open("store-tail-a", obj, RW, O_RDWR);
+	unsigned char vec[24];
+	pthread_t t;
+
+	tail.pfd = testdev_open("store-tail-b", pobj, RW, O_RDWR);
+	pthread_mutex_init(&tail.lock, NULL);
+	pthread_cond_init(&tail.cv, NULL);
+	tail.a = testdev_map(fd, 64 * PG, RW, MAP_SHARED);
+	tail.b = tail.a + 40 * PG;
+	for (size_t i = 0; i < 64; i++) /* clean: write-protected */
+		ASSERT_EQ(tail.a[i * PG], pat(i * PG));
+	ASSERT_EQ(pthread_create(&t, NULL, tail_swapper, NULL), 0);
+	atomic_store(&tail.armed, 1);
+	atomic_store(&fm_test_trace, tail_trace);
+	for (size_t i = 0; i < 40; i++) /* windows 1, 2, 4, 8, 16, 32 */
+		tail.a[i * PG + 1] = 'w';
+	atomic_store(&fm_test_trace, NULL);
+	ASSERT_EQ(pthread_join(t, NULL), 0);
+	ASSERT_EQ(atomic_load(&tail.armed), 0); /* it ran */
+	tail.b[5 * PG] = 'p';
+	ASSERT_EQ(fm_object_mincore(pobj, 0, 24 * PG, vec), 0);
+	ASSERT(vec[5] & FM_PG_DIRTY); /* its write was seen */
+	ASSERT_OK(fm_munmap(tail.b, 24 * PG));
+	ASSERT_EQ(file_byte(pfile, 5 * PG), 'p'); /* and written back */
+	ASSERT_OK(fm_close(tail.pfd));
+	fm_object_rele(pobj);
+	testdev_done(tail.a, 40 * PG, fd, obj);
+	ASSERT_EQ(file_byte(file, 39 * PG + 1), 'w');
+	close(file);
+	close(pfile);
 }
 
 TEST(store_writes_back_on_last_munmap_and_release)
