@@ -101,13 +101,15 @@ kill_locked(uintptr_t start, uintptr_t end)
  * gone already) and unregister it, so that the kernel's munmap sends the
  * engine no event to wait for (an event unread makes the kernel refuse
  * every page-table change of the engine with EAGAIN).
+ * => 1 if every unregister worked (it woke the faults waiting there)
  * => fm__map.lock exclusive held
  */
-static void
+static int
 quiesce_locked(uintptr_t start, uintptr_t end, int back)
 {
 	struct fm_map_iter it;
 	struct fm_entry *e;
+	int woken = 1;
 
 	fm__map_iter(&it, start, end);
 	while ((e = fm__map_next(&it)) != NULL) {
@@ -118,12 +120,14 @@ quiesce_locked(uintptr_t start, uintptr_t end, int back)
 			continue;
 		if (!back) {
 			(void)mprotect(va, len, PROT_NONE);
-			(void)fm__pmap_unregister(e->pm, e->start, len);
+			if (fm__pmap_unregister(e->pm, e->start, len) < 0)
+				woken = 0;
 		} else { /* the munmap failed: as they were */
 			(void)fm__pmap_register(e->pm, e->start, len, e->pmode);
 			(void)mprotect(va, len, e->prot);
 		}
 	}
+	return woken;
 }
 
 /* The kernel kept the memory after all: the killed entries live again. */
@@ -189,7 +193,8 @@ mapped(struct fm_object *obj)
  * threads see SIGSEGV or whatever replaced it), then let them go; the last
  * mapping of an object writes it back. woken: the entries were
  * unregistered before their memory went (quiesce_locked), which woke
- * their faults already (UFFDIO_UNREGISTER does), and no fault can wait on
+ * their faults already (UFFDIO_UNREGISTER does, for a registration with
+ * MISSING, as every one of the engine's is), and no fault can wait on
  * them since.
  * => no lock held
  */
@@ -820,7 +825,7 @@ map_and_insert(void *addr, size_t len, int prot, int flags,
 	if (r == 0 && hide && mprotect(va, len, prot) < 0) {
 		r = -errno;
 		pthread_rwlock_wrlock(&fm__map.lock);
-		quiesce_locked((uintptr_t)va, (uintptr_t)va + len, 0);
+		(void)quiesce_locked((uintptr_t)va, (uintptr_t)va + len, 0);
 		take_locked((uintptr_t)va, (uintptr_t)va + len, &dead);
 		pthread_rwlock_unlock(&fm__map.lock);
 		munmap(va, len);
@@ -1013,7 +1018,7 @@ fm_munmap(void *addr, size_t len)
 	struct fm_entry *dead = NULL;
 	uintptr_t start, end;
 	struct fm_crit c;
-	int r = check_range(addr, len, &start, &end), any = 0;
+	int r = check_range(addr, len, &start, &end), any = 0, woken = 0;
 
 	if (fm__forked)
 		return munmap(addr, len);
@@ -1023,7 +1028,7 @@ fm_munmap(void *addr, size_t len)
 	change_begin(&c);
 	r = fm__map_clip(start, end);
 	if (r == 0 && (any = kill_locked(start, end)))
-		quiesce_locked(start, end, 0);
+		woken = quiesce_locked(start, end, 0);
 	pthread_rwlock_unlock(&fm__map.lock);
 	if (r == 0 && munmap(addr, end - start) < 0)
 		r = -errno;
@@ -1032,13 +1037,13 @@ fm_munmap(void *addr, size_t len)
 		if (r == 0)
 			take_locked(start, end, &dead);
 		else {
-			quiesce_locked(start, end, 1);
+			(void)quiesce_locked(start, end, 1);
 			revive_locked(start, end);
 		}
 		pthread_rwlock_unlock(&fm__map.lock);
 	}
 	pthread_mutex_unlock(&fm__map.oplock);
-	bury(dead, 1); /* quiesced: unregistered before the munmap */
+	bury(dead, woken); /* unregistered before the munmap */
 	fm__crit_leave(&c);
 	if (r < 0)
 		return fm__syserr(r);
