@@ -50,23 +50,13 @@ entry_max(const struct fm_tnode *n)
 static int
 entry_cmp(const struct fm_tnode *a, const struct fm_tnode *b)
 {
-	uint64_t x = entry_lo(a), y = entry_lo(b);
-
-	if (x != y)
-		return x < y ? -1 : 1;
-	return a < b ? -1 : a > b;
+	return fm__tree_cmp_lo(a, b, entry_lo);
 }
 
 static void
 entry_aug(struct fm_tnode *n)
 {
-	uint64_t m = entry_hi(n);
-
-	if (n->left != NULL && entry_max(n->left) > m)
-		m = entry_max(n->left);
-	if (n->right != NULL && entry_max(n->right) > m)
-		m = entry_max(n->right);
-	OBJ_ENTRY(n)->omax = m;
+	OBJ_ENTRY(n)->omax = fm__tree_max_below(n, entry_hi, entry_max);
 }
 
 static const struct fm_tree_ops entry_ops = {

@@ -55,6 +55,35 @@ struct fm_tree {
 	((n) != NULL ? (type *)(void *)((char *)(n)-offsetof(type, member)) \
 	             : (type *)NULL)
 
+/*
+ * For an interval tree's ops: order by lo, then by address (many nodes
+ * may share a lo); and its aug's value, the largest hi below n, from n's
+ * own and its children's max.
+ */
+static inline int
+fm__tree_cmp_lo(const struct fm_tnode *a, const struct fm_tnode *b,
+    fm_tree_key_t *lo)
+{
+	uint64_t x = lo(a), y = lo(b);
+
+	if (x != y)
+		return x < y ? -1 : 1;
+	return a < b ? -1 : a > b;
+}
+
+static inline uint64_t
+fm__tree_max_below(const struct fm_tnode *n, fm_tree_key_t *hi,
+    fm_tree_key_t *max)
+{
+	uint64_t m = hi(n);
+
+	if (n->left != NULL && max(n->left) > m)
+		m = max(n->left);
+	if (n->right != NULL && max(n->right) > m)
+		m = max(n->right);
+	return m;
+}
+
 static inline int
 fm__tree_empty(const struct fm_tree *t)
 {

@@ -264,20 +264,29 @@ TEST(fault_handler_chooses_fill_around_and_protection)
 }
 
 /*
- * A handler that fills even pages dirty (content its backing store does
- * not have yet), and a pgo_put that counts the pages written back.
+ * A handler that fills pages dirty (content its backing store does not
+ * have yet), and a pgo_put that counts the pages written back. dirty_all
+ * 0: one page a fault, the even ones dirty; 1: every page it is offered,
+ * all dirty (the engine maps them or not: a read-only page in the window
+ * stops the run it maps).
  */
-static int dirty_put_pages;
+static int dirty_put_pages, dirty_all;
 
 static int
 dirty_fault(struct fm_fault *f)
 {
 	if (f->npages == 0)
 		return 0;
-	f->npages = 1;
-	f->around = 1;
-	f->dirty = f->pgidx % 2 == 0;
-	return fm_object_write(f->obj, (off_t)f->pgidx * PG, "new", 4);
+	if (!dirty_all) {
+		f->npages = 1;
+		f->around = 1;
+	}
+	for (unsigned i = 0; i < f->npages; i++)
+		if (fm_object_write(f->obj, (off_t)(f->pgidx + i) * PG, "new",
+		        4) < 0)
+			return -EIO;
+	f->dirty = dirty_all || f->pgidx % 2 == 0;
+	return 0;
 }
 
 static int
@@ -316,36 +325,18 @@ TEST(fault_handler_fills_pages_dirty)
 	testdev_done(a, 8 * PG, fd, obj);
 }
 
-/*
- * A handler that fills every page it is offered dirty: the pages are
- * dirty whether or not the engine maps them all (a read-only page in the
- * window stops the run it maps; the rest are still the pager's news).
- */
-static int
-dirty_all_fault(struct fm_fault *f)
-{
-	for (unsigned i = 0; i < f->npages; i++)
-		if (fm_object_write(f->obj, (off_t)(f->pgidx + i) * PG, "all",
-		        4) < 0)
-			return -EIO;
-	f->dirty = f->npages > 0;
-	return 0;
-}
-
-static const struct fm_pagerops dirty_all_ops = {.pgo_fault = dirty_all_fault,
-    .pgo_put = dirty_put};
-
 TEST(fault_handler_dirty_fill_past_a_read_only_page)
 {
 	fm_test_need_uffd();
-	struct fm_object *obj = testdev_object(&dirty_all_ops, 8 * PG);
+	dirty_all = 1;
+	struct fm_object *obj = testdev_object(&dirty_ops, 8 * PG);
 	int fd = testdev_open("dirty-all", obj, RW, O_RDWR);
 	char *a = testdev_map(fd, 8 * PG, RW, MAP_SHARED);
 	unsigned char vec[8];
 
 	ASSERT_EQ(fm_object_protect(obj, 3 * PG, PG, PROT_READ), 0);
 	ASSERT_OK(fm_madvise(a, 8 * PG, MADV_SEQUENTIAL)); /* one fill */
-	ASSERT(strcmp(a, "all") == 0);
+	ASSERT(strcmp(a, "new") == 0);
 	ASSERT_EQ(fm_object_mincore(obj, 0, 8 * PG, vec), 0);
 	for (int i = 0; i < 8; i++)
 		ASSERT(vec[i] & FM_PG_DIRTY);

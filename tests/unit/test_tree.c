@@ -42,21 +42,13 @@ item_max(const struct fm_tnode *n)
 static int
 item_cmp(const struct fm_tnode *a, const struct fm_tnode *b)
 {
-	if (item_lo(a) != item_lo(b))
-		return item_lo(a) < item_lo(b) ? -1 : 1;
-	return a < b ? -1 : a > b;
+	return fm__tree_cmp_lo(a, b, item_lo);
 }
 
 static void
 item_aug(struct fm_tnode *n)
 {
-	uint64_t m = item_hi(n);
-
-	if (n->left != NULL && item_max(n->left) > m)
-		m = item_max(n->left);
-	if (n->right != NULL && item_max(n->right) > m)
-		m = item_max(n->right);
-	ITEM(n)->max = m;
+	ITEM(n)->max = fm__tree_max_below(n, item_hi, item_max);
 }
 
 static const struct fm_tree_ops item_ops = {
