@@ -2447,14 +2447,20 @@ fault_wp(const struct fault *f)
 	pthread_mutex_lock(&obj->lock);
 	st = obj->pgstate[pg];
 	if (r == 0 && (st & FM_PG_RESIDENT) && !(st & FM_PGS_BUSY) &&
-	    fm__object_gen(obj, pg) % FM_GEN_MAP == pgen &&
-	    entry_hold_locked(f->e) == 0) {
+	    fm__object_gen(obj, pg) % FM_GEN_MAP == pgen) {
 		obj->pgstate[pg] |= FM_PG_DIRTY;
-		k = dirty_run_locked(f, pg, want);
-		fm__object_assert_locked(obj, pg, k);
-		pthread_mutex_unlock(&obj->lock);
-		ra_advance(f->e, f->va, around, k);
-		a = unprotect_held(f, (size_t)k << FM_PAGE_SHIFT);
+		if (entry_hold_locked(f->e) == 0) {
+			k = dirty_run_locked(f, pg, want);
+			fm__object_assert_locked(obj, pg, k);
+			pthread_mutex_unlock(&obj->lock);
+			ra_advance(f->e, f->va, around, k);
+			a = unprotect_held(f, (size_t)k << FM_PAGE_SHIFT);
+		} else { /* leaving the map: allowed, for what is there */
+			k = 1;
+			fm__object_assert_locked(obj, pg, k);
+			pthread_mutex_unlock(&obj->lock);
+			a = wake(f);
+		}
 		if (a != ANS_NONE)
 			page_answered(f->va, (size_t)k << FM_PAGE_SHIFT);
 		if (a == ANS_WOKEN && fm__pgo_has_write(obj))
