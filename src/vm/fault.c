@@ -411,6 +411,9 @@ struct tslot {
 	uint64_t refseq; /* and its message */
 	uintptr_t allowed; /* a page its write was let through to, not mapped */
 	unsigned allowgen; /* allow_gen then */
+	/* ... and the page it was: another object's there now is not it. */
+	const struct fm_object *allowobj;
+	uint64_t allowpg;
 	/*
 	 * thr.seq when it was last told of a refusal: its messages read
 	 * before that belong to the access that refusal ended.
@@ -746,11 +749,11 @@ pager_fill(const struct fault *f, uint64_t pg, unsigned n, struct fill *fl)
 			return pager_errno(r);
 		if (n > 0 && (ff.npages == 0 || ff.npages > n))
 			return -EIO; /* the handler did not fill the page */
-		fl->filled = ff.npages;
+		fl->filled = n > 0 ? ff.npages : 0;
 		if (ff.around >= 1 && ff.around < fl->around)
 			fl->around = ff.around;
 		fl->rdonly = ff.rdonly != 0;
-		fl->dirty = ff.dirty != 0 && ff.npages > 0;
+		fl->dirty = ff.dirty != 0 && fl->filled > 0;
 		return 0;
 	}
 	if (n == 0)
@@ -789,6 +792,27 @@ entry_unhold(struct fm_entry *e)
 	if (--e->installing == 0) /* a removal or a split may wait */
 		pthread_cond_broadcast(&obj->busycv);
 	pthread_mutex_unlock(&obj->lock);
+}
+
+/*
+ * Hold f's entry for an act on its memory from f->va: => 0 with the pages
+ * of the entry from there in *room; -ESTALE, nothing held: the entry is
+ * leaving the map, or a split has left f->va out of it since the fault
+ * began. An act stops at *room: the kernel may apply a protect to
+ * whatever mapping follows the entry, and a split may have shrunk it.
+ * => obj->lock held
+ */
+static int
+entry_hold_at_locked(const struct fault *f, uint64_t *room)
+{
+	struct fm_entry *e = f->e;
+	int r;
+
+	if (f->va >= e->end)
+		return -ESTALE;
+	if ((r = entry_hold_locked(e)) == 0)
+		*room = (e->end - f->va) >> FM_PAGE_SHIFT;
+	return r;
 }
 
 /* Whether a fault on page pg would wait (BUSY, or the flag given). */
@@ -869,25 +893,18 @@ install_locked(const struct fault *f, uint64_t pg, const struct fill *fl,
 	struct fm_object *obj = e->obj;
 	int wp = 0, r, dirty, made = 0;
 	unsigned k = 0, around = fl->around;
+	uint64_t room;
 	uint8_t st;
 
 	pthread_mutex_lock(&obj->lock);
-	if ((r = entry_hold_locked(e)) < 0) {
+	if ((r = entry_hold_at_locked(f, &room)) < 0) {
 		pthread_mutex_unlock(&obj->lock);
 		return r;
 	}
-	/*
-	 * The window was chosen from the entry's end when the fault began: a
-	 * split may have shrunk it since (an install across its end fails,
-	 * and would be taken for a page the kernel lacks: forget_page).
-	 */
-	if (f->va >= e->end) {
-		pthread_mutex_unlock(&obj->lock);
-		entry_unhold(e);
-		return -ESTALE;
-	}
-	if (around > (e->end - f->va) >> FM_PAGE_SHIFT)
-		around = (unsigned)((e->end - f->va) >> FM_PAGE_SHIFT);
+	/* (An install across the end fails: forget_page would take it for
+	 * a page the kernel lacks.) */
+	if (around > room)
+		around = (unsigned)room;
 	st = obj->pgstate[pg];
 	if ((st & FM_PG_RESIDENT) && !(st & FM_PGS_BUSY)) {
 		assert_page_locked(obj, pg);
@@ -967,12 +984,15 @@ zero_install(const struct fault *f, uint64_t pg, unsigned n, unsigned want,
 	struct fm_entry *e = f->e;
 	struct fm_object *obj = e->obj;
 	unsigned k = 0;
+	uint64_t room;
 
 	pthread_mutex_lock(&obj->lock);
-	if (entry_hold_locked(e) == 0)
+	if (entry_hold_at_locked(f, &room) == 0) {
+		if (n > room)
+			n = (unsigned)room;
 		while (k < n && !fm__object_entry_wp(obj, obj->pgstate[pg + k]))
 			k++;
-	else
+	} else
 		n = 0;
 	pthread_mutex_unlock(&obj->lock);
 	if (n == 0)
@@ -1484,6 +1504,8 @@ allow_keep(const struct fault *f, unsigned gen)
 	if (t->tid == f->tid) {
 		t->allowed = f->va;
 		t->allowgen = gen;
+		t->allowobj = f->e->obj;
+		t->allowpg = fm__entry_pgidx(f->e, f->va);
 	}
 	pthread_mutex_unlock(&thr.lock);
 }
@@ -1496,7 +1518,8 @@ allow_take(const struct fault *f, unsigned gen)
 	pthread_mutex_lock(&thr.lock);
 	struct tslot *t = tslot_locked(f->tid);
 	if (t->tid == f->tid && t->allowed == f->va) {
-		r = t->allowgen == gen;
+		r = t->allowgen == gen && t->allowobj == f->e->obj &&
+		    t->allowpg == fm__entry_pgidx(f->e, f->va);
 		t->allowed = 0;
 	}
 	pthread_mutex_unlock(&thr.lock);
@@ -2185,8 +2208,10 @@ refuse(const struct fault *f, int err, int mapped, unsigned gen)
 	 * unlink holds while it waits for the entry's holds. */
 	telling_begin(f->va);
 	if (obj != NULL) {
+		uint64_t room;
+
 		pthread_mutex_lock(&obj->lock);
-		if (entry_hold_locked(f->e) < 0) {
+		if (entry_hold_at_locked(f, &room) < 0) {
 			pthread_mutex_unlock(&obj->lock);
 			telling_end(f->va);
 			engine_unblock();
@@ -2305,30 +2330,25 @@ unprotect_held(const struct fault *f, size_t len)
 }
 
 /*
- * A write allowed at page pg of f: of the want pages from pg (clipped to
- * f's entry as it is now), the run after it that is resident, not busy,
- * and not read-only or being written by another, becomes DIRTY too
- * (write_at_once: a sequential writer's window), so that one unprotect
- * lets it through all of them.
+ * A write allowed at page pg: of the want pages from pg (inside its
+ * entry as it is now: entry_hold_at_locked), the run after it that is
+ * resident, not busy, and not read-only or being written by another,
+ * becomes DIRTY too (write_at_once: a sequential writer's window), so
+ * that one unprotect lets it through all of them.
  * => the pages from pg made DIRTY, pg's included
- * => obj->pmaplock held shared and obj->lock; pg DIRTY; f's entry held
+ * => obj->pmaplock held shared and obj->lock; pg DIRTY; its entry held
  */
 static unsigned
-dirty_run_locked(const struct fault *f, uint64_t pg, unsigned want)
+dirty_run_locked(struct fm_object *obj, uint64_t pg, unsigned want)
 {
-	const uint8_t not =
+	const uint8_t stop =
 	    FM_PGS_BUSY | FM_PG_RDONLY | FM_PGS_WRITING | FM_PGS_REFUSING;
-	struct fm_object *obj = f->e->obj;
-	uint64_t room = (f->e->end - f->va) >> FM_PAGE_SHIFT;
 	unsigned k = 1;
-
-	if (want > room)
-		want = (unsigned)room; /* a split may have shrunk it */
 
 	for (; k < want; k++) {
 		uint8_t st = obj->pgstate[pg + k];
 
-		if (!(st & FM_PG_RESIDENT) || (st & not ))
+		if (!(st & FM_PG_RESIDENT) || (st & stop))
 			break;
 		obj->pgstate[pg + k] = st | FM_PG_DIRTY;
 	}
@@ -2408,6 +2428,7 @@ fault_wp(const struct fault *f)
 	uint64_t pg = fm__entry_pgidx(f->e, f->va);
 	enum answer a = ANS_NONE;
 	unsigned gen, pgen, around = 1, want = 1, k;
+	uint64_t room;
 	uint8_t st;
 	int r = 0, blk, refusing;
 
@@ -2449,13 +2470,14 @@ fault_wp(const struct fault *f)
 	if (r == 0 && (st & FM_PG_RESIDENT) && !(st & FM_PGS_BUSY) &&
 	    fm__object_gen(obj, pg) % FM_GEN_MAP == pgen) {
 		obj->pgstate[pg] |= FM_PG_DIRTY;
-		if (entry_hold_locked(f->e) == 0) {
-			k = dirty_run_locked(f, pg, want);
+		if (entry_hold_at_locked(f, &room) == 0) {
+			k = dirty_run_locked(obj, pg,
+			    want < room ? want : (unsigned)room);
 			fm__object_assert_locked(obj, pg, k);
 			pthread_mutex_unlock(&obj->lock);
 			ra_advance(f->e, f->va, around, k);
 			a = unprotect_held(f, (size_t)k << FM_PAGE_SHIFT);
-		} else { /* leaving the map: allowed, for what is there */
+		} else { /* not here any more: allowed, for its page */
 			k = 1;
 			fm__object_assert_locked(obj, pg, k);
 			pthread_mutex_unlock(&obj->lock);

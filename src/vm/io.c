@@ -166,11 +166,12 @@ file_copy(const int *fds, int from, off_t off, int to, off_t tooff, size_t len,
 ssize_t
 fm__file_copy(int from, off_t off, int to, off_t tooff, size_t len)
 {
-	int own[2], *fds = copy_pipe(own), left = 0;
+	int own[2], *fds, left = 0;
 	ssize_t r;
 
-	if (fds == NULL)
-		return -ENOMEM;
+	errno = 0;
+	if ((fds = copy_pipe(own)) == NULL)
+		return errno ? -errno : -ENOMEM;
 	r = file_copy(fds, from, off, to, tooff, len, &left);
 	if (fds == own) {
 		close(own[0]);

@@ -89,13 +89,16 @@ bounce_copy(int from, off_t off, int to, off_t tooff, size_t len)
 	return (ssize_t)done;
 }
 
-/* fm__file_copy, or through the bounce buffer where the files cannot. */
+/*
+ * fm__file_copy, or through the bounce buffer where the files cannot
+ * splice, or no pipe can be had (nothing was copied then).
+ */
 static ssize_t
 store_copy(int from, off_t off, int to, off_t tooff, size_t len)
 {
 	ssize_t k = fm__file_copy(from, off, to, tooff, len);
 
-	if (k == -EINVAL)
+	if (k == -EINVAL || k == -EMFILE || k == -ENFILE || k == -ENOMEM)
 		k = bounce_copy(from, off, to, tooff, len);
 	return k;
 }

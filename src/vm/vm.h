@@ -242,10 +242,11 @@ int fm__full_pwrite(int fd, const void *buf, size_t len, off_t off);
  * fm__file_copy copies len bytes of from at off to to at tooff in the
  * kernel, with one copy of the data and no buffer of the caller's: splice
  * through a pipe (an engine thread's own, kept; else one made for the
- * copy), FM_FILE_COPY_MAX bytes a round when the pipe limits allow. => the count, less than len only at the end of
- * from; or -errno: nothing was copied when the files do not splice
- * (-EINVAL: copy through a buffer instead); a failure later may have
- * copied a part
+ * copy), FM_FILE_COPY_MAX bytes a round when the pipe limits allow.
+ * => the count, less than len only at the end of from; or -errno, nothing
+ *    copied: -EINVAL, the files do not splice; -EMFILE, -ENFILE, -ENOMEM,
+ *    no pipe (copy through a buffer instead); a failure later may have
+ *    copied a part
  */
 #define FM_FILE_COPY_MAX ((size_t)1 << 20)
 ssize_t fm__file_copy(int from, off_t off, int to, off_t tooff, size_t len);

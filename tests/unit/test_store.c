@@ -4,6 +4,7 @@
  */
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
 #include <sched.h>
@@ -279,13 +280,15 @@ TEST(store_reads_ahead_of_a_sequential_reader)
  * A sequential writer's write-protect fault unprotects a window of pages
  * in one ioctl, which the kernel applies across mappings: the window must
  * end at its mapping's end as it is when it is unprotected. Here, while
- * the engine decides the write at page 31 (window 32), the mapping's tail
- * is unmapped and another store object mapped there (fm_test_trace, in
+ * the engine decides the write at page 31 (window 32), another store
+ * object is mapped over the mapping's tail (MAP_FIXED; fm_test_trace, in
  * the engine thread, has a thread of the test do it): the new object's
- * clean pages must stay write-protected, so that its writes are seen.
+ * clean pages must stay write-protected, so that its writes are seen, and
+ * the write at page 31 goes to whatever is there when it is retried.
  */
 static struct {
 	char *a, *b;
+	size_t np; /* pages of the new mapping at b, to a's end */
 	int pfd;
 	_Atomic int armed;
 	pthread_mutex_t lock;
@@ -301,10 +304,10 @@ tail_swapper(void *arg)
 	while (tail.step != 1)
 		pthread_cond_wait(&tail.cv, &tail.lock);
 	pthread_mutex_unlock(&tail.lock);
-	ASSERT_OK(fm_munmap(tail.b, 24 * PG));
-	ASSERT(fm_mmap(tail.b, 24 * PG, RW, MAP_SHARED | MAP_FIXED, tail.pfd,
-	           0) == tail.b);
-	for (size_t i = 0; i < 24; i++) /* mapped clean: write-protected */
+	/* In place, with no gap: the faulting thread may retry meanwhile. */
+	ASSERT(fm_mmap(tail.b, tail.np * PG, RW, MAP_SHARED | MAP_FIXED,
+	           tail.pfd, 0) == tail.b);
+	for (size_t i = 0; i < tail.np; i++) /* clean: write-protected */
 		ASSERT_EQ(tail.b[i * PG], pat(i * PG));
 	pthread_mutex_lock(&tail.lock);
 	tail.step = 2;
@@ -330,21 +333,31 @@ tail_trace(const char *what, pid_t tid, uintptr_t va, unsigned long x)
 	pthread_mutex_unlock(&tail.lock);
 }
 
-TEST_TAGGED(store_write_window_ends_at_its_mapping, "thread")
+static void
+write_window_cut(size_t cut)
 {
+	/*
+	 * The trace holds an engine thread (and the page's turn to write)
+	 * until the other mapping is in place, which an engine thread must
+	 * serve meanwhile; the writer's retry, woken by the replacement,
+	 * waits for that turn in a second: a third serves.
+	 */
+	setenv("FOMAP_ENGINE_THREADS", "3", 1);
 	fm_test_need_uffd();
-	int file = testdev_tmpfile(64 * PG), pfile = testdev_tmpfile(24 * PG);
+	size_t np = 64 - cut;
+	int file = testdev_tmpfile(64 * PG), pfile = testdev_tmpfile(np * PG);
 	struct fm_object *obj = testdev_store(file, 0, 64 * PG);
-	struct fm_object *pobj = testdev_store(pfile, 0, 24 * PG);
+	struct fm_object *pobj = testdev_store(pfile, 0, np * PG);
 	int fd = testdev_open("store-tail-a", obj, RW, O_RDWR);
-	unsigned char vec[24];
+	unsigned char vec[64];
 	pthread_t t;
 
 	tail.pfd = testdev_open("store-tail-b", pobj, RW, O_RDWR);
+	tail.np = np;
 	pthread_mutex_init(&tail.lock, NULL);
 	pthread_cond_init(&tail.cv, NULL);
 	tail.a = testdev_map(fd, 64 * PG, RW, MAP_SHARED);
-	tail.b = tail.a + 40 * PG;
+	tail.b = tail.a + cut * PG;
 	for (size_t i = 0; i < 64; i++) /* clean: write-protected */
 		ASSERT_EQ(tail.a[i * PG], pat(i * PG));
 	ASSERT_EQ(pthread_create(&t, NULL, tail_swapper, NULL), 0);
@@ -355,17 +368,30 @@ TEST_TAGGED(store_write_window_ends_at_its_mapping, "thread")
 	atomic_store(&fm_test_trace, NULL);
 	ASSERT_EQ(pthread_join(t, NULL), 0);
 	ASSERT_EQ(atomic_load(&tail.armed), 0); /* it ran */
-	tail.b[5 * PG] = 'p';
-	ASSERT_EQ(fm_object_mincore(pobj, 0, 24 * PG, vec), 0);
-	ASSERT(vec[5] & FM_PG_DIRTY); /* its write was seen */
-	ASSERT_OK(fm_munmap(tail.b, 24 * PG));
-	ASSERT_EQ(file_byte(pfile, 5 * PG), 'p'); /* and written back */
+	/* Page 50, in the window the fault at page 31 chose, unwritten. */
+	tail.a[50 * PG] = 'p';
+	ASSERT_EQ(fm_object_mincore(pobj, 0, np * PG, vec), 0);
+	ASSERT(vec[50 - cut] & FM_PG_DIRTY); /* its write was seen */
+	ASSERT_OK(fm_munmap(tail.b, np * PG));
+	ASSERT_EQ(file_byte(pfile, (off_t)(50 - cut) * PG), 'p');
 	ASSERT_OK(fm_close(tail.pfd));
 	fm_object_rele(pobj);
-	testdev_done(tail.a, 40 * PG, fd, obj);
-	ASSERT_EQ(file_byte(file, 39 * PG + 1), 'w');
+	testdev_done(tail.a, cut * PG, fd, obj);
+	ASSERT_EQ(file_byte(file, (off_t)(cut - 1) * PG + 1), 'w');
 	close(file);
 	close(pfile);
+}
+
+/* The new mapping begins inside the window (at page 40)... */
+TEST_TAGGED(store_write_window_ends_at_its_mapping, "thread")
+{
+	write_window_cut(40);
+}
+
+/* ... or before the faulting page (at 20): the page is not its any more. */
+TEST_TAGGED(store_write_window_of_a_page_no_longer_its, "thread")
+{
+	write_window_cut(20);
 }
 
 TEST(store_writes_back_on_last_munmap_and_release)
