@@ -815,6 +815,35 @@ entry_hold_at_locked(const struct fault *f, uint64_t *room)
 	return r;
 }
 
+/*
+ * The entry that maps page pg of f's object at f->va now, held: f's own
+ * while the page is still in it (entry_hold_at_locked), else the part of
+ * it a split (fm_mprotect) gave the page to, found on the object's tree,
+ * so that a write let through reaches the page there: left DIRTY and
+ * write-protected, the page would have other writers ask the hook again.
+ * => NULL: no mapping of the page is there any more; *room: the held
+ *    entry's pages from f->va
+ * => obj->lock held
+ */
+static struct fm_entry *
+entry_hold_page_locked(const struct fault *f, uint64_t pg, uint64_t *room)
+{
+	struct fm_object *obj = f->e->obj;
+	struct fm_entry *e;
+
+	if (entry_hold_at_locked(f, room) == 0)
+		return f->e;
+	for (e = fm__object_overlap_first(obj, pg, 1); e != NULL;
+	     e = fm__object_overlap_next(obj, e, pg, 1))
+		if (e->pm == f->pm && e->start <= f->va && f->va < e->end &&
+		    fm__entry_pgidx(e, f->va) == pg &&
+		    entry_hold_locked(e) == 0) {
+			*room = (e->end - f->va) >> FM_PAGE_SHIFT;
+			return e;
+		}
+	return NULL;
+}
+
 /* Whether a fault on page pg would wait (BUSY, or the flag given). */
 static int
 page_waits(struct fm_object *obj, uint64_t pg, uint8_t flag)
@@ -2311,19 +2340,19 @@ fault_page(const struct fault *f)
 
 /*
  * Make a write to page pg of f's mapping go through, and to the len bytes
- * from it, all inside f's entry, which this thread holds (entry_hold_locked:
- * held, the entry keeps its end and its memory, so that the unprotect,
+ * from it, all inside the entry that maps it, which this thread holds
+ * (held: the entry keeps its end and its memory, so that the unprotect,
  * which the kernel applies across mappings, reaches no other): the pages
  * are DIRTY (or not tracked) and stay so while pmaplock is held
  * (invariant 4). The hold is let go.
  * => obj->pmaplock held shared
  */
 static enum answer
-unprotect_held(const struct fault *f, size_t len)
+unprotect_held(const struct fault *f, struct fm_entry *held, size_t len)
 {
 	int r = fm__pmap_protect(f->pm, f->va, len, 0, 1);
 
-	entry_unhold(f->e);
+	entry_unhold(held);
 	if (r == -ENOENT) /* replaced under us, or moved away (swap_page) */
 		return wake(f);
 	return r == 0 ? ANS_UNPROTECTED : ANS_NONE;
@@ -2428,6 +2457,7 @@ fault_wp(const struct fault *f)
 	uint64_t pg = fm__entry_pgidx(f->e, f->va);
 	enum answer a = ANS_NONE;
 	unsigned gen, pgen, around = 1, want = 1, k;
+	struct fm_entry *held;
 	uint64_t room;
 	uint8_t st;
 	int r = 0, blk, refusing;
@@ -2470,13 +2500,13 @@ fault_wp(const struct fault *f)
 	if (r == 0 && (st & FM_PG_RESIDENT) && !(st & FM_PGS_BUSY) &&
 	    fm__object_gen(obj, pg) % FM_GEN_MAP == pgen) {
 		obj->pgstate[pg] |= FM_PG_DIRTY;
-		if (entry_hold_at_locked(f, &room) == 0) {
+		if ((held = entry_hold_page_locked(f, pg, &room)) != NULL) {
 			k = dirty_run_locked(obj, pg,
 			    want < room ? want : (unsigned)room);
 			fm__object_assert_locked(obj, pg, k);
 			pthread_mutex_unlock(&obj->lock);
-			ra_advance(f->e, f->va, around, k);
-			a = unprotect_held(f, (size_t)k << FM_PAGE_SHIFT);
+			ra_advance(held, f->va, around, k);
+			a = unprotect_held(f, held, (size_t)k << FM_PAGE_SHIFT);
 		} else { /* not here any more: allowed, for its page */
 			k = 1;
 			fm__object_assert_locked(obj, pg, k);

@@ -1307,6 +1307,67 @@ TEST_TAGGED(trust_write_hook_not_asked_for_a_dropped_mapping, "thread")
 	fm_object_rele(obj);
 }
 
+/*
+ * A write the hook allows reaches its page even when an fm_mprotect has
+ * split the mapping at that page while the hook decided: the page is the
+ * same object's page in the split-off part, and must be made writable
+ * there (left DIRTY but write-protected, the next writer of another
+ * thread asked the hook a second time for the page's one dirtying).
+ */
+static struct {
+	char *p;
+	_Atomic int armed;
+	pthread_t t;
+} hs;
+
+static void *
+sp_writer(void *arg)
+{
+	(void)arg;
+	hs.p[2 * PG + 1] = 'b';
+	return NULL;
+}
+
+static void
+sp_trace(const char *what, pid_t tid, uintptr_t va, unsigned long x)
+{
+	(void)tid;
+	(void)x;
+	if (strcmp(what, "engine: write decided") != 0 ||
+	    va != (uintptr_t)(hs.p + 2 * PG) || !atomic_exchange(&hs.armed, 0))
+		return;
+	ASSERT_OK(fm_mprotect(hs.p + 2 * PG, 2 * PG, RW));
+	/* A writer of another thread waits for the page's turn meanwhile. */
+	ASSERT_EQ(pthread_create(&hs.t, NULL, sp_writer, NULL), 0);
+	sleep_us(50000);
+}
+
+TEST_TAGGED(trust_write_hook_once_when_its_mapping_is_split, "thread")
+{
+	fm_test_need_uffd();
+	struct hookcount h = {0};
+	struct fm_object *obj;
+	ASSERT_EQ(fm_object_create(&hookcount_ops, 4 * PG, &h, &obj), 0);
+	int fd = testdev_open("hook-split", obj, RW, O_RDWR);
+
+	hs.p = fm_mmap(NULL, 4 * PG, RW, MAP_SHARED, fd, 0);
+	ASSERT(hs.p != MAP_FAILED);
+	for (int i = 0; i < 4; i++) /* clean, mapped write-protected */
+		(void)*(volatile char *)(hs.p + i * PG);
+	atomic_store(&hs.armed, 1);
+	atomic_store(&fm_test_trace, sp_trace);
+	hs.p[2 * PG] = 'a';
+	atomic_store(&fm_test_trace, NULL);
+	ASSERT_EQ(atomic_load(&hs.armed), 0); /* split while it decided */
+	JOIN_WITHIN(hs.t, 3, "second writer");
+	ASSERT_EQ(atomic_load(&h.writes[2]), 1);
+	ASSERT_EQ(hs.p[2 * PG], 'a');
+	ASSERT_EQ(hs.p[2 * PG + 1], 'b');
+	ASSERT_OK(fm_munmap(hs.p, 4 * PG));
+	ASSERT_OK(fm_close(fd));
+	fm_object_rele(obj);
+}
+
 TEST_TAGGED(trust_write_hook_once_under_signal_storm, "thread")
 {
 	hook_once(1, 3000, H_STORM);
