@@ -795,32 +795,32 @@ entry_unhold(struct fm_entry *e)
 }
 
 /*
- * Hold f's entry for an act on its memory from f->va: => 0 with the pages
- * of the entry from there in *room; -ESTALE, nothing held: the entry is
- * leaving the map, or a split has left f->va out of it since the fault
- * began. An act stops at *room: the kernel may apply a protect to
- * whatever mapping follows the entry, and a split may have shrunk it.
+ * Hold e for an act on its memory from va: => 0 with the pages of e from
+ * there in *room; -ESTALE, nothing held: e is leaving the map, or va is
+ * not in it (a split has left it out since the fault began). An act
+ * stops at *room: the kernel may apply a protect to whatever mapping
+ * follows e, and a split may have shrunk it.
  * => obj->lock held
  */
 static int
-entry_hold_at_locked(const struct fault *f, uint64_t *room)
+entry_hold_at_locked(struct fm_entry *e, uintptr_t va, uint64_t *room)
 {
-	struct fm_entry *e = f->e;
 	int r;
 
-	if (f->va >= e->end)
+	if (va < e->start || va >= e->end)
 		return -ESTALE;
 	if ((r = entry_hold_locked(e)) == 0)
-		*room = (e->end - f->va) >> FM_PAGE_SHIFT;
+		*room = (e->end - va) >> FM_PAGE_SHIFT;
 	return r;
 }
 
 /*
- * The entry that maps page pg of f's object at f->va now, held: f's own
- * while the page is still in it (entry_hold_at_locked), else the part of
- * it a split (fm_mprotect) gave the page to, found on the object's tree,
- * so that a write let through reaches the page there: left DIRTY and
- * write-protected, the page would have other writers ask the hook again.
+ * The entry that maps page pg of f's object at f->va now, held
+ * (entry_hold_at_locked): f's own while the page is still in it, else the
+ * part of it a split (fm_mprotect) gave the page to, found on the object's
+ * tree, so that a write let through reaches the page there: left DIRTY
+ * and write-protected, the page would have other writers ask the hook
+ * again.
  * => NULL: no mapping of the page is there any more; *room: the held
  *    entry's pages from f->va
  * => obj->lock held
@@ -831,16 +831,14 @@ entry_hold_page_locked(const struct fault *f, uint64_t pg, uint64_t *room)
 	struct fm_object *obj = f->e->obj;
 	struct fm_entry *e;
 
-	if (entry_hold_at_locked(f, room) == 0)
+	if (entry_hold_at_locked(f->e, f->va, room) == 0)
 		return f->e;
 	for (e = fm__object_overlap_first(obj, pg, 1); e != NULL;
 	     e = fm__object_overlap_next(obj, e, pg, 1))
-		if (e->pm == f->pm && e->start <= f->va && f->va < e->end &&
+		if (e->pm == f->pm && e->start <= f->va &&
 		    fm__entry_pgidx(e, f->va) == pg &&
-		    entry_hold_locked(e) == 0) {
-			*room = (e->end - f->va) >> FM_PAGE_SHIFT;
+		    entry_hold_at_locked(e, f->va, room) == 0)
 			return e;
-		}
 	return NULL;
 }
 
@@ -926,7 +924,7 @@ install_locked(const struct fault *f, uint64_t pg, const struct fill *fl,
 	uint8_t st;
 
 	pthread_mutex_lock(&obj->lock);
-	if ((r = entry_hold_at_locked(f, &room)) < 0) {
+	if ((r = entry_hold_at_locked(f->e, f->va, &room)) < 0) {
 		pthread_mutex_unlock(&obj->lock);
 		return r;
 	}
@@ -1016,7 +1014,7 @@ zero_install(const struct fault *f, uint64_t pg, unsigned n, unsigned want,
 	uint64_t room;
 
 	pthread_mutex_lock(&obj->lock);
-	if (entry_hold_at_locked(f, &room) == 0) {
+	if (entry_hold_at_locked(f->e, f->va, &room) == 0) {
 		if (n > room)
 			n = (unsigned)room;
 		while (k < n && !fm__object_entry_wp(obj, obj->pgstate[pg + k]))
@@ -2240,7 +2238,7 @@ refuse(const struct fault *f, int err, int mapped, unsigned gen)
 		uint64_t room;
 
 		pthread_mutex_lock(&obj->lock);
-		if (entry_hold_at_locked(f, &room) < 0) {
+		if (entry_hold_at_locked(f->e, f->va, &room) < 0) {
 			pthread_mutex_unlock(&obj->lock);
 			telling_end(f->va);
 			engine_unblock();
