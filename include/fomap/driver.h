@@ -235,6 +235,8 @@ typedef int fm_fo_ioctl_t(struct fm_file *fp, unsigned long cmd, void *data);
 typedef int fm_fo_close_t(struct fm_file *fp);
 typedef int fm_fo_stat_t(struct fm_file *fp, struct stat *st);
 typedef int fm_fo_mmap_t(struct fm_file *fp, struct fm_mmap_req *req);
+/* => the POLL* bits of events that hold now (never blocks) */
+typedef int fm_fo_poll_t(struct fm_file *fp, int events);
 
 struct fm_fileops {
 	fm_fo_read_t *fo_read;
@@ -251,7 +253,19 @@ struct fm_fileops {
 	 * is ignored, req->maxprot still applies.
 	 */
 	fm_fo_mmap_t *fo_mmap;
+	/*
+	 * NULL: always readable and writable (POLLIN | POLLOUT | POLLRDNORM
+	 * | POLLWRNORM), as the kernel's default for a file without poll.
+	 * A driver whose readiness changes calls fm_file_wakeup (a clone) or
+	 * fm_dev_wakeup (every open of the device) after the change, as a
+	 * kernel driver calls selnotify: fm_poll and fomapd's clients wait
+	 * for that.
+	 */
+	fm_fo_poll_t *fo_poll;
 };
+
+/* The readiness of fp changed (a clone's: its fo_poll may answer anew). */
+void fm_file_wakeup(struct fm_file *fp);
 
 /* The file's driver data (f_data), open flags and device. */
 void *fm_file_data(struct fm_file *fp);
@@ -286,6 +300,22 @@ typedef int fm_d_ioctl_t(struct fm_dev *dev, unsigned long cmd, void *data,
     int flags);
 typedef fm_cookie_t fm_d_mmap_t(struct fm_dev *dev, off_t off, int prot);
 typedef int fm_d_mmap_single_t(struct fm_dev *dev, struct fm_mmap_req *req);
+typedef int fm_d_poll_t(struct fm_dev *dev, int events);
+
+/*
+ * A legacy ioctl number, one with no size or direction encoded in it
+ * (fbdev's 0x46xx, the tty's): how many bytes of the caller's memory at
+ * its argument the driver reads (in) and then writes (out). fm_ioctl
+ * hands the driver the caller's pointer as it is; fomapd, serving a
+ * program in another process, must copy them, and needs the sizes. in ==
+ * out == 0: the argument is a value, not a pointer (FBIOBLANK). A number
+ * with no size that the table lacks gets ENOTTY from fomapd without
+ * reaching the driver (TCGETS, so that isatty() says no).
+ */
+struct fm_ioctl_legacy {
+	unsigned long cmd; /* 0 ends the table */
+	uint32_t in, out;
+};
 
 struct fm_cdevsw {
 	fm_d_open_t *d_open;
@@ -297,6 +327,10 @@ struct fm_cdevsw {
 	fm_d_mmap_t *d_mmap;
 	/* pager hook (Young's d_get_pagerops, FreeBSD's d_mmap_single) */
 	fm_d_mmap_single_t *d_mmap_single;
+	/* the device's readiness, for an open that did not clone: fo_poll */
+	fm_d_poll_t *d_poll;
+	/* the legacy ioctl numbers the driver serves, or NULL: none */
+	const struct fm_ioctl_legacy *d_legacy;
 };
 
 /* Stubs: no* fail with ENODEV, null* succeed doing nothing. */
@@ -317,6 +351,8 @@ int fm_dev_register(const char *name, const struct fm_cdevsw *cdev, void *priv);
 int fm_dev_unregister(const char *name);
 void *fm_dev_private(struct fm_dev *dev);
 const char *fm_dev_name(struct fm_dev *dev);
+/* The readiness of every open of dev changed (fm_file_wakeup). */
+void fm_dev_wakeup(struct fm_dev *dev);
 
 /*
  * fm_dev_memory: the device's memory, the pages d_mmap's cookies name (like

@@ -73,6 +73,17 @@ ssize_t fm_write(int fd, const void *buf, size_t len);
 int fm_ioctl(int fd, unsigned long request, ...);
 
 /*
+ * fm_poll: poll(2) over descriptors of which any may be fomap's: a fomap
+ * file's readiness is its driver's (fo_poll), waited for until the driver
+ * calls fm_file_wakeup or fm_dev_wakeup. While the set mixes fomap and
+ * other descriptors, the others are looked at every 10 ms.
+ * => the count of entries with revents, 0 at the timeout; EINVAL: nfds
+ *    over RLIMIT_NOFILE
+ */
+struct pollfd;
+int fm_poll(struct pollfd *fds, unsigned long nfds, int timeout);
+
+/*
  * fm_fstat: fstat(2). A device file is a character device (S_IFCHR) unless
  * its driver's fo_stat says more.
  * => EBADF; EFAULT: st is not writable.

@@ -281,6 +281,12 @@ spec_mmap(struct fm_file *fp, struct fm_mmap_req *req)
 }
 
 static int
+spec_poll(struct fm_file *fp, int events)
+{
+	return fm__d_poll(fp->f_dev, events);
+}
+
+static int
 spec_stat(struct fm_file *fp, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
@@ -297,4 +303,5 @@ const struct fm_fileops fm__devfileops = {
     .fo_close = spec_close,
     .fo_stat = spec_stat,
     .fo_mmap = spec_mmap,
+    .fo_poll = spec_poll,
 };

@@ -7,6 +7,7 @@
 #ifndef FM_KERN_KERN_H
 #define FM_KERN_KERN_H
 
+#include <poll.h>
 #include <stdatomic.h>
 
 #include <fomap/driver.h>
@@ -155,6 +156,17 @@ fm__fo_mmap(struct fm_file *fp, struct fm_mmap_req *req)
 	return fp->f_ops->fo_mmap(fp, req);
 }
 
+/* Default: what the kernel's DEFAULT_POLLMASK says of a file (ready). */
+#define FM_POLL_DEFAULT (POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM)
+static inline int
+fm__fo_poll(struct fm_file *fp, int events)
+{
+	FM_FO_ASSERT_HELD(fp);
+	if (fp->f_ops->fo_poll == NULL)
+		return FM_POLL_DEFAULT & events;
+	return fp->f_ops->fo_poll(fp, events) & (events | POLLERR | POLLHUP);
+}
+
 #define FM_D_ASSERT_OPEN(dev)                                               \
 	FM_ASSERT(atomic_load(&(dev)->opens) > 0, "%s: device %s not open", \
 	    __func__, (dev)->name)
@@ -227,5 +239,22 @@ fm__d_mmap_single(struct fm_dev *dev, struct fm_mmap_req *req)
 		return -ENODEV;
 	return dev->cdev->d_mmap_single(dev, req);
 }
+
+/* Default: ready (fm__fo_poll's). */
+static inline int
+fm__d_poll(struct fm_dev *dev, int events)
+{
+	FM_D_ASSERT_OPEN(dev);
+	if (dev->cdev->d_poll == NULL)
+		return FM_POLL_DEFAULT & events;
+	return dev->cdev->d_poll(dev, events);
+}
+
+/*
+ * poll.c: a host that serves opens to other processes (fomapd) learns here
+ * of every fm_file_wakeup (fp) and fm_dev_wakeup (dev, fp NULL); set once,
+ * before the first open. It runs in the driver's thread: it must not wait.
+ */
+extern void (*fm__poll_notify)(struct fm_dev *dev, struct fm_file *fp);
 
 #endif
