@@ -21,15 +21,19 @@ LDLIBS  := -pthread
 
 LIB_SRC := $(wildcard src/kern/*.c src/vm/*.c drivers/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
-TEST_SRC := $(wildcard tests/unit/*.c tests/integration/*.c tests/stress/*.c)
+TEST_SRC := $(wildcard tests/unit/*.c tests/integration/test_*.c \
+            tests/integration/daemon.c tests/stress/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(B)/%.o)
-TOOLS   := $(B)/fomap-demo $(B)/fomap-probe
+TOOLS   := $(B)/fomap-demo $(B)/fomap-probe $(B)/fomapctl
+DAEMON_SRC := $(wildcard daemon/*.c)
+DAEMON_OBJ := $(DAEMON_SRC:%.c=$(B)/%.o)
 # The shared library's ABI: its soname, and the symbols the map exports.
 SONAME  := libfomap.so.0
 SOFILE  := $(SONAME).1.0
 SOMAP   := src/libfomap.map
 
-all: $(B)/libfomap.a $(B)/libfomap.so $(B)/fomap-test $(TOOLS)
+all: $(B)/libfomap.a $(B)/libfomap.so $(B)/fomap-test $(TOOLS) $(B)/fomapd \
+     $(B)/fomap-static-map
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -51,6 +55,17 @@ $(B)/libfomap.so: $(B)/$(SONAME)
 
 $(B)/fomap-test: $(TEST_OBJ) $(B)/tests/runner.o $(B)/libfomap.a
 	$(CC) $(ALLCFLAGS) -o $@ $(TEST_OBJ) $(B)/tests/runner.o $(B)/libfomap.a $(LDLIBS)
+
+# fomapd exports fomap's API to the driver plug-ins it loads (dlopen).
+$(B)/fomapd: $(DAEMON_OBJ) $(B)/libfomap.a
+	$(CC) $(ALLCFLAGS) -rdynamic -o $@ $(DAEMON_OBJ) $(B)/libfomap.a $(LDLIBS) -ldl
+
+# A program nothing can be preloaded into (the daemon's tests).
+$(B)/fomap-static-map: tests/integration/static_map.c
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -static -o $@ $<
+
+$(B)/fomapctl: $(B)/tools/fomapctl.o
+	$(CC) $(ALLCFLAGS) -o $@ $^
 
 $(B)/fomap-%: $(B)/tools/%.o $(B)/libfomap.a
 	$(CC) $(ALLCFLAGS) -o $@ $^ $(LDLIBS)
@@ -91,7 +106,8 @@ tsan-stress:
 	$(STRESS_ENV) $(TSAN_RUN) build-tsan/fomap-test thread
 
 FORMAT_SRC = $(wildcard include/fomap/*.h src/*/*.[ch] drivers/*.c tools/*.c \
-             tests/*.[ch] tests/unit/*.[ch] tests/stress/*.[ch] bench/*.[ch])
+             tests/*.[ch] tests/unit/*.[ch] tests/stress/*.[ch] tests/integration/*.[ch] \
+             daemon/*.[ch] bench/*.[ch])
 
 format-check:
 	clang-format --dry-run --Werror $(FORMAT_SRC)
@@ -108,7 +124,7 @@ check-layers:
 .PHONY: check-layers
 
 -include bench/bench.mk
--include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(DAEMON_OBJ:.o=.d)
 
 .PHONY: all check demo asan-check tsan-check stress asan-stress tsan-stress \
 	format-check format clean

@@ -5,6 +5,7 @@
  * zero-fill memory of the host.
  */
 #include <string.h>
+#include <sys/mman.h>
 
 #include <fomap/driver.h>
 
@@ -22,6 +23,20 @@ zero_mmap(struct fm_dev *dev, struct fm_mmap_req *req)
 	return 0;
 }
 
+/*
+ * For a program in another process (fomapd): each open its own zero-fill
+ * object of FM_ZERO_BACKING bytes, whose mappings the kernel fills. Unlike
+ * an embedded MAP_SHARED mapping, two mappings through one open share it.
+ */
+#define FM_ZERO_BACKING ((size_t)1 << 30)
+
+static int
+zero_backing(struct fm_dev *dev, struct fm_object **objp, int *maxprot)
+{
+	*maxprot = PROT_READ | PROT_WRITE | PROT_EXEC;
+	return fm_object_create_backing(FM_ZERO_BACKING, NULL, objp);
+}
+
 const struct fm_cdevsw fm__zero_cdevsw = {
     .d_open = fm_nullopen,
     .d_close = fm_nullclose,
@@ -29,4 +44,5 @@ const struct fm_cdevsw fm__zero_cdevsw = {
     .d_write = fm_nullwrite,
     .d_ioctl = fm_noioctl,
     .d_mmap_single = zero_mmap,
+    .d_backing = zero_backing,
 };

@@ -30,6 +30,7 @@ allowed() {
 	src/vm/*) layer=src/vm/ dirs="include/ src/vm/" ;;
 	src/kern/*) layer=src/kern/ dirs="include/ src/vm/ src/kern/" ;;
 	drivers/*) layer=drivers/ dirs="include/" ;;
+	daemon/*) layer=daemon/ dirs="include/ src/vm/ src/kern/ daemon/" ;;
 	tools/*) layer=tools/ dirs="include/ tools/" ;;
 	tests/*) layer=tests/ dirs="include/ tests/" ;;
 	bench/*) layer=bench/ dirs="include/ bench/" ;;

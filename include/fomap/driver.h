@@ -206,6 +206,14 @@ int fm_object_clean(struct fm_object *obj, off_t off, size_t len);
  */
 int fm_store_create(int fd, off_t off, size_t size, struct fm_object **objp);
 
+/*
+ * fm_object_create_backing: an anonymous zero-fill object (as
+ * fm_object_create with ops NULL) whose memory is a memfd of its own, so
+ * that fo_backing may hand it whole to another process: no other object's
+ * pages are in it. It costs a descriptor while it lives.
+ */
+int fm_object_create_backing(size_t size, void *priv, struct fm_object **objp);
+
 /* ------------------------------------------------------------------------
  * Files (NetBSD struct file / struct fileops).
  */
@@ -237,6 +245,17 @@ typedef int fm_fo_stat_t(struct fm_file *fp, struct stat *st);
 typedef int fm_fo_mmap_t(struct fm_file *fp, struct fm_mmap_req *req);
 /* => the POLL* bits of events that hold now (never blocks) */
 typedef int fm_fo_poll_t(struct fm_file *fp, int events);
+/*
+ * The one object that holds the file's whole mmap space, linear from
+ * offset 0 (an mmap at offset off maps the object's bytes at off), made by
+ * fm_object_create_backing. A host that serves the file to another process
+ * (fomapd) hands that process the object's memory itself: its mappings
+ * need no fault engine, and no protection or removal the driver applies
+ * later reaches them. => 0 with *objp referenced and *maxprot (PROT_*),
+ * or -ENODEV: the file's mappings need the engine.
+ */
+typedef int fm_fo_backing_t(struct fm_file *fp, struct fm_object **objp,
+    int *maxprot);
 
 struct fm_fileops {
 	fm_fo_read_t *fo_read;
@@ -262,6 +281,7 @@ struct fm_fileops {
 	 * for that.
 	 */
 	fm_fo_poll_t *fo_poll;
+	fm_fo_backing_t *fo_backing; /* NULL: -ENODEV */
 };
 
 /* The readiness of fp changed (a clone's: its fo_poll may answer anew). */
@@ -301,6 +321,8 @@ typedef int fm_d_ioctl_t(struct fm_dev *dev, unsigned long cmd, void *data,
 typedef fm_cookie_t fm_d_mmap_t(struct fm_dev *dev, off_t off, int prot);
 typedef int fm_d_mmap_single_t(struct fm_dev *dev, struct fm_mmap_req *req);
 typedef int fm_d_poll_t(struct fm_dev *dev, int events);
+typedef int fm_d_backing_t(struct fm_dev *dev, struct fm_object **objp,
+    int *maxprot);
 
 /*
  * A legacy ioctl number, one with no size or direction encoded in it
@@ -331,6 +353,8 @@ struct fm_cdevsw {
 	fm_d_poll_t *d_poll;
 	/* the legacy ioctl numbers the driver serves, or NULL: none */
 	const struct fm_ioctl_legacy *d_legacy;
+	/* for an open that did not clone: fo_backing */
+	fm_d_backing_t *d_backing;
 };
 
 /* Stubs: no* fail with ENODEV, null* succeed doing nothing. */

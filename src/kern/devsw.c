@@ -287,6 +287,12 @@ spec_poll(struct fm_file *fp, int events)
 }
 
 static int
+spec_backing(struct fm_file *fp, struct fm_object **objp, int *maxprot)
+{
+	return fm__d_backing(fp->f_dev, objp, maxprot);
+}
+
+static int
 spec_stat(struct fm_file *fp, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
@@ -304,4 +310,19 @@ const struct fm_fileops fm__devfileops = {
     .fo_stat = spec_stat,
     .fo_mmap = spec_mmap,
     .fo_poll = spec_poll,
+    .fo_backing = spec_backing,
 };
+
+int
+fm__dev_names(char (*names)[32], int max)
+{
+	int n = 0;
+
+	pthread_once(&builtin_once, builtin_setup);
+	pthread_mutex_lock(&devsw_lock);
+	for (struct fm_dev *d = devs; d; d = d->next, n++)
+		if (n < max)
+			memcpy(names[n], d->name, sizeof(d->name));
+	pthread_mutex_unlock(&devsw_lock);
+	return n;
+}

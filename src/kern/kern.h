@@ -167,6 +167,17 @@ fm__fo_poll(struct fm_file *fp, int events)
 	return fp->f_ops->fo_poll(fp, events) & (events | POLLERR | POLLHUP);
 }
 
+/* Default: -ENODEV, the file's mappings need the engine. */
+static inline int
+fm__fo_backing(struct fm_file *fp, struct fm_object **objp, int *maxprot)
+{
+	FM_FO_ASSERT_HELD(fp);
+	*objp = NULL;
+	if (fp->f_ops->fo_backing == NULL)
+		return -ENODEV;
+	return fp->f_ops->fo_backing(fp, objp, maxprot);
+}
+
 #define FM_D_ASSERT_OPEN(dev)                                               \
 	FM_ASSERT(atomic_load(&(dev)->opens) > 0, "%s: device %s not open", \
 	    __func__, (dev)->name)
@@ -249,6 +260,22 @@ fm__d_poll(struct fm_dev *dev, int events)
 		return FM_POLL_DEFAULT & events;
 	return dev->cdev->d_poll(dev, events);
 }
+
+/* Default: -ENODEV (fm__fo_backing's). */
+static inline int
+fm__d_backing(struct fm_dev *dev, struct fm_object **objp, int *maxprot)
+{
+	FM_D_ASSERT_OPEN(dev);
+	if (dev->cdev->d_backing == NULL)
+		return -ENODEV;
+	return dev->cdev->d_backing(dev, objp, maxprot);
+}
+
+/*
+ * The names of the devices registered now, at most max of them, into
+ * names. => how many there are (more than max: some were left out)
+ */
+int fm__dev_names(char (*names)[32], int max);
 
 /*
  * poll.c: a host that serves opens to other processes (fomapd) learns here

@@ -97,7 +97,8 @@ fm__object_alloc(const struct fm_pagerops *ops, size_t size, void *priv, int fd,
 		obj->pgstate = calloc(npages, 1);
 		if (obj->pgstate == NULL)
 			goto err;
-		if (fm__store_alloc(npages << FM_PAGE_SHIFT, &fd, &obj->rofd,
+		if ((flags & FM_OBJ_OWNFD) ||
+		    fm__store_alloc(npages << FM_PAGE_SHIFT, &fd, &obj->rofd,
 		        &obj->base) < 0) {
 			/* No room in the store: a memfd of its own. */
 			flags |= FM_OBJ_OWNFD;
@@ -143,6 +144,13 @@ fm_object_create(const struct fm_pagerops *ops, size_t size, void *priv,
 	/* No ops: the anonymous pager (pager_anon.c). */
 	return fm__object_alloc(ops != NULL ? ops : &fm__anon_pagerops, size,
 	    priv, -1, 0, objp);
+}
+
+int
+fm_object_create_backing(size_t size, void *priv, struct fm_object **objp)
+{
+	return fm__object_alloc(&fm__anon_pagerops, size, priv, -1,
+	    FM_OBJ_OWNFD, objp);
 }
 
 void
@@ -237,6 +245,22 @@ fm__object_rofd(struct fm_object *obj)
 	fd = obj->rofd;
 	pthread_mutex_unlock(&obj->lock);
 	return fd < 0 ? -errno : fd;
+}
+
+int
+fm__object_backing_fd(struct fm_object *obj, int wr, size_t *size)
+{
+	char path[64];
+	int fd;
+
+	/* Its pages are the engine's to give, or its store is shared. */
+	if (!(obj->flags & FM_OBJ_OWNFD) || obj->ops != &fm__anon_pagerops)
+		return -ENODEV;
+	snprintf(path, sizeof path, "/proc/self/fd/%d", obj->fd);
+	if ((fd = open(path, (wr ? O_RDWR : O_RDONLY) | O_CLOEXEC)) < 0)
+		return -errno;
+	*size = (size_t)(obj->npages << FM_PAGE_SHIFT);
+	return fd;
 }
 
 static int

@@ -169,6 +169,15 @@ struct fm_entry {
 int fm__object_alloc(const struct fm_pagerops *ops, size_t size, void *priv,
     int fd, int flags, struct fm_object **objp);
 int fm__object_rofd(struct fm_object *obj);
+/*
+ * A descriptor of obj's store of its own (read-write when wr) for a host
+ * that maps it into another process (fomapd's FUSE passthrough): only for
+ * an object of fm_object_create_backing (the anonymous pager's, with a
+ * store of its own: another object's pages are never in it). *size: its
+ * length.
+ * => the descriptor, -ENODEV (the engine must serve it), or -errno
+ */
+int fm__object_backing_fd(struct fm_object *obj, int wr, size_t *size);
 /* The change counter of page pg (shared with the pages FM_OBJ_GENS apart). */
 static inline unsigned
 fm__object_gen(struct fm_object *obj, uint64_t pg)

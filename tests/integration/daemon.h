@@ -1,0 +1,35 @@
+/*
+ * daemon.h: helpers of the integration tests: a fomapd of the test's own
+ * on a fresh mount, real programs run against it, and their results.
+ */
+#ifndef FOMAP_TEST_DAEMON_H
+#define FOMAP_TEST_DAEMON_H
+
+#include <sys/types.h>
+
+struct fmd {
+	pid_t pid;
+	char dir[64]; /* its mount */
+	char log[80]; /* its standard error */
+};
+
+/*
+ * Start build/fomapd on a new directory with the given extra arguments
+ * (NULL-terminated), and wait until it serves. Skips the test (with the
+ * reason) without root, /dev/fuse or FUSE passthrough.
+ */
+void fmd_start(struct fmd *m, ...);
+/* SIGTERM it and wait: => its exit status (waitpid's) */
+int fmd_stop(struct fmd *m);
+/* The path of a device under m's mount, in a static buffer of n's. */
+const char *fmd_path(const struct fmd *m, const char *dev, int n);
+/* Run a shell command line (printf format): => its exit code, or -1 */
+int fmd_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Skips the test unless the program is installed. */
+void fmd_need(const char *program);
+/* Files, beside the test binary, built for these tests (fomapctl, ...). */
+const char *fmd_tool(const char *name);
+/* The count of "open" lines fomapctl shows. */
+int fmd_opens(const struct fmd *m);
+
+#endif

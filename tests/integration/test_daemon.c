@@ -1,0 +1,322 @@
+/*
+ * test_daemon.c: fomapd serving fomap's devices as files to programs that
+ * know nothing of fomap: coreutils, python3, a static binary; permissions,
+ * shutdown, the daemon's death and its clients' (tests/integration/).
+ */
+#include <fcntl.h>
+#include <grp.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <fomap/gem.h>
+
+#include "../test.h"
+#include "daemon.h"
+
+TEST(daemon_serves_devices_as_regular_files)
+{
+	struct fmd m;
+	struct stat st;
+
+	fmd_start(&m, "--dev", "null:0640:root:4242", NULL);
+	ASSERT_OK(stat(fmd_path(&m, "null", 0), &st));
+	ASSERT(S_ISREG(st.st_mode));
+	ASSERT_EQ(st.st_mode & 07777, 0640);
+	ASSERT_EQ(st.st_gid, 4242);
+	ASSERT_OK(stat(fmd_path(&m, "zero", 0), &st));
+	ASSERT_EQ(st.st_mode & 07777, 0666); /* the default */
+	ASSERT_ERRNO(stat(fmd_path(&m, "nosuch", 0), &st), ENOENT);
+	ASSERT_EQ(fmd_sh("ls %s | grep -qx gem", m.dir), 0);
+	ASSERT_EQ(fmd_sh("%s --mount %s devices | grep -q '^device null "
+	                 "mode 0640 uid 0 gid 4242$'",
+	              fmd_tool("fomapctl"), m.dir),
+	    0);
+	/* A device file is fomapd's: not made, removed or changed. */
+	ASSERT_ERRNO(open(fmd_path(&m, "new", 0), O_CREAT | O_RDWR, 0600),
+	    EPERM);
+	ASSERT_ERRNO(unlink(fmd_path(&m, "null", 0)), EPERM);
+	ASSERT_ERRNO(chmod(fmd_path(&m, "null", 0), 0666), EPERM);
+	ASSERT_EQ(fmd_stop(&m), 0);
+}
+
+/* In a child as uid and gid 65534, in group grp (or none): open's errno. */
+static int
+open_as_nobody(const char *path, gid_t grp)
+{
+	pid_t pid = fork();
+	int st;
+
+	ASSERT(pid >= 0);
+	if (pid == 0) {
+		int fd;
+
+		if (setgroups(grp ? 1 : 0, &grp) < 0 || setgid(65534) < 0 ||
+		    setuid(65534) < 0)
+			_exit(100);
+		fd = open(path, O_RDONLY);
+		_exit(fd >= 0 ? 0 : errno);
+	}
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
+	ASSERT(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+TEST(daemon_permissions_are_the_kernels)
+{
+	struct fmd m;
+
+	fmd_start(&m, "--dev", "null:0640:root:4242", NULL);
+	ASSERT_EQ(open_as_nobody(fmd_path(&m, "null", 0), 0), EACCES);
+	ASSERT_EQ(open_as_nobody(fmd_path(&m, "null", 0), 4242), 0);
+	ASSERT_EQ(open_as_nobody(fmd_path(&m, "zero", 0), 0), 0);
+	ASSERT_EQ(fmd_stop(&m), 0);
+}
+
+TEST(daemon_dd_cat_cmp_read_and_write_devices)
+{
+	struct fmd m;
+
+	fmd_start(&m, NULL);
+	ASSERT_EQ(fmd_sh("dd if=/dev/urandom of=%s bs=64k count=4 status=none",
+	              fmd_path(&m, "null", 0)),
+	    0);
+	ASSERT_EQ(fmd_sh("test \"$(cat %s | wc -c)\" = 0",
+	              fmd_path(&m, "null", 0)),
+	    0);
+	ASSERT_EQ(fmd_sh("cmp -n 1048576 %s /dev/zero",
+	              fmd_path(&m, "zero", 0)),
+	    0);
+	ASSERT_EQ(fmd_sh("head -c 300000 /dev/urandom | dd of=%s bs=4096 "
+	                 "status=none",
+	              fmd_path(&m, "zero", 0)),
+	    0);
+	ASSERT_EQ(fmd_stop(&m), 0);
+}
+
+TEST(daemon_python_maps_zero_and_ioctls_gem)
+{
+	struct fmd m;
+
+	fmd_need("python3");
+	fmd_start(&m, NULL);
+	ASSERT_EQ(
+	    fmd_sh("python3 - %s %s %lu <<'EOF'\n"
+	           "import errno, fcntl, mmap, os, struct, sys\n"
+	           "zero, gem, create = sys.argv[1], sys.argv[2], "
+	           "int(sys.argv[3])\n"
+	           "fd = os.open(zero, os.O_RDWR)\n"
+	           "a = mmap.mmap(fd, 1 << 20)\n"
+	           "b = mmap.mmap(fd, 1 << 20)\n"
+	           "a[4096:4101] = b'hello'\n"
+	           "assert b[4096:4101] == b'hello', b[4096:4101]\n"
+	           "assert b[0:8] == bytes(8)\n"
+	           "assert not os.isatty(fd)\n"
+	           "g = os.open(gem, os.O_RDWR)\n"
+	           "arg = struct.pack('QII', 10000, 0, 0)\n"
+	           "size, handle, pad = struct.unpack('QII', "
+	           "fcntl.ioctl(g, create, arg))\n"
+	           "assert size == 12288 and handle != 0, (size, handle)\n"
+	           "print('ok')\n"
+	           "EOF",
+	        fmd_path(&m, "zero", 0), fmd_path(&m, "gem", 1),
+	        (unsigned long)FM_GEM_CREATE),
+	    0);
+	ASSERT_EQ(fmd_stop(&m), 0);
+}
+
+TEST(daemon_static_binary_maps_zero)
+{
+	struct fmd m;
+
+	fmd_start(&m, NULL);
+	ASSERT_EQ(fmd_sh("%s %s | grep -qx ok", fmd_tool("fomap-static-map"),
+	              fmd_path(&m, "zero", 0)),
+	    0);
+	ASSERT_EQ(fmd_stop(&m), 0);
+}
+
+/*
+ * A device whose mappings need the fault engine (gem's pager) is never
+ * mapped by a program fomapd cannot serve faults for: ENODEV, not silent
+ * zeros, shared or private.
+ */
+TEST(daemon_refuses_to_map_what_needs_the_engine)
+{
+	struct fm_gem_create c = {.size = PG};
+	struct fmd m;
+	int fd;
+
+	fmd_start(&m, NULL);
+	ASSERT((fd = open(fmd_path(&m, "gem", 0), O_RDWR)) >= 0);
+	ASSERT_OK(ioctl(fd, FM_GEM_CREATE, &c));
+	ASSERT_NE(c.handle, 0);
+	ASSERT(mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) ==
+	    MAP_FAILED);
+	ASSERT_EQ(errno, ENODEV);
+	/* Private: the file has no size, so no page can be read. */
+	char *p = mmap(NULL, PG, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (p != MAP_FAILED) {
+		ASSERT_EQ(fm_test_probe(p, 0), SIGBUS);
+		ASSERT_OK(munmap(p, PG));
+	}
+	ASSERT_OK(close(fd));
+	ASSERT_EQ(fmd_stop(&m), 0);
+}
+
+/*
+ * A passthrough mapping is the open's own object and nothing else: its
+ * memfd is no other object's, and past its end is SIGBUS.
+ */
+TEST(daemon_maps_an_open_only_its_own_object)
+{
+	struct fmd m;
+	struct stat st;
+	char *a, *b;
+	int fa, fb;
+
+	fmd_start(&m, NULL);
+	ASSERT((fa = open(fmd_path(&m, "zero", 0), O_RDWR)) >= 0);
+	ASSERT((fb = open(fmd_path(&m, "zero", 1), O_RDWR)) >= 0);
+	ASSERT_OK(fstat(fa, &st));
+	ASSERT_GE(st.st_size, PG);
+	a = mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_SHARED, fa, 0);
+	b = mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_SHARED, fb, 0);
+	ASSERT(a != MAP_FAILED && b != MAP_FAILED);
+	a[0] = 'a';
+	ASSERT_EQ(b[0], 0); /* two opens, two objects */
+	munmap(b, PG);
+	b = mmap(NULL, PG, PROT_READ, MAP_SHARED, fa, st.st_size);
+	ASSERT(b != MAP_FAILED);
+	ASSERT_EQ(fm_test_probe(b, 0), SIGBUS);
+	munmap(a, PG);
+	munmap(b, PG);
+	close(fa);
+	close(fb);
+	ASSERT_EQ(fmd_stop(&m), 0);
+}
+
+TEST(daemon_ioctl_numbers_a_driver_lacks_get_enotty)
+{
+	struct fmd m;
+	struct termios t;
+	int fd;
+
+	fmd_start(&m, NULL);
+	ASSERT((fd = open(fmd_path(&m, "zero", 0), O_RDWR)) >= 0);
+	ASSERT_ERRNO(ioctl(fd, TCGETS, &t), ENOTTY);
+	ASSERT_ERRNO(ioctl(fd, 0x4600, &t), ENOTTY); /* legacy, not zero's */
+	ASSERT_ERRNO(ioctl(fd, _IOR('z', 1, int), &fd), ENOTTY);
+	ASSERT_OK(close(fd));
+	ASSERT_EQ(fmd_stop(&m), 0);
+}
+
+TEST(daemon_sigterm_closes_every_open_and_unmounts)
+{
+	struct fmd m;
+	char c;
+	int fd;
+
+	fmd_start(&m, NULL);
+	ASSERT((fd = open(fmd_path(&m, "zero", 0), O_RDONLY)) >= 0);
+	ASSERT_EQ(fmd_opens(&m), 1);
+	kill(m.pid, SIGTERM);
+	int st;
+	ASSERT_EQ(waitpid(m.pid, &st, 0), m.pid);
+	m.pid = 0;
+	ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	ASSERT_NE(fmd_sh("grep -q ' %s ' /proc/mounts", m.dir), 0);
+	ASSERT_ERRNO(read(fd, &c, 1), ENOTCONN);
+	ASSERT_ERRNO(close(fd), ENOTCONN); /* its FLUSH; closed all the same */
+	fmd_stop(&m);
+}
+
+TEST(daemon_killed_its_clients_get_enotconn_and_a_new_one_recovers)
+{
+	struct fmd m;
+	char *p, c;
+	int fd;
+
+	fmd_start(&m, NULL);
+	ASSERT((fd = open(fmd_path(&m, "zero", 0), O_RDWR)) >= 0);
+	p = mmap(NULL, 2 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT(p != MAP_FAILED);
+	p[PG] = 'x';
+	kill(m.pid, SIGKILL);
+	ASSERT_EQ(waitpid(m.pid, NULL, 0), m.pid);
+	m.pid = 0;
+	ASSERT_ERRNO(read(fd, &c, 1), ENOTCONN);
+	ASSERT_ERRNO(ioctl(fd, TCGETS, &c), ENOTCONN);
+	ASSERT_ERRNO(open(fmd_path(&m, "zero", 0), O_RDONLY), ENOTCONN);
+	/* A passthrough mapping is the object's memory: it stays. */
+	ASSERT_EQ(p[PG], 'x');
+	p[0] = 'y';
+	ASSERT_EQ(p[0], 'y');
+	ASSERT_OK(munmap(p, 2 * PG));
+	ASSERT_ERRNO(close(fd), ENOTCONN); /* its FLUSH; closed all the same */
+
+	/* A new fomapd on the stale mount takes it over. */
+	struct fmd again = m;
+	ASSERT((again.pid = fork()) >= 0);
+	if (again.pid == 0) {
+		execl(fmd_tool("fomapd"), "fomapd", "--mount", m.dir, NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 500 && fmd_sh("test -e %s/.status", m.dir); i++)
+		usleep(10000);
+	ASSERT_EQ(fmd_sh("cmp -n 4096 %s /dev/zero", fmd_path(&m, "zero", 0)),
+	    0);
+	ASSERT_EQ(fmd_stop(&again), 0);
+}
+
+#define KILLED 1000
+
+TEST(daemon_opens_of_killed_processes_leave_nothing)
+{
+	static pid_t pids[KILLED];
+	struct fmd m;
+	int ready[2], fds0 = 0, fds1 = 0;
+	char c;
+
+	fmd_start(&m, NULL);
+	fds0 = fmd_sh("exit $(ls /proc/%d/fd | wc -l)", (int)m.pid);
+	ASSERT_OK(pipe(ready));
+	for (int i = 0; i < KILLED; i++) {
+		ASSERT((pids[i] = fork()) >= 0);
+		if (pids[i] == 0) {
+			int fd = open(fmd_path(&m, i % 2 ? "zero" : "null", 0),
+			    O_RDWR);
+			char *p = i % 2 ? mmap(NULL, PG, PROT_READ | PROT_WRITE,
+			                      MAP_SHARED, fd, 0)
+			                : NULL;
+
+			char e = fd < 0 || p == MAP_FAILED ? (char)errno : 0;
+
+			if (e == 0 && p)
+				*p = 1;
+			(void)!write(ready[1], &e, 1);
+			pause();
+			_exit(0);
+		}
+	}
+	for (int i = 0; i < KILLED; i++) {
+		ASSERT_EQ(read(ready[0], &c, 1), 1);
+		ASSERT_EQ(c, 0); /* the child's errno */
+	}
+	ASSERT_EQ(fmd_opens(&m), KILLED);
+	for (int i = 0; i < KILLED; i++)
+		kill(pids[i], SIGKILL);
+	for (int i = 0; i < KILLED; i++)
+		ASSERT_EQ(waitpid(pids[i], NULL, 0), pids[i]);
+	for (int i = 0; i < 500 && fmd_opens(&m) != 0; i++)
+		usleep(10000);
+	ASSERT_EQ(fmd_opens(&m), 0);
+	fds1 = fmd_sh("exit $(ls /proc/%d/fd | wc -l)", (int)m.pid);
+	ASSERT_EQ(fds1, fds0);
+	close(ready[0]);
+	close(ready[1]);
+	ASSERT_EQ(fmd_stop(&m), 0);
+}

@@ -1,0 +1,61 @@
+/*
+ * fomapctl.c: what a running fomapd holds: its devices, the opens of
+ * every program (which process, which device, the object behind a mapped
+ * open and how much of it is resident) and the engine's counters. It reads
+ * the daemon's status file, MOUNT/.status (root only), a snapshot taken
+ * when it is opened.
+ */
+#include <stdio.h>
+#include <string.h>
+
+static int
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: fomapctl [--mount DIR] [devices|opens|stats|all]\n"
+	    "Shows what the fomapd serving DIR (default /dev/fomap) "
+	    "holds.\n");
+	return f == stdout ? 0 : 2;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *dir = "/dev/fomap", *what = "all";
+	char path[4096], line[1024];
+	int nopens = 0;
+	FILE *f;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--mount") == 0 && i + 1 < argc)
+			dir = argv[++i];
+		else if (strcmp(argv[i], "--help") == 0 ||
+		    strcmp(argv[i], "-h") == 0)
+			return usage(stdout);
+		else if (argv[i][0] != '-')
+			what = argv[i];
+		else
+			return usage(stderr);
+	}
+	snprintf(path, sizeof path, "%s/.status", dir);
+	if ((f = fopen(path, "re")) == NULL) {
+		perror(path);
+		return 1;
+	}
+	while (fgets(line, sizeof line, f)) {
+		int dev = strncmp(line, "device ", 7) == 0;
+		int open = strncmp(line, "open ", 5) == 0;
+		int eng = strncmp(line, "engine ", 7) == 0;
+
+		nopens += open;
+		if (strcmp(what, "all") == 0 ||
+		    (strcmp(what, "devices") == 0 && dev) ||
+		    (strcmp(what, "opens") == 0 && open) ||
+		    (strcmp(what, "stats") == 0 && eng))
+			fputs(line, stdout);
+	}
+	fclose(f);
+	if (strcmp(what, "opens") == 0 || strcmp(what, "all") == 0)
+		printf("opens %d\n", nopens);
+	return 0;
+}
