@@ -215,11 +215,28 @@ ioc_pan(const struct fb_var_screeninfo *data)
 	return r;
 }
 
+/*
+ * FBIOGET_VSCREENINFO, FBIOGET_FSCREENINFO: copied out after the lock,
+ * so that a caller's buffer that faults (in a slow mapping) never holds it.
+ */
 static void
-get_fix(struct fb_fix_screeninfo *fix)
+get_var(struct fb_var_screeninfo *data)
 {
+	struct fb_var_screeninfo v;
+
 	pthread_mutex_lock(&fbdev.lock);
-	*fix = (struct fb_fix_screeninfo){
+	v = fbdev.var;
+	pthread_mutex_unlock(&fbdev.lock);
+	*data = v;
+}
+
+static void
+get_fix(struct fb_fix_screeninfo *data)
+{
+	struct fb_fix_screeninfo fix;
+
+	pthread_mutex_lock(&fbdev.lock);
+	fix = (struct fb_fix_screeninfo){
 	    .smem_start = 0, /* no bus address to give */
 	    .smem_len = FM_FBDEV_SMEM_LEN,
 	    .type = FB_TYPE_PACKED_PIXELS,
@@ -231,7 +248,8 @@ get_fix(struct fb_fix_screeninfo *fix)
 	    .accel = FB_ACCEL_NONE,
 	};
 	pthread_mutex_unlock(&fbdev.lock);
-	strncpy(fix->id, "fomap-fb0", sizeof(fix->id));
+	strncpy(fix.id, "fomap-fb0", sizeof(fix.id));
+	*data = fix;
 }
 
 /*
@@ -304,9 +322,7 @@ fbdev_ioctl(struct fm_dev *dev, unsigned long cmd, void *data, int flags)
 		return -EFAULT;
 	switch (cmd) {
 	case FBIOGET_VSCREENINFO:
-		pthread_mutex_lock(&fbdev.lock);
-		*(struct fb_var_screeninfo *)data = fbdev.var;
-		pthread_mutex_unlock(&fbdev.lock);
+		get_var(data);
 		return 0;
 	case FBIOPUT_VSCREENINFO:
 		return ioc_put_var(data);
