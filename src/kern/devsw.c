@@ -23,6 +23,7 @@ static pthread_once_t builtin_once = PTHREAD_ONCE_INIT;
  */
 extern const struct fm_cdevsw fm__zero_cdevsw, fm__null_cdevsw;
 extern const struct fm_cdevsw fm__gem_cdevsw, fm__guard_cdevsw, fm__fb_cdevsw;
+extern const struct fm_cdevsw fm__video_cdevsw;
 
 static const struct {
 	const char *name;
@@ -33,6 +34,7 @@ static const struct {
     {"gem", &fm__gem_cdevsw},
     {"guard", &fm__guard_cdevsw},
     {"fb", &fm__fb_cdevsw},
+    {"video0", &fm__video_cdevsw},
 };
 
 static int
