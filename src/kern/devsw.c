@@ -23,7 +23,7 @@ static pthread_once_t builtin_once = PTHREAD_ONCE_INIT;
  */
 extern const struct fm_cdevsw fm__zero_cdevsw, fm__null_cdevsw;
 extern const struct fm_cdevsw fm__gem_cdevsw, fm__guard_cdevsw, fm__fb_cdevsw;
-extern const struct fm_cdevsw fm__fbdev_cdevsw;
+extern const struct fm_cdevsw fm__fbdev_cdevsw, fm__video_cdevsw;
 
 static const struct {
 	const char *name;
@@ -35,6 +35,7 @@ static const struct {
     {"guard", &fm__guard_cdevsw},
     {"fb", &fm__fb_cdevsw},
     {"fb0", &fm__fbdev_cdevsw},
+    {"video0", &fm__video_cdevsw},
 };
 
 static int
