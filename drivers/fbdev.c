@@ -97,7 +97,7 @@ fbdev_setup(void)
 	pthread_mutex_lock(&fbdev.lock);
 	if (fbdev.obj != NULL)
 		goto out;
-	if ((r = fm_object_create(NULL, FM_FBDEV_SMEM_LEN, NULL, &obj)) < 0)
+	if ((r = fm_object_create_backing(FM_FBDEV_SMEM_LEN, NULL, &obj)) < 0)
 		goto out;
 	/* Resident from the start: the window's writes need no fill. */
 	for (size_t off = 0; off < FM_FBDEV_SMEM_LEN && r == 0;
@@ -369,6 +369,22 @@ fbdev_mmap(struct fm_dev *dev, struct fm_mmap_req *req)
 	return 0;
 }
 
+/* d_backing: the same memory whole, for a program fomapd serves. */
+static int
+fbdev_backing(struct fm_dev *dev, struct fm_object **objp, int *maxprot)
+{
+	int r;
+
+	if ((r = fbdev_setup()) < 0)
+		return r;
+	pthread_mutex_lock(&fbdev.lock);
+	*objp = fbdev.obj;
+	pthread_mutex_unlock(&fbdev.lock);
+	fm_object_ref(*objp);
+	*maxprot = PROT_READ | PROT_WRITE;
+	return 0;
+}
+
 /*
  * The legacy numbers and the bytes of the caller's memory each moves, for
  * fomapd. The colour map requests read their struct fb_cmap but write
@@ -396,4 +412,5 @@ const struct fm_cdevsw fm__fbdev_cdevsw = {
     .d_mmap = fm_nommap,
     .d_mmap_single = fbdev_mmap,
     .d_legacy = fbdev_legacy,
+    .d_backing = fbdev_backing,
 };

@@ -745,11 +745,27 @@ video_close(struct fm_file *fp)
 	return 0;
 }
 
+/*
+ * fo_backing: the whole pool, for a program fomapd serves (it may map any
+ * part of its own pool there, not only a buffer at its offset).
+ */
+static int
+video_backing(struct fm_file *fp, struct fm_object **objp, int *maxprot)
+{
+	struct video_file *vf = fm_file_data(fp);
+
+	fm_object_ref(vf->obj);
+	*objp = vf->obj;
+	*maxprot = PROT_READ | PROT_WRITE;
+	return 0;
+}
+
 static const struct fm_fileops video_fileops = {
     .fo_ioctl = video_ioctl,
     .fo_close = video_close,
     .fo_mmap = video_mmap,
     .fo_poll = video_poll,
+    .fo_backing = video_backing,
 };
 
 /*
@@ -766,7 +782,7 @@ video_open(struct fm_dev *dev, int flags, struct fm_file *fp)
 
 	if (vf == NULL)
 		return -ENOMEM;
-	if ((r = fm_object_create(NULL, OBJ_SIZE, NULL, &vf->obj)) < 0) {
+	if ((r = fm_object_create_backing(OBJ_SIZE, NULL, &vf->obj)) < 0) {
 		free(vf);
 		return r;
 	}

@@ -29,6 +29,21 @@ fmd_tool(const char *name)
 	return path;
 }
 
+const char *
+fmd_script(const char *name)
+{
+	static char path[PATH_MAX + 64];
+	char top[PATH_MAX];
+	char *slash;
+
+	snprintf(top, sizeof top, "%s", fmd_tool(""));
+	top[strlen(top) - 1] = 0; /* the build directory */
+	slash = strrchr(top, '/');
+	*slash = 0; /* the tree it was built from */
+	snprintf(path, sizeof path, "%s/tests/integration/%s", top, name);
+	return path;
+}
+
 static void
 need_fuse(void)
 {

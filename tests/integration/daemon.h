@@ -29,6 +29,8 @@ int fmd_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void fmd_need(const char *program);
 /* Files, beside the test binary, built for these tests (fomapctl, ...). */
 const char *fmd_tool(const char *name);
+/* A script of these tests (tests/integration/name), by its full path. */
+const char *fmd_script(const char *name);
 /* The count of "open" lines fomapctl shows. */
 int fmd_opens(const struct fmd *m);
 
