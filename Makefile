@@ -22,7 +22,8 @@ LDLIBS  := -pthread
 LIB_SRC := $(wildcard src/kern/*.c src/vm/*.c drivers/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
 TEST_SRC := $(wildcard tests/unit/*.c tests/integration/test_*.c \
-            tests/integration/daemon.c tests/stress/*.c)
+            tests/integration/daemon.c tests/integration/plugin_hello.c \
+            tests/stress/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(B)/%.o)
 TOOLS   := $(B)/fomap-demo $(B)/fomap-probe $(B)/fomapctl
 DAEMON_SRC := $(wildcard daemon/*.c)
@@ -33,7 +34,7 @@ SOFILE  := $(SONAME).1.0
 SOMAP   := src/libfomap.map
 
 all: $(B)/libfomap.a $(B)/libfomap.so $(B)/fomap-test $(TOOLS) $(B)/fomapd \
-     $(B)/fomap-static-map
+     $(B)/fomap-static-map $(B)/fomap-plugin-hello.so
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -63,6 +64,11 @@ $(B)/fomapd: $(DAEMON_OBJ) $(B)/libfomap.a
 # A program nothing can be preloaded into (the daemon's tests).
 $(B)/fomap-static-map: tests/integration/static_map.c
 	$(CC) -std=c11 -D_GNU_SOURCE -O2 -static -o $@ $<
+
+# The tests' plug-in driver, as fomapd loads it (its fm_* calls bind to
+# the daemon's own).
+$(B)/fomap-plugin-hello.so: tests/integration/plugin_hello.c
+	$(CC) $(ALLCFLAGS) -shared -o $@ $<
 
 $(B)/fomapctl: $(B)/tools/fomapctl.o
 	$(CC) $(ALLCFLAGS) -o $@ $^

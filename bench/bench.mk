@@ -4,7 +4,7 @@
 #   make bench-quick  a short run (< 60 s): results in $(B)/bench/quick/
 #   make bench-plot   docs/benchmarks.png from the latest results (gnuplot)
 
-BENCH_PROGS  := fault wp store pager scale remove memory mapops
+BENCH_PROGS  := fault wp store pager scale remove memory mapops daemon
 BENCH_BIN    := $(BENCH_PROGS:%=$(B)/bench/bench-%)
 BENCH_COMMON := $(B)/bench/bench.o $(B)/bench/raw.o
 BENCH_OBJ    := $(BENCH_PROGS:%=$(B)/bench/%.o) $(BENCH_COMMON)

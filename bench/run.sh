@@ -31,7 +31,9 @@ store_seq_vs_kernel_file <= 1.2
 map_ops_60k_vs_kernel <= 2.0
 protect_60k_vs_10 <= 2.0
 unmap_60k_vs_10 <= 2.0
-fault_vs_raw_uffd_unpinned <= 1.15'
+fault_vs_raw_uffd_unpinned <= 1.15
+passthrough_touch_vs_memfd <= 1.05
+daemon_ioctl_vs_socket <= 1.2'
 
 machine() {
 	cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
@@ -130,7 +132,7 @@ busy=$(sed -n 's/.*CPUs \([0-9]*\)% busy.*/\1/p' "$out/machine.txt")
 if [ "${busy:-0}" -gt 15 ]; then
 	echo "(warning: other work kept the CPUs ${busy}% busy: the figures are skewed)" | tee -a "$log"
 fi
-for p in fault wp store pager scale remove memory mapops; do
+for p in fault wp store pager scale remove memory mapops daemon; do
 	# shellcheck disable=SC2086 # flags are words
 	"$bin/bench-$p" $flags ${BENCH_ARGS:-} -o "$out" | tee -a "$log"
 done

@@ -16,6 +16,7 @@
 
 #include "../test.h"
 #include "daemon.h"
+#include "plugin_hello.h"
 
 TEST(daemon_serves_devices_as_regular_files)
 {
@@ -319,4 +320,97 @@ TEST(daemon_opens_of_killed_processes_leave_nothing)
 	close(ready[0]);
 	close(ready[1]);
 	ASSERT_EQ(fmd_stop(&m), 0);
+}
+
+/* The plug-in's source, built into this program: embedded, unchanged. */
+TEST(plugin_driver_embedded)
+{
+	char buf[64] = {0};
+	int fd;
+
+	ASSERT_EQ(fomap_driver_init(), 0);
+	ASSERT((fd = fm_open(FM_DEVPREFIX "hello", O_RDONLY)) >= 0);
+	ASSERT_EQ(fm_read(fd, buf, sizeof buf), (ssize_t)strlen(HELLO_TEXT));
+	ASSERT_EQ(strcmp(buf, HELLO_TEXT), 0);
+	ASSERT_OK(fm_close(fd));
+}
+
+/* ... and loaded by fomapd, served to cat. */
+TEST(daemon_serves_a_plugin_driver)
+{
+	char so[4200];
+	struct fmd m;
+
+	/* (fmd_tool's buffer is fmd_start's too) */
+	snprintf(so, sizeof so, "%s", fmd_tool("fomap-plugin-hello.so"));
+	fmd_start(&m, "--plugin", so, NULL);
+	ASSERT_EQ(fmd_sh("test \"$(cat %s)\" = \"$(printf '%%s' '" HELLO_TEXT
+	                 "')\"",
+	              fmd_path(&m, "hello", 0)),
+	    0);
+	ASSERT_EQ(fmd_stop(&m), 0);
+	/* A plug-in that is not one: fomapd says so and does not start. */
+	ASSERT_NE(fmd_sh("%s --plugin /nonexistent.so --mount /nonexistent "
+	                 "2>/dev/null",
+	              fmd_tool("fomapd")),
+	    0);
+}
+
+/*
+ * The driver's close hook runs when the last reference to the open goes,
+ * across dup and fork: fomapctl counts the open until then.
+ */
+TEST(daemon_an_open_lasts_until_its_last_reference)
+{
+	struct fmd m;
+	int fd, dupfd, go[2];
+	pid_t pid;
+
+	fmd_start(&m, NULL);
+	ASSERT((fd = open(fmd_path(&m, "video0", 0), O_RDWR)) >= 0);
+	ASSERT((dupfd = dup(fd)) >= 0);
+	ASSERT_OK(pipe(go));
+	ASSERT((pid = fork()) >= 0);
+	if (pid == 0) {
+		char c;
+
+		close(go[1]);
+		(void)!read(go[0], &c, 1); /* holds fd until told */
+		_exit(0);
+	}
+	close(go[0]);
+	ASSERT_OK(close(fd));
+	ASSERT_EQ(fmd_opens(&m), 1);
+	ASSERT_OK(close(dupfd));
+	ASSERT_EQ(fmd_opens(&m), 1); /* the child's copy */
+	close(go[1]);
+	ASSERT_EQ(waitpid(pid, NULL, 0), pid);
+	for (int i = 0; i < 200 && fmd_opens(&m) != 0; i++)
+		usleep(10000);
+	ASSERT_EQ(fmd_opens(&m), 0);
+	ASSERT_EQ(fmd_stop(&m), 0);
+}
+
+/* Modes, owners and groups from a configuration file. */
+TEST(daemon_reads_device_permissions_from_a_config_file)
+{
+	char conf[] = "/tmp/fomap-conf-XXXXXX";
+	struct fmd m;
+	struct stat st;
+	int fd = mkstemp(conf);
+
+	ASSERT(fd >= 0);
+	ASSERT(dprintf(fd,
+	           "# device mode owner group\n"
+	           "fb0 0660 root 44\n"
+	           "video0 0600 root root\n") > 0);
+	close(fd);
+	fmd_start(&m, "--config", conf, NULL);
+	ASSERT_OK(stat(fmd_path(&m, "fb0", 0), &st));
+	ASSERT_EQ(st.st_mode & 07777, 0660);
+	ASSERT_EQ(st.st_gid, 44);
+	ASSERT_OK(stat(fmd_path(&m, "video0", 0), &st));
+	ASSERT_EQ(st.st_mode & 07777, 0600);
+	ASSERT_EQ(fmd_stop(&m), 0);
+	unlink(conf);
 }
