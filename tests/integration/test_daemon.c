@@ -66,6 +66,20 @@ open_as_nobody(const char *path, gid_t grp)
 	return WEXITSTATUS(st);
 }
 
+/* A second fomapd on a directory a live one serves: refused, no harm. */
+TEST(daemon_a_second_one_on_a_served_directory_is_refused)
+{
+	struct fmd m;
+
+	fmd_start(&m, NULL);
+	ASSERT_EQ(fmd_sh("%s --mount %s 2>&1 | grep -q 'another fomapd serves'",
+	              fmd_tool("fomapd"), m.dir),
+	    0);
+	ASSERT_EQ(fmd_sh("cmp -n 4096 %s /dev/zero", fmd_path(&m, "zero", 0)),
+	    0);
+	ASSERT_EQ(fmd_stop(&m), 0);
+}
+
 TEST(daemon_permissions_are_the_kernels)
 {
 	struct fmd m;

@@ -444,6 +444,41 @@ TEST_TAGGED(video_poll_and_nonblocking_dqbuf, "thread")
 	stream_end(&s);
 }
 
+/*
+ * fm_poll over a fomap file and a pipe at once: either wakes it, and the
+ * count is of the entries ready; nfds over the descriptor limit: EINVAL.
+ */
+TEST_TAGGED(fm_poll_mixes_fomap_and_other_descriptors, "thread")
+{
+	fm_test_need_uffd();
+	struct stream s;
+	struct pollfd p[2];
+	int pp[2];
+	char c = 'x';
+
+	stream_setup(&s, O_RDWR | O_NONBLOCK, V4L2_PIX_FMT_XBGR32, 32, 16, 1);
+	streamon(s.fd);
+	ASSERT_OK(pipe(pp));
+	p[0] = (struct pollfd){.fd = s.fd, .events = POLLIN};
+	p[1] = (struct pollfd){.fd = pp[0], .events = POLLIN};
+	ASSERT_EQ(fm_poll(p, 2, 0), 1); /* streaming, nothing queued */
+	ASSERT_EQ(p[0].revents, POLLERR);
+	qbuf(s.fd, 0);
+	ASSERT_EQ(fm_poll(p, 2, 5000), 1); /* the frame */
+	ASSERT_EQ(p[0].revents, POLLIN);
+	ASSERT_EQ(p[1].revents, 0);
+	ASSERT_EQ(write(pp[1], &c, 1), 1);
+	ASSERT_EQ(fm_poll(p, 2, 0), 2);
+	ASSERT_EQ(p[1].revents, POLLIN);
+	p[0].fd = -1; /* left out, as poll(2) does */
+	ASSERT_EQ(fm_poll(p, 2, 0), 1);
+	ASSERT_EQ(p[0].revents, 0);
+	ASSERT_ERRNO(fm_poll(p, 1UL << 40, 0), EINVAL);
+	close(pp[0]);
+	close(pp[1]);
+	stream_end(&s);
+}
+
 struct waiter {
 	int fd;
 	int r, err;
