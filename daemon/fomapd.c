@@ -252,6 +252,7 @@ notify(struct fm_dev *dev, struct fm_file *fp)
 static void
 status_text(struct fopen *fo)
 {
+	unsigned long hist[FM_LATENCY_BUCKETS];
 	struct fm_stats st;
 	char *buf = NULL;
 	size_t len = 0;
@@ -290,6 +291,12 @@ status_text(struct fopen *fo)
 	    "engine faults %lu minor %lu wp %lu pages %lu sigbus %lu "
 	    "retries %lu\n",
 	    st.faults, st.minor, st.wp, st.pages, st.sigbus, st.retries);
+	fprintf(f, "engine latency-us");
+	for (int i = 0; i < fm_engine_latency(hist, FM_LATENCY_BUCKETS); i++)
+		fprintf(f,
+		    i < FM_LATENCY_BUCKETS - 1 ? " <%lu:%lu" : " >=%lu:%lu",
+		    i < FM_LATENCY_BUCKETS - 1 ? 2UL << i : 1UL << i, hist[i]);
+	fprintf(f, "\n");
 	fclose(f);
 	fo->text = buf;
 	fo->textlen = len;

@@ -197,6 +197,16 @@ struct fm_stats {
 void fm_engine_stats(struct fm_stats *st);
 
 /*
+ * fm_engine_latency: how long the engine took to answer faults, from
+ * reading a fault's message to its answer: hist[i] counts those of
+ * [2^i, 2^(i+1)) microseconds (hist[0]: under 2 µs; the last bucket: its
+ * time or longer), for i < n. => how many buckets were filled (at most
+ * FM_LATENCY_BUCKETS)
+ */
+#define FM_LATENCY_BUCKETS 16
+int fm_engine_latency(unsigned long *hist, int n);
+
+/*
  * fm_probe: whether fomap's fault engine can run in this process: NULL, or
  * a sentence saying why not (no userfaultfd for it, or a kernel without the
  * features it needs); the calls that need the engine then fail with EPERM,

@@ -300,6 +300,7 @@ _Static_assert(FM_AROUND_SHIFT < FM_PAGE_SHIFT, "window shift in an offset");
 
 static struct {
 	atomic_ulong faults, minor, wp, pages, sigbus, retries;
+	atomic_ulong latency[FM_LATENCY_BUCKETS]; /* fm_engine_latency */
 } stats;
 
 /* The object whose pmaplock this thread holds shared for a fill, if any. */
@@ -309,6 +310,7 @@ __thread struct fm_object *fm__pmaplock_held;
 struct emsg {
 	struct uffd_msg m;
 	uint64_t seq;
+	int64_t read_us; /* when it was read (now_us) */
 };
 
 static int64_t now_us(void);
@@ -2738,6 +2740,7 @@ static int
 read_batch(struct fm_pmap *pm, struct emsg *got, int user)
 {
 	struct uffd_msg msgs[FM_ENGINE_BATCH];
+	int64_t read_us;
 	uint64_t gen;
 	int k, n = 0;
 
@@ -2752,6 +2755,7 @@ read_batch(struct fm_pmap *pm, struct emsg *got, int user)
 	atomic_store(&seq_bound, thr.seq + FM_ENGINE_BATCH);
 	k = fm__pmap_read(pm, msgs, FM_ENGINE_BATCH, user);
 	FM_ASSERT(k >= 0, "reading the userfaultfd: %s", strerror(-k));
+	read_us = k > 0 ? now_us() : 0;
 	for (int i = 0; i < k; i++) {
 		const struct uffd_msg *m = &msgs[i];
 		uintptr_t start, end;
@@ -2759,7 +2763,7 @@ read_batch(struct fm_pmap *pm, struct emsg *got, int user)
 		uintptr_t to = 0;
 
 		if (m->event == UFFD_EVENT_PAGEFAULT) {
-			got[n] = (struct emsg){.m = *m};
+			got[n] = (struct emsg){.m = *m, .read_us = read_us};
 			got[n++].seq =
 			    note_message((pid_t)m->arg.pagefault.feat.ptid,
 			        (uintptr_t)m->arg.pagefault.address &
@@ -2864,6 +2868,17 @@ engine_read_locked(struct fm_pmap *pm, struct emsg *em)
 	return n > 0;
 }
 
+/* A fault answered us after its message was read: its log2 bucket. */
+static void
+latency_note(int64_t us)
+{
+	int b = us < 2 ? 0 : 63 - __builtin_clzll((unsigned long long)us);
+
+	if (b >= FM_LATENCY_BUCKETS)
+		b = FM_LATENCY_BUCKETS - 1;
+	atomic_fetch_add_explicit(&stats.latency[b], 1, memory_order_relaxed);
+}
+
 static void *
 engine_main(void *arg)
 {
@@ -2909,6 +2924,7 @@ engine_main(void *arg)
 		}
 		pthread_mutex_unlock(&eng.lock);
 		resolve_fault(pm, &m);
+		latency_note(now_us() - m.read_us);
 		readahead_run(pm); /* its thread is woken: beside it */
 		pthread_mutex_lock(&eng.lock);
 	}
@@ -3088,4 +3104,14 @@ fm_engine_stats(struct fm_stats *st)
 	st->pages = atomic_load(&stats.pages);
 	st->sigbus = atomic_load(&stats.sigbus);
 	st->retries = atomic_load(&stats.retries);
+}
+
+int
+fm_engine_latency(unsigned long *hist, int n)
+{
+	if (n > FM_LATENCY_BUCKETS)
+		n = FM_LATENCY_BUCKETS;
+	for (int i = 0; i < n; i++)
+		hist[i] = atomic_load(&stats.latency[i]);
+	return n < 0 ? 0 : n;
 }
