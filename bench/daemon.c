@@ -8,13 +8,16 @@
  *          shmem faults; fomapd is not involved once the open is done.
  *   ioctl  one size-encoded ioctl through FUSE to fomapd and back (gem's
  *          FM_GEM_STATS: 24 bytes out) vs a minimal request and reply of
- *          the same size over a UNIX socket to a thread of the program.
+ *          the same size over a UNIX socket to another process, which this
+ *          program starts as it starts fomapd: like for like, a round trip
+ *          to a server process, both servers on the measuring CPU (bench
+ *          -F: anywhere).
  *   open   open + close of zero (with its passthrough backing) and of null
  *          (no backing) through fomapd, vs of /dev/null: µs per pair.
  */
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +32,21 @@
 #include "bench.h"
 
 static char mnt[64];
-static pid_t fomapd;
+static pid_t fomapd, echo;
+static int echo_fd = -1; /* the socket to the echo server */
+
+/* A server process runs on the measuring CPU, as its client does. */
+static void
+pin_here(void)
+{
+	cpu_set_t set;
+
+	if (bench.pin < 0)
+		return;
+	CPU_ZERO(&set);
+	CPU_SET(bench.pin, &set);
+	(void)sched_setaffinity(0, sizeof set, &set);
+}
 
 /* Start BUILD/fomapd on a fresh directory. => 0, or -1 (why printed) */
 static int
@@ -53,6 +70,7 @@ daemon_start(void)
 	if ((fomapd = fork()) == 0) {
 		int null = open("/dev/null", O_WRONLY);
 
+		pin_here();
 		dup2(null, 2);
 		execl(exe, "fomapd", "--mount", mnt, (char *)NULL);
 		_exit(127);
@@ -73,6 +91,8 @@ daemon_stop(void)
 	kill(fomapd, SIGTERM);
 	waitpid(fomapd, NULL, 0);
 	rmdir(mnt);
+	close(echo_fd);
+	waitpid(echo, NULL, 0);
 }
 
 static const char *
@@ -108,16 +128,26 @@ run_touch(const void *arg, double *out)
 
 #define CALLS 2000
 
-static void *
-echo_main(void *arg)
+/* The echo server: a process that answers each request with it. */
+static void
+echo_start(void)
 {
-	int s = *(int *)arg;
 	struct fm_gem_stats st;
+	int sv[2];
 
-	while (read(s, &st, sizeof st) == (ssize_t)sizeof st)
-		if (write(s, &st, sizeof st) != (ssize_t)sizeof st)
-			break;
-	return NULL;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
+	    (echo = fork()) < 0)
+		bench_fail("socketpair");
+	if (echo == 0) {
+		pin_here();
+		close(sv[0]);
+		while (read(sv[1], &st, sizeof st) == (ssize_t)sizeof st)
+			if (write(sv[1], &st, sizeof st) != (ssize_t)sizeof st)
+				break;
+		_exit(0);
+	}
+	close(sv[1]);
+	echo_fd = sv[0];
 }
 
 /* arg: 1 an ioctl through fomapd, 0 a request and reply over a socket. */
@@ -125,36 +155,24 @@ static void
 run_ioctl(const void *arg, double *out)
 {
 	struct fm_gem_stats st = {0};
-	int sv[2], fd = -1;
-	pthread_t t;
+	int fd = -1;
 	uint64_t t0;
 
-	if (*(const int *)arg) {
-		if ((fd = open(dev("gem"), O_RDWR)) < 0)
-			bench_fail("open gem");
-	} else {
-		if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0 ||
-		    pthread_create(&t, NULL, echo_main, &sv[1]) != 0)
-			bench_fail("socketpair");
-	}
+	if (*(const int *)arg && (fd = open(dev("gem"), O_RDWR)) < 0)
+		bench_fail("open gem");
 	t0 = now_ns();
 	for (int i = 0; i < CALLS; i++) {
 		if (fd >= 0) {
 			if (ioctl(fd, FM_GEM_STATS, &st) < 0)
 				bench_fail("ioctl");
-		} else if (write(sv[0], &st, sizeof st) != sizeof st ||
-		    read(sv[0], &st, sizeof st) != sizeof st) {
+		} else if (write(echo_fd, &st, sizeof st) != sizeof st ||
+		    read(echo_fd, &st, sizeof st) != sizeof st) {
 			bench_fail("socket");
 		}
 	}
 	out[0] = (double)(now_ns() - t0) / CALLS;
-	if (fd >= 0) {
+	if (fd >= 0)
 		close(fd);
-	} else {
-		close(sv[0]);
-		pthread_join(t, NULL);
-		close(sv[1]);
-	}
 }
 
 #define OPENS 500
@@ -186,6 +204,7 @@ main(int argc, char **argv)
 		bench_done();
 		return 0;
 	}
+	echo_start();
 	snprintf(zpath, sizeof zpath, "%s", dev("zero"));
 	snprintf(npath, sizeof npath, "%s", dev("null"));
 	struct bench_cfg t[] = {
