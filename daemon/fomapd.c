@@ -28,6 +28,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -249,6 +250,47 @@ notify(struct fm_dev *dev, struct fm_file *fp)
 /* ------------------------------------------------------------------ */
 /* The status file (fomapctl). */
 
+/* The command name of process pid into buf (16 bytes), or "gone". */
+static const char *
+comm_of(pid_t pid, char *buf)
+{
+	char path[64];
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
+	snprintf(buf, 16, "gone");
+	if ((f = fopen(path, "re")) != NULL) {
+		if (fgets(buf, 16, f))
+			buf[strcspn(buf, "\n")] = 0;
+		fclose(f);
+	}
+	return buf;
+}
+
+/*
+ * The mappings of node ino (a passthrough mapping shows the file's own
+ * inode, on the mount's device dev) in process pid, where it can be seen.
+ */
+static void
+maps_of(FILE *out, pid_t pid, dev_t dev, uint64_t ino)
+{
+	char path[64], line[512], range[64], perms[8];
+	unsigned long long off, seen;
+	unsigned maj, min;
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return;
+	while (fgets(line, sizeof line, f))
+		if (sscanf(line, "%63s %7s %llx %x:%x %llu", range, perms, &off,
+		        &maj, &min, &seen) == 6 &&
+		    seen == ino && maj == major(dev) && min == minor(dev))
+			fprintf(out, "map pid %d %s %s offset %llu\n", (int)pid,
+			    range, perms, off);
+	fclose(f);
+}
+
 static void
 status_text(struct fopen *fo)
 {
@@ -271,19 +313,27 @@ status_text(struct fopen *fo)
 		fprintf(f, "device %s mode %04o uid %u gid %u\n", names[i],
 		    a.mode & 07777, a.uid, a.gid);
 	}
+	struct stat mnt;
+	int have_mnt = stat(d.fs.dir, &mnt) == 0;
+
 	pthread_mutex_lock(&d.lock);
 	for (struct fopen *o = d.opens; o; o = o->next) {
+		char comm[16];
 		struct stat ms;
 
 		if (strcmp(o->name, FMD_STATUS) == 0)
 			continue;
-		fprintf(f, "open %p device %s pid %d%s", (void *)o, o->name,
-		    (int)o->pid, o->nonblock ? " nonblock" : "");
-		if (o->backing > 0 && fstat(o->mfd, &ms) == 0)
+		fprintf(f, "open %p device %s pid %d (%s)%s", (void *)o,
+		    o->name, (int)o->pid, comm_of(o->pid, comm),
+		    o->nonblock ? " nonblock" : "");
+		if (o->backing > 0 && fstat(o->mfd, &ms) == 0) {
 			fprintf(f, " object %zu bytes resident %lld\n", o->size,
 			    (long long)ms.st_blocks * 512);
-		else
-			fprintf(f, " object engine\n");
+			if (have_mnt)
+				maps_of(f, o->pid, mnt.st_dev, o->node->id);
+		} else {
+			fprintf(f, " object none\n");
+		}
 	}
 	pthread_mutex_unlock(&d.lock);
 	fm_engine_stats(&st);

@@ -2,8 +2,12 @@
  * fomapctl.c: what a running fomapd holds: its devices, the opens of
  * every program (which process, which device, the object behind a mapped
  * open and how much of it is resident) and the engine's counters. It reads
- * the daemon's status file, MOUNT/.status (root only), a snapshot taken
- * when it is opened.
+ * the daemon's status file, MOUNT/.status, a snapshot taken when it is
+ * opened. Lines: "device NAME mode M uid U gid G"; "open ID device NAME
+ * pid P (COMM) object BYTES bytes resident BYTES" (or "object none": not
+ * mapped by passthrough), each followed by the "map pid P RANGE PERMS
+ * offset OFF" lines of the mappings of it seen in the opener; "engine
+ * ..." counters, and "engine latency-us" the engine's histogram.
  */
 #include <stdio.h>
 #include <string.h>
@@ -45,12 +49,13 @@ main(int argc, char **argv)
 	while (fgets(line, sizeof line, f)) {
 		int dev = strncmp(line, "device ", 7) == 0;
 		int open = strncmp(line, "open ", 5) == 0;
+		int map = strncmp(line, "map ", 4) == 0;
 		int eng = strncmp(line, "engine ", 7) == 0;
 
 		nopens += open;
 		if (strcmp(what, "all") == 0 ||
 		    (strcmp(what, "devices") == 0 && dev) ||
-		    (strcmp(what, "opens") == 0 && open) ||
+		    (strcmp(what, "opens") == 0 && (open || map)) ||
 		    (strcmp(what, "stats") == 0 && eng))
 			fputs(line, stdout);
 	}

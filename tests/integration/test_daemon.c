@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -203,6 +204,13 @@ TEST(daemon_maps_an_open_only_its_own_object)
 	ASSERT(a != MAP_FAILED && b != MAP_FAILED);
 	a[0] = 'a';
 	ASSERT_EQ(b[0], 0); /* two opens, two objects */
+	/* fomapctl sees the open, its object and where it is mapped */
+	ASSERT_EQ(
+	    fmd_sh("%s --mount %s opens | grep -q '^map pid %d %lx-%lx rw-s "
+	           "offset 0$'",
+	        fmd_tool("fomapctl"), m.dir, (int)getpid(), (unsigned long)a,
+	        (unsigned long)a + PG),
+	    0);
 	munmap(b, PG);
 	b = mmap(NULL, PG, PROT_READ, MAP_SHARED, fa, st.st_size);
 	ASSERT(b != MAP_FAILED);
@@ -370,9 +378,55 @@ TEST(daemon_serves_a_plugin_driver)
 	    0);
 }
 
+/* Until fomapctl counts n opens (RELEASE follows the last close soon). */
+static void
+wait_opens(const struct fmd *m, int n)
+{
+	for (int i = 0; i < 200 && fmd_opens(m) != n; i++)
+		usleep(10000);
+	ASSERT_EQ(fmd_opens(m), n);
+}
+
+static void
+send_fd(int s, int fd)
+{
+	char c = 0, ctl[CMSG_SPACE(sizeof(int))] = {0};
+	struct iovec v = {&c, 1};
+	struct msghdr mh = {.msg_iov = &v,
+	    .msg_iovlen = 1,
+	    .msg_control = ctl,
+	    .msg_controllen = sizeof ctl};
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+	ASSERT_EQ(sendmsg(s, &mh, 0), 1);
+}
+
+static int
+recv_fd(int s)
+{
+	char c, ctl[CMSG_SPACE(sizeof(int))];
+	struct iovec v = {&c, 1};
+	struct msghdr mh = {.msg_iov = &v,
+	    .msg_iovlen = 1,
+	    .msg_control = ctl,
+	    .msg_controllen = sizeof ctl};
+	struct cmsghdr *cm;
+	int fd = -1;
+
+	if (recvmsg(s, &mh, 0) == 1 && (cm = CMSG_FIRSTHDR(&mh)) != NULL &&
+	    cm->cmsg_type == SCM_RIGHTS)
+		memcpy(&fd, CMSG_DATA(cm), sizeof fd);
+	return fd;
+}
+
 /*
  * The driver's close hook runs when the last reference to the open goes,
- * across dup and fork: fomapctl counts the open until then.
+ * across dup, fork, exec and SCM_RIGHTS: fomapctl counts the open until
+ * then.
  */
 TEST(daemon_an_open_lasts_until_its_last_reference)
 {
@@ -399,9 +453,42 @@ TEST(daemon_an_open_lasts_until_its_last_reference)
 	ASSERT_EQ(fmd_opens(&m), 1); /* the child's copy */
 	close(go[1]);
 	ASSERT_EQ(waitpid(pid, NULL, 0), pid);
-	for (int i = 0; i < 200 && fmd_opens(&m) != 0; i++)
-		usleep(10000);
-	ASSERT_EQ(fmd_opens(&m), 0);
+	wait_opens(&m, 0);
+
+	/* Across exec: the program the child becomes holds it. */
+	ASSERT((fd = open(fmd_path(&m, "video0", 0), O_RDWR)) >= 0);
+	ASSERT((pid = fork()) >= 0);
+	if (pid == 0) {
+		execlp("sleep", "sleep", "0.5", (char *)NULL);
+		_exit(127);
+	}
+	ASSERT_OK(close(fd));
+	ASSERT_EQ(fmd_opens(&m), 1);
+	ASSERT_EQ(waitpid(pid, NULL, 0), pid);
+	wait_opens(&m, 0);
+
+	/* Across SCM_RIGHTS: the receiver holds it. */
+	int sv[2];
+	ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
+	ASSERT((fd = open(fmd_path(&m, "video0", 0), O_RDWR)) >= 0);
+	ASSERT((pid = fork()) >= 0);
+	if (pid == 0) {
+		int got = recv_fd(sv[1]);
+
+		(void)!read(sv[1], &got, 1); /* holds it until told */
+		_exit(got >= 0 ? 0 : 1);
+	}
+	send_fd(sv[0], fd);
+	ASSERT_OK(close(fd));
+	usleep(100000);
+	ASSERT_EQ(fmd_opens(&m), 1);
+	ASSERT_EQ(write(sv[0], "x", 1), 1);
+	int st;
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
+	ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	wait_opens(&m, 0);
+	close(sv[0]);
+	close(sv[1]);
 	ASSERT_EQ(fmd_stop(&m), 0);
 }
 
