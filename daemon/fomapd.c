@@ -29,6 +29,8 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <inttypes.h>
+#include <stddef.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -76,26 +78,38 @@ struct fopen {
 	struct fopen *next;
 };
 
-struct waiter {
-	uint64_t unique;
-	int interrupted;
-	struct waiter *next;
+/*
+ * A request that would wait on a driver, parked: a copy of it as it was
+ * read, tried again by the parker thread after the driver's next wake-up
+ * of its open, so that no worker ever waits on a driver.
+ */
+struct parked {
+	struct fopen *fo;
+	int ready; /* a wake-up came since it was parked */
+	int deferred; /* interrupted by a signal its thread ignores */
+	size_t len;
+	struct parked *next;
+	char req[]; /* the header and what follows it */
 };
+
+#define FMD_INTR 64 /* interrupts remembered for requests not parked yet */
 
 static struct {
 	struct fmd_fuse fs;
 	pthread_mutex_t lock;
-	pthread_cond_t cv; /* a wake-up, an interrupt, or stopping */
 	struct node *nodes;
 	uint64_t next_id;
 	struct fopen *opens;
-	struct waiter *waiters;
+	struct parked *parked;
+	pthread_cond_t parkcv; /* a parked request is ready, or stopping */
+	uint64_t intr[FMD_INTR]; /* the last interrupts of unparked requests */
+	unsigned nintr;
 	struct devconf *conf;
 	mode_t mode; /* the default */
 	time_t start;
 	int workers, idle, stopping;
 } d = {.lock = PTHREAD_MUTEX_INITIALIZER,
-    .cv = PTHREAD_COND_INITIALIZER,
+    .parkcv = PTHREAD_COND_INITIALIZER,
     .next_id = 2,
     .mode = 0666};
 
@@ -142,7 +156,7 @@ attr_of(const char *name, uint64_t ino, size_t size, struct fuse_attr *a)
 	}
 	a->size = size;
 	a->mode = S_IFREG |
-	    (strcmp(name, FMD_STATUS) == 0 ? 0444
+	    (strcmp(name, FMD_STATUS) == 0 ? 0400
 	            : c                    ? c->mode
 	                                   : d.mode);
 	a->uid = c ? c->uid : 0;
@@ -179,72 +193,288 @@ forget(uint64_t id, uint64_t nlookup)
 }
 
 /* ------------------------------------------------------------------ */
-/* Waiting for a driver, interruptibly. */
+/* Waiting for a driver, interruptibly, with no thread held. */
+
+struct req {
+	const struct fuse_in_header *h;
+	const void *in; /* what follows the header */
+	size_t inlen;
+};
+
+static int
+reply_err(const struct req *q, int err)
+{
+	return fmd_fuse_reply(&d.fs, q->h->unique, err, NULL, 0);
+}
+
+static int
+reply(const struct req *q, const void *p, size_t len)
+{
+	return fmd_fuse_reply(&d.fs, q->h->unique, 0, p, len);
+}
+
+/* A mask line of /proc/TID/status ("SigPnd:\t0000000000000000"). */
+static int
+status_mask(const char *line, const char *key, uint64_t *v)
+{
+	size_t n = strlen(key);
+
+	return strncmp(line, key, n) == 0 &&
+	    sscanf(line + n, "%" SCNx64, v) == 1;
+}
+
+#define SIGBIT(s) ((uint64_t)1 << ((s)-1))
+/* What a signal left at SIG_DFL does nothing to a waiting thread for. */
+#define FMD_SIG_IDLE                                               \
+	(SIGBIT(SIGCHLD) | SIGBIT(SIGCONT) | SIGBIT(SIGURG) |      \
+	    SIGBIT(SIGWINCH) | SIGBIT(SIGSTOP) | SIGBIT(SIGTSTP) | \
+	    SIGBIT(SIGTTIN) | SIGBIT(SIGTTOU))
 
 /*
- * Run op on fo's file until it does not say EAGAIN, or the client's open
- * is non-blocking; between tries, wait for the driver's wake-up. A client
- * interrupt (FUSE_INTERRUPT) ends the wait with EINTR.
+ * Whether thread tid has a signal pending that it will act on when its
+ * call returns: one it catches, or whose default kills it (SIGKILL among
+ * them), not one it ignores or blocks. FUSE sends one INTERRUPT for the
+ * first signal, whatever it is: for a signal the thread ignores (a
+ * SIGCHLD) the call should go on waiting, as a kernel driver's would.
+ * => 1 (also when tid is gone), 0
  */
-static ssize_t
-blocking(struct fopen *fo, uint64_t unique,
-    ssize_t (*op)(struct fm_file *fp, void *arg), void *arg)
+static int
+signal_acts(pid_t tid)
 {
-	struct waiter w = {.unique = unique};
+	uint64_t pnd = 0, shd = 0, blk = 0, ign = 0, cgt = 0;
+	char path[64], line[256];
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/%d/status", (int)tid);
+	if ((f = fopen(path, "re")) == NULL)
+		return 1;
+	while (fgets(line, sizeof line, f))
+		(void)(status_mask(line, "SigPnd:", &pnd) ||
+		    status_mask(line, "ShdPnd:", &shd) ||
+		    status_mask(line, "SigBlk:", &blk) ||
+		    status_mask(line, "SigIgn:", &ign) ||
+		    status_mask(line, "SigCgt:", &cgt));
+	fclose(f);
+	ign |= FMD_SIG_IDLE & ~cgt;
+	return ((pnd | shd) & ~blk & ~ign) != 0;
+}
+
+/* Whether request unique was interrupted before it could park. */
+static int
+interrupted_locked(uint64_t unique)
+{
+	for (unsigned i = 0; i < FMD_INTR; i++)
+		if (d.intr[i] == unique && unique != 0)
+			return 1;
+	return 0;
+}
+
+/* Run op on fo's file once. => its result, or -EBADF once fomapd stops */
+static ssize_t
+run_op(struct fopen *fo, ssize_t (*op)(struct fm_file *fp, void *arg),
+    void *arg)
+{
+	struct fm_file *fp = NULL;
 	ssize_t r;
+	int err = -EBADF;
 
-	pthread_mutex_lock(&d.lock);
-	w.next = d.waiters;
-	d.waiters = &w;
-	for (;;) {
-		uint64_t gen = fo->gen;
-		struct fm_file *fp;
-		int err;
-
-		pthread_mutex_unlock(&d.lock);
-		if ((fp = fm__file_get(fo->fd, NULL, &err)) == NULL) {
-			r = err;
-		} else {
-			r = op(fp, arg);
-			fm__file_rele(fp);
-		}
-		pthread_mutex_lock(&d.lock);
-		if (r != -EAGAIN || fo->nonblock)
-			break;
-		while (fo->gen == gen && !w.interrupted && !d.stopping)
-			pthread_cond_wait(&d.cv, &d.lock);
-		if (w.interrupted || d.stopping) {
-			r = -EINTR;
-			break;
-		}
-	}
-	for (struct waiter **pp = &d.waiters; *pp; pp = &(*pp)->next)
-		if (*pp == &w) {
-			*pp = w.next;
-			break;
-		}
+	pthread_mutex_lock(&d.lock); /* shutdown_all closes it under the lock */
+	if (fo->fd >= 0)
+		fp = fm__file_get(fo->fd, NULL, &err);
 	pthread_mutex_unlock(&d.lock);
+	if (fp == NULL)
+		return err;
+	r = op(fp, arg);
+	fm__file_rele(fp);
 	return r;
 }
 
-/* fm__poll_notify: a driver's wake-up, in its thread. */
-static void
-notify(struct fm_dev *dev, struct fm_file *fp)
+/*
+ * Run op on fo's file; if it would wait (EAGAIN) and the client's call is
+ * blocking (!nonblock), park request q until the driver's next wake-up
+ * of fo. => 0 with *r the result to reply; 1: parked, reply later
+ */
+static int
+run_or_park(const struct req *q, struct fopen *fo, int nonblock,
+    ssize_t (*op)(struct fm_file *fp, void *arg), void *arg, ssize_t *r)
 {
-	uint64_t kh[64];
+	for (;;) {
+		struct parked *p;
+		uint64_t gen;
+
+		pthread_mutex_lock(&d.lock);
+		gen = fo->gen;
+		pthread_mutex_unlock(&d.lock);
+		if ((*r = run_op(fo, op, arg)) != -EAGAIN || nonblock)
+			return 0;
+		size_t len = sizeof(*q->h) + q->inlen;
+		if ((p = malloc(sizeof(*p) + len)) == NULL) {
+			*r = -ENOMEM;
+			return 0;
+		}
+		int intr = signal_acts((pid_t)q->h->pid);
+
+		pthread_mutex_lock(&d.lock);
+		if ((intr && interrupted_locked(q->h->unique)) || d.stopping) {
+			pthread_mutex_unlock(&d.lock);
+			free(p);
+			*r = -EINTR;
+			return 0;
+		}
+		if (fo->gen != gen) { /* woken meanwhile: again */
+			pthread_mutex_unlock(&d.lock);
+			free(p);
+			continue;
+		}
+		*p = (struct parked){.fo = fo,
+		    .len = len,
+		    .deferred = interrupted_locked(q->h->unique),
+		    .next = d.parked};
+		memcpy(p->req, q->h, sizeof(*q->h));
+		memcpy(p->req + sizeof(*q->h), q->in, q->inlen);
+		d.parked = p;
+		pthread_mutex_unlock(&d.lock);
+		return 1;
+	}
+}
+
+static void dispatch(const struct req *q);
+
+static int unpark(struct fopen *fo, uint64_t unique);
+
+/*
+ * Deferred interrupts: a signal its thread ignored, then maybe one it acts
+ * on, for which FUSE sends no second INTERRUPT (a SIGKILL then waits for
+ * the reply): answer EINTR once one is pending. => some are deferred
+ */
+static int
+deferred_check(void)
+{
+	uint64_t unique[16];
+	pid_t tid[16];
+	int n = 0, more = 0;
+
+	pthread_mutex_lock(&d.lock);
+	for (struct parked *p = d.parked; p; p = p->next)
+		if (p->deferred && n < 16) {
+			const struct fuse_in_header *h = (const void *)p->req;
+
+			unique[n] = h->unique;
+			tid[n++] = (pid_t)h->pid;
+		} else {
+			more |= p->deferred;
+		}
+	pthread_mutex_unlock(&d.lock);
+	for (int i = 0; i < n; i++)
+		if (signal_acts(tid[i]))
+			(void)unpark(NULL, unique[i]);
+		else
+			more = 1;
+	return more;
+}
+
+/* The parker: tries parked requests again once their driver woke them. */
+static void *
+parker(void *arg)
+{
+	int deferred = 0;
+
+	(void)arg;
+	for (;;) {
+		struct parked **pp, *p;
+
+		if (deferred)
+			deferred = deferred_check();
+		pthread_mutex_lock(&d.lock);
+		for (pp = &d.parked; *pp && !(*pp)->ready;)
+			pp = &(*pp)->next;
+		if ((p = *pp) == NULL) {
+			struct timespec ts;
+
+			for (struct parked *x = d.parked; x; x = x->next)
+				deferred |= x->deferred;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 50 * 1000000; /* a deferred one's look */
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			if (deferred)
+				pthread_cond_timedwait(&d.parkcv, &d.lock, &ts);
+			else
+				pthread_cond_wait(&d.parkcv, &d.lock);
+			pthread_mutex_unlock(&d.lock);
+			continue;
+		}
+		*pp = p->next;
+		pthread_mutex_unlock(&d.lock);
+		struct req q = {.h = (const struct fuse_in_header *)p->req,
+		    .in = p->req + sizeof(*q.h),
+		    .inlen = p->len - sizeof(*q.h)};
+		dispatch(&q); /* replies, or parks a copy again */
+		free(p);
+	}
+	return NULL;
+}
+
+/*
+ * Take out the parked requests of fo (every one, fo NULL) or the one of
+ * unique (non-zero), and answer them EINTR. => how many
+ */
+static int
+unpark(struct fopen *fo, uint64_t unique)
+{
+	struct parked *out = NULL, *p;
 	int n = 0;
 
 	pthread_mutex_lock(&d.lock);
+	for (struct parked **pp = &d.parked; (p = *pp) != NULL;) {
+		const struct fuse_in_header *h = (const void *)p->req;
+
+		if (unique ? h->unique == unique : !fo || p->fo == fo) {
+			*pp = p->next;
+			p->next = out;
+			out = p;
+		} else {
+			pp = &p->next;
+		}
+	}
+	pthread_mutex_unlock(&d.lock);
+	for (; (p = out) != NULL; n++) {
+		out = p->next;
+		fmd_fuse_reply(&d.fs,
+		    ((const struct fuse_in_header *)p->req)->unique, -EINTR,
+		    NULL, 0);
+		free(p);
+	}
+	return n;
+}
+
+/* fm__poll_notify: a driver's wake-up, in its thread (it must not wait). */
+static void
+notify(struct fm_dev *dev, struct fm_file *fp)
+{
+	uint64_t *kh = NULL;
+	int n = 0, cap = 0;
+
+	pthread_mutex_lock(&d.lock);
+	for (struct fopen *fo = d.opens; fo; fo = fo->next)
+		cap += fo->has_kh;
+	if (cap > 0)
+		kh = malloc((size_t)cap * sizeof(*kh));
 	for (struct fopen *fo = d.opens; fo; fo = fo->next)
 		if (fp ? fo->fp == fp : fo->dev == dev) {
 			fo->gen++;
-			if (fo->has_kh && n < 64)
+			if (fo->has_kh && kh)
 				kh[n++] = fo->kh;
+			for (struct parked *p = d.parked; p; p = p->next)
+				p->ready |= p->fo == fo;
 		}
-	pthread_cond_broadcast(&d.cv);
+	pthread_cond_signal(&d.parkcv);
 	pthread_mutex_unlock(&d.lock);
 	for (int i = 0; i < n; i++)
 		(void)fmd_fuse_notify_poll(&d.fs, kh[i]);
+	free(kh);
 }
 
 /* ------------------------------------------------------------------ */
@@ -291,6 +521,65 @@ maps_of(FILE *out, pid_t pid, dev_t dev, uint64_t ino)
 	fclose(f);
 }
 
+/* An open as the status file shows it, copied under d.lock. */
+struct open_view {
+	const void *id;
+	char name[32];
+	pid_t pid;
+	int nonblock, backed;
+	size_t size;
+	long long resident;
+	uint64_t ino;
+};
+
+/* The opens' lines, the /proc reads done with no lock held. */
+static void
+opens_text(FILE *f)
+{
+	struct open_view *v;
+	int n = 0, cap = 1;
+	char comm[16];
+
+	pthread_mutex_lock(&d.lock);
+	for (struct fopen *o = d.opens; o; o = o->next)
+		cap++;
+	if ((v = calloc((size_t)cap, sizeof(*v))) == NULL) {
+		pthread_mutex_unlock(&d.lock);
+		return;
+	}
+	for (struct fopen *o = d.opens; o && n < cap; o = o->next) {
+		struct stat ms;
+
+		if (o->text)
+			continue; /* the status file itself */
+		v[n] = (struct open_view){.id = o,
+		    .pid = o->pid,
+		    .nonblock = o->nonblock,
+		    .size = o->size,
+		    .ino = o->node ? o->node->id : 0};
+		memcpy(v[n].name, o->name, sizeof v[n].name);
+		if (o->backing > 0 && fstat(o->mfd, &ms) == 0) {
+			v[n].backed = 1;
+			v[n].resident = (long long)ms.st_blocks * 512;
+		}
+		n++;
+	}
+	pthread_mutex_unlock(&d.lock);
+	for (int i = 0; i < n; i++) {
+		fprintf(f, "open %p device %s pid %d (%s)%s", v[i].id,
+		    v[i].name, (int)v[i].pid, comm_of(v[i].pid, comm),
+		    v[i].nonblock ? " nonblock" : "");
+		if (!v[i].backed) {
+			fprintf(f, " object none\n");
+			continue;
+		}
+		fprintf(f, " object %zu bytes resident %lld\n", v[i].size,
+		    v[i].resident);
+		maps_of(f, v[i].pid, d.fs.dev, v[i].ino);
+	}
+	free(v);
+}
+
 static void
 status_text(struct fopen *fo)
 {
@@ -313,29 +602,13 @@ status_text(struct fopen *fo)
 		fprintf(f, "device %s mode %04o uid %u gid %u\n", names[i],
 		    a.mode & 07777, a.uid, a.gid);
 	}
-	struct stat mnt;
-	int have_mnt = stat(d.fs.dir, &mnt) == 0;
-
+	opens_text(f);
 	pthread_mutex_lock(&d.lock);
-	for (struct fopen *o = d.opens; o; o = o->next) {
-		char comm[16];
-		struct stat ms;
-
-		if (strcmp(o->name, FMD_STATUS) == 0)
-			continue;
-		fprintf(f, "open %p device %s pid %d (%s)%s", (void *)o,
-		    o->name, (int)o->pid, comm_of(o->pid, comm),
-		    o->nonblock ? " nonblock" : "");
-		if (o->backing > 0 && fstat(o->mfd, &ms) == 0) {
-			fprintf(f, " object %zu bytes resident %lld\n", o->size,
-			    (long long)ms.st_blocks * 512);
-			if (have_mnt)
-				maps_of(f, o->pid, mnt.st_dev, o->node->id);
-		} else {
-			fprintf(f, " object none\n");
-		}
-	}
+	int waits = 0;
+	for (struct parked *p = d.parked; p; p = p->next)
+		waits++;
 	pthread_mutex_unlock(&d.lock);
+	fprintf(f, "waits %d\n", waits); /* calls parked on a driver */
 	fm_engine_stats(&st);
 	fprintf(f,
 	    "engine faults %lu minor %lu wp %lu pages %lu sigbus %lu "
@@ -354,24 +627,6 @@ status_text(struct fopen *fo)
 
 /* ------------------------------------------------------------------ */
 /* Requests. */
-
-struct req {
-	const struct fuse_in_header *h;
-	const void *in; /* what follows the header */
-	size_t inlen;
-};
-
-static int
-reply_err(const struct req *q, int err)
-{
-	return fmd_fuse_reply(&d.fs, q->h->unique, err, NULL, 0);
-}
-
-static int
-reply(const struct req *q, const void *p, size_t len)
-{
-	return fmd_fuse_reply(&d.fs, q->h->unique, 0, p, len);
-}
 
 static void
 do_lookup(const struct req *q)
@@ -493,9 +748,11 @@ do_open(const struct req *q)
 		snprintf(path, sizeof path, FM_DEVPREFIX "%s", fo->name);
 		fo->fd = fm_open(path,
 		    acc | ((int)in->flags & O_APPEND) | O_NONBLOCK | O_CLOEXEC);
-		if (fo->fd < 0 ||
-		    (fo->fp = fm__file_get(fo->fd, NULL, &err)) == NULL) {
-			err = -errno;
+		err = fo->fd < 0 ? -errno : 0;
+		if (fo->fd >= 0 &&
+		    (fo->fp = fm__file_get(fo->fd, NULL, &err)) == NULL)
+			err = err < 0 ? err : -EBADF;
+		if (err < 0) {
 			if (fo->fd >= 0)
 				fm_close(fo->fd);
 			free(fo);
@@ -511,13 +768,17 @@ do_open(const struct req *q)
 	 * The kernel takes one backing an inode, and two path walks at once
 	 * may share one LOOKUP's node: the second open of it is told
 	 * ESTALE, and the kernel walks the path again (LOOKUP_REVAL), to a
-	 * node of its own.
+	 * node of its own. (An open with no backing of a node with one
+	 * would get EIO from the kernel: the same.)
 	 */
-	if (fo->backing > 0 && n->backed) {
+	if (n->backed) {
 		pthread_mutex_unlock(&d.lock);
 		fmd_fuse_backing_close(&d.fs, fo->backing);
-		close(fo->mfd);
-		fm_close(fo->fd);
+		if (fo->mfd >= 0)
+			close(fo->mfd);
+		if (fo->fd >= 0)
+			fm_close(fo->fd);
+		free(fo->text);
 		free(fo);
 		reply_err(q, -ESTALE);
 		return;
@@ -544,7 +805,12 @@ do_release(const struct req *q)
 {
 	const struct fuse_release_in *in = q->in;
 	struct fopen *fo = (struct fopen *)(uintptr_t)in->fh;
+	int fd;
 
+	if (fo == NULL) {
+		reply_err(q, 0);
+		return;
+	}
 	pthread_mutex_lock(&d.lock);
 	for (struct fopen **pp = &d.opens; *pp; pp = &(*pp)->next)
 		if (*pp == fo) {
@@ -553,12 +819,14 @@ do_release(const struct req *q)
 		}
 	if (fo->backing > 0)
 		fo->node->backed = 0;
+	fd = fo->fd; /* (-1 once shutdown_all closed it) */
+	fo->fd = -1;
 	pthread_mutex_unlock(&d.lock);
 	fmd_fuse_backing_close(&d.fs, fo->backing);
 	if (fo->mfd >= 0)
 		close(fo->mfd);
-	if (fo->fd >= 0)
-		fm_close(fo->fd); /* the driver's close hook, if the last */
+	if (fd >= 0)
+		fm_close(fd); /* the driver's close hook, if the last */
 	free(fo->text);
 	free(fo);
 	reply_err(q, 0);
@@ -594,6 +862,10 @@ do_read(const struct req *q)
 	struct rw a = {.len = in->size, .off = (off_t)in->offset};
 	ssize_t r;
 
+	if (fo == NULL) {
+		reply_err(q, -EBADF);
+		return;
+	}
 	if (fo->text) { /* the status file */
 		size_t off =
 		    in->offset < fo->textlen ? in->offset : fo->textlen;
@@ -607,11 +879,14 @@ do_read(const struct req *q)
 		reply_err(q, -ENOMEM);
 		return;
 	}
-	r = blocking(fo, q->h->unique, op_read, &a);
-	if (r < 0)
-		reply_err(q, (int)r);
-	else
-		reply(q, a.buf, (size_t)r);
+	/* The file's flags now (fcntl may have changed them since open). */
+	if (run_or_park(q, fo, (int)in->flags & O_NONBLOCK, op_read, &a, &r) ==
+	    0) {
+		if (r < 0)
+			reply_err(q, (int)r);
+		else
+			reply(q, a.buf, (size_t)r);
+	}
 	free(a.buf);
 }
 
@@ -626,16 +901,19 @@ do_write(const struct req *q)
 	struct fuse_write_out out = {0};
 	ssize_t r;
 
-	if (q->inlen < sizeof(*in) + in->size || fo->fd < 0) {
-		reply_err(q, fo->fd < 0 ? -EBADF : -EINVAL);
+	if (q->inlen < sizeof(*in) + in->size || fo == NULL || fo->text) {
+		reply_err(q,
+		    q->inlen < sizeof(*in) + in->size ? -EINVAL : -EBADF);
 		return;
 	}
-	r = blocking(fo, q->h->unique, op_write, &a);
-	out.size = (uint32_t)(r < 0 ? 0 : r);
-	if (r < 0)
-		reply_err(q, (int)r);
-	else
-		reply(q, &out, sizeof out);
+	if (run_or_park(q, fo, (int)in->flags & O_NONBLOCK, op_write, &a, &r) ==
+	    0) {
+		out.size = (uint32_t)(r < 0 ? 0 : r);
+		if (r < 0)
+			reply_err(q, (int)r);
+		else
+			reply(q, &out, sizeof out);
+	}
 }
 
 struct ioc {
@@ -687,12 +965,14 @@ do_ioctl(const struct req *q)
 	ssize_t r = 0;
 	char *buf = NULL;
 
-	if (q->inlen < sizeof(*in) + in_size || fo->fd < 0) {
-		reply_err(q, fo->fd < 0 ? -ENOTTY : -EINVAL);
+	/* The mount's directory (fh 0) and the status file: no requests. */
+	if ((in->flags & (FUSE_IOCTL_COMPAT | FUSE_IOCTL_DIR)) || fo == NULL ||
+	    fo->text) {
+		reply_err(q, -ENOTTY);
 		return;
 	}
-	if (in->flags & (FUSE_IOCTL_COMPAT | FUSE_IOCTL_DIR)) {
-		reply_err(q, -ENOTTY);
+	if (q->inlen < sizeof(*in) + in_size) {
+		reply_err(q, -EINVAL);
 		return;
 	}
 	if (_IOC_SIZE(in->cmd) == 0 && (leg = legacy_of(fo, in->cmd)) == NULL) {
@@ -715,8 +995,11 @@ do_ioctl(const struct req *q)
 		memcpy(buf, in + 1, in_size);
 	/* A value, not a pointer: as it is (FBIOBLANK's blank level). */
 	a.data = leg && size == 0 ? (void *)(uintptr_t)in->arg : buf;
-	if (r == 0)
-		r = blocking(fo, q->h->unique, op_ioctl, &a);
+	/* (The open's flags: FUSE gives an ioctl none of the file's own.) */
+	if (r == 0 && run_or_park(q, fo, fo->nonblock, op_ioctl, &a, &r) == 1) {
+		free(buf); /* parked: the parker tries it again */
+		return;
+	}
 	if (r >= 0 && leg && leg->out > 0)
 		r = caller_copy((pid_t)q->h->pid, in->arg, buf, leg->out, 1) < 0
 		    ? -EFAULT
@@ -731,29 +1014,34 @@ do_ioctl(const struct req *q)
 	free(buf);
 }
 
+static ssize_t
+op_poll(struct fm_file *fp, void *arg)
+{
+	return fm__fo_poll(fp, *(int *)arg);
+}
+
 static void
 do_poll(const struct req *q)
 {
 	const struct fuse_poll_in *in = q->in;
 	struct fopen *fo = (struct fopen *)(uintptr_t)in->fh;
 	struct fuse_poll_out out = {0};
-	struct fm_file *fp;
-	int err;
+	int events = (int)in->events;
+	ssize_t r;
 
+	if (fo == NULL || fo->text) {
+		out.revents = in->events & FM_POLL_DEFAULT;
+		reply(q, &out, sizeof out);
+		return;
+	}
 	if (in->flags & FUSE_POLL_SCHEDULE_NOTIFY) {
 		pthread_mutex_lock(&d.lock);
 		fo->kh = in->kh;
 		fo->has_kh = 1;
 		pthread_mutex_unlock(&d.lock);
 	}
-	if (fo->fd < 0) {
-		out.revents = in->events & FM_POLL_DEFAULT;
-	} else if ((fp = fm__file_get(fo->fd, NULL, &err)) != NULL) {
-		out.revents = (uint32_t)fm__fo_poll(fp, (int)in->events);
-		fm__file_rele(fp);
-	} else {
-		out.revents = POLLERR;
-	}
+	r = run_op(fo, op_poll, &events);
+	out.revents = r < 0 ? POLLERR : (uint32_t)r;
 	reply(q, &out, sizeof out);
 }
 
@@ -807,37 +1095,100 @@ do_readdir(const struct req *q)
 	free(buf);
 }
 
+/*
+ * A client's signal: a parked request of it is answered EINTR, unless its
+ * thread ignores the signal (then it waits on: deferred_check); one not
+ * parked yet is remembered, and answered so if it comes to park (one that
+ * completes meanwhile is answered as it is). No reply of its own.
+ */
 static void
 do_interrupt(const struct req *q)
 {
 	const struct fuse_interrupt_in *in = q->in;
-	int found = 0;
+	struct parked *p;
+	pid_t tid = 0;
 
 	pthread_mutex_lock(&d.lock);
-	for (struct waiter *w = d.waiters; w; w = w->next)
-		if (w->unique == in->unique) {
-			w->interrupted = found = 1;
-			pthread_cond_broadcast(&d.cv);
+	for (p = d.parked; p; p = p->next)
+		if (((const struct fuse_in_header *)p->req)->unique ==
+		    in->unique) {
+			tid =
+			    (pid_t)((const struct fuse_in_header *)p->req)->pid;
+			break;
 		}
+	if (p == NULL)
+		d.intr[d.nintr++ % FMD_INTR] = in->unique;
 	pthread_mutex_unlock(&d.lock);
-	/* Not (yet) waiting: EAGAIN has the kernel send it again. */
-	if (!found)
-		reply_err(q, -EAGAIN);
+	if (p == NULL)
+		return;
+	if (signal_acts(tid)) {
+		(void)unpark(NULL, in->unique);
+		return;
+	}
+	pthread_mutex_lock(&d.lock); /* (it may have been woken meanwhile) */
+	for (p = d.parked; p; p = p->next)
+		if (((const struct fuse_in_header *)p->req)->unique ==
+		    in->unique)
+			p->deferred = 1;
+	pthread_cond_signal(&d.parkcv);
+	pthread_mutex_unlock(&d.lock);
+}
+
+/* The least each request carries after its header. */
+static size_t
+min_inlen(uint32_t opcode)
+{
+	switch (opcode) {
+	case FUSE_INIT:
+		return offsetof(struct fuse_init_in, flags2);
+	case FUSE_LOOKUP:
+		return 1;
+	case FUSE_FORGET:
+		return sizeof(struct fuse_forget_in);
+	case FUSE_BATCH_FORGET:
+		return sizeof(struct fuse_batch_forget_in);
+	case FUSE_SETATTR:
+		return sizeof(struct fuse_setattr_in);
+	case FUSE_OPEN:
+		return sizeof(struct fuse_open_in);
+	case FUSE_RELEASE:
+		return sizeof(struct fuse_release_in);
+	case FUSE_READ:
+	case FUSE_READDIR:
+		return sizeof(struct fuse_read_in);
+	case FUSE_WRITE:
+		return sizeof(struct fuse_write_in);
+	case FUSE_IOCTL:
+		return sizeof(struct fuse_ioctl_in);
+	case FUSE_POLL:
+		return sizeof(struct fuse_poll_in);
+	case FUSE_INTERRUPT:
+		return sizeof(struct fuse_interrupt_in);
+	default:
+		return 0;
+	}
 }
 
 static void
 dispatch(const struct req *q)
 {
+	if (q->inlen < min_inlen(q->h->opcode)) {
+		if (q->h->opcode != FUSE_FORGET &&
+		    q->h->opcode != FUSE_BATCH_FORGET)
+			reply_err(q, -EINVAL);
+		return;
+	}
 	switch (q->h->opcode) {
 	case FUSE_INIT: {
 		struct fuse_init_out out;
 
 		fmd_fuse_init(&d.fs, q->in, &out);
-		reply(q, &out, sizeof out);
+		/* Said before the reply: once it is in, the files are there. */
 		fprintf(stderr, "fomapd: FUSE 7.%u on %s; passthrough %s\n",
 		    d.fs.minor, d.fs.dir,
 		    d.fs.passthrough ? "yes"
 		                     : "no: no device can be mapped (ENODEV)");
+		reply(q, &out, sizeof out);
 		break;
 	}
 	case FUSE_LOOKUP:
@@ -984,6 +1335,7 @@ add_conf(const char *spec)
 	char name[32] = "", user[64] = "", group[64] = "";
 	unsigned mode;
 	struct devconf *c;
+	char *end;
 	int k = sscanf(spec, "%31[^: ]%*[: ]%o%*[: ]%63[^: ]%*[: ]%63s", name,
 	    &mode, user, group);
 
@@ -991,19 +1343,27 @@ add_conf(const char *spec)
 		return -EINVAL;
 	memcpy(c->name, name, sizeof c->name);
 	c->mode = mode;
+	/* A name, or a number; an unknown name is an error, never root. */
 	if (user[0]) {
 		struct passwd *pw = getpwnam(user);
 
-		c->uid = pw ? pw->pw_uid : (uid_t)strtoul(user, NULL, 10);
+		c->uid = pw ? pw->pw_uid : (uid_t)strtoul(user, &end, 10);
+		if (pw == NULL && *end != 0)
+			goto bad;
 	}
 	if (group[0]) {
 		struct group *gr = getgrnam(group);
 
-		c->gid = gr ? gr->gr_gid : (gid_t)strtoul(group, NULL, 10);
+		c->gid = gr ? gr->gr_gid : (gid_t)strtoul(group, &end, 10);
+		if (gr == NULL && *end != 0)
+			goto bad;
 	}
 	c->next = d.conf;
 	d.conf = c;
 	return 0;
+bad:
+	free(c);
+	return -EINVAL;
 }
 
 static int
@@ -1060,15 +1420,25 @@ usage(FILE *f)
 static void
 shutdown_all(void)
 {
+	int n = 0, *fds;
+
 	pthread_mutex_lock(&d.lock);
 	d.stopping = 1;
-	pthread_cond_broadcast(&d.cv);
 	for (struct fopen *fo = d.opens; fo; fo = fo->next)
-		if (fo->fd >= 0) {
-			fm_close(fo->fd);
-			fo->fd = -1;
+		n++;
+	fds = calloc((size_t)n + 1, sizeof(*fds));
+	n = 0;
+	for (struct fopen *fo = d.opens; fo; fo = fo->next)
+		if (fo->fd >= 0 && fds) {
+			fds[n++] = fo->fd;
+			fo->fd = -1; /* run_op sees it gone */
 		}
 	pthread_mutex_unlock(&d.lock);
+	(void)unpark(NULL, 0); /* EINTR for every parked call */
+	/* With no lock of ours held: a close hook may post a wake-up. */
+	for (int i = 0; i < n; i++)
+		fm_close(fds[i]);
+	free(fds);
 	fmd_fuse_unmount(&d.fs);
 }
 
@@ -1082,8 +1452,14 @@ main(int argc, char **argv)
 	const char *dir = "/dev/fomap";
 	struct rlimit rl;
 	sigset_t stop;
+	pthread_t t;
 	int c, r, sig;
 
+	/* Before a plug-in may start a thread: SIGTERM is the main thread's. */
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stop, NULL);
 	while ((c = getopt_long(argc, argv, "m:d:c:p:M:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
@@ -1125,10 +1501,6 @@ main(int argc, char **argv)
 	}
 	d.start = time(NULL);
 	fm__poll_notify = notify;
-	sigemptyset(&stop);
-	sigaddset(&stop, SIGTERM);
-	sigaddset(&stop, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &stop, NULL);
 	if ((r = fmd_fuse_mount(&d.fs, dir)) < 0) {
 		fprintf(stderr, "fomapd: mount on %s: %s\n", dir,
 		    r == -EBUSY ? "another fomapd serves it" : strerror(-r));
@@ -1137,6 +1509,11 @@ main(int argc, char **argv)
 	pthread_mutex_lock(&d.lock);
 	spawn_worker_locked();
 	pthread_mutex_unlock(&d.lock);
+	if (pthread_create(&t, NULL, parker, NULL) != 0) {
+		fprintf(stderr, "fomapd: no thread for waits\n");
+		fmd_fuse_unmount(&d.fs);
+		return 1;
+	}
 	fprintf(stderr, "fomapd: serving %s\n", d.fs.dir);
 	sigwait(&stop, &sig);
 	shutdown_all();

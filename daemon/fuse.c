@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -17,12 +18,16 @@
 
 #define FMD_FSTYPE "fuse.fomap"
 
-/* Whether dir is a mount point of a fomap file system (mountinfo). */
+/*
+ * Whether dir is a mount point of a fomap file system (mountinfo); *dev:
+ * that mount's device, when it is.
+ */
 static int
-fomap_mounted(const char *dir)
+fomap_mounted(const char *dir, dev_t *dev)
 {
 	char line[4096], mnt[PATH_MAX], type[64];
 	FILE *f = fopen("/proc/self/mountinfo", "re");
+	unsigned maj, min;
 	int found = 0;
 
 	if (f == NULL)
@@ -31,10 +36,14 @@ fomap_mounted(const char *dir)
 		const char *sep = strstr(line, " - ");
 
 		/* id parent major:minor root mountpoint ... - type ... */
-		if (sep && sscanf(line, "%*s %*s %*s %*s %4095s", mnt) == 1 &&
-		    sscanf(sep + 3, "%63s", type) == 1)
-			found = strcmp(mnt, dir) == 0 &&
-			    strcmp(type, FMD_FSTYPE) == 0;
+		if (sep &&
+		    sscanf(line, "%*s %*s %u:%u %*s %4095s", &maj, &min, mnt) ==
+		        3 &&
+		    sscanf(sep + 3, "%63s", type) == 1 &&
+		    strcmp(mnt, dir) == 0 && strcmp(type, FMD_FSTYPE) == 0) {
+			found = 1;
+			*dev = makedev(maj, min);
+		}
 	}
 	fclose(f);
 	return found;
@@ -77,7 +86,7 @@ fmd_fuse_mount(struct fmd_fuse *fs, const char *dir)
 		(void)umount2(dir, MNT_DETACH); /* its fomapd died */
 	if (realpath(dir, real) == NULL)
 		return -errno;
-	if (fomap_mounted(real))
+	if (fomap_mounted(real, &fs->dev))
 		return -EBUSY;
 	if ((fs->fd = open("/dev/fuse", O_RDWR | O_CLOEXEC)) < 0)
 		return -errno;
@@ -95,6 +104,7 @@ fmd_fuse_mount(struct fmd_fuse *fs, const char *dir)
 		fmd_fuse_unmount(fs);
 		return -ENOMEM;
 	}
+	(void)fomap_mounted(real, &fs->dev); /* (not a request to itself) */
 	return 0;
 }
 

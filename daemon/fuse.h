@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/ioctl.h>
+#include <sys/types.h>
 
 /* Kernel 6.9, protocol 7.40: FUSE passthrough. */
 #ifndef FUSE_PASSTHROUGH
@@ -40,6 +41,7 @@ struct fmd_fuse {
 	char *dir; /* where it is mounted */
 	int passthrough; /* the kernel took FUSE_PASSTHROUGH at INIT */
 	uint32_t minor; /* the protocol's minor version agreed at INIT */
+	dev_t dev; /* the mount's device, as /proc/PID/maps shows it */
 };
 
 /*

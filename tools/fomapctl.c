@@ -50,7 +50,8 @@ main(int argc, char **argv)
 		int dev = strncmp(line, "device ", 7) == 0;
 		int open = strncmp(line, "open ", 5) == 0;
 		int map = strncmp(line, "map ", 4) == 0;
-		int eng = strncmp(line, "engine ", 7) == 0;
+		int eng = strncmp(line, "engine ", 7) == 0 ||
+		    strncmp(line, "waits ", 6) == 0;
 
 		nopens += open;
 		if (strcmp(what, "all") == 0 ||

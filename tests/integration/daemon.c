@@ -140,18 +140,41 @@ fmd_sh(const char *fmt, ...)
 	return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-int
-fmd_opens(const struct fmd *m)
+/* The number fomapctl's line "WHAT N" gives, or -1. */
+static int
+ctl_count(const struct fmd *m, const char *what)
 {
 	char cmd[512], line[256];
 	FILE *f;
 	int n = -1;
 
-	snprintf(cmd, sizeof cmd, "%s --mount %s opens | tail -n 1",
-	    fmd_tool("fomapctl"), m->dir);
+	snprintf(cmd, sizeof cmd, "%s --mount %s all | grep '^%s '",
+	    fmd_tool("fomapctl"), m->dir, what);
 	ASSERT((f = popen(cmd, "r")) != NULL);
 	if (fgets(line, sizeof line, f))
-		(void)sscanf(line, "opens %d", &n);
+		n = atoi(line + strlen(what) + 1);
 	pclose(f);
 	return n;
+}
+
+int
+fmd_opens(const struct fmd *m)
+{
+	return ctl_count(m, "opens");
+}
+
+void
+fmd_wait_opens(const struct fmd *m, int n)
+{
+	for (int i = 0; i < 200 && fmd_opens(m) != n; i++)
+		usleep(10000);
+	ASSERT_EQ(fmd_opens(m), n);
+}
+
+void
+fmd_wait_waits(const struct fmd *m, int n)
+{
+	for (int i = 0; i < 500 && ctl_count(m, "waits") < n; i++)
+		usleep(10000);
+	ASSERT_GE(ctl_count(m, "waits"), n);
 }

@@ -33,5 +33,9 @@ const char *fmd_tool(const char *name);
 const char *fmd_script(const char *name);
 /* The count of "open" lines fomapctl shows. */
 int fmd_opens(const struct fmd *m);
+/* Until fomapctl shows n opens (a RELEASE follows the last close soon). */
+void fmd_wait_opens(const struct fmd *m, int n);
+/* Until fomapd has at least n calls parked on a driver (5 s at most). */
+void fmd_wait_waits(const struct fmd *m, int n);
 
 #endif

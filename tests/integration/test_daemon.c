@@ -81,6 +81,26 @@ TEST(daemon_a_second_one_on_a_served_directory_is_refused)
 	ASSERT_EQ(fmd_stop(&m), 0);
 }
 
+/*
+ * An ioctl on the mount's directory (lsattr -d does one) gets ENOTTY and
+ * leaves fomapd serving; its status file is root's alone.
+ */
+TEST(daemon_directory_ioctl_and_status_file)
+{
+	struct fmd m;
+	int fd, v;
+
+	fmd_start(&m, NULL);
+	ASSERT((fd = open(m.dir, O_RDONLY | O_DIRECTORY)) >= 0);
+	ASSERT_ERRNO(ioctl(fd, TCGETS, &v), ENOTTY);
+	ASSERT_ERRNO(ioctl(fd, _IOR('f', 1, long), &v), ENOTTY);
+	ASSERT_OK(close(fd));
+	ASSERT_EQ(fmd_sh("cmp -n 4096 %s /dev/zero", fmd_path(&m, "zero", 0)),
+	    0);
+	ASSERT_EQ(open_as_nobody(fmd_path(&m, ".status", 0), 0), EACCES);
+	ASSERT_EQ(fmd_stop(&m), 0);
+}
+
 TEST(daemon_permissions_are_the_kernels)
 {
 	struct fmd m;
@@ -378,15 +398,6 @@ TEST(daemon_serves_a_plugin_driver)
 	    0);
 }
 
-/* Until fomapctl counts n opens (RELEASE follows the last close soon). */
-static void
-wait_opens(const struct fmd *m, int n)
-{
-	for (int i = 0; i < 200 && fmd_opens(m) != n; i++)
-		usleep(10000);
-	ASSERT_EQ(fmd_opens(m), n);
-}
-
 static void
 send_fd(int s, int fd)
 {
@@ -453,19 +464,25 @@ TEST(daemon_an_open_lasts_until_its_last_reference)
 	ASSERT_EQ(fmd_opens(&m), 1); /* the child's copy */
 	close(go[1]);
 	ASSERT_EQ(waitpid(pid, NULL, 0), pid);
-	wait_opens(&m, 0);
+	fmd_wait_opens(&m, 0);
 
 	/* Across exec: the program the child becomes holds it. */
 	ASSERT((fd = open(fmd_path(&m, "video0", 0), O_RDWR)) >= 0);
+	ASSERT_OK(pipe(go));
 	ASSERT((pid = fork()) >= 0);
 	if (pid == 0) {
-		execlp("sleep", "sleep", "0.5", (char *)NULL);
+		dup2(go[0], 0);
+		close(go[1]);
+		execlp("sh", "sh", "-c", "read x",
+		    (char *)NULL); /* until EOF */
 		_exit(127);
 	}
+	close(go[0]);
 	ASSERT_OK(close(fd));
 	ASSERT_EQ(fmd_opens(&m), 1);
+	close(go[1]);
 	ASSERT_EQ(waitpid(pid, NULL, 0), pid);
-	wait_opens(&m, 0);
+	fmd_wait_opens(&m, 0);
 
 	/* Across SCM_RIGHTS: the receiver holds it. */
 	int sv[2];
@@ -486,7 +503,7 @@ TEST(daemon_an_open_lasts_until_its_last_reference)
 	int st;
 	ASSERT_EQ(waitpid(pid, &st, 0), pid);
 	ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-	wait_opens(&m, 0);
+	fmd_wait_opens(&m, 0);
 	close(sv[0]);
 	close(sv[1]);
 	ASSERT_EQ(fmd_stop(&m), 0);
@@ -506,6 +523,11 @@ TEST(daemon_reads_device_permissions_from_a_config_file)
 	           "fb0 0660 root 44\n"
 	           "video0 0600 root root\n") > 0);
 	close(fd);
+	/* An unknown owner is refused, not taken for root. */
+	ASSERT_NE(fmd_sh("%s --dev zero:0600:nosuchuser --mount /nonexistent "
+	                 "2>/dev/null",
+	              fmd_tool("fomapd")),
+	    0);
 	fmd_start(&m, "--config", conf, NULL);
 	ASSERT_OK(stat(fmd_path(&m, "fb0", 0), &st));
 	ASSERT_EQ(st.st_mode & 07777, 0660);

@@ -6,8 +6,10 @@
 #include <fcntl.h>
 #include <linux/videodev2.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -147,7 +149,7 @@ TEST(daemon_killed_during_a_capture_the_program_exits)
 		    "320x240", fmd_path(&m, "video0", 0), (char *)NULL);
 		_exit(127);
 	}
-	usleep(300000); /* streaming by now */
+	fmd_wait_waits(&m, 1); /* streaming: its DQBUF waits for frames */
 	kill(m.pid, SIGKILL);
 	ASSERT_EQ(waitpid(m.pid, NULL, 0), m.pid);
 	m.pid = 0;
@@ -222,8 +224,12 @@ TEST(daemon_waits_end_on_signals_and_poll_sees_frames)
 	fmd_start(&m, NULL);
 	stream(&m, &c, 100);
 	sigaction(SIGALRM, &sa, NULL); /* no SA_RESTART */
-	ualarm(200000, 0);
+	/* Again and again: one that came before the call would be lost. */
+	struct itimerval it = {{0, 100000}, {0, 100000}},
+	                 off = {{0, 0}, {0, 0}};
+	setitimer(ITIMER_REAL, &it, NULL);
 	ASSERT_ERRNO(dqbuf(&c), EINTR);
+	setitimer(ITIMER_REAL, &off, NULL);
 
 	ASSERT((pid = fork()) >= 0);
 	if (pid == 0) {
@@ -233,7 +239,7 @@ TEST(daemon_waits_end_on_signals_and_poll_sees_frames)
 		(void)dqbuf(&k); /* nothing queued: waits */
 		_exit(0);
 	}
-	usleep(200000);
+	fmd_wait_waits(&m, 1); /* its DQBUF waits in fomapd */
 	kill(pid, SIGKILL);
 	ASSERT_EQ(reap_within(pid, &st, 3000), pid);
 	ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
@@ -244,6 +250,69 @@ TEST(daemon_waits_end_on_signals_and_poll_sees_frames)
 	ASSERT(p.revents & POLLIN);
 	ASSERT_OK(dqbuf(&c));
 	ASSERT_OK(close(c.fd));
-	ASSERT_EQ(fmd_opens(&m), 0);
+	fmd_wait_opens(&m, 0);
 	ASSERT_EQ(fmd_stop(&m), 0);
+}
+
+struct waiter {
+	struct cap *c;
+	int err;
+};
+
+static void *
+dq_main(void *arg)
+{
+	struct waiter *w = arg;
+
+	w->err = dqbuf(w->c) < 0 ? errno : 0;
+	return NULL;
+}
+
+#define WAITERS 100
+
+/*
+ * More calls waiting on a driver than fomapd has threads: none holds a
+ * thread (they are parked), so other calls are served meanwhile; STREAMOFF
+ * wakes them all; and SIGTERM with calls parked ends fomapd cleanly.
+ */
+TEST(daemon_many_waits_hold_no_thread)
+{
+	static struct waiter w[WAITERS];
+	static pthread_t t[WAITERS];
+	struct v4l2_capability cap;
+	int type = V4L2_BUF_TYPE_VIDEO_CAPTURE;
+	struct fmd m;
+	struct cap c, c2;
+
+	fmd_start(&m, NULL);
+	stream(&m, &c, 100);
+	for (int i = 0; i < WAITERS; i++) {
+		w[i] = (struct waiter){.c = &c};
+		ASSERT_EQ(pthread_create(&t[i], NULL, dq_main, &w[i]), 0);
+	}
+	fmd_wait_waits(&m, WAITERS);
+	ASSERT_OK(ioctl(c.fd, VIDIOC_QUERYCAP, &cap)); /* served meanwhile */
+	ASSERT_EQ(fmd_sh("cmp -n 4096 %s /dev/zero", fmd_path(&m, "zero", 0)),
+	    0);
+	ASSERT_OK(ioctl(c.fd, VIDIOC_STREAMOFF, &type));
+	for (int i = 0; i < WAITERS; i++) {
+		ASSERT_EQ(pthread_join(t[i], NULL), 0);
+		ASSERT_EQ(w[i].err, EINVAL); /* not streaming any more */
+	}
+	ASSERT_OK(close(c.fd));
+
+	stream(&m, &c2, 100);
+	struct waiter last = {.c = &c2};
+	pthread_t lt;
+	ASSERT_EQ(pthread_create(&lt, NULL, dq_main, &last), 0);
+	fmd_wait_waits(&m, 1);
+	int st;
+	kill(m.pid, SIGTERM);
+	ASSERT_EQ(reap_within(m.pid, &st, 5000), m.pid);
+	m.pid = 0;
+	ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	ASSERT_EQ(pthread_join(lt, NULL), 0);
+	ASSERT(last.err == EINTR || last.err == ENOTCONN);
+	(void)close(c2.fd);
+	fmd_stop(&m);
 }
