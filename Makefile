@@ -90,7 +90,7 @@ asan-check:
 
 # TSan maps its shadow at fixed addresses: run with ASLR off (setarch -R).
 tsan-check:
-	$(MAKE) B=build-tsan SAN="-fsanitize=thread" $(B:build=build-tsan)/fomap-test
+	$(MAKE) B=build-tsan SAN="-fsanitize=thread" all
 	$(TSAN_RUN) build-tsan/fomap-test thread
 
 # The oracle (tests/stress/test_oracle.c): FOMAP_STRESS_SECONDS in all,

@@ -62,7 +62,8 @@ struct node {
 
 struct fopen {
 	int fd; /* the daemon's fomap descriptor */
-	struct fm_file *fp; /* its file (identity only: fm__file_get to use) */
+	struct fm_file *fp; /* its file, referenced; NULL once shut down */
+	const struct fm_file *id; /* the same, for notify's comparisons */
 	struct fm_dev *dev;
 	char name[32];
 	pid_t pid; /* the opener */
@@ -92,7 +93,7 @@ struct parked {
 	char req[]; /* the header and what follows it */
 };
 
-#define FMD_INTR 64 /* interrupts remembered for requests not parked yet */
+#define FMD_INTR 1024 /* interrupted requests not answered yet, at most */
 
 static struct {
 	struct fmd_fuse fs;
@@ -100,18 +101,16 @@ static struct {
 	struct node *nodes;
 	uint64_t next_id;
 	struct fopen *opens;
-	struct parked *parked;
-	pthread_cond_t parkcv; /* a parked request is ready, or stopping */
-	uint64_t intr[FMD_INTR]; /* the last interrupts of unparked requests */
+	struct parked *parked; /* oldest first */
+	size_t parkedbytes;
+	pthread_cond_t parkcv; /* a parked request is ready or deferred */
+	uint64_t intr[FMD_INTR]; /* interrupted requests (interrupted_locked) */
 	unsigned nintr;
 	struct devconf *conf;
 	mode_t mode; /* the default */
 	time_t start;
 	int workers, idle, stopping;
-} d = {.lock = PTHREAD_MUTEX_INITIALIZER,
-    .parkcv = PTHREAD_COND_INITIALIZER,
-    .next_id = 2,
-    .mode = 0666};
+} d = {.lock = PTHREAD_MUTEX_INITIALIZER, .next_id = 2, .mode = 0666};
 
 /* ------------------------------------------------------------------ */
 /* Devices and nodes. */
@@ -201,15 +200,44 @@ struct req {
 	size_t inlen;
 };
 
+/*
+ * Interrupted requests: every FUSE_INTERRUPT's unique, kept until its
+ * request is answered (FUSE sends one a request, and never reuses a
+ * unique on a connection). => d.lock held
+ */
+static int
+interrupted_locked(uint64_t unique)
+{
+	for (unsigned i = 0; i < d.nintr; i++)
+		if (d.intr[i] == unique)
+			return 1;
+	return 0;
+}
+
+/* Request unique is answered: it needs no interrupt any more. */
+static void
+answered(uint64_t unique)
+{
+	pthread_mutex_lock(&d.lock);
+	for (unsigned i = 0; i < d.nintr; i++)
+		if (d.intr[i] == unique) {
+			d.intr[i] = d.intr[--d.nintr];
+			break;
+		}
+	pthread_mutex_unlock(&d.lock);
+}
+
 static int
 reply_err(const struct req *q, int err)
 {
+	answered(q->h->unique);
 	return fmd_fuse_reply(&d.fs, q->h->unique, err, NULL, 0);
 }
 
 static int
 reply(const struct req *q, const void *p, size_t len)
 {
+	answered(q->h->unique);
 	return fmd_fuse_reply(&d.fs, q->h->unique, 0, p, len);
 }
 
@@ -225,23 +253,21 @@ status_mask(const char *line, const char *key, uint64_t *v)
 
 #define SIGBIT(s) ((uint64_t)1 << ((s)-1))
 /* What a signal left at SIG_DFL does nothing to a waiting thread for. */
-#define FMD_SIG_IDLE                                               \
-	(SIGBIT(SIGCHLD) | SIGBIT(SIGCONT) | SIGBIT(SIGURG) |      \
-	    SIGBIT(SIGWINCH) | SIGBIT(SIGSTOP) | SIGBIT(SIGTSTP) | \
-	    SIGBIT(SIGTTIN) | SIGBIT(SIGTTOU))
+#define FMD_SIG_IDLE \
+	(SIGBIT(SIGCHLD) | SIGBIT(SIGCONT) | SIGBIT(SIGURG) | SIGBIT(SIGWINCH))
 
 /*
- * Whether thread tid has a signal pending that it will act on when its
- * call returns: one it catches, or whose default kills it (SIGKILL among
- * them), not one it ignores or blocks. FUSE sends one INTERRUPT for the
- * first signal, whatever it is: for a signal the thread ignores (a
- * SIGCHLD) the call should go on waiting, as a kernel driver's would.
+ * Whether thread tid will act on its interrupt when its call returns: a
+ * signal pending that it catches, or whose default stops or kills it
+ * (SIGKILL among them), or a tracer attached; not a signal it ignores or
+ * blocks (a process-wide SIGCHLD its sibling blocks interrupts it all the
+ * same). FUSE interrupts a call once, whatever woke it.
  * => 1 (also when tid is gone), 0
  */
 static int
 signal_acts(pid_t tid)
 {
-	uint64_t pnd = 0, shd = 0, blk = 0, ign = 0, cgt = 0;
+	uint64_t pnd = 0, shd = 0, blk = 0, ign = 0, cgt = 0, tracer = 0;
 	char path[64], line[256];
 	FILE *f;
 
@@ -249,177 +275,112 @@ signal_acts(pid_t tid)
 	if ((f = fopen(path, "re")) == NULL)
 		return 1;
 	while (fgets(line, sizeof line, f))
-		(void)(status_mask(line, "SigPnd:", &pnd) ||
-		    status_mask(line, "ShdPnd:", &shd) ||
-		    status_mask(line, "SigBlk:", &blk) ||
-		    status_mask(line, "SigIgn:", &ign) ||
-		    status_mask(line, "SigCgt:", &cgt));
+		if (strncmp(line, "TracerPid:", 10) == 0)
+			tracer = strtoull(line + 10, NULL, 10);
+		else
+			(void)(status_mask(line, "SigPnd:", &pnd) ||
+			    status_mask(line, "ShdPnd:", &shd) ||
+			    status_mask(line, "SigBlk:", &blk) ||
+			    status_mask(line, "SigIgn:", &ign) ||
+			    status_mask(line, "SigCgt:", &cgt));
 	fclose(f);
 	ign |= FMD_SIG_IDLE & ~cgt;
-	return ((pnd | shd) & ~blk & ~ign) != 0;
+	return tracer != 0 || ((pnd | shd) & ~blk & ~ign) != 0;
 }
 
-/* Whether request unique was interrupted before it could park. */
-static int
-interrupted_locked(uint64_t unique)
-{
-	for (unsigned i = 0; i < FMD_INTR; i++)
-		if (d.intr[i] == unique && unique != 0)
-			return 1;
-	return 0;
-}
-
-/* Run op on fo's file once. => its result, or -EBADF once fomapd stops */
+/*
+ * Run op on fo's file once, with a reference of its own.
+ * => its result, or -EINTR once fomapd stops
+ */
 static ssize_t
 run_op(struct fopen *fo, ssize_t (*op)(struct fm_file *fp, void *arg),
     void *arg)
 {
-	struct fm_file *fp = NULL;
+	struct fm_file *fp;
 	ssize_t r;
-	int err = -EBADF;
 
-	pthread_mutex_lock(&d.lock); /* shutdown_all closes it under the lock */
-	if (fo->fd >= 0)
-		fp = fm__file_get(fo->fd, NULL, &err);
+	pthread_mutex_lock(&d.lock);
+	if ((fp = fo->fp) != NULL)
+		fm__file_hold(fp);
 	pthread_mutex_unlock(&d.lock);
 	if (fp == NULL)
-		return err;
+		return -EINTR; /* shutdown_all took it */
 	r = op(fp, arg);
 	fm__file_rele(fp);
 	return r;
 }
 
+#define FMD_PARKED_MAX ((size_t)64 << 20) /* bytes of parked requests */
+
+/* Add p at the tail (the parker serves the oldest first). => d.lock */
+static void
+park_locked(struct parked *p)
+{
+	struct parked **pp = &d.parked;
+
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = p;
+	d.parkedbytes += p->len;
+	if (p->ready || p->deferred)
+		pthread_cond_signal(&d.parkcv);
+}
+
 /*
  * Run op on fo's file; if it would wait (EAGAIN) and the client's call is
  * blocking (!nonblock), park request q until the driver's next wake-up
- * of fo. => 0 with *r the result to reply; 1: parked, reply later
+ * of fo. An interrupted call is answered EINTR instead, unless its thread
+ * ignores what interrupted it: then it is parked deferred (the parker
+ * looks again). => 0 with *r the result to reply; 1: parked, reply later
  */
 static int
 run_or_park(const struct req *q, struct fopen *fo, int nonblock,
     ssize_t (*op)(struct fm_file *fp, void *arg), void *arg, ssize_t *r)
 {
-	for (;;) {
-		struct parked *p;
-		uint64_t gen;
+	size_t len = sizeof(*q->h) + q->inlen;
+	struct parked *p;
+	uint64_t gen;
+	int intr, acts = 0;
 
-		pthread_mutex_lock(&d.lock);
-		gen = fo->gen;
-		pthread_mutex_unlock(&d.lock);
-		if ((*r = run_op(fo, op, arg)) != -EAGAIN || nonblock)
-			return 0;
-		size_t len = sizeof(*q->h) + q->inlen;
-		if ((p = malloc(sizeof(*p) + len)) == NULL) {
-			*r = -ENOMEM;
-			return 0;
-		}
-		int intr = signal_acts((pid_t)q->h->pid);
-
-		pthread_mutex_lock(&d.lock);
-		if ((intr && interrupted_locked(q->h->unique)) || d.stopping) {
-			pthread_mutex_unlock(&d.lock);
-			free(p);
-			*r = -EINTR;
-			return 0;
-		}
-		if (fo->gen != gen) { /* woken meanwhile: again */
-			pthread_mutex_unlock(&d.lock);
-			free(p);
-			continue;
-		}
-		*p = (struct parked){.fo = fo,
-		    .len = len,
-		    .deferred = interrupted_locked(q->h->unique),
-		    .next = d.parked};
-		memcpy(p->req, q->h, sizeof(*q->h));
-		memcpy(p->req + sizeof(*q->h), q->in, q->inlen);
-		d.parked = p;
-		pthread_mutex_unlock(&d.lock);
-		return 1;
+	pthread_mutex_lock(&d.lock);
+	gen = fo->gen;
+	pthread_mutex_unlock(&d.lock);
+	if ((*r = run_op(fo, op, arg)) != -EAGAIN || nonblock)
+		return 0;
+	if ((p = malloc(sizeof(*p) + len)) == NULL) {
+		*r = -ENOMEM;
+		return 0;
 	}
+	pthread_mutex_lock(&d.lock);
+	intr = interrupted_locked(q->h->unique);
+	pthread_mutex_unlock(&d.lock);
+	if (intr && (acts = signal_acts((pid_t)q->h->pid)) != 0) {
+		free(p);
+		*r = -EINTR;
+		return 0;
+	}
+	*p = (struct parked){.fo = fo, .len = len, .deferred = intr};
+	memcpy(p->req, q->h, sizeof(*q->h));
+	memcpy(p->req + sizeof(*q->h), q->in, q->inlen);
+	pthread_mutex_lock(&d.lock);
+	if (d.stopping || d.parkedbytes + len > FMD_PARKED_MAX) {
+		*r = d.stopping ? -EINTR : -ENOMEM;
+		pthread_mutex_unlock(&d.lock);
+		free(p);
+		return 0;
+	}
+	/* Woken meanwhile: tried again, by the parker, after the others. */
+	p->ready = fo->gen != gen;
+	park_locked(p);
+	pthread_mutex_unlock(&d.lock);
+	return 1;
 }
 
 static void dispatch(const struct req *q);
 
-static int unpark(struct fopen *fo, uint64_t unique);
-
 /*
- * Deferred interrupts: a signal its thread ignored, then maybe one it acts
- * on, for which FUSE sends no second INTERRUPT (a SIGKILL then waits for
- * the reply): answer EINTR once one is pending. => some are deferred
- */
-static int
-deferred_check(void)
-{
-	uint64_t unique[16];
-	pid_t tid[16];
-	int n = 0, more = 0;
-
-	pthread_mutex_lock(&d.lock);
-	for (struct parked *p = d.parked; p; p = p->next)
-		if (p->deferred && n < 16) {
-			const struct fuse_in_header *h = (const void *)p->req;
-
-			unique[n] = h->unique;
-			tid[n++] = (pid_t)h->pid;
-		} else {
-			more |= p->deferred;
-		}
-	pthread_mutex_unlock(&d.lock);
-	for (int i = 0; i < n; i++)
-		if (signal_acts(tid[i]))
-			(void)unpark(NULL, unique[i]);
-		else
-			more = 1;
-	return more;
-}
-
-/* The parker: tries parked requests again once their driver woke them. */
-static void *
-parker(void *arg)
-{
-	int deferred = 0;
-
-	(void)arg;
-	for (;;) {
-		struct parked **pp, *p;
-
-		if (deferred)
-			deferred = deferred_check();
-		pthread_mutex_lock(&d.lock);
-		for (pp = &d.parked; *pp && !(*pp)->ready;)
-			pp = &(*pp)->next;
-		if ((p = *pp) == NULL) {
-			struct timespec ts;
-
-			for (struct parked *x = d.parked; x; x = x->next)
-				deferred |= x->deferred;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 50 * 1000000; /* a deferred one's look */
-			if (ts.tv_nsec >= 1000000000) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000;
-			}
-			if (deferred)
-				pthread_cond_timedwait(&d.parkcv, &d.lock, &ts);
-			else
-				pthread_cond_wait(&d.parkcv, &d.lock);
-			pthread_mutex_unlock(&d.lock);
-			continue;
-		}
-		*pp = p->next;
-		pthread_mutex_unlock(&d.lock);
-		struct req q = {.h = (const struct fuse_in_header *)p->req,
-		    .in = p->req + sizeof(*q.h),
-		    .inlen = p->len - sizeof(*q.h)};
-		dispatch(&q); /* replies, or parks a copy again */
-		free(p);
-	}
-	return NULL;
-}
-
-/*
- * Take out the parked requests of fo (every one, fo NULL) or the one of
- * unique (non-zero), and answer them EINTR. => how many
+ * Answer EINTR the parked requests of fo (every one: fo NULL), or the one
+ * of unique (non-zero). => how many
  */
 static int
 unpark(struct fopen *fo, uint64_t unique)
@@ -433,6 +394,7 @@ unpark(struct fopen *fo, uint64_t unique)
 
 		if (unique ? h->unique == unique : !fo || p->fo == fo) {
 			*pp = p->next;
+			d.parkedbytes -= p->len;
 			p->next = out;
 			out = p;
 		} else {
@@ -441,40 +403,140 @@ unpark(struct fopen *fo, uint64_t unique)
 	}
 	pthread_mutex_unlock(&d.lock);
 	for (; (p = out) != NULL; n++) {
+		struct req q = {.h = (const void *)p->req};
+
 		out = p->next;
-		fmd_fuse_reply(&d.fs,
-		    ((const struct fuse_in_header *)p->req)->unique, -EINTR,
-		    NULL, 0);
+		reply_err(&q, -EINTR);
 		free(p);
 	}
 	return n;
 }
 
-/* fm__poll_notify: a driver's wake-up, in its thread (it must not wait). */
+/*
+ * Deferred requests: interrupted by what their thread ignored, maybe since
+ * by what it acts on, for which FUSE sends no second INTERRUPT (a SIGKILL
+ * then waits for the reply): answer those EINTR. => some stay deferred
+ */
+static int
+deferred_check(void)
+{
+	uint64_t *unique = NULL;
+	pid_t *tid = NULL;
+	int n = 0, cap = 0, more = 0;
+
+	pthread_mutex_lock(&d.lock);
+	for (struct parked *p = d.parked; p; p = p->next)
+		cap += p->deferred;
+	if (cap > 0) {
+		unique = malloc((size_t)cap * sizeof(*unique));
+		tid = malloc((size_t)cap * sizeof(*tid));
+	}
+	for (struct parked *p = d.parked; p && unique && tid; p = p->next)
+		if (p->deferred) {
+			const struct fuse_in_header *h = (const void *)p->req;
+
+			unique[n] = h->unique;
+			tid[n++] = (pid_t)h->pid;
+		}
+	pthread_mutex_unlock(&d.lock);
+	for (int i = 0; i < n; i++)
+		if (signal_acts(tid[i]))
+			(void)unpark(NULL, unique[i]);
+		else
+			more = 1;
+	free(unique);
+	free(tid);
+	return more || (cap > 0 && n == 0); /* (no memory: look again) */
+}
+
+#define FMD_DEFERRED_MS 50 /* how often deferred requests are looked at */
+
+/* Wait on parkcv for at most ms (< 0: for ever). => d.lock held */
+static void
+park_wait_locked(int64_t ms)
+{
+	struct timespec ts;
+
+	if (ms < 0) {
+		pthread_cond_wait(&d.parkcv, &d.lock);
+		return;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_nsec += ms * 1000000;
+	ts.tv_sec += ts.tv_nsec / 1000000000;
+	ts.tv_nsec %= 1000000000;
+	(void)pthread_cond_timedwait(&d.parkcv, &d.lock, &ts);
+}
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * The parker: tries parked requests again, the oldest ready first, once
+ * their driver woke them; and looks at the deferred ones every
+ * FMD_DEFERRED_MS.
+ */
+static void *
+parker(void *arg)
+{
+	int64_t next_look = 0;
+	int deferred = 0;
+
+	(void)arg;
+	for (;;) {
+		struct parked **pp, *p;
+
+		if (deferred && mono_ms() >= next_look) {
+			deferred = deferred_check();
+			next_look = mono_ms() + FMD_DEFERRED_MS;
+		}
+		pthread_mutex_lock(&d.lock);
+		for (pp = &d.parked; *pp && !(*pp)->ready;)
+			pp = &(*pp)->next;
+		if ((p = *pp) == NULL) {
+			for (struct parked *x = d.parked; x; x = x->next)
+				deferred |= x->deferred;
+			park_wait_locked(deferred ? FMD_DEFERRED_MS : -1);
+			pthread_mutex_unlock(&d.lock);
+			continue;
+		}
+		*pp = p->next;
+		d.parkedbytes -= p->len;
+		pthread_mutex_unlock(&d.lock);
+		struct req q = {.h = (const struct fuse_in_header *)p->req,
+		    .in = p->req + sizeof(*q.h),
+		    .inlen = p->len - sizeof(*q.h)};
+		dispatch(&q); /* replies, or parks a copy again */
+		free(p);
+	}
+	return NULL;
+}
+
+/*
+ * fm__poll_notify: a driver's wake-up, in its thread (it must not wait).
+ * The poll notifications are written under d.lock: a write to /dev/fuse
+ * does not wait.
+ */
 static void
 notify(struct fm_dev *dev, struct fm_file *fp)
 {
-	uint64_t *kh = NULL;
-	int n = 0, cap = 0;
-
 	pthread_mutex_lock(&d.lock);
 	for (struct fopen *fo = d.opens; fo; fo = fo->next)
-		cap += fo->has_kh;
-	if (cap > 0)
-		kh = malloc((size_t)cap * sizeof(*kh));
-	for (struct fopen *fo = d.opens; fo; fo = fo->next)
-		if (fp ? fo->fp == fp : fo->dev == dev) {
+		if (fp ? fo->id == fp : fo->dev == dev) {
 			fo->gen++;
-			if (fo->has_kh && kh)
-				kh[n++] = fo->kh;
+			if (fo->has_kh)
+				(void)fmd_fuse_notify_poll(&d.fs, fo->kh);
 			for (struct parked *p = d.parked; p; p = p->next)
 				p->ready |= p->fo == fo;
 		}
 	pthread_cond_signal(&d.parkcv);
 	pthread_mutex_unlock(&d.lock);
-	for (int i = 0; i < n; i++)
-		(void)fmd_fuse_notify_poll(&d.fs, kh[i]);
-	free(kh);
 }
 
 /* ------------------------------------------------------------------ */
@@ -690,6 +752,19 @@ do_setattr(const struct req *q)
 		do_getattr(q); /* O_TRUNC, times: as a device, ignored */
 }
 
+/*
+ * Close the daemon's descriptor of an open and drop the open's reference:
+ * the driver's close hook runs with the last (after any call in flight).
+ */
+static void
+close_open(int fd, struct fm_file *fp)
+{
+	if (fd >= 0)
+		fm_close(fd);
+	if (fp)
+		fm__file_rele(fp);
+}
+
 /* The passthrough backing of a new open, if its driver has one. */
 static void
 open_backing(struct fopen *fo, struct fm_file *fp, int wr)
@@ -760,8 +835,8 @@ do_open(const struct req *q)
 			return;
 		}
 		fo->dev = fo->fp->f_dev;
+		fo->id = fo->fp; /* (the reference is the open's: release) */
 		open_backing(fo, fo->fp, acc != O_RDONLY);
-		fm__file_rele(fo->fp);
 	}
 	pthread_mutex_lock(&d.lock);
 	/*
@@ -776,8 +851,7 @@ do_open(const struct req *q)
 		fmd_fuse_backing_close(&d.fs, fo->backing);
 		if (fo->mfd >= 0)
 			close(fo->mfd);
-		if (fo->fd >= 0)
-			fm_close(fo->fd);
+		close_open(fo->fd, fo->fp);
 		free(fo->text);
 		free(fo);
 		reply_err(q, -ESTALE);
@@ -805,6 +879,7 @@ do_release(const struct req *q)
 {
 	const struct fuse_release_in *in = q->in;
 	struct fopen *fo = (struct fopen *)(uintptr_t)in->fh;
+	struct fm_file *fp;
 	int fd;
 
 	if (fo == NULL) {
@@ -820,13 +895,14 @@ do_release(const struct req *q)
 	if (fo->backing > 0)
 		fo->node->backed = 0;
 	fd = fo->fd; /* (-1 once shutdown_all closed it) */
+	fp = fo->fp;
 	fo->fd = -1;
+	fo->fp = NULL;
 	pthread_mutex_unlock(&d.lock);
 	fmd_fuse_backing_close(&d.fs, fo->backing);
 	if (fo->mfd >= 0)
 		close(fo->mfd);
-	if (fd >= 0)
-		fm_close(fd); /* the driver's close hook, if the last */
+	close_open(fd, fp); /* the driver's close hook, if the last */
 	free(fo->text);
 	free(fo);
 	reply_err(q, 0);
@@ -1008,6 +1084,7 @@ do_ioctl(const struct req *q)
 		reply_err(q, (int)r);
 	} else {
 		out.result = (int32_t)r;
+		answered(q->h->unique);
 		fmd_fuse_reply2(&d.fs, q->h->unique, &out, sizeof out, buf,
 		    leg ? 0 : out_size);
 	}
@@ -1096,9 +1173,10 @@ do_readdir(const struct req *q)
 }
 
 /*
- * A client's signal: a parked request of it is answered EINTR, unless its
- * thread ignores the signal (then it waits on: deferred_check); one not
- * parked yet is remembered, and answered so if it comes to park (one that
+ * A client's signal: its request is marked interrupted until answered. A
+ * parked one is answered EINTR now, unless its thread ignores what
+ * interrupted it (then it waits on, deferred: the parker looks again);
+ * one not parked yet is answered so if it comes to park (one that
  * completes meanwhile is answered as it is). No reply of its own.
  */
 static void
@@ -1109,6 +1187,8 @@ do_interrupt(const struct req *q)
 	pid_t tid = 0;
 
 	pthread_mutex_lock(&d.lock);
+	if (!interrupted_locked(in->unique) && d.nintr < FMD_INTR)
+		d.intr[d.nintr++] = in->unique;
 	for (p = d.parked; p; p = p->next)
 		if (((const struct fuse_in_header *)p->req)->unique ==
 		    in->unique) {
@@ -1116,16 +1196,14 @@ do_interrupt(const struct req *q)
 			    (pid_t)((const struct fuse_in_header *)p->req)->pid;
 			break;
 		}
-	if (p == NULL)
-		d.intr[d.nintr++ % FMD_INTR] = in->unique;
 	pthread_mutex_unlock(&d.lock);
 	if (p == NULL)
-		return;
+		return; /* run_or_park sees it, or it is answered anyway */
 	if (signal_acts(tid)) {
 		(void)unpark(NULL, in->unique);
 		return;
 	}
-	pthread_mutex_lock(&d.lock); /* (it may have been woken meanwhile) */
+	pthread_mutex_lock(&d.lock); /* (the parker may have it now) */
 	for (p = d.parked; p; p = p->next)
 		if (((const struct fuse_in_header *)p->req)->unique ==
 		    in->unique)
@@ -1420,6 +1498,7 @@ usage(FILE *f)
 static void
 shutdown_all(void)
 {
+	struct fm_file **fps;
 	int n = 0, *fds;
 
 	pthread_mutex_lock(&d.lock);
@@ -1427,19 +1506,22 @@ shutdown_all(void)
 	for (struct fopen *fo = d.opens; fo; fo = fo->next)
 		n++;
 	fds = calloc((size_t)n + 1, sizeof(*fds));
+	fps = calloc((size_t)n + 1, sizeof(*fps));
 	n = 0;
-	for (struct fopen *fo = d.opens; fo; fo = fo->next)
-		if (fo->fd >= 0 && fds) {
-			fds[n++] = fo->fd;
-			fo->fd = -1; /* run_op sees it gone */
-		}
+	for (struct fopen *fo = d.opens; fo && fds && fps; fo = fo->next) {
+		fds[n] = fo->fd;
+		fps[n++] = fo->fp;
+		fo->fd = -1;
+		fo->fp = NULL; /* run_op sees it gone */
+	}
 	pthread_mutex_unlock(&d.lock);
 	(void)unpark(NULL, 0); /* EINTR for every parked call */
 	/* With no lock of ours held: a close hook may post a wake-up. */
 	for (int i = 0; i < n; i++)
-		fm_close(fds[i]);
+		close_open(fds[i], fps[i]);
 	free(fds);
-	fmd_fuse_unmount(&d.fs);
+	free(fps);
+	fmd_fuse_detach(&d.fs);
 }
 
 int
@@ -1501,6 +1583,11 @@ main(int argc, char **argv)
 	}
 	d.start = time(NULL);
 	fm__poll_notify = notify;
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&d.parkcv, &ca);
+	pthread_condattr_destroy(&ca);
 	if ((r = fmd_fuse_mount(&d.fs, dir)) < 0) {
 		fprintf(stderr, "fomapd: mount on %s: %s\n", dir,
 		    r == -EBUSY ? "another fomapd serves it" : strerror(-r));

@@ -109,6 +109,13 @@ fmd_fuse_mount(struct fmd_fuse *fs, const char *dir)
 }
 
 void
+fmd_fuse_detach(const struct fmd_fuse *fs)
+{
+	if (fs->dir)
+		(void)umount2(fs->dir, MNT_DETACH);
+}
+
+void
 fmd_fuse_unmount(struct fmd_fuse *fs)
 {
 	if (fs->dir)

@@ -51,6 +51,11 @@ struct fmd_fuse {
  */
 int fmd_fuse_mount(struct fmd_fuse *fs, const char *dir);
 void fmd_fuse_unmount(struct fmd_fuse *fs);
+/*
+ * Take the mount away, leaving fs as it is: for a daemon whose threads
+ * still read fs->fd (they see the end; the process's exit closes it).
+ */
+void fmd_fuse_detach(const struct fmd_fuse *fs);
 
 /*
  * Read the next request into buf (FMD_REQ_SIZE bytes).

@@ -49,6 +49,14 @@ struct fm_file {
  */
 struct fm_file *fm__file_get(int fd, struct fm_file *tmp, int *err);
 void fm__file_rele(struct fm_file *fp);
+/* One more reference to fp, which its caller holds one of already. */
+static inline void
+fm__file_hold(struct fm_file *fp)
+{
+	unsigned old = atomic_fetch_add(&fp->f_refs, 1);
+
+	FM_ASSERT(old > 0, "file %p revived from 0 references", (void *)fp);
+}
 /* In a fork child: whether fd is a fomap descriptor of the parent's. */
 int fm__fd_inherited(int fd);
 

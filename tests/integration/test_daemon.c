@@ -317,7 +317,7 @@ TEST(daemon_killed_its_clients_get_enotconn_and_a_new_one_recovers)
 
 #define KILLED 1000
 
-TEST(daemon_opens_of_killed_processes_leave_nothing)
+TEST_TAGGED(daemon_opens_of_killed_processes_leave_nothing, "thread")
 {
 	static pid_t pids[KILLED];
 	struct fmd m;
@@ -439,7 +439,7 @@ recv_fd(int s)
  * across dup, fork, exec and SCM_RIGHTS: fomapctl counts the open until
  * then.
  */
-TEST(daemon_an_open_lasts_until_its_last_reference)
+TEST_TAGGED(daemon_an_open_lasts_until_its_last_reference, "thread")
 {
 	struct fmd m;
 	int fd, dupfd, go[2];

@@ -111,7 +111,7 @@ TEST(daemon_legacy_ioctl_bad_pointer_gets_efault)
 	ASSERT_EQ(fmd_stop(&m), 0);
 }
 
-TEST(daemon_yavta_captures_the_pattern_over_mmap_streaming)
+TEST_TAGGED(daemon_yavta_captures_the_pattern_over_mmap_streaming, "thread")
 {
 	struct fmd m;
 
@@ -213,7 +213,7 @@ on_alarm(int sig)
  * killed there dies at once. poll(2) waits for a frame (FUSE's poll
  * notification).
  */
-TEST(daemon_waits_end_on_signals_and_poll_sees_frames)
+TEST_TAGGED(daemon_waits_end_on_signals_and_poll_sees_frames, "thread")
 {
 	struct sigaction sa = {.sa_handler = on_alarm};
 	struct fmd m;
@@ -315,4 +315,59 @@ TEST(daemon_many_waits_hold_no_thread)
 	ASSERT(last.err == EINTR || last.err == ENOTCONN);
 	(void)close(c2.fd);
 	fmd_stop(&m);
+}
+
+static void *
+sigchld_main(void *arg)
+{
+	sigset_t chld;
+	pid_t pid;
+
+	(void)arg;
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	pthread_sigmask(SIG_BLOCK, &chld, NULL);
+	if ((pid = fork()) == 0)
+		_exit(
+		    0); /* its SIGCHLD: the process's, this thread blocks it */
+	(void)waitpid(pid, NULL, 0);
+	return NULL;
+}
+
+/*
+ * A signal the waiting thread ignores (a SIGCHLD that a sibling blocks
+ * comes to it) does not end its wait; a SIGKILL after it still kills it,
+ * though FUSE sends no second INTERRUPT (fomapd looks: deferred_check).
+ */
+TEST_TAGGED(daemon_wait_goes_on_through_an_ignored_signal, "thread")
+{
+	struct fmd m;
+	pid_t pid;
+	int st, ready[2];
+
+	fmd_start(&m, NULL);
+	ASSERT_OK(pipe(ready));
+	ASSERT((pid = fork()) >= 0);
+	if (pid == 0) {
+		struct cap k;
+		pthread_t t;
+
+		stream(&m, &k, 100);
+		(void)!write(ready[1], "r", 1);
+		usleep(100000); /* the DQBUF below is parked by then */
+		pthread_create(&t, NULL, sigchld_main, NULL);
+		(void)dqbuf(&k); /* nothing queued: waits, until killed */
+		_exit(3);
+	}
+	char c;
+	ASSERT_EQ(read(ready[0], &c, 1), 1);
+	fmd_wait_waits(&m, 1);
+	usleep(400000); /* the SIGCHLD came and went */
+	ASSERT_EQ(waitpid(pid, &st, WNOHANG), 0); /* still waiting */
+	fmd_wait_waits(&m, 1);
+	kill(pid, SIGKILL);
+	ASSERT_EQ(reap_within(pid, &st, 3000), pid);
+	ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	fmd_wait_opens(&m, 0);
+	ASSERT_EQ(fmd_stop(&m), 0);
 }
