@@ -293,7 +293,7 @@ static struct {
 	_Atomic int armed;
 	pthread_mutex_t lock;
 	pthread_cond_t cv;
-	int step; /* 1: do it; 2: done */
+	int step; /* 1: do it; 2: done; -1: it will not come */
 } tail;
 
 static void *
@@ -301,9 +301,11 @@ tail_swapper(void *arg)
 {
 	(void)arg;
 	pthread_mutex_lock(&tail.lock);
-	while (tail.step != 1)
+	while (tail.step != 1 && tail.step != -1)
 		pthread_cond_wait(&tail.cv, &tail.lock);
 	pthread_mutex_unlock(&tail.lock);
+	if (tail.step == -1)
+		return NULL;
 	/* In place, with no gap: the faulting thread may retry meanwhile. */
 	ASSERT(fm_mmap(tail.b, tail.np * PG, RW, MAP_SHARED | MAP_FIXED,
 	           tail.pfd, 0) == tail.b);
@@ -366,8 +368,22 @@ write_window_cut(size_t cut)
 	for (size_t i = 0; i < 40; i++) /* windows 1, 2, 4, 8, 16, 32 */
 		tail.a[i * PG + 1] = 'w';
 	atomic_store(&fm_test_trace, NULL);
+	if (atomic_exchange(&tail.armed, 0)) {
+		/*
+		 * Page 31's write was not decided alone this time: a window
+		 * took it in (the windows follow the engine's view of the
+		 * stream, which a busy machine shifts). The scenario did not
+		 * happen: say so, never hang on it.
+		 */
+		pthread_mutex_lock(&tail.lock);
+		tail.step = -1;
+		pthread_cond_broadcast(&tail.cv);
+		pthread_mutex_unlock(&tail.lock);
+		ASSERT_EQ(pthread_join(t, NULL), 0);
+		fm_test_skip("page 31's write was not a decision of its own "
+		             "this time (windows shifted)");
+	}
 	ASSERT_EQ(pthread_join(t, NULL), 0);
-	ASSERT_EQ(atomic_load(&tail.armed), 0); /* it ran */
 	/* Page 50, in the window the fault at page 31 chose, unwritten. */
 	tail.a[50 * PG] = 'p';
 	ASSERT_EQ(fm_object_mincore(pobj, 0, np * PG, vec), 0);
@@ -390,12 +406,12 @@ TEST_TAGGED(store_write_window_ends_at_its_mapping, "thread")
 
 /*
  * ... or before the faulting page (at 20): the page is not its any more.
- * Not under TSan (not tagged "thread"): it hung there once in make
- * tsan-stress (375 s), the replacement's events and faults left to the
- * engine threads the trace and the writer's retry do not hold (not yet
- * explained: the trace holding an engine thread is the test's own).
+ * (It hung once under make tsan-stress and once in make check on a busy
+ * machine: page 31's write was taken into a window, its decision never
+ * came, and the thread doing the replacement waited for it for ever; now
+ * it is skipped then, saying so.)
  */
-TEST(store_write_window_of_a_page_no_longer_its)
+TEST_TAGGED(store_write_window_of_a_page_no_longer_its, "thread")
 {
 	write_window_cut(20);
 }

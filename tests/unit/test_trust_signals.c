@@ -8,6 +8,8 @@
  * from.
  */
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 
@@ -731,12 +733,62 @@ TEST_TAGGED(trust_cancel_during_map_fixed_writeback, "thread")
 
 #define RPAGES 4
 
+/*
+ * What the engine decided and what each access met, in order: printed for
+ * a SIGBUS that reached another access (the last events of its thread and
+ * of the two pages), so that a rare failure says how it came about.
+ */
+#define TR_N 8192
+static struct tr_ev {
+	const char *what;
+	pid_t tid;
+	uintptr_t va;
+	unsigned long x;
+} tr[TR_N];
+static unsigned long tr_n;
+static pthread_mutex_t tr_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void
+tr_note(const char *what, pid_t tid, uintptr_t va, unsigned long x)
+{
+	pthread_mutex_lock(&tr_lock);
+	tr[tr_n++ % TR_N] =
+	    (struct tr_ev){what, tid, va & ~(uintptr_t)(PG - 1), x};
+	pthread_mutex_unlock(&tr_lock);
+}
+
+/* The last events, before mark, of tid or of page a or b. */
+static void
+tr_dump(unsigned long mark, pid_t tid, uintptr_t a, uintptr_t b)
+{
+	unsigned long from = mark > TR_N ? mark - TR_N : 0;
+	int shown = 0;
+
+	a &= ~(uintptr_t)(PG - 1);
+	b &= ~(uintptr_t)(PG - 1);
+
+	pthread_mutex_lock(&tr_lock);
+	for (unsigned long i = mark; i-- > from && shown < 120;) {
+		const struct tr_ev *e = &tr[i % TR_N];
+
+		if (e->tid != tid && e->va != a && e->va != b)
+			continue;
+		fprintf(stderr, "  %6ld %-28s tid %d page %#lx %lu\n",
+		    (long)(i - mark), e->what, (int)e->tid,
+		    (unsigned long)e->va, e->x);
+		shown++;
+	}
+	pthread_mutex_unlock(&tr_lock);
+}
+
 struct refuser {
 	volatile char *p;
 	int wr, npages; /* npages: 0 means RPAGES */
 	atomic_int stop;
 	long attempts, caught, went, segv, elsewhere;
 	void *bad_addr, *want_addr;
+	pid_t tid;
+	unsigned long mark; /* tr_n at the first SIGBUS elsewhere */
 };
 
 static void *
@@ -744,13 +796,20 @@ refuser_main(void *arg)
 {
 	struct refuser *r = arg;
 
+	r->tid = gettid();
 	while (!atomic_load(&r->stop)) {
 		volatile char *x = r->p +
 		    (r->attempts % (r->npages ? r->npages : RPAGES)) * PG + 5;
 		uintptr_t want = (uintptr_t)x & ~(uintptr_t)(PG - 1);
 
 		r->attempts++;
+		tr_note("access", r->tid, want, (unsigned long)r->attempts);
 		int sig = tb_probe(x, r->wr);
+		tr_note(sig == 0         ? "access went"
+		        : sig == SIGSEGV ? "access SIGSEGV"
+		                         : "access SIGBUS at",
+		    r->tid, sig == SIGBUS ? (uintptr_t)tb_addr : want,
+		    (unsigned long)r->attempts);
 		if (sig == 0)
 			r->went++;
 		else if (sig == SIGSEGV)
@@ -759,6 +818,9 @@ refuser_main(void *arg)
 			if (r->elsewhere++ == 0) {
 				r->bad_addr = tb_addr;
 				r->want_addr = (void *)x;
+				pthread_mutex_lock(&tr_lock);
+				r->mark = tr_n;
+				pthread_mutex_unlock(&tr_lock);
 			}
 		} else
 			r->caught++;
@@ -898,6 +960,7 @@ sigbus_for_its_access(int how)
 	long attempts = 0, went = 0, caught = 0, elsewhere = 0, segv = 0;
 
 	tb_install();
+	atomic_store(&fm_test_trace, tr_note);
 	if (how == T_MPROTECT) {
 		tb_catch(SIGSEGV);
 		guard_protect_ro(fd, 0, RPAGES);
@@ -928,6 +991,16 @@ sigbus_for_its_access(int how)
 	}
 	if (how == T_MPROTECT)
 		signal(SIGSEGV, SIG_DFL);
+	atomic_store(&fm_test_trace, NULL);
+	for (int i = 0; i < NRACERS; i++)
+		if (r[i].elsewhere) {
+			fprintf(stderr,
+			    "tid %d: SIGBUS at %p during its access at %p; "
+			    "before it, newest first:\n",
+			    (int)r[i].tid, r[i].bad_addr, r[i].want_addr);
+			tr_dump(r[i].mark, r[i].tid, (uintptr_t)r[i].bad_addr,
+			    (uintptr_t)r[i].want_addr);
+		}
 	long total = atomic_load(&tb_total), stray = atomic_load(&tb_stray);
 	if (elsewhere || stray || total != attempts - went - segv)
 		fm_test_fail(__FILE__, __LINE__,
