@@ -130,8 +130,13 @@
  *   fm_mprotect vs a refusal    it waits for the refusals being told in
  *                               its range and holds the next ones; a
  *                               refusal whose mapping no longer allows
- *                               the access is not told (its retry gets
- *                               SIGSEGV)
+ *                               the access, or whose page an fm_mprotect
+ *                               ended over since its message was read
+ *                               (the access may have ended with SIGSEGV
+ *                               then, even if the protection is back:
+ *                               mprot_since_locked), is not told: woken,
+ *                               a thread still in it faults again and is
+ *                               told then (its kept refusal)
  *   write vs write-back         invariant 4: the write faults, re-dirties
  *   a refusal vs an install     an install woke every thread at the page:
  *   at its page                 a refusal whose page was mapped since its
@@ -311,6 +316,7 @@ struct emsg {
 	struct uffd_msg m;
 	uint64_t seq;
 	int64_t read_us; /* when it was read (now_us) */
+	uint64_t mprot_gen; /* fm_mprotects ended before it was read */
 };
 
 static int64_t now_us(void);
@@ -518,6 +524,7 @@ struct fault {
 	uint64_t flags;
 	pid_t tid;
 	uint64_t seq;
+	uint64_t mprot_gen; /* fm_mprotects ended before it was read */
 	uintptr_t end; /* e->end */
 	int prot, advice;
 };
@@ -2170,6 +2177,50 @@ telling_end(uintptr_t va)
 	pthread_mutex_unlock(&telling.lock);
 }
 
+/*
+ * The ranges of the last fm_mprotects, by generation (gen counts those
+ * ended): an access whose message was read before one over its page may
+ * have ended meanwhile (a SIGSEGV under the protection it set, even if a
+ * later one set it back), with no message to say so. => telling.lock
+ */
+#define FM_MPROT_RING 64
+static struct {
+	atomic_uint_least64_t gen;
+	struct {
+		uint64_t gen;
+		uintptr_t start, end;
+	} v[FM_MPROT_RING];
+} mprot;
+
+static void
+mprot_note_locked(uintptr_t start, uintptr_t end)
+{
+	uint64_t g = atomic_load(&mprot.gen) + 1;
+
+	mprot.v[g % FM_MPROT_RING].gen = g;
+	mprot.v[g % FM_MPROT_RING].start = start;
+	mprot.v[g % FM_MPROT_RING].end = end;
+	atomic_store(&mprot.gen, g); /* after: a reader sees it whole */
+}
+
+/*
+ * Whether an fm_mprotect over f's page ended after f's message was read.
+ * Too many since to look at: yes. => telling.lock held
+ */
+static int
+mprot_since_locked(const struct fault *f)
+{
+	uint64_t now = atomic_load(&mprot.gen);
+
+	if (now - f->mprot_gen >= FM_MPROT_RING)
+		return now != f->mprot_gen;
+	for (uint64_t g = f->mprot_gen + 1; g <= now; g++)
+		if (mprot.v[g % FM_MPROT_RING].start <= f->va &&
+		    f->va < mprot.v[g % FM_MPROT_RING].end)
+			return 1;
+	return 0;
+}
+
 static int
 telling_in_locked(uintptr_t start, uintptr_t end)
 {
@@ -2194,6 +2245,7 @@ void
 fm__fault_mprotect_end(void)
 {
 	pthread_mutex_lock(&telling.lock);
+	mprot_note_locked(telling.start, telling.end);
 	telling.start = telling.end = 0;
 	pthread_cond_broadcast(&telling.cv);
 	pthread_mutex_unlock(&telling.lock);
@@ -2209,10 +2261,20 @@ fm__fault_mprotect_end(void)
 static int
 prot_allows(const struct fault *f)
 {
-	int prot;
+	int prot, since;
 
 	if (f->e == NULL)
 		return 1;
+	/*
+	 * Not if one changed it since f was read, even if back: f's access
+	 * may have ended then. Not told, it is woken: still in the access,
+	 * it faults again and its kept refusal is told (refusal_take).
+	 */
+	pthread_mutex_lock(&telling.lock);
+	since = mprot_since_locked(f);
+	pthread_mutex_unlock(&telling.lock);
+	if (since)
+		return 0;
 	/* (not under fm__map.lock: an unlink holds it waiting for e) */
 	prot = __atomic_load_n(&f->e->prot, __ATOMIC_ACQUIRE);
 	return (f->flags & UFFD_PAGEFAULT_FLAG_WRITE) ? (prot & PROT_WRITE) != 0
@@ -2582,6 +2644,7 @@ resolve_fault(struct fm_pmap *pm, const struct emsg *em)
 	    .flags = em->m.arg.pagefault.flags,
 	    .tid = (pid_t)em->m.arg.pagefault.feat.ptid,
 	    .seq = em->seq,
+	    .mprot_gen = em->mprot_gen,
 	};
 	enum answer a;
 
@@ -2741,7 +2804,7 @@ read_batch(struct fm_pmap *pm, struct emsg *got, int user)
 {
 	struct uffd_msg msgs[FM_ENGINE_BATCH];
 	int64_t read_us;
-	uint64_t gen;
+	uint64_t gen, mprot_gen;
 	int k, n = 0;
 
 	pthread_mutex_lock(&gone.lock);
@@ -2753,6 +2816,8 @@ read_batch(struct fm_pmap *pm, struct emsg *got, int user)
 	gen = atomic_load(&fm__map.gen);
 	/* What this read may note (thr.seq changes only under gone.lock). */
 	atomic_store(&seq_bound, thr.seq + FM_ENGINE_BATCH);
+	/* Before the read: an fm_mprotect ended after it counts as later. */
+	mprot_gen = atomic_load(&mprot.gen);
 	k = fm__pmap_read(pm, msgs, FM_ENGINE_BATCH, user);
 	FM_ASSERT(k >= 0, "reading the userfaultfd: %s", strerror(-k));
 	read_us = k > 0 ? now_us() : 0;
@@ -2763,7 +2828,9 @@ read_batch(struct fm_pmap *pm, struct emsg *got, int user)
 		uintptr_t to = 0;
 
 		if (m->event == UFFD_EVENT_PAGEFAULT) {
-			got[n] = (struct emsg){.m = *m, .read_us = read_us};
+			got[n] = (struct emsg){.m = *m,
+			    .read_us = read_us,
+			    .mprot_gen = mprot_gen};
 			got[n++].seq =
 			    note_message((pid_t)m->arg.pagefault.feat.ptid,
 			        (uintptr_t)m->arg.pagefault.address &
