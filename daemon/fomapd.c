@@ -76,6 +76,7 @@ struct fopen {
 	int has_kh;
 	char *text; /* the status file's snapshot */
 	size_t textlen;
+	unsigned refs; /* d.opens's, and each call's on it (d.lock) */
 	struct fopen *next;
 };
 
@@ -189,6 +190,41 @@ forget(uint64_t id, uint64_t nlookup)
 			break;
 		}
 	pthread_mutex_unlock(&d.lock);
+}
+
+/* ------------------------------------------------------------------ */
+/* Opens. */
+
+/*
+ * The open of fh, referenced, if it is one fomapd has open (a request
+ * racing its RELEASE, or naming the directory (0), gets NULL).
+ */
+static struct fopen *
+fopen_get(uint64_t fh)
+{
+	struct fopen *fo;
+
+	pthread_mutex_lock(&d.lock);
+	for (fo = d.opens; fo && (uint64_t)(uintptr_t)fo != fh; fo = fo->next)
+		;
+	if (fo)
+		fo->refs++;
+	pthread_mutex_unlock(&d.lock);
+	return fo;
+}
+
+static void
+fopen_put(struct fopen *fo)
+{
+	unsigned left;
+
+	pthread_mutex_lock(&d.lock);
+	left = --fo->refs;
+	pthread_mutex_unlock(&d.lock);
+	if (left == 0) {
+		free(fo->text);
+		free(fo);
+	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -371,6 +407,7 @@ run_or_park(const struct req *q, struct fopen *fo, int nonblock,
 	}
 	/* Woken meanwhile: tried again, by the parker, after the others. */
 	p->ready = fo->gen != gen;
+	fo->refs++; /* notify compares it: it stays this open */
 	park_locked(p);
 	pthread_mutex_unlock(&d.lock);
 	return 1;
@@ -407,6 +444,7 @@ unpark(struct fopen *fo, uint64_t unique)
 
 		out = p->next;
 		reply_err(&q, -EINTR);
+		fopen_put(p->fo);
 		free(p);
 	}
 	return n;
@@ -513,6 +551,7 @@ parker(void *arg)
 		    .in = p->req + sizeof(*q.h),
 		    .inlen = p->len - sizeof(*q.h)};
 		dispatch(&q); /* replies, or parks a copy again */
+		fopen_put(p->fo);
 		free(p);
 	}
 	return NULL;
@@ -862,6 +901,7 @@ do_open(const struct req *q)
 		n->backed = 1;
 	}
 	fo->node = n;
+	fo->refs = 1; /* d.opens's */
 	fo->next = d.opens;
 	d.opens = fo;
 	pthread_mutex_unlock(&d.lock);
@@ -878,20 +918,19 @@ static void
 do_release(const struct req *q)
 {
 	const struct fuse_release_in *in = q->in;
-	struct fopen *fo = (struct fopen *)(uintptr_t)in->fh;
+	struct fopen **pp, *fo;
 	struct fm_file *fp;
 	int fd;
 
-	if (fo == NULL) {
-		reply_err(q, 0);
+	pthread_mutex_lock(&d.lock);
+	for (pp = &d.opens; *pp && (uint64_t)(uintptr_t)*pp != in->fh;)
+		pp = &(*pp)->next;
+	if ((fo = *pp) == NULL) {
+		pthread_mutex_unlock(&d.lock);
+		reply_err(q, 0); /* not ours (the directory's, 0) */
 		return;
 	}
-	pthread_mutex_lock(&d.lock);
-	for (struct fopen **pp = &d.opens; *pp; pp = &(*pp)->next)
-		if (*pp == fo) {
-			*pp = fo->next;
-			break;
-		}
+	*pp = fo->next;
 	if (fo->backing > 0)
 		fo->node->backed = 0;
 	fd = fo->fd; /* (-1 once shutdown_all closed it) */
@@ -903,8 +942,7 @@ do_release(const struct req *q)
 	if (fo->mfd >= 0)
 		close(fo->mfd);
 	close_open(fd, fp); /* the driver's close hook, if the last */
-	free(fo->text);
-	free(fo);
+	fopen_put(fo); /* d.opens's: freed after the calls still on it */
 	reply_err(q, 0);
 }
 
@@ -931,10 +969,9 @@ op_write(struct fm_file *fp, void *arg)
 }
 
 static void
-do_read(const struct req *q)
+do_read(const struct req *q, struct fopen *fo)
 {
 	const struct fuse_read_in *in = q->in;
-	struct fopen *fo = (struct fopen *)(uintptr_t)in->fh;
 	struct rw a = {.len = in->size, .off = (off_t)in->offset};
 	ssize_t r;
 
@@ -967,10 +1004,9 @@ do_read(const struct req *q)
 }
 
 static void
-do_write(const struct req *q)
+do_write(const struct req *q, struct fopen *fo)
 {
 	const struct fuse_write_in *in = q->in;
-	struct fopen *fo = (struct fopen *)(uintptr_t)in->fh;
 	struct rw a = {.buf = (char *)(in + 1),
 	    .len = in->size,
 	    .off = (off_t)in->offset};
@@ -1030,10 +1066,9 @@ caller_copy(pid_t pid, uint64_t addr, void *buf, size_t len, int out)
 }
 
 static void
-do_ioctl(const struct req *q)
+do_ioctl(const struct req *q, struct fopen *fo)
 {
 	const struct fuse_ioctl_in *in = q->in;
-	struct fopen *fo = (struct fopen *)(uintptr_t)in->fh;
 	struct fuse_ioctl_out out = {0};
 	const struct fm_ioctl_legacy *leg = NULL;
 	struct ioc a = {.cmd = in->cmd};
@@ -1098,10 +1133,9 @@ op_poll(struct fm_file *fp, void *arg)
 }
 
 static void
-do_poll(const struct req *q)
+do_poll(const struct req *q, struct fopen *fo)
 {
 	const struct fuse_poll_in *in = q->in;
-	struct fopen *fo = (struct fopen *)(uintptr_t)in->fh;
 	struct fuse_poll_out out = {0};
 	int events = (int)in->events;
 	ssize_t r;
@@ -1247,6 +1281,18 @@ min_inlen(uint32_t opcode)
 	}
 }
 
+/* A request on an open: with a reference to it (NULL: not an open). */
+static void
+on_open(const struct req *q, uint64_t fh,
+    void (*fn)(const struct req *q, struct fopen *fo))
+{
+	struct fopen *fo = fopen_get(fh);
+
+	fn(q, fo);
+	if (fo)
+		fopen_put(fo);
+}
+
 static void
 dispatch(const struct req *q)
 {
@@ -1299,16 +1345,16 @@ dispatch(const struct req *q)
 		do_release(q);
 		break;
 	case FUSE_READ:
-		do_read(q);
+		on_open(q, ((const struct fuse_read_in *)q->in)->fh, do_read);
 		break;
 	case FUSE_WRITE:
-		do_write(q);
+		on_open(q, ((const struct fuse_write_in *)q->in)->fh, do_write);
 		break;
 	case FUSE_IOCTL:
-		do_ioctl(q);
+		on_open(q, ((const struct fuse_ioctl_in *)q->in)->fh, do_ioctl);
 		break;
 	case FUSE_POLL:
-		do_poll(q);
+		on_open(q, ((const struct fuse_poll_in *)q->in)->fh, do_poll);
 		break;
 	case FUSE_FLUSH:
 	case FUSE_FSYNC:
