@@ -55,17 +55,18 @@ fm_dev_wakeup(struct fm_dev *dev)
 }
 
 /*
- * One look at every entry: fomap's through their fo_poll, the others with
- * one poll(2) of timeout 0. *others: how many were not fomap's.
- * => the count of entries with revents, or -errno
+ * One look at every entry: fomap's through their fo_poll, the others
+ * gathered (sys, made at the first) for one poll(2) of timeout 0.
+ * *others: how many were not fomap's. => the count of entries with
+ * revents, or -errno
  */
 static int
 poll_once(struct pollfd *fds, nfds_t nfds, nfds_t *others)
 {
 	struct pollfd *sys = NULL;
-	nfds_t nsys = 0;
-	int ready = 0, r;
+	int ready = 0, r = 0;
 
+	*others = 0;
 	for (nfds_t i = 0; i < nfds; i++) {
 		struct fm_file *fp;
 		int err;
@@ -73,42 +74,33 @@ poll_once(struct pollfd *fds, nfds_t nfds, nfds_t *others)
 		fds[i].revents = 0;
 		if (fds[i].fd < 0)
 			continue;
-		if ((fp = fm__file_get(fds[i].fd, NULL, &err)) == NULL) {
-			nsys++;
+		if ((fp = fm__file_get(fds[i].fd, NULL, &err)) != NULL) {
+			fds[i].revents = (short)fm__fo_poll(fp, fds[i].events);
+			fm__file_rele(fp);
+			ready += fds[i].revents != 0;
 			continue;
 		}
-		fds[i].revents = (short)fm__fo_poll(fp, fds[i].events);
-		fm__file_rele(fp);
-		ready += fds[i].revents != 0;
-	}
-	*others = nsys;
-	if (nsys == 0)
-		return ready;
-	if ((sys = calloc(nfds, sizeof(*sys))) == NULL)
-		return -ENOMEM;
-	for (nfds_t i = 0; i < nfds; i++) /* fomap's and negative: left out */
-		sys[i] = (struct pollfd){.fd = -1};
-	for (nfds_t i = 0; i < nfds; i++) {
-		struct fm_file *fp;
-		int err;
-
-		if (fds[i].fd < 0)
-			continue;
-		if ((fp = fm__file_get(fds[i].fd, NULL, &err)) != NULL) {
-			fm__file_rele(fp);
-			continue;
+		if (sys == NULL) {
+			if ((sys = calloc(nfds, sizeof(*sys))) == NULL)
+				return -ENOMEM;
+			for (nfds_t j = 0; j < nfds; j++) /* left out */
+				sys[j].fd = -1;
 		}
 		sys[i] =
 		    (struct pollfd){.fd = fds[i].fd, .events = fds[i].events};
+		++*others;
 	}
-	r = poll(sys, nfds, 0);
+	if (sys == NULL)
+		return ready;
+	if ((r = poll(sys, nfds, 0)) < 0)
+		r = -errno;
 	for (nfds_t i = 0; r > 0 && i < nfds; i++)
 		if (sys[i].fd >= 0 && sys[i].revents) {
 			fds[i].revents = sys[i].revents;
 			ready++;
 		}
 	free(sys);
-	return r < 0 ? -errno : ready;
+	return r < 0 ? r : ready;
 }
 
 static int64_t

@@ -231,17 +231,24 @@ fm_object_window(struct fm_object *obj)
  * fm__object_rofd: a read-only descriptor of the store, so the kernel
  * enforces a maximum protection without PROT_WRITE.
  */
+/* A new open file description of obj's store, with flags. => fd or -1 */
+static int
+store_reopen(const struct fm_object *obj, int flags)
+{
+	char path[64];
+
+	snprintf(path, sizeof path, "/proc/self/fd/%d", obj->fd);
+	return open(path, flags | O_CLOEXEC);
+}
+
 int
 fm__object_rofd(struct fm_object *obj)
 {
-	char path[64];
 	int fd;
 
 	pthread_mutex_lock(&obj->lock);
-	if (obj->rofd < 0) {
-		snprintf(path, sizeof path, "/proc/self/fd/%d", obj->fd);
-		obj->rofd = open(path, O_RDONLY | O_CLOEXEC);
-	}
+	if (obj->rofd < 0)
+		obj->rofd = store_reopen(obj, O_RDONLY);
 	fd = obj->rofd;
 	pthread_mutex_unlock(&obj->lock);
 	return fd < 0 ? -errno : fd;
@@ -250,14 +257,12 @@ fm__object_rofd(struct fm_object *obj)
 int
 fm__object_backing_fd(struct fm_object *obj, int wr, size_t *size)
 {
-	char path[64];
 	int fd;
 
 	/* Its pages are the engine's to give, or its store is shared. */
 	if (!(obj->flags & FM_OBJ_OWNFD) || obj->ops != &fm__anon_pagerops)
 		return -ENODEV;
-	snprintf(path, sizeof path, "/proc/self/fd/%d", obj->fd);
-	if ((fd = open(path, (wr ? O_RDWR : O_RDONLY) | O_CLOEXEC)) < 0)
+	if ((fd = store_reopen(obj, wr ? O_RDWR : O_RDONLY)) < 0)
 		return -errno;
 	*size = (size_t)(obj->npages << FM_PAGE_SHIFT);
 	return fd;
