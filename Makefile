@@ -26,15 +26,17 @@ TEST_SRC := $(wildcard tests/unit/*.c tests/integration/test_*.c \
             tests/stress/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(B)/%.o)
 TOOLS   := $(B)/fomap-demo $(B)/fomap-probe $(B)/fomapctl
+IPC_OBJ := $(patsubst %.c,$(B)/%.o,$(wildcard src/ipc/*.c))
 DAEMON_SRC := $(wildcard daemon/*.c)
-DAEMON_OBJ := $(DAEMON_SRC:%.c=$(B)/%.o)
+DAEMON_OBJ := $(DAEMON_SRC:%.c=$(B)/%.o) $(IPC_OBJ)
+PRELOAD_OBJ := $(patsubst %.c,$(B)/%.o,$(wildcard preload/*.c)) $(IPC_OBJ)
 # The shared library's ABI: its soname, and the symbols the map exports.
 SONAME  := libfomap.so.0
 SOFILE  := $(SONAME).1.0
 SOMAP   := src/libfomap.map
 
 all: $(B)/libfomap.a $(B)/libfomap.so $(B)/fomap-test $(TOOLS) $(B)/fomapd \
-     $(B)/fomap-static-map $(B)/fomap-plugin-hello.so
+     $(B)/fomap-static-map $(B)/fomap-plugin-hello.so $(B)/libfomap-preload.so
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -60,6 +62,10 @@ $(B)/fomap-test: $(TEST_OBJ) $(B)/tests/runner.o $(B)/libfomap.a
 # fomapd exports fomap's API to the driver plug-ins it loads (dlopen).
 $(B)/fomapd: $(DAEMON_OBJ) $(B)/libfomap.a
 	$(CC) $(ALLCFLAGS) -rdynamic -o $@ $(DAEMON_OBJ) $(B)/libfomap.a $(LDLIBS) -ldl
+
+# The preload library: the session protocol alone, never the core.
+$(B)/libfomap-preload.so: $(PRELOAD_OBJ)
+	$(CC) $(ALLCFLAGS) -shared -o $@ $(PRELOAD_OBJ) $(LDLIBS)
 
 # A program nothing can be preloaded into (the daemon's tests).
 $(B)/fomap-static-map: tests/integration/static_map.c
@@ -113,7 +119,7 @@ tsan-stress:
 
 FORMAT_SRC = $(wildcard include/fomap/*.h src/*/*.[ch] drivers/*.c tools/*.c \
              tests/*.[ch] tests/unit/*.[ch] tests/stress/*.[ch] tests/integration/*.[ch] \
-             daemon/*.[ch] bench/*.[ch])
+             daemon/*.[ch] preload/*.[ch] bench/*.[ch])
 
 format-check:
 	clang-format --dry-run --Werror $(FORMAT_SRC)

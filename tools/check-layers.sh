@@ -30,7 +30,9 @@ allowed() {
 	src/vm/*) layer=src/vm/ dirs="include/ src/vm/" ;;
 	src/kern/*) layer=src/kern/ dirs="include/ src/vm/ src/kern/" ;;
 	drivers/*) layer=drivers/ dirs="include/" ;;
-	daemon/*) layer=daemon/ dirs="include/ src/vm/ src/kern/ daemon/" ;;
+	src/ipc/*) layer=src/ipc/ dirs="src/ipc/" ;;
+	daemon/*) layer=daemon/ dirs="include/ src/vm/ src/kern/ src/ipc/ daemon/" ;;
+	preload/*) layer=preload/ dirs="src/ipc/ preload/" ;;
 	tools/*) layer=tools/ dirs="include/ tools/" ;;
 	tests/*) layer=tests/ dirs="include/ tests/" ;;
 	bench/*) layer=bench/ dirs="include/ bench/" ;;
@@ -75,7 +77,7 @@ while IFS= read -r hit; do
 	fi
 	echo "$file:$line: includes $hdr: $layer may include only $dirs"
 	bad=1
-done < <(find include src drivers tools tests bench -name '*.[ch]' |
+done < <(find include src drivers tools tests bench daemon preload -name '*.[ch]' |
 	sort | xargs grep -Hn '^[[:space:]]*#[[:space:]]*include')
 
 while read -r file hdr _; do

@@ -1,0 +1,84 @@
+/*
+ * client.h: the address spaces of other processes, served by this
+ * process's engine (fomapd's clients, through the preload library). A
+ * client's mappings are made by the client itself (its own mmap of the
+ * object's store); fomap runs the file's fo_mmap, and then registers and
+ * serves the range through the client's userfaultfd with the same fault
+ * path, page states and invariants as its own mappings: a driver cannot
+ * tell them apart.
+ *
+ * All return 0 or a negative errno. No call here blocks on the client but
+ * ops->zap (which the host bounds).
+ */
+#ifndef FM_KERN_CLIENT_H
+#define FM_KERN_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct fm_file;
+struct fm_vmspace;
+struct fm_client_map;
+
+/* How the host reaches a client beyond its userfaultfd. */
+struct fm_client_ops {
+	/*
+	 * Remove the page-table entries of [va, va+len) in the client (its
+	 * madvise MADV_DONTNEED: the object keeps its pages). => 0 or -errno
+	 * (-ESRCH: the client has gone).
+	 */
+	int (*zap)(void *arg, uintptr_t va, size_t len);
+};
+
+/*
+ * Serve process pid's address space through uffd, a userfaultfd the
+ * process made (no UFFDIO_API done yet); fomap owns uffd from the call
+ * on (closed with the address space, or on failure).
+ * => 0 with *vsp; -EPERM: uffd is not a userfaultfd of pid's; -EINVAL,
+ *    -ENOMEM, -ENOTSUP (features missing)
+ */
+int fm_client_create(pid_t pid, int uffd, const struct fm_client_ops *ops,
+    void *arg, struct fm_vmspace **vsp);
+/*
+ * The client has gone (or its host drops it): its mappings leave the map
+ * (dirty pages written back as at munmap), its uffd is closed and vs
+ * freed. No call may use vs after, nor run during.
+ */
+void fm_client_destroy(struct fm_vmspace *vs);
+
+/*
+ * The first half of a client's mmap of fp: runs fo_mmap. => 0 with *mp,
+ * *storefd (the descriptor to map; read-only unless *maxprot has
+ * PROT_WRITE; the caller closes it), *storeoff (where to map it from) and
+ * *maxprot; -ENODEV: fp cannot be mapped (or not this way: a non-linear
+ * layout, or no object); else mmap(2)'s errors (EACCES, EINVAL, ENXIO).
+ */
+int fm_client_prepare(struct fm_vmspace *vs, struct fm_file *fp, size_t len,
+    int prot, int flags, off_t off, struct fm_client_map **mp, int *storefd,
+    off_t *storeoff, int *maxprot);
+/*
+ * The second half: the client mapped the store at va (PROT_NONE); the
+ * range is registered and served from now on. m is consumed either way.
+ * => 0; -EINVAL: va is not a page of the client's where the store is
+ *    mapped as prepared; -ENOMEM
+ */
+int fm_client_attach(struct fm_vmspace *vs, struct fm_client_map *m,
+    uintptr_t va);
+/* A prepared mmap the client will not attach. */
+void fm_client_abandon(struct fm_client_map *m);
+
+/*
+ * The client's mprotect, msync and madvise of its fomap mappings in
+ * [va, va+len), with fm_mprotect's, fm_msync's and fm_madvise's
+ * semantics and errors. mprotect is checked and recorded here; the
+ * client then calls mprotect(2) itself.
+ */
+int fm_client_mprotect(struct fm_vmspace *vs, uintptr_t va, size_t len,
+    int prot);
+int fm_client_msync(struct fm_vmspace *vs, uintptr_t va, size_t len,
+    int flags);
+int fm_client_madvise(struct fm_vmspace *vs, uintptr_t va, size_t len,
+    int advice);
+
+#endif
