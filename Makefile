@@ -56,8 +56,8 @@ $(B)/$(SONAME): $(B)/$(SOFILE)
 $(B)/libfomap.so: $(B)/$(SONAME)
 	ln -sf $(SONAME) $@
 
-$(B)/fomap-test: $(TEST_OBJ) $(B)/tests/runner.o $(B)/libfomap.a
-	$(CC) $(ALLCFLAGS) -o $@ $(TEST_OBJ) $(B)/tests/runner.o $(B)/libfomap.a $(LDLIBS)
+$(B)/fomap-test: $(TEST_OBJ) $(B)/tests/runner.o $(B)/libfomap.a $(IPC_OBJ)
+	$(CC) $(ALLCFLAGS) -o $@ $(TEST_OBJ) $(B)/tests/runner.o $(B)/libfomap.a $(IPC_OBJ) $(LDLIBS)
 
 # fomapd exports fomap's API to the driver plug-ins it loads (dlopen).
 $(B)/fomapd: $(DAEMON_OBJ) $(B)/libfomap.a

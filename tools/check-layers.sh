@@ -21,6 +21,9 @@ exceptions="
 src/vm/mmap.c src/kern/kern.h # fm_mmap gets the descriptor's file itself
 tests/unit/test_mmap.c src/vm/vm.h # checks the map's invariants
 tests/unit/test_tree.c src/vm/tree.h # tests the tree against a reference
+tests/unit/test_client.c src/ipc/ipc.h # plays a client process's part
+tests/unit/test_client.c src/kern/client.h # serves a second address space
+tests/unit/test_client.c src/kern/kern.h # the file behind a descriptor
 "
 
 # The file's layer, and the directories it may include from.

@@ -1,23 +1,110 @@
 /*
- * client.c: other processes' address spaces (client.h).
+ * client.c: other processes' address spaces (client.h), served by this
+ * process's engine: a struct fm_vmspace with a pmap of the process's own
+ * userfaultfd, whose operations reach the process through the host
+ * (fomapd's session) where its userfaultfd cannot.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "kern/client.h"
 #include "kern/kern.h"
 
+struct client {
+	struct fm_vmspace vs; /* first: a vmspace is its client */
+	const struct fm_client_ops *ops;
+	void *arg;
+};
+
+struct fm_client_map {
+	struct fm_object *obj; /* referenced */
+	uint64_t pgoff;
+	size_t len;
+	int prot, maxprot, flags;
+};
+
+static struct client *
+client_of(struct fm_pmap *pm)
+{
+	return (struct client *)pm->vs;
+}
+
+static int
+client_zap(struct fm_pmap *pm, uintptr_t va, size_t len)
+{
+	struct client *cl = client_of(pm);
+
+	return cl->ops->zap(cl->arg, va, len);
+}
+
+static const struct fm_pmap_ops client_pmap_ops = {
+    .pmo_name = "client",
+    .pmo_zap = client_zap,
+    .pmo_task_read = fm__pmap_proc_task_read,
+    .pmo_sigbus = fm__pmap_proc_sigbus,
+};
+
+void
+fm_client_hosting(void)
+{
+	atomic_store(&fm__object_ownfd, 1);
+}
+
 int
 fm_client_create(pid_t pid, int uffd, const struct fm_client_ops *ops,
     void *arg, struct fm_vmspace **vsp)
 {
-	close(uffd);
-	return -ENOSYS;
+	struct client *cl = calloc(1, sizeof(*cl));
+	struct fm_pmap *pm = NULL;
+	int r = cl == NULL ? -ENOMEM : 0;
+
+	if (r == 0 && (ops == NULL || ops->zap == NULL || pid <= 0))
+		r = -EINVAL;
+	if (r == 0)
+		r = fm__pmap_client(pid, uffd, &client_pmap_ops, &pm);
+	if (r < 0) {
+		close(uffd);
+		free(cl);
+		return r;
+	}
+	cl->ops = ops;
+	cl->arg = arg;
+	fm__vmspace_init(&cl->vs, pm);
+	if ((r = fm__engine_serve(pm)) < 0) {
+		fm__pmap_client_free(pm);
+		free(cl);
+		return r;
+	}
+	*vsp = &cl->vs;
+	return 0;
 }
 
 void
 fm_client_destroy(struct fm_vmspace *vs)
 {
+	struct fm_pmap *pm = vs->pm;
+
+	fm__vmspace_clear(vs);
+	fm__engine_unserve(pm);
+	fm__pmap_client_free(pm);
+	free(vs);
+}
+
+/* The descriptor a client maps m's object with: read-only unless it may
+ * write the object itself. => a new descriptor, or -errno */
+static int
+store_fd(const struct fm_client_map *m)
+{
+	int wr = (m->flags & MAP_SHARED) && (m->maxprot & PROT_WRITE);
+	int fd = wr ? m->obj->fd : fm__object_rofd(m->obj);
+
+	if (fd < 0)
+		return fd;
+	fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	return fd < 0 ? -errno : fd;
 }
 
 int
@@ -25,34 +112,108 @@ fm_client_prepare(struct fm_vmspace *vs, struct fm_file *fp, size_t len,
     int prot, int flags, off_t off, struct fm_client_map **mp, int *storefd,
     off_t *storeoff, int *maxprot)
 {
-	return -ENOSYS;
+	struct fm_mmap_req req = {.off = off,
+	    .len = FM_PAGES(len) << FM_PAGE_SHIFT,
+	    .prot = prot,
+	    .flags = flags,
+	    .advice = MADV_NORMAL,
+	    .maxprot = PROT_READ | PROT_WRITE | PROT_EXEC};
+	struct fm_client_map *m;
+	int r, type = flags & (MAP_SHARED | MAP_PRIVATE);
+
+	if (len == 0 || (off & (off_t)FM_PAGE_MASK) || off < 0 ||
+	    (type != MAP_SHARED && type != MAP_PRIVATE) ||
+	    (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC)))
+		return -EINVAL;
+	if ((r = fm__mmap_object(fp, prot, type, &req)) < 0)
+		return r;
+	if (req.pages != NULL || (req.obj->flags & FM_OBJ_HOST) ||
+	    !(req.obj->flags & FM_OBJ_OWNFD)) {
+		/* Non-linear, the host's, or in the shared store. */
+		free(req.pages);
+		fm_object_rele(req.obj);
+		return -ENODEV;
+	}
+	if ((m = malloc(sizeof(*m))) == NULL) {
+		fm_object_rele(req.obj);
+		return -ENOMEM;
+	}
+	*m = (struct fm_client_map){.obj = req.obj,
+	    .pgoff = (uint64_t)req.off >> FM_PAGE_SHIFT,
+	    .len = req.len,
+	    .prot = prot,
+	    .maxprot = req.maxprot,
+	    .flags = type};
+	if ((r = store_fd(m)) < 0) {
+		fm_client_abandon(m);
+		return r;
+	}
+	*storefd = r;
+	*storeoff = m->obj->base + req.off;
+	*maxprot = m->maxprot;
+	*mp = m;
+	return 0;
 }
 
 int
 fm_client_attach(struct fm_vmspace *vs, struct fm_client_map *m, uintptr_t va)
 {
-	return -ENOSYS;
+	int r = -EINVAL;
+
+	if (va != 0 && !(va & FM_PAGE_MASK) && va <= UINTPTR_MAX - m->len)
+		r = fm__vmspace_enter(vs, va, m->len, m->obj, m->pgoff, m->prot,
+		    m->maxprot, m->flags);
+	if (r == 0)
+		m->obj = NULL; /* the entry's now */
+	fm_client_abandon(m);
+	return r;
 }
 
 void
 fm_client_abandon(struct fm_client_map *m)
 {
+	if (m->obj)
+		fm_object_rele(m->obj);
+	free(m);
+}
+
+/* [va, va+len) in pages, as mprotect and msync take it. */
+static int
+client_range(uintptr_t va, size_t len, uintptr_t *end)
+{
+	if ((va & FM_PAGE_MASK) || len > UINTPTR_MAX - va - FM_PAGE_MASK)
+		return -EINVAL;
+	*end = va + (FM_PAGES(len) << FM_PAGE_SHIFT);
+	return 0;
 }
 
 int
 fm_client_mprotect(struct fm_vmspace *vs, uintptr_t va, size_t len, int prot)
 {
-	return -ENOSYS;
+	uintptr_t end;
+	int r = client_range(va, len, &end);
+
+	return r < 0 ? r : fm__vmspace_protect(vs, va, end, prot);
 }
 
 int
 fm_client_msync(struct fm_vmspace *vs, uintptr_t va, size_t len, int flags)
 {
-	return -ENOSYS;
+	uintptr_t end;
+	int r = client_range(va, len, &end);
+
+	if (r == 0 &&
+	    ((flags & ~(MS_ASYNC | MS_SYNC | MS_INVALIDATE)) ||
+	        (flags & (MS_ASYNC | MS_SYNC)) == (MS_ASYNC | MS_SYNC)))
+		r = -EINVAL;
+	return r < 0 ? r : fm__vmspace_msync(vs, va, end);
 }
 
 int
 fm_client_madvise(struct fm_vmspace *vs, uintptr_t va, size_t len, int advice)
 {
-	return -ENOSYS;
+	uintptr_t end;
+	int r = client_range(va, len, &end);
+
+	return r < 0 ? r : fm__vmspace_advise(vs, va, end, advice);
 }

@@ -32,6 +32,14 @@ struct fm_client_ops {
 };
 
 /*
+ * Call before the first object is made: every object gets a store (memfd)
+ * of its own, so that the store a client is given to map one object holds
+ * no other object's pages. Objects in the shared store cannot be mapped by
+ * clients (ENODEV).
+ */
+void fm_client_hosting(void);
+
+/*
  * Serve process pid's address space through uffd, a userfaultfd the
  * process made (no UFFDIO_API done yet); fomap owns uffd from the call
  * on (closed with the address space, or on failure).
@@ -76,8 +84,7 @@ void fm_client_abandon(struct fm_client_map *m);
  */
 int fm_client_mprotect(struct fm_vmspace *vs, uintptr_t va, size_t len,
     int prot);
-int fm_client_msync(struct fm_vmspace *vs, uintptr_t va, size_t len,
-    int flags);
+int fm_client_msync(struct fm_vmspace *vs, uintptr_t va, size_t len, int flags);
 int fm_client_madvise(struct fm_vmspace *vs, uintptr_t va, size_t len,
     int advice);
 

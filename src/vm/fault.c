@@ -251,6 +251,22 @@
  * reader's fault in that window is then a minor one, and reads the next
  * window ahead.
  *
+ * Address spaces: the engine serves this process's own and those of other
+ * processes (kern/client.c: fomapd's clients) with the same threads and
+ * the same code. Their userfaultfds are in one epoll set (eng.set), each
+ * message carries the address space it came from (emsg.pm, and f->pm),
+ * and its map is that space's (fm__vmspace_of). What is kept by address
+ * is kept by address space where a mix-up could be wrong: gone ranges
+ * (an event of one space never covers another's entries) and pages moved
+ * away (only this process's: a client's page refused inside a system call
+ * is poisoned for the moment instead). What is hashed by address alone
+ * (pans, stripes, telling, mprot) only errs on the side that is safe when
+ * two spaces share a slot: a fault woken to fault again, a lock shared, a
+ * refusal held or not told at once. Threads are known by their thread id,
+ * which is the kernel's for every process of one pid namespace (clients
+ * must be in fomapd's). fm__engine_unserve ends a space: its queued
+ * faults woken, its faults in progress (pm->inflight) and events awaited.
+ *
  * Engine threads (FOMAP_ENGINE_THREADS, default 2): the kernel wakes every
  * thread sleeping in read(2) on a uffd for each fault. When the engine
  * may use one CPU only (its affinity at start), the others' wake-ups are
@@ -313,6 +329,7 @@ __thread struct fm_object *fm__pmaplock_held;
 
 /* A message as the engine queues it: seq orders a thread's messages. */
 struct emsg {
+	struct fm_pmap *pm; /* the address space it came from */
 	struct uffd_msg m;
 	uint64_t seq;
 	int64_t read_us; /* when it was read (now_us) */
@@ -334,7 +351,10 @@ static struct {
 	int64_t stalled_since; /* a reader has waited since (now_us), or 0 */
 	int shared; /* every thread may read (several CPUs) */
 	unsigned around; /* FOMAP_FAULT_AROUND, or 0 */
-} eng = {.lock = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+	int set; /* the address spaces served, and the kick (pmap.c) */
+} eng = {.lock = PTHREAD_MUTEX_INITIALIZER,
+    .cv = PTHREAD_COND_INITIALIZER,
+    .set = -1};
 
 /* Written when messages are queued by a thread outside the engine. */
 static int kickfd = -1;
@@ -348,7 +368,7 @@ static __thread int eng_reader, eng_thread, eng_blocking;
 struct fault;
 static int enter_answered(const struct fault *f, size_t len, int wp,
     size_t *mapped, int zero);
-static int engine_spawn(struct fm_pmap *pm);
+static int engine_spawn(void);
 static int engine_spawn_fn(struct fm_pmap *pm, void *(*fn)(void *),
     const char *name);
 static int engine_drain(struct fm_pmap *pm);
@@ -359,7 +379,7 @@ static int engine_drain(struct fm_pmap *pm);
  * starts, so that a slow pager never stalls an unrelated fault.
  */
 static void
-engine_block(struct fm_pmap *pm)
+engine_block(void)
 {
 	int spawn = 0;
 
@@ -378,7 +398,7 @@ engine_block(struct fm_pmap *pm)
 		spawn = 1;
 	}
 	pthread_mutex_unlock(&eng.lock);
-	if (spawn && engine_spawn(pm) < 0) {
+	if (spawn && engine_spawn() < 0) {
 		pthread_mutex_lock(&eng.lock);
 		eng.nthreads--;
 		pthread_mutex_unlock(&eng.lock);
@@ -471,6 +491,7 @@ aslot(uintptr_t va)
 static struct {
 	pthread_mutex_t lock;
 	struct gone {
+		struct fm_pmap *pm; /* whose uffd said so */
 		uintptr_t start, end;
 		uintptr_t to; /* REMAP: where it went; UNMAP: 0 */
 		uint64_t gen;
@@ -1083,7 +1104,7 @@ fill_and_install(const struct fault *f, unsigned around, size_t *mapped,
 	int r, blk = !zero_fill(e) || page_waits(obj, pg, 0);
 
 	if (blk)
-		engine_block(f->pm); /* a pager's hook, or a wait */
+		engine_block(); /* a pager's hook, or a wait */
 	pthread_rwlock_rdlock(&obj->pmaplock);
 	fm__pmaplock_held = obj;
 	n = fm__object_busy(obj, pg, around);
@@ -1189,7 +1210,7 @@ readahead_run(struct fm_pmap *pm)
 	obj = ra.e->obj;
 	/* Not for a mapping that is going: it would hold up its munmap. */
 	if (!entry_dead(ra.e) && !page_waits(obj, ra.pg, FM_PG_RESIDENT)) {
-		engine_block(pm); /* a pager's hook */
+		engine_block(); /* a pager's hook */
 		pthread_rwlock_rdlock(&obj->pmaplock);
 		fm__pmaplock_held = obj;
 		n = fm__object_busy(obj, ra.pg, ra.n);
@@ -1643,11 +1664,11 @@ events_pending(void)
 	return atomic_load(&gone.pending) > 0;
 }
 
-/* Whether gone range g can hold e's memory (e is not newer). */
+/* Whether gone range g can hold e's memory (its space's; e not newer). */
 static int
 gone_for(const struct gone *g, const struct fm_entry *e)
 {
-	return e->gen <= g->gen;
+	return g->pm == e->pm && e->gen <= g->gen;
 }
 
 /* Whether an event not yet followed may have taken e's memory. */
@@ -1933,13 +1954,16 @@ own_lost(uintptr_t va)
 	return r;
 }
 
-/* Whether a page of [start, end) is moved to the user-mode-only uffd now. */
+/*
+ * Whether a page of [start, end) of pm's is moved to the user-mode-only
+ * uffd now (only the engine's own address space has pages moved).
+ */
 int
-fm__fault_swapped(uintptr_t start, uintptr_t end)
+fm__fault_swapped(struct fm_pmap *pm, uintptr_t start, uintptr_t end)
 {
 	int r = 0;
 
-	if (atomic_load(&own.swapped) == 0)
+	if (atomic_load(&own.swapped) == 0 || pm->vs != NULL)
 		return 0;
 	pthread_mutex_lock(&gone.lock);
 	for (unsigned i = 0; i < own.nva && !r; i++)
@@ -1980,8 +2004,11 @@ refuse_syscall(const struct fault *f, int mapped, int stuck)
 {
 	int r;
 
-	own_swapped(f->va, 1);
-	if (f->e != NULL && (r = swap_page(f->e, f->va, 1)) == 0) {
+	/* Only the engine's own address space can have a page moved. */
+	if (f->pm->vs == NULL)
+		own_swapped(f->va, 1);
+	if (f->e != NULL && f->pm->vs == NULL &&
+	    (r = swap_page(f->e, f->va, 1)) == 0) {
 		FM_TRACE("engine: page away", f->tid, f->va, 0);
 		(void)fm__pmap_wake(f->pm, f->va, FM_PAGE_SIZE);
 		wait_failed(f, stuck);
@@ -1998,7 +2025,8 @@ refuse_syscall(const struct fault *f, int mapped, int stuck)
 		FM_TRACE("engine: page back", f->tid, f->va, 0);
 		return ANS_SIGBUS;
 	}
-	own_swapped(f->va, 0);
+	if (f->pm->vs == NULL)
+		own_swapped(f->va, 0);
 	r = fm__pmap_poison(f->pm, f->va, mapped);
 	if (r == 0)
 		wait_failed(f, stuck);
@@ -2294,7 +2322,7 @@ refuse(const struct fault *f, int err, int mapped, unsigned gen)
 	int allowed;
 
 	atomic_fetch_add_explicit(&stats.sigbus, 1, memory_order_relaxed);
-	engine_block(f->pm); /* looks at the thread, waits for it */
+	engine_block(); /* looks at the thread, waits for it */
 	/* Before the hold: an fm_mprotect may need the map lock, which an
 	 * unlink holds while it waits for the entry's holds. */
 	telling_begin(f->va);
@@ -2367,7 +2395,7 @@ fault_page(const struct fault *f)
 	gen = refusal_gen(obj, pg);
 	/* The pager said no already, unless the page was filled since. */
 	if ((r = refusal_take(f, gen)) < 0) {
-		engine_block(f->pm); /* the page may be busy */
+		engine_block(); /* the page may be busy */
 		held = fm__object_busy(obj, pg, 1) == 1;
 		engine_unblock();
 		if (held)
@@ -2389,7 +2417,7 @@ fault_page(const struct fault *f)
 		 * the map: the thread's access goes to whatever is there.
 		 */
 		if (r == -EEXIST || r == -ESRCH || r == -ESTALE ||
-		    fm__fault_swapped(f->va, f->va + FM_PAGE_SIZE))
+		    fm__fault_swapped(f->pm, f->va, f->va + FM_PAGE_SIZE))
 			return wake(f);
 		if (r != -ENOENT && r != -EAGAIN)
 			break; /* the pager failed: SIGBUS */
@@ -2532,7 +2560,7 @@ fault_wp(const struct fault *f)
 	/* Our turn for this page, waited for with no pmaplock held. */
 	blk = fm__pgo_has_write(obj) || page_waits(obj, pg, FM_PGS_WRITING);
 	if (blk)
-		engine_block(f->pm); /* the write hook, or a wait */
+		engine_block(); /* the write hook, or a wait */
 	pthread_mutex_lock(&obj->lock);
 	write_begin_locked(obj, pg);
 	pthread_mutex_unlock(&obj->lock);
@@ -2623,7 +2651,7 @@ fault_lookup(struct fm_pmap *pm, struct fault *f)
 	struct fm_entry *e;
 
 	pthread_rwlock_rdlock(&fm__map.lock);
-	e = fm__map_lookup(f->va);
+	e = fm__map_lookup(fm__vmspace_of(pm), f->va);
 	if (e != NULL && e->pm == pm && e->obj != NULL) {
 		fm__entry_ref(e);
 		f->e = e;
@@ -2671,7 +2699,7 @@ resolve_fault(struct fm_pmap *pm, const struct emsg *em)
 			a = refuse(&f, -EFAULT, 0, UINT32_MAX);
 		else
 			a = wake(&f);
-	} else if (fm__fault_swapped(f.va, f.va + FM_PAGE_SIZE))
+	} else if (fm__fault_swapped(pm, f.va, f.va + FM_PAGE_SIZE))
 		a = wake(&f); /* its retry waits until the page is back */
 	else if (f.flags & UFFD_PAGEFAULT_FLAG_WP)
 		a = fault_wp(&f);
@@ -2734,7 +2762,7 @@ fm__fault_events(void)
 	 * its entry and needs the uffd read meanwhile): another engine
 	 * thread reads.
 	 */
-	engine_block(fm__pmap_kernel());
+	engine_block();
 	pthread_mutex_lock(&evproc);
 	for (;;) {
 		pthread_mutex_lock(&gone.lock);
@@ -2744,7 +2772,8 @@ fm__fault_events(void)
 		}
 		g = gone.v[0];
 		pthread_mutex_unlock(&gone.lock);
-		fm__map_gone(g.start, g.end, g.to, g.gen, &dead);
+		fm__map_gone(fm__vmspace_of(g.pm), g.start, g.end, g.to, g.gen,
+		    &dead);
 		pthread_mutex_lock(&gone.lock);
 		memmove(&gone.v[0], &gone.v[1], --gone.n * sizeof(gone.v[0]));
 		atomic_store(&gone.pending, gone.n);
@@ -2828,9 +2857,11 @@ read_batch(struct fm_pmap *pm, struct emsg *got, int user)
 		uintptr_t to = 0;
 
 		if (m->event == UFFD_EVENT_PAGEFAULT) {
-			got[n] = (struct emsg){.m = *m,
+			got[n] = (struct emsg){.pm = pm,
+			    .m = *m,
 			    .read_us = read_us,
 			    .mprot_gen = mprot_gen};
+			atomic_fetch_add(&pm->inflight, 1);
 			got[n++].seq =
 			    note_message((pid_t)m->arg.pagefault.feat.ptid,
 			        (uintptr_t)m->arg.pagefault.address &
@@ -2847,9 +2878,10 @@ read_batch(struct fm_pmap *pm, struct emsg *got, int user)
 			to = m->arg.remap.to;
 		} else
 			continue; /* REMOVE, FORK: not asked for */
-		if (own_take_locked(m->event, start, to ? to : end))
+		if (pm->vs == NULL &&
+		    own_take_locked(m->event, start, to ? to : end))
 			continue; /* the engine's own move */
-		for (unsigned j = 0; j < own.nva; j++)
+		for (unsigned j = 0; pm->vs == NULL && j < own.nva; j++)
 			own.lost[j] |= own.va[j] >= start && own.va[j] < end;
 		if (gone.n == gone.cap) {
 			unsigned cap = gone.cap ? gone.cap * 2 : 64;
@@ -2859,7 +2891,7 @@ read_batch(struct fm_pmap *pm, struct emsg *got, int user)
 			gone.v = v;
 			gone.cap = cap;
 		}
-		gone.v[gone.n++] = (struct gone){start, end, to, gen};
+		gone.v[gone.n++] = (struct gone){pm, start, end, to, gen};
 		atomic_store(&gone.pending, gone.n);
 	}
 	atomic_store(&seq_bound, thr.seq); /* exact again */
@@ -2918,14 +2950,15 @@ engine_drain(struct fm_pmap *pm)
  * => eng.lock held, this thread a reader; returns with them
  */
 static int
-engine_read_locked(struct fm_pmap *pm, struct emsg *em)
+engine_read_locked(struct emsg *em)
 {
 	struct emsg got[FM_ENGINE_BATCH];
-	int n;
+	struct fm_pmap *pm;
+	int n = 0;
 
 	pthread_mutex_unlock(&eng.lock);
-	fm__pmap_wait(pm, kickfd);
-	n = read_batch(pm, got, 0);
+	if ((pm = fm__pmap_set_wait(eng.set, kickfd)) != NULL)
+		n = read_batch(pm, got, 0);
 	fm__fault_events(); /* the map follows the kernel before faults */
 	pthread_mutex_lock(&eng.lock);
 	if (n > 0) {
@@ -2949,7 +2982,6 @@ latency_note(int64_t us)
 static void *
 engine_main(void *arg)
 {
-	struct fm_pmap *pm = arg;
 	struct emsg m;
 
 	pthread_mutex_lock(&eng.lock);
@@ -2972,7 +3004,7 @@ engine_main(void *arg)
 				eng_reader = 1;
 				eng.readers++;
 			}
-			if (!engine_read_locked(pm, &m))
+			if (!engine_read_locked(&m))
 				continue;
 		} else {
 			struct timespec ts;
@@ -2990,9 +3022,10 @@ engine_main(void *arg)
 			continue;
 		}
 		pthread_mutex_unlock(&eng.lock);
-		resolve_fault(pm, &m);
+		resolve_fault(m.pm, &m);
 		latency_note(now_us() - m.read_us);
-		readahead_run(pm); /* its thread is woken: beside it */
+		readahead_run(m.pm); /* its thread is woken: beside it */
+		atomic_fetch_sub(&m.pm->inflight, 1);
 		pthread_mutex_lock(&eng.lock);
 	}
 	return NULL;
@@ -3079,9 +3112,9 @@ engine_spawn_fn(struct fm_pmap *pm, void *(*fn)(void *), const char *name)
 }
 
 static int
-engine_spawn(struct fm_pmap *pm)
+engine_spawn(void)
 {
-	return engine_spawn_fn(pm, engine_thread, "fomap-engine");
+	return engine_spawn_fn(NULL, engine_thread, "fomap-engine");
 }
 
 /* => start.lock held */
@@ -3100,6 +3133,17 @@ engine_setup_locked(void)
 		nthreads = 2;
 	if (kickfd < 0 && (kickfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
 		return -errno;
+	if (eng.set < 0) {
+		int set = fm__pmap_set_create(kickfd);
+
+		if (set < 0)
+			return set;
+		if ((r = fm__pmap_set_add(set, pm)) < 0) {
+			close(set);
+			return r;
+		}
+		eng.set = set;
+	}
 	pm->drain = engine_drain;
 	if ((env = getenv("FOMAP_FAULT_AROUND")) != NULL && atoi(env) != 0) {
 		int k = atoi(env);
@@ -3115,7 +3159,7 @@ engine_setup_locked(void)
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	for (; n < nthreads && r == 0; n++)
-		r = engine_spawn(pm);
+		r = engine_spawn();
 	pthread_mutex_lock(&eng.lock);
 	eng.nthreads = n - (r < 0);
 	pthread_mutex_unlock(&eng.lock);
@@ -3143,6 +3187,63 @@ fm__engine_start(void)
 		r = engine_setup_locked();
 	pthread_mutex_unlock(&start.lock);
 	return r;
+}
+
+int
+fm__engine_serve(struct fm_pmap *pm)
+{
+	int r = fm__engine_start();
+
+	if (r < 0)
+		return r;
+	pm->drain = engine_drain;
+	return fm__pmap_set_add(eng.set, pm);
+}
+
+/* Whether an event of pm's is recorded and not yet followed. */
+static int
+gone_of(const struct fm_pmap *pm)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&gone.lock);
+	for (unsigned i = 0; i < gone.n && !r; i++)
+		r = gone.v[i].pm == pm;
+	pthread_mutex_unlock(&gone.lock);
+	return r;
+}
+
+void
+fm__engine_unserve(struct fm_pmap *pm)
+{
+	FM_ASSERT(!eng_thread, "an engine thread drops an address space");
+	fm__pmap_set_del(eng.set, pm);
+	/* A read of it under way ends under gone.lock: none after this. */
+	pthread_mutex_lock(&gone.lock);
+	pthread_mutex_unlock(&gone.lock);
+	/* Its queued faults: woken (its threads, if any, fault again). */
+	pthread_mutex_lock(&eng.lock);
+	for (unsigned i = 0, n = eng.n; i < n; i++) {
+		struct emsg m = eng.q[eng.head];
+
+		eng.head = (eng.head + 1) % eng.cap;
+		eng.n--;
+		if (m.pm != pm) {
+			eng.q[(eng.head + eng.n++) % eng.cap] = m;
+			continue;
+		}
+		(void)fm__pmap_wake(pm,
+		    (uintptr_t)m.m.arg.pagefault.address &
+		        ~(uintptr_t)FM_PAGE_MASK,
+		    FM_PAGE_SIZE);
+		atomic_fetch_sub(&pm->inflight, 1);
+	}
+	pthread_mutex_unlock(&eng.lock);
+	/* The faults being answered, and its events, end. */
+	while (atomic_load(&pm->inflight) > 0 || gone_of(pm)) {
+		fm__fault_events();
+		usleep(FM_LOOK_US * 10);
+	}
 }
 
 int

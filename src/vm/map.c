@@ -1,6 +1,7 @@
 /*
- * map.c: the map of the process's fomap mappings: entries in an AVL tree
- * (tree.h) by address, never overlapping: O(log n) a lookup or change.
+ * map.c: the maps of fomap mappings, one an address space (this
+ * process's, and each other process the engine serves): entries in an AVL
+ * tree (tree.h) by address, never overlapping: O(log n) a lookup or change.
  * => every call here needs fm__map.lock: shared for lookups, exclusive
  *    for changes
  */
@@ -26,6 +27,7 @@ fm__entry_copy(struct fm_entry *c, const struct fm_entry *e)
 	    .maxprot = e->maxprot,
 	    .flags = e->flags,
 	    .advice = e->advice,
+	    .vs = e->vs,
 	    .pm = e->pm,
 	    .pmode = e->pmode};
 	atomic_init(&c->refs, 1);
@@ -67,10 +69,18 @@ map_cmp(const struct fm_tnode *a, const struct fm_tnode *b)
 
 static const struct fm_tree_ops map_ops = {.cmp = map_cmp};
 
-/* The entries by start, not overlapping: fm__map.n of them. */
-static struct fm_tree map_tree = FM_TREE_INIT(&map_ops);
-/* Inserts and removals so far: an iterator's last entry is good if equal. */
-static uint64_t map_changes;
+/*
+ * This process's address space. In each, the entries by start, not
+ * overlapping; changes: an iterator's last entry is good if unchanged.
+ */
+struct fm_vmspace fm__vs_self = {.tree = FM_TREE_INIT(&map_ops)};
+
+void
+fm__vmspace_init(struct fm_vmspace *vs, struct fm_pmap *pm)
+{
+	*vs = (struct fm_vmspace){.pm = pm, .tree = FM_TREE_INIT(&map_ops)};
+	pm->vs = vs;
+}
 
 static int
 ends_above(const struct fm_tnode *n, const void *va)
@@ -80,9 +90,9 @@ ends_above(const struct fm_tnode *n, const void *va)
 
 /* The first entry whose end is above va, or NULL. O(log n) */
 static struct fm_entry *
-first_above(uintptr_t va)
+first_above(struct fm_vmspace *vs, uintptr_t va)
 {
-	return MAP_ENTRY(fm__tree_first_that(&map_tree, ends_above, &va));
+	return MAP_ENTRY(fm__tree_first_that(&vs->tree, ends_above, &va));
 }
 
 static struct fm_entry *
@@ -92,22 +102,24 @@ map_next(const struct fm_entry *e)
 }
 
 struct fm_entry *
-fm__map_lookup(uintptr_t va)
+fm__map_lookup(struct fm_vmspace *vs, uintptr_t va)
 {
-	struct fm_entry *e = first_above(va);
+	struct fm_entry *e = first_above(vs, va);
 
 	return e != NULL && e->start <= va ? e : NULL;
 }
 
 size_t
-fm__map_iter(struct fm_map_iter *it, uintptr_t start, uintptr_t end)
+fm__map_iter(struct fm_map_iter *it, struct fm_vmspace *vs, uintptr_t start,
+    uintptr_t end)
 {
 	size_t n = 0;
 
+	it->vs = vs;
 	it->at = start;
 	it->end = end;
 	it->last = NULL;
-	for (struct fm_entry *e = start < end ? first_above(start) : NULL;
+	for (struct fm_entry *e = start < end ? first_above(vs, start) : NULL;
 	     e != NULL && e->start < end; e = map_next(e))
 		n++;
 	return n;
@@ -121,15 +133,15 @@ fm__map_next(struct fm_map_iter *it)
 	if (it->at >= it->end)
 		return NULL;
 	/* Unchanged since: the next entry follows the last (its end is at). */
-	if (it->last != NULL && it->changes == map_changes)
+	if (it->last != NULL && it->changes == it->vs->changes)
 		e = map_next(it->last);
 	else
-		e = first_above(it->at);
+		e = first_above(it->vs, it->at);
 	if (e == NULL || e->start >= it->end)
 		return NULL;
 	it->at = e->end;
 	it->last = e;
-	it->changes = map_changes;
+	it->changes = it->vs->changes;
 	return e;
 }
 
@@ -143,17 +155,22 @@ fm__map_reserve(size_t more)
 static void
 place(struct fm_entry *e)
 {
+	struct fm_vmspace *vs = e->vs;
 	struct fm_entry *f;
 
 	FM_ASSERT(e->start < e->end, "empty entry %p", (void *)e);
-	f = first_above(e->start);
+	FM_ASSERT(vs != NULL &&
+	        (e->pm == NULL || e->pm == vs->pm || vs == &fm__vs_self),
+	    "entry %p of no address space, or another's", (void *)e);
+	f = first_above(vs, e->start);
 	FM_ASSERT(f == NULL || f->start >= e->end,
 	    "entry [%#lx, %#lx) overlaps [%#lx, %#lx)", (unsigned long)e->start,
 	    (unsigned long)e->end, (unsigned long)f->start,
 	    (unsigned long)f->end);
-	fm__tree_insert(&map_tree, &e->mnode);
-	fm__map.n = map_tree.n;
-	map_changes++;
+	fm__tree_insert(&vs->tree, &e->mnode);
+	vs->n++;
+	fm__map.n++;
+	vs->changes++;
 }
 
 int
@@ -167,11 +184,12 @@ fm__map_insert(struct fm_entry *e)
 void
 fm__map_remove(struct fm_entry *e)
 {
-	FM_ASSERT(fm__map_lookup(e->start) == e, "entry %p not in map",
+	FM_ASSERT(fm__map_lookup(e->vs, e->start) == e, "entry %p not in map",
 	    (void *)e);
-	fm__tree_remove(&map_tree, &e->mnode);
-	fm__map.n = map_tree.n;
-	map_changes++;
+	fm__tree_remove(&e->vs->tree, &e->mnode);
+	e->vs->n--;
+	fm__map.n--;
+	e->vs->changes++;
 }
 
 /* Split e at va into [start, va) and a new entry [va, end). */
@@ -198,14 +216,14 @@ split(struct fm_entry *e, uintptr_t va)
 }
 
 int
-fm__map_clip(uintptr_t start, uintptr_t end)
+fm__map_clip(struct fm_vmspace *vs, uintptr_t start, uintptr_t end)
 {
-	struct fm_entry *e = fm__map_lookup(start);
+	struct fm_entry *e = fm__map_lookup(vs, start);
 	int r = 0;
 
 	if (e)
 		r = split(e, start);
-	e = end > 0 ? fm__map_lookup(end - 1) : NULL;
+	e = end > 0 ? fm__map_lookup(vs, end - 1) : NULL;
 	if (r == 0 && e)
 		r = split(e, end);
 	return r;
@@ -213,19 +231,21 @@ fm__map_clip(uintptr_t start, uintptr_t end)
 
 /* => fm__map.lock held. O(n): for tests */
 void
-fm__map_assert(void)
+fm__map_assert(struct fm_vmspace *vs)
 {
 	const struct fm_entry *prev = NULL;
 
-	fm__tree_check(&map_tree);
-	FM_ASSERT(fm__map.n == map_tree.n, "map: %zu entries, tree %zu",
-	    fm__map.n, map_tree.n);
-	for (const struct fm_entry *e = MAP_ENTRY(fm__tree_first(&map_tree));
+	fm__tree_check(&vs->tree);
+	FM_ASSERT(vs->n == vs->tree.n, "map: %zu entries, tree %zu", vs->n,
+	    vs->tree.n);
+	for (const struct fm_entry *e = MAP_ENTRY(fm__tree_first(&vs->tree));
 	     e != NULL; prev = e, e = map_next(e)) {
 		FM_ASSERT(e->start < e->end && !(e->start & FM_PAGE_MASK) &&
 		        !(e->end & FM_PAGE_MASK),
 		    "bad entry [%#lx, %#lx)", (unsigned long)e->start,
 		    (unsigned long)e->end);
+		FM_ASSERT(e->vs == vs, "entry %p in another's map",
+		    (const void *)e);
 		FM_ASSERT(prev == NULL || prev->end <= e->start,
 		    "entries [%#lx, %#lx) and [%#lx, %#lx) overlap",
 		    (unsigned long)prev->start, (unsigned long)prev->end,

@@ -83,11 +83,11 @@ check_prot(int *prot)
  * => fm__map.lock exclusive held
  */
 static int
-kill_locked(uintptr_t start, uintptr_t end)
+kill_locked(struct fm_vmspace *vs, uintptr_t start, uintptr_t end)
 {
 	struct fm_map_iter it;
 	struct fm_entry *e;
-	size_t n = fm__map_iter(&it, start, end);
+	size_t n = fm__map_iter(&it, vs, start, end);
 
 	while ((e = fm__map_next(&it)) != NULL)
 		if (!e->dead)
@@ -105,13 +105,13 @@ kill_locked(uintptr_t start, uintptr_t end)
  * => fm__map.lock exclusive held
  */
 static int
-quiesce_locked(uintptr_t start, uintptr_t end, int back)
+quiesce_locked(struct fm_vmspace *vs, uintptr_t start, uintptr_t end, int back)
 {
 	struct fm_map_iter it;
 	struct fm_entry *e;
 	int woken = 1;
 
-	fm__map_iter(&it, start, end);
+	fm__map_iter(&it, vs, start, end);
 	while ((e = fm__map_next(&it)) != NULL) {
 		void *va = (void *)e->start;
 		size_t len = e->end - e->start;
@@ -132,12 +132,12 @@ quiesce_locked(uintptr_t start, uintptr_t end, int back)
 
 /* The kernel kept the memory after all: the killed entries live again. */
 static void
-revive_locked(uintptr_t start, uintptr_t end)
+revive_locked(struct fm_vmspace *vs, uintptr_t start, uintptr_t end)
 {
 	struct fm_map_iter it;
 	struct fm_entry *e;
 
-	fm__map_iter(&it, start, end);
+	fm__map_iter(&it, vs, start, end);
 	while ((e = fm__map_next(&it)) != NULL)
 		if (e->dead)
 			fm__object_link(e->obj, e);
@@ -150,12 +150,13 @@ revive_locked(uintptr_t start, uintptr_t end)
  * => fm__map.lock exclusive held
  */
 static void
-take_locked(uintptr_t start, uintptr_t end, struct fm_entry **dead)
+take_locked(struct fm_vmspace *vs, uintptr_t start, uintptr_t end,
+    struct fm_entry **dead)
 {
 	struct fm_map_iter it;
 	struct fm_entry *e;
 
-	fm__map_iter(&it, start, end);
+	fm__map_iter(&it, vs, start, end);
 	while ((e = fm__map_next(&it)) != NULL) {
 		fm__map_remove(e); /* the walk goes on from its end */
 		if (!e->dead)
@@ -167,12 +168,13 @@ take_locked(uintptr_t start, uintptr_t end, struct fm_entry **dead)
 
 /* Clip, then take: the entries in [start, end) out of the map. */
 static int
-evict_locked(uintptr_t start, uintptr_t end, struct fm_entry **dead)
+evict_locked(struct fm_vmspace *vs, uintptr_t start, uintptr_t end,
+    struct fm_entry **dead)
 {
-	int r = fm__map_clip(start, end);
+	int r = fm__map_clip(vs, start, end);
 
 	if (r == 0)
-		take_locked(start, end, dead);
+		take_locked(vs, start, end, dead);
 	return r;
 }
 
@@ -231,7 +233,8 @@ move_locked(struct fm_entry *e, uintptr_t to, struct fm_entry **dead)
 {
 	struct fm_entry *c = malloc(sizeof(*c));
 
-	if (c == NULL || evict_locked(to, to + (e->end - e->start), dead) < 0) {
+	if (c == NULL ||
+	    evict_locked(e->vs, to, to + (e->end - e->start), dead) < 0) {
 		free(c);
 		return -ENOMEM;
 	}
@@ -255,16 +258,16 @@ fm__map_bury(struct fm_entry *dead)
 }
 
 void
-fm__map_gone(uintptr_t start, uintptr_t end, uintptr_t to, uint64_t gen,
-    struct fm_entry **deadp)
+fm__map_gone(struct fm_vmspace *vs, uintptr_t start, uintptr_t end,
+    uintptr_t to, uint64_t gen, struct fm_entry **deadp)
 {
 	struct fm_entry *dead = *deadp, **old, *e;
 	struct fm_map_iter it;
 	size_t n, k = 0;
 
 	pthread_rwlock_wrlock(&fm__map.lock);
-	(void)fm__map_clip(start, end);
-	n = fm__map_iter(&it, start, end);
+	(void)fm__map_clip(vs, start, end);
+	n = fm__map_iter(&it, vs, start, end);
 	old = calloc(n ? n : 1, sizeof(*old));
 	/* Only entries older than the event, and not being removed already. */
 	while (old && (e = fm__map_next(&it)) != NULL) {
@@ -299,6 +302,7 @@ struct run {
 void
 fm__map_exit(void)
 {
+	struct fm_vmspace *vs = &fm__vs_self;
 	struct fm_object **v;
 	struct fm_map_iter it;
 	struct fm_entry *e;
@@ -309,7 +313,7 @@ fm__map_exit(void)
 		return; /* the parent's objects: not ours to write */
 	fm__crit_enter(&c);
 	pthread_rwlock_rdlock(&fm__map.lock);
-	n = fm__map_iter(&it, 0, UINTPTR_MAX); /* every entry */
+	n = fm__map_iter(&it, vs, 0, UINTPTR_MAX); /* every entry */
 	v = calloc(n ? n : 1, sizeof(*v));
 	while (v && (e = fm__map_next(&it)) != NULL) {
 		if (e->pm && (e->flags & MAP_SHARED) && !e->dead) {
@@ -430,17 +434,12 @@ anon_object(struct fm_mmap_req *req)
 	return fm_object_create(&fm__anon_pagerops, req->len, NULL, &req->obj);
 }
 
-/* Ask the file for its object. => 0 with req->obj referenced, or -errno */
-static int
-file_object(int fd, int prot, int flags, struct fm_mmap_req *req)
+int
+fm__mmap_object(struct fm_file *fp, int prot, int flags,
+    struct fm_mmap_req *req)
 {
-	struct fm_file tmp, *fp;
-	int r;
+	int r = fm__fo_mmap(fp, req);
 
-	fp = fm__file_get(fd, &tmp, &r);
-	if (fp == NULL)
-		return r;
-	r = fm__fo_mmap(fp, req);
 	if (r == 0 && req->obj == NULL)
 		r = anon_object(req);
 	if (r == 0 && (req->off < 0 || (req->off & (off_t)FM_PAGE_MASK)))
@@ -451,6 +450,20 @@ file_object(int fd, int prot, int flags, struct fm_mmap_req *req)
 		fm_object_rele(req->obj);
 		req->obj = NULL;
 	}
+	return r;
+}
+
+/* Ask the file for its object. => 0 with req->obj referenced, or -errno */
+static int
+file_object(int fd, int prot, int flags, struct fm_mmap_req *req)
+{
+	struct fm_file tmp, *fp;
+	int r;
+
+	fp = fm__file_get(fd, &tmp, &r);
+	if (fp == NULL)
+		return r;
+	r = fm__mmap_object(fp, prot, flags, req);
 	if (fp != &tmp)
 		fm__file_rele(fp);
 	return r;
@@ -629,6 +642,7 @@ map_runs(void *addr, size_t len, int prot, int flags, struct fm_mmap_req *req,
 		    .maxprot = runs[i].maxprot,
 		    .advice = req->advice,
 		    .flags = flags & MAP_PRIVATE ? MAP_PRIVATE : MAP_SHARED,
+		    .vs = &fm__vs_self,
 		    .pm = pm,
 		    .pmode = pmode};
 	}
@@ -676,12 +690,13 @@ static int
 enter_new(void *va, size_t len, struct fm_entry **e, size_t n,
     struct fm_entry **dead)
 {
+	struct fm_vmspace *vs = &fm__vs_self;
 	int r;
 
 	pthread_rwlock_wrlock(&fm__map.lock);
 	r = fm__map_reserve(n + 2); /* + the two a clip may split off */
 	if (r == 0)
-		r = evict_locked((uintptr_t)va, (uintptr_t)va + len, dead);
+		r = evict_locked(vs, (uintptr_t)va, (uintptr_t)va + len, dead);
 	if (r == 0)
 		r = register_entries(e, n);
 	if (r == 0)
@@ -705,19 +720,21 @@ static int
 replace(void *addr, size_t len, void *tmp, struct fm_entry **e,
     struct fm_entry **dead)
 {
+	struct fm_vmspace *vs = &fm__vs_self;
 	uintptr_t start = (uintptr_t)addr, end = start + len;
 	int r;
 
 	pthread_rwlock_wrlock(&fm__map.lock);
 	r = fm__map_reserve(3);
 	if (r == 0)
-		r = evict_locked((uintptr_t)tmp, (uintptr_t)tmp + len, dead);
+		r = evict_locked(vs, (uintptr_t)tmp, (uintptr_t)tmp + len,
+		    dead);
 	if (r == 0) /* e[0] is at tmp: registered there, then moved */
 		r = register_entries(e, 1);
 	e[0]->end = start + len;
 	e[0]->start = start;
 	if (r == 0)
-		r = evict_locked(start, end, dead);
+		r = evict_locked(vs, start, end, dead);
 	if (r == 0)
 		insert_locked(e, 1, 0);
 	pthread_rwlock_unlock(&fm__map.lock);
@@ -731,8 +748,9 @@ replace(void *addr, size_t len, void *tmp, struct fm_entry **e,
 	if (r == 0) {
 		e[0]->gen = atomic_fetch_add(&fm__map.gen, 1) + 1;
 		fm__object_link(e[0]->obj, e[0]);
-	} else if (fm__map_lookup(start) == e[0]) {
-		take_locked(start, end, dead); /* the new one did not come */
+	} else if (fm__map_lookup(vs, start) == e[0]) {
+		take_locked(vs, start, end,
+		    dead); /* the new one did not come */
 		(void)munmap(addr, len);
 	}
 	pthread_rwlock_unlock(&fm__map.lock);
@@ -771,6 +789,7 @@ map_and_insert(void *addr, size_t len, int prot, int flags,
     struct fm_mmap_req *req, const struct run *runs, size_t n,
     struct fm_entry **e)
 {
+	struct fm_vmspace *vs = &fm__vs_self;
 	int fixed = (flags & MAP_FIXED) != 0;
 	int move = fixed && n == 1 && !(req->obj->flags & FM_OBJ_HOST);
 	struct fm_entry *dead = NULL;
@@ -782,9 +801,9 @@ map_and_insert(void *addr, size_t len, int prot, int flags,
 	if (fixed && !move) {
 		/* The old entries die before the kernel replaces them. */
 		pthread_rwlock_wrlock(&fm__map.lock);
-		r = fm__map_clip((uintptr_t)addr, (uintptr_t)addr + len);
+		r = fm__map_clip(vs, (uintptr_t)addr, (uintptr_t)addr + len);
 		if (r == 0)
-			(void)kill_locked((uintptr_t)addr,
+			(void)kill_locked(vs, (uintptr_t)addr,
 			    (uintptr_t)addr + len);
 		pthread_rwlock_unlock(&fm__map.lock);
 	}
@@ -814,7 +833,7 @@ map_and_insert(void *addr, size_t len, int prot, int flags,
 		fm__arena_moved(at, len);
 	if (r < 0 && fixed && !move) {
 		pthread_rwlock_wrlock(&fm__map.lock);
-		revive_locked((uintptr_t)addr, (uintptr_t)addr + len);
+		revive_locked(vs, (uintptr_t)addr, (uintptr_t)addr + len);
 		pthread_rwlock_unlock(&fm__map.lock);
 	}
 	if (r == 0 && move) {
@@ -825,8 +844,8 @@ map_and_insert(void *addr, size_t len, int prot, int flags,
 	if (r == 0 && hide && mprotect(va, len, prot) < 0) {
 		r = -errno;
 		pthread_rwlock_wrlock(&fm__map.lock);
-		(void)quiesce_locked((uintptr_t)va, (uintptr_t)va + len, 0);
-		take_locked((uintptr_t)va, (uintptr_t)va + len, &dead);
+		(void)quiesce_locked(vs, (uintptr_t)va, (uintptr_t)va + len, 0);
+		take_locked(vs, (uintptr_t)va, (uintptr_t)va + len, &dead);
 		pthread_rwlock_unlock(&fm__map.lock);
 		munmap(va, len);
 	}
@@ -945,8 +964,8 @@ empty_range(uintptr_t *start, uintptr_t *end)
  * PROT_GROWSDOWN and _GROWSUP are EINVAL on a range that holds one.
  */
 static int
-check_mprotect(void *addr, size_t len, int *prot, uintptr_t *start,
-    uintptr_t *end)
+check_mprotect(struct fm_vmspace *vs, void *addr, size_t len, int *prot,
+    uintptr_t *start, uintptr_t *end)
 {
 	int grows = *prot & (PROT_GROWSDOWN | PROT_GROWSUP);
 	struct fm_map_iter it;
@@ -964,7 +983,7 @@ check_mprotect(void *addr, size_t len, int *prot, uintptr_t *start,
 		return -EINVAL;
 	if (grows && !fm__forked) {
 		pthread_rwlock_rdlock(&fm__map.lock);
-		n = fm__map_iter(&it, *start, *end);
+		n = fm__map_iter(&it, vs, *start, *end);
 		pthread_rwlock_unlock(&fm__map.lock);
 		if (n > 0)
 			return -EINVAL;
@@ -1015,6 +1034,7 @@ change_begin(struct fm_crit *c)
 int
 fm_munmap(void *addr, size_t len)
 {
+	struct fm_vmspace *vs = &fm__vs_self;
 	struct fm_entry *dead = NULL;
 	uintptr_t start, end;
 	struct fm_crit c;
@@ -1026,19 +1046,19 @@ fm_munmap(void *addr, size_t len)
 	if (r < 0)
 		return fm__syserr(r);
 	change_begin(&c);
-	r = fm__map_clip(start, end);
-	if (r == 0 && (any = kill_locked(start, end)))
-		woken = quiesce_locked(start, end, 0);
+	r = fm__map_clip(vs, start, end);
+	if (r == 0 && (any = kill_locked(vs, start, end)))
+		woken = quiesce_locked(vs, start, end, 0);
 	pthread_rwlock_unlock(&fm__map.lock);
 	if (r == 0 && munmap(addr, end - start) < 0)
 		r = -errno;
 	if (any) {
 		pthread_rwlock_wrlock(&fm__map.lock);
 		if (r == 0)
-			take_locked(start, end, &dead);
+			take_locked(vs, start, end, &dead);
 		else {
-			(void)quiesce_locked(start, end, 1);
-			revive_locked(start, end);
+			(void)quiesce_locked(vs, start, end, 1);
+			revive_locked(vs, start, end);
 		}
 		pthread_rwlock_unlock(&fm__map.lock);
 	}
@@ -1058,7 +1078,7 @@ fm_munmap(void *addr, size_t len)
  * => fm__map.oplock held
  */
 static void
-prot_as_kernel(uintptr_t start, uintptr_t end)
+prot_as_kernel(struct fm_vmspace *vs, uintptr_t start, uintptr_t end)
 {
 	FILE *f = fopen("/proc/self/maps", "re");
 	struct fm_map_iter it;
@@ -1074,7 +1094,8 @@ prot_as_kernel(uintptr_t start, uintptr_t end)
 		    (perm[1] == 'w' ? PROT_WRITE : 0) |
 		    (perm[2] == 'x' ? PROT_EXEC : 0);
 		pthread_rwlock_wrlock(&fm__map.lock);
-		fm__map_iter(&it, lo > start ? lo : start, hi < end ? hi : end);
+		fm__map_iter(&it, vs, lo > start ? lo : start,
+		    hi < end ? hi : end);
 		while ((e = fm__map_next(&it)) != NULL)
 			if (e->start >= lo && e->end <= hi) /* else unknown */
 				__atomic_store_n(&e->prot, prot,
@@ -1088,11 +1109,12 @@ prot_as_kernel(uintptr_t start, uintptr_t end)
 int
 fm_mprotect(void *addr, size_t len, int prot)
 {
+	struct fm_vmspace *vs = &fm__vs_self;
 	uintptr_t start, end;
 	struct fm_map_iter it;
 	struct fm_entry *e;
 	struct fm_crit c;
-	int r = check_mprotect(addr, len, &prot, &start, &end);
+	int r = check_mprotect(vs, addr, len, &prot, &start, &end);
 
 	if (fm__forked)
 		return mprotect(addr, len, prot);
@@ -1100,12 +1122,12 @@ fm_mprotect(void *addr, size_t len, int prot)
 	if (r < 0)
 		return fm__syserr(r);
 	change_begin(&c);
-	fm__map_iter(&it, start, end);
+	fm__map_iter(&it, vs, start, end);
 	while (r == 0 && (e = fm__map_next(&it)) != NULL)
 		if (prot & ~e->maxprot)
 			r = -EACCES;
 	if (r == 0)
-		r = fm__map_clip(start, end);
+		r = fm__map_clip(vs, start, end);
 	pthread_rwlock_unlock(&fm__map.lock);
 	/*
 	 * Not under a refusal being told: its access ends with its SIGBUS,
@@ -1115,11 +1137,11 @@ fm_mprotect(void *addr, size_t len, int prot)
 		fm__fault_mprotect_begin(start, end);
 	if (r == 0 && mprotect(addr, end - start, prot) < 0) {
 		r = -errno;
-		prot_as_kernel(start, end); /* it may have done a part */
+		prot_as_kernel(vs, start, end); /* it may have done a part */
 	}
 	if (r == 0) {
 		pthread_rwlock_wrlock(&fm__map.lock);
-		fm__map_iter(&it, start, end);
+		fm__map_iter(&it, vs, start, end);
 		while ((e = fm__map_next(&it)) != NULL)
 			__atomic_store_n(&e->prot, prot, __ATOMIC_RELEASE);
 		pthread_rwlock_unlock(&fm__map.lock);
@@ -1143,7 +1165,8 @@ struct span {
 };
 
 static ssize_t
-shared_spans(uintptr_t start, uintptr_t end, struct span **out)
+shared_spans(struct fm_vmspace *vs, uintptr_t start, uintptr_t end,
+    struct span **out)
 {
 	struct fm_map_iter it;
 	struct fm_entry *e;
@@ -1151,7 +1174,7 @@ shared_spans(uintptr_t start, uintptr_t end, struct span **out)
 	struct span *v;
 
 	pthread_rwlock_rdlock(&fm__map.lock);
-	n = fm__map_iter(&it, start, end);
+	n = fm__map_iter(&it, vs, start, end);
 	v = calloc(n ? n : 1, sizeof(*v));
 	while (v && (e = fm__map_next(&it)) != NULL) {
 		uintptr_t lo = e->start > start ? e->start : start;
@@ -1168,12 +1191,32 @@ shared_spans(uintptr_t start, uintptr_t end, struct span **out)
 	return v ? (ssize_t)k : -ENOMEM;
 }
 
+/* Write back what the shared entries of [start, end) have dirty. */
+static int
+clean_spans(struct fm_vmspace *vs, uintptr_t start, uintptr_t end)
+{
+	struct span *v;
+	ssize_t n = shared_spans(vs, start, end, &v);
+	int r = 0;
+
+	if (n < 0)
+		return (int)n;
+	for (ssize_t k = 0; k < n; k++) {
+		int c = fm_object_clean(v[k].obj, v[k].off, v[k].len);
+
+		if (c < 0 && r == 0)
+			r = c;
+		fm_object_rele(v[k].obj);
+	}
+	free(v);
+	return r;
+}
+
 int
 fm_msync(void *addr, size_t len, int flags)
 {
+	struct fm_vmspace *vs = &fm__vs_self;
 	uintptr_t start, end;
-	struct span *v;
-	ssize_t n;
 	int r = check_msync(addr, len, flags, &start, &end);
 
 	if (r == 0 &&
@@ -1187,17 +1230,7 @@ fm_msync(void *addr, size_t len, int flags)
 	if (fm__forked)
 		return 0; /* the parent's objects: the kernel's msync only */
 	fm__fault_events();
-	n = shared_spans(start, end, &v);
-	if (n < 0)
-		return fm__syserr(n);
-	for (ssize_t k = 0; k < n; k++) {
-		int c = fm_object_clean(v[k].obj, v[k].off, v[k].len);
-
-		if (c < 0 && r == 0)
-			r = c;
-		fm_object_rele(v[k].obj);
-	}
-	free(v);
+	r = clean_spans(vs, start, end);
 	if (r < 0)
 		return fm__syserr(r);
 	return 0;
@@ -1227,7 +1260,7 @@ willneed_budget(void)
  * referenced, with no map lock held across the pager's fills.
  */
 static int
-willneed(uintptr_t start, uintptr_t end)
+willneed(struct fm_vmspace *vs, uintptr_t start, uintptr_t end)
 {
 	struct fm_entry **v, *e;
 	struct fm_map_iter it;
@@ -1237,7 +1270,7 @@ willneed(uintptr_t start, uintptr_t end)
 
 	fm__crit_enter(&c);
 	pthread_rwlock_rdlock(&fm__map.lock);
-	n = fm__map_iter(&it, start, end);
+	n = fm__map_iter(&it, vs, start, end);
 	v = calloc(n ? n : 1, sizeof(*v));
 	while (v && (e = fm__map_next(&it)) != NULL)
 		if (e->pm != NULL && !e->dead) {
@@ -1272,7 +1305,7 @@ willneed(uintptr_t start, uintptr_t end)
 
 /* MADV_NORMAL, _RANDOM, _SEQUENTIAL: the entries' fault-around policy. */
 static int
-set_advice(uintptr_t start, uintptr_t end, int advice)
+set_advice(struct fm_vmspace *vs, uintptr_t start, uintptr_t end, int advice)
 {
 	struct fm_map_iter it;
 	struct fm_entry *e;
@@ -1280,8 +1313,8 @@ set_advice(uintptr_t start, uintptr_t end, int advice)
 	int r;
 
 	change_begin(&c);
-	r = fm__map_clip(start, end);
-	fm__map_iter(&it, start, end);
+	r = fm__map_clip(vs, start, end);
+	fm__map_iter(&it, vs, start, end);
 	while (r == 0 && (e = fm__map_next(&it)) != NULL)
 		e->advice = advice;
 	pthread_rwlock_unlock(&fm__map.lock);
@@ -1291,14 +1324,14 @@ set_advice(uintptr_t start, uintptr_t end, int advice)
 }
 
 static int
-engine_entries(uintptr_t start, uintptr_t end)
+engine_entries(struct fm_vmspace *vs, uintptr_t start, uintptr_t end)
 {
 	struct fm_map_iter it;
 	struct fm_entry *e;
 	int found = 0;
 
 	pthread_rwlock_rdlock(&fm__map.lock);
-	fm__map_iter(&it, start, end);
+	fm__map_iter(&it, vs, start, end);
 	while ((e = fm__map_next(&it)) != NULL)
 		found |= e->pm != NULL;
 	pthread_rwlock_unlock(&fm__map.lock);
@@ -1332,7 +1365,8 @@ struct piece {
 
 /* The pieces of [start, end), in order. => the count, or -ENOMEM */
 static ssize_t
-pieces(uintptr_t start, uintptr_t end, struct piece **out)
+pieces(struct fm_vmspace *vs, uintptr_t start, uintptr_t end,
+    struct piece **out)
 {
 	struct fm_map_iter it;
 	struct fm_entry *e;
@@ -1341,7 +1375,7 @@ pieces(uintptr_t start, uintptr_t end, struct piece **out)
 	size_t n, k = 0;
 
 	pthread_rwlock_rdlock(&fm__map.lock);
-	n = fm__map_iter(&it, start, end);
+	n = fm__map_iter(&it, vs, start, end);
 	v = calloc(2 * n + 1, sizeof(*v));
 	while (v && (e = fm__map_next(&it)) != NULL) {
 		uintptr_t lo = e->start > start ? e->start : start;
@@ -1371,7 +1405,7 @@ pieces(uintptr_t start, uintptr_t end, struct piece **out)
  * end an access gives SIGBUS: EFAULT, as the kernel says.
  */
 static int
-populate_piece(const struct piece *p, int advice)
+populate_piece(struct fm_vmspace *vs, const struct piece *p, int advice)
 {
 	size_t osize = fm_object_size(p->obj);
 	uintptr_t hi = p->end;
@@ -1389,7 +1423,7 @@ populate_piece(const struct piece *p, int advice)
 	/* The entry referenced, no map lock across the pager's fills. */
 	fm__crit_enter(&c);
 	pthread_rwlock_rdlock(&fm__map.lock);
-	e = fm__map_lookup(p->start);
+	e = fm__map_lookup(vs, p->start);
 	if (e && (e->obj != p->obj || e->pm == NULL || e->dead))
 		e = NULL;
 	if (e)
@@ -1412,7 +1446,7 @@ populate_piece(const struct piece *p, int advice)
 
 /* An advice with its own meaning on a piece of an engine entry. */
 static int
-advise_piece(const struct piece *p, int advice)
+advise_piece(struct fm_vmspace *vs, const struct piece *p, int advice)
 {
 	size_t osize = fm_object_size(p->obj);
 
@@ -1430,7 +1464,7 @@ advise_piece(const struct piece *p, int advice)
 		    FM_UNMAP_DISCARD);
 	case MADV_POPULATE_READ:
 	case MADV_POPULATE_WRITE:
-		return populate_piece(p, advice);
+		return populate_piece(vs, p, advice);
 	case MADV_COLLAPSE:
 		return -EINVAL; /* no huge pages: a device's mapping */
 	case MADV_GUARD_INSTALL:
@@ -1446,17 +1480,17 @@ advise_piece(const struct piece *p, int advice)
  * stops the walk.
  */
 static int
-advise_pieces(uintptr_t start, uintptr_t end, int advice)
+advise_pieces(struct fm_vmspace *vs, uintptr_t start, uintptr_t end, int advice)
 {
 	int populate =
 	    advice == MADV_POPULATE_READ || advice == MADV_POPULATE_WRITE;
 	struct piece *v;
-	ssize_t n = pieces(start, end, &v);
+	ssize_t n = pieces(vs, start, end, &v);
 	int r = n < 0 ? (int)n : 0, hole = 0;
 
 	for (ssize_t k = 0; k < n; k++) {
 		if (r == 0 && v[k].obj)
-			r = advise_piece(&v[k], advice);
+			r = advise_piece(vs, &v[k], advice);
 		else if (r == 0 &&
 		    madvise((void *)v[k].start, v[k].end - v[k].start, advice) <
 		        0)
@@ -1475,6 +1509,7 @@ advise_pieces(uintptr_t start, uintptr_t end, int advice)
 int
 fm_madvise(void *addr, size_t len, int advice)
 {
+	struct fm_vmspace *vs = &fm__vs_self;
 	uintptr_t start = (uintptr_t)addr, end;
 	size_t alen = (len + FM_PAGE_MASK) & ~FM_PAGE_MASK;
 	int r;
@@ -1492,14 +1527,14 @@ fm_madvise(void *addr, size_t len, int advice)
 	case MADV_WILLNEED:
 		if (madvise(addr, end - start, advice) < 0 && errno != EBADF)
 			return -1;
-		r = willneed(start, end);
+		r = willneed(vs, start, end);
 		break;
 	case MADV_NORMAL:
 	case MADV_RANDOM:
 	case MADV_SEQUENTIAL:
 		if (madvise(addr, end - start, advice) < 0)
 			return -1;
-		r = set_advice(start, end, advice);
+		r = set_advice(vs, start, end, advice);
 		break;
 	case MADV_REMOVE:
 	case MADV_DOFORK:
@@ -1508,7 +1543,7 @@ fm_madvise(void *addr, size_t len, int advice)
 	case MADV_GUARD_INSTALL:
 	case MADV_POPULATE_READ:
 	case MADV_POPULATE_WRITE:
-		r = advise_pieces(start, end, advice);
+		r = advise_pieces(vs, start, end, advice);
 		break;
 	case MADV_DONTNEED: /* zaps PTEs; the object store keeps its pages */
 	case MADV_DONTNEED_LOCKED:
@@ -1529,7 +1564,8 @@ fm_madvise(void *addr, size_t len, int advice)
 		/* The kernel's meaning is the mapping's too. */
 		return madvise(addr, len, advice);
 	default:
-		if (engine_entries(start, end)) /* unknown: not on fomap's */
+		if (engine_entries(vs, start,
+		        end)) /* unknown: not on fomap's */
 			r = -EINVAL;
 		else
 			return madvise(addr, len, advice);
@@ -1537,4 +1573,125 @@ fm_madvise(void *addr, size_t len, int advice)
 	if (r < 0)
 		return fm__syserr(r);
 	return 0;
+}
+
+/*
+ * ------------------------------------------------------------------------
+ * Another process's address space (kern/client.c): the process makes,
+ * moves, protects and removes its mappings itself; the map follows what
+ * it is told here and what the process's userfaultfd reports (UNMAP and
+ * REMAP events, as for a raw munmap of this process's own).
+ */
+
+int
+fm__vmspace_enter(struct fm_vmspace *vs, uintptr_t va, size_t len,
+    struct fm_object *obj, uint64_t pgoff, int prot, int maxprot, int flags)
+{
+	struct fm_entry *e = malloc(sizeof(*e)), *dead = NULL;
+	struct fm_crit c;
+	int r;
+
+	if (e == NULL)
+		return -ENOMEM;
+	*e = (struct fm_entry){.start = va,
+	    .end = va + len,
+	    .dead = 1, /* until it is linked to its object */
+	    .obj = obj,
+	    .pgoff = pgoff,
+	    .prot = prot,
+	    .maxprot = maxprot,
+	    .advice = MADV_NORMAL,
+	    .flags = flags & MAP_PRIVATE ? MAP_PRIVATE : MAP_SHARED,
+	    .vs = vs,
+	    .pm = vs->pm,
+	    .pmode = (flags & MAP_SHARED) && (maxprot & PROT_WRITE)
+	        ? FM_PMAP_SHARED
+	        : FM_PMAP_PRIVATE};
+	fm__crit_enter(&c);
+	pthread_mutex_lock(&fm__map.oplock);
+	/* What the map still has there is stale (invariant 5: enter_new). */
+	pthread_rwlock_wrlock(&fm__map.lock);
+	r = evict_locked(vs, va, va + len, &dead);
+	if (r == 0)
+		r = register_entries(&e, 1);
+	if (r == 0)
+		insert_locked(&e, 1, 1);
+	pthread_rwlock_unlock(&fm__map.lock);
+	pthread_mutex_unlock(&fm__map.oplock);
+	bury(dead, 0);
+	fm__crit_leave(&c);
+	if (r < 0)
+		free(e); /* (the caller keeps its reference on obj) */
+	return r;
+}
+
+void
+fm__vmspace_clear(struct fm_vmspace *vs)
+{
+	struct fm_entry *dead = NULL;
+	struct fm_crit c;
+
+	change_begin(&c);
+	take_locked(vs, 0, UINTPTR_MAX, &dead);
+	pthread_rwlock_unlock(&fm__map.lock);
+	pthread_mutex_unlock(&fm__map.oplock);
+	bury(dead, 0);
+	fm__crit_leave(&c);
+}
+
+int
+fm__vmspace_protect(struct fm_vmspace *vs, uintptr_t start, uintptr_t end,
+    int prot)
+{
+	struct fm_map_iter it;
+	struct fm_entry *e;
+	struct fm_crit c;
+	int r = check_prot(&prot);
+
+	if (r < 0 || start == end)
+		return r;
+	change_begin(&c);
+	fm__map_iter(&it, vs, start, end);
+	while (r == 0 && (e = fm__map_next(&it)) != NULL)
+		if (prot & ~e->maxprot)
+			r = -EACCES;
+	if (r == 0)
+		r = fm__map_clip(vs, start, end);
+	pthread_rwlock_unlock(&fm__map.lock);
+	if (r == 0) {
+		fm__fault_mprotect_begin(start, end);
+		pthread_rwlock_wrlock(&fm__map.lock);
+		fm__map_iter(&it, vs, start, end);
+		while ((e = fm__map_next(&it)) != NULL)
+			__atomic_store_n(&e->prot, prot, __ATOMIC_RELEASE);
+		pthread_rwlock_unlock(&fm__map.lock);
+		fm__fault_mprotect_end();
+	}
+	pthread_mutex_unlock(&fm__map.oplock);
+	fm__crit_leave(&c);
+	return r;
+}
+
+int
+fm__vmspace_msync(struct fm_vmspace *vs, uintptr_t start, uintptr_t end)
+{
+	fm__fault_events();
+	return clean_spans(vs, start, end);
+}
+
+int
+fm__vmspace_advise(struct fm_vmspace *vs, uintptr_t start, uintptr_t end,
+    int advice)
+{
+	fm__fault_events();
+	switch (advice) {
+	case MADV_WILLNEED:
+		return willneed(vs, start, end);
+	case MADV_NORMAL:
+	case MADV_RANDOM:
+	case MADV_SEQUENTIAL:
+		return set_advice(vs, start, end, advice);
+	default:
+		return 0; /* the process's own madvise does the rest */
+	}
 }

@@ -77,6 +77,8 @@ entries_changed_locked(const struct fm_object *obj)
 		fm__tree_check(&obj->entries);
 }
 
+atomic_int fm__object_ownfd;
+
 int
 fm__object_alloc(const struct fm_pagerops *ops, size_t size, void *priv, int fd,
     int flags, struct fm_object **objp)
@@ -97,7 +99,7 @@ fm__object_alloc(const struct fm_pagerops *ops, size_t size, void *priv, int fd,
 		obj->pgstate = calloc(npages, 1);
 		if (obj->pgstate == NULL)
 			goto err;
-		if ((flags & FM_OBJ_OWNFD) ||
+		if ((flags & FM_OBJ_OWNFD) || atomic_load(&fm__object_ownfd) ||
 		    fm__store_alloc(npages << FM_PAGE_SHIFT, &fd, &obj->rofd,
 		        &obj->base) < 0) {
 			/* No room in the store: a memfd of its own. */

@@ -35,20 +35,19 @@
 #define FM_UFFD_WANTED UFFD_FEATURE_EXACT_ADDRESS
 
 /*
- * The operations of an address space. proc_task_read and proc_sigbus reach
+ * The operations of an address space. fm__pmap_proc_task_read and
+ * fm__pmap_proc_sigbus reach
  * any process of ours (/proc/<pid>, a signal to pm->pid); self_zap only
  * the caller's own address space.
  */
 static fm_pmap_zap_t self_zap;
-static fm_pmap_task_read_t proc_task_read;
-static fm_pmap_sigbus_t proc_sigbus;
 
 /* This process's own address space. */
 static const struct fm_pmap_ops self_ops = {
     .pmo_name = "self",
     .pmo_zap = self_zap,
-    .pmo_task_read = proc_task_read,
-    .pmo_sigbus = proc_sigbus,
+    .pmo_task_read = fm__pmap_proc_task_read,
+    .pmo_sigbus = fm__pmap_proc_sigbus,
 };
 
 /* Set-up is tried again after a transient failure (EMFILE, ENOMEM). */
@@ -57,8 +56,7 @@ static int pmap_done;
 static struct fm_pmap kernel_pmap = {.ops = &self_ops,
     .uffd = -1,
     .uffd_user = -1,
-    .pagemap = -1,
-    .epfd = -1};
+    .pagemap = -1};
 static char unavail[160];
 static int unavail_errno;
 static uint64_t probed;
@@ -229,6 +227,53 @@ fm__pmap_probe(void)
 }
 
 int
+fm__pmap_client(pid_t pid, int uffd, const struct fm_pmap_ops *ops,
+    struct fm_pmap **pmp)
+{
+	struct fm_pmap *pm;
+	uint64_t want = FM_UFFD_NEEDED | (fm__pmap_probe() & FM_UFFD_WANTED);
+	uint64_t got = 0;
+	int fl, r;
+
+	if ((fl = fcntl(uffd, F_GETFL)) < 0)
+		return -errno;
+	if (!(fl & O_NONBLOCK) && fcntl(uffd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	/*
+	 * Not a userfaultfd: ENOTTY (-EBADF here); one whose API was done
+	 * already (its features not the engine's): EINVAL.
+	 */
+	if ((r = uffd_api(uffd, want, &got)) < 0)
+		return r == -ENOTTY ? -EBADF : r;
+	if ((got & FM_UFFD_NEEDED) != FM_UFFD_NEEDED)
+		return -ENOTSUP;
+	if ((pm = calloc(1, sizeof(*pm))) == NULL)
+		return -ENOMEM;
+	pm->ops = ops;
+	pm->pid = pid;
+	pm->uffd = uffd;
+	pm->uffd_user = -1;
+	pm->features = got;
+	pm->pagemap = proc_open(pm, "pagemap");
+	if (pm->pagemap < 0) {
+		int err = errno;
+
+		free(pm);
+		return err == ENOENT ? -ESRCH : -err;
+	}
+	*pmp = pm;
+	return 0;
+}
+
+void
+fm__pmap_client_free(struct fm_pmap *pm)
+{
+	close(pm->uffd);
+	close(pm->pagemap);
+	free(pm);
+}
+
+int
 fm__pmap_user_register(struct fm_pmap *pm, uintptr_t va, size_t len)
 {
 	struct uffdio_register reg = {
@@ -380,58 +425,82 @@ fm__pmap_read(struct fm_pmap *pm, struct uffd_msg *msgs, size_t n, int user)
 	return (int)((size_t)k / sizeof(*msgs));
 }
 
-/*
- * The epoll set of pm's waits (its uffd, kick, uffd_user), made on the
- * first: a wait then costs no setup of its own, as poll(2)'s does for
- * each descriptor at each call. => the set, or -1 (poll then)
- */
-static int
-wait_set(struct fm_pmap *pm, int kick)
+int
+fm__pmap_set_create(int kick)
 {
-	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-	const int fds[3] = {pm->uffd, kick, pm->uffd_user};
-	int ep = atomic_load(&pm->epfd);
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
+	int ep = epoll_create1(EPOLL_CLOEXEC);
 
-	if (ep != -1)
-		return ep;
-	pthread_mutex_lock(&lock);
-	if ((ep = atomic_load(&pm->epfd)) == -1) {
-		ep = epoll_create1(EPOLL_CLOEXEC);
-		for (int i = 0; ep >= 0 && i < 3; i++) {
-			struct epoll_event ev = {.events = EPOLLIN,
-			    .data.u32 = i};
+	if (ep < 0)
+		return -errno;
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, kick, &ev) < 0) {
+		int err = errno;
 
-			if (fds[i] >= 0 &&
-			    epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev) < 0) {
-				close(ep);
-				ep = -1;
-			}
-		}
-		atomic_store(&pm->epfd, ep < 0 ? -2 : ep);
+		close(ep);
+		return -err;
 	}
-	pthread_mutex_unlock(&lock);
-	return ep < 0 ? -1 : ep;
+	return ep;
+}
+
+/*
+ * In the set, pm's uffd is known by pm, its uffd_user by pm with the low
+ * bit set (a message there is dropped by the next read of pm), the kick by
+ * 0.
+ */
+#define PMAP_USER_TAG 1u
+
+int
+fm__pmap_set_add(int set, struct fm_pmap *pm)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uintptr_t)pm};
+	struct epoll_event evu = {.events = EPOLLIN,
+	    .data.u64 = (uintptr_t)pm | PMAP_USER_TAG};
+
+	if (epoll_ctl(set, EPOLL_CTL_ADD, pm->uffd, &ev) < 0)
+		return -errno;
+	if (pm->uffd_user >= 0 &&
+	    epoll_ctl(set, EPOLL_CTL_ADD, pm->uffd_user, &evu) < 0) {
+		int err = errno;
+
+		(void)epoll_ctl(set, EPOLL_CTL_DEL, pm->uffd, NULL);
+		return -err;
+	}
+	return 0;
 }
 
 void
-fm__pmap_wait(struct fm_pmap *pm, int kick)
+fm__pmap_set_del(int set, struct fm_pmap *pm)
 {
-	struct pollfd p[3] = {{.fd = pm->uffd, .events = POLLIN},
-	    {.fd = kick, .events = POLLIN},
-	    {.fd = pm->uffd_user, .events = POLLIN}};
-	struct epoll_event ev[3];
-	int ep = wait_set(pm, kick), n;
-	uint64_t v;
+	(void)epoll_ctl(set, EPOLL_CTL_DEL, pm->uffd, NULL);
+	if (pm->uffd_user >= 0)
+		(void)epoll_ctl(set, EPOLL_CTL_DEL, pm->uffd_user, NULL);
+}
 
-	if (ep >= 0 && (n = epoll_wait(ep, ev, 3, -1)) >= 0) {
-		for (int i = 0; i < n; i++)
-			p[ev[i].data.u32].revents = POLLIN;
-	} else
-		(void)poll(p, 3, -1); /* (a negative fd is left out) */
-	if (kick >= 0 && (p[1].revents & POLLIN))
-		(void)!read(kick, &v, sizeof v);
-	if (p[2].revents & POLLIN)
-		atomic_store(&pm->user_ready, 1);
+struct fm_pmap *
+fm__pmap_set_wait(int set, int kick)
+{
+	struct epoll_event ev[8];
+	struct fm_pmap *ready = NULL;
+	uint64_t v;
+	int n;
+
+	while ((n = epoll_wait(set, ev, 8, -1)) < 0 && errno == EINTR)
+		;
+	for (int i = 0; i < n; i++) {
+		uintptr_t tag = (uintptr_t)ev[i].data.u64;
+		struct fm_pmap *pm =
+		    (struct fm_pmap *)(tag & ~(uintptr_t)PMAP_USER_TAG);
+
+		if (pm == NULL) {
+			(void)!read(kick, &v, sizeof v);
+			continue;
+		}
+		if (tag & PMAP_USER_TAG)
+			atomic_store(&pm->user_ready, 1);
+		if (ready == NULL)
+			ready = pm;
+	}
+	return ready;
 }
 
 /* pm's operations: every address space has them all. */
@@ -445,9 +514,9 @@ pmap_ops(const struct fm_pmap *pm)
 }
 
 /* The /proc file what of thread tid of pm's process, into buf. */
-static int
-proc_task_read(struct fm_pmap *pm, pid_t tid, const char *what, char *buf,
-    size_t size)
+int
+fm__pmap_proc_task_read(struct fm_pmap *pm, pid_t tid, const char *what,
+    char *buf, size_t size)
 {
 	char rel[48];
 	ssize_t k;
@@ -523,8 +592,8 @@ fm__pmap_thread(struct fm_pmap *pm, pid_t tid, struct fm_pmap_thread *t)
  * same (it shares its bytes with si_pid and si_uid, which the kernel leaves
  * as given for queued signals), si_errno the pager's error.
  */
-static int
-proc_sigbus(struct fm_pmap *pm, pid_t tid, uintptr_t addr, int err)
+int
+fm__pmap_proc_sigbus(struct fm_pmap *pm, pid_t tid, uintptr_t addr, int err)
 {
 	siginfo_t si = {.si_signo = SIGBUS, .si_code = SI_QUEUE};
 

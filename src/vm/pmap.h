@@ -11,13 +11,12 @@
  * ("self"). No call here reaches only the caller's own address space but
  * through pm->ops.
  *
- * What a second address space would still lack, outside this layer: the
- * engine's move of a page refused inside a system call (fault.c:
- * swap_page) maps a fresh page in the caller's own address space and
- * mremaps it over the user's; and mmap.c makes, moves, protects and
- * removes the user mappings themselves with the caller's own mmap,
- * mremap, mprotect, munmap and madvise (in a daemon the client's own
- * calls, routed by the preload library).
+ * Other processes' address spaces (fm__pmap_client: fomapd's clients)
+ * differ in two things outside this layer: a page refused inside a system
+ * call is poisoned for the moment (fault.c: swap_page moves pages in the
+ * caller's own address space only), and their mappings are made, moved,
+ * protected and removed by the processes themselves (kern/client.c
+ * follows).
  *
  * All return 0 or a negative errno.
  */
@@ -34,6 +33,7 @@
 #define FM_PAGE_SIZE_PMAP 4096
 
 struct fm_pmap;
+struct fm_vmspace;
 
 /*
  * The operations of an address space that depend on where it is: how
@@ -53,6 +53,10 @@ typedef int fm_pmap_task_read_t(struct fm_pmap *pm, pid_t tid, const char *what,
 /* As fm__pmap_sigbus. */
 typedef int fm_pmap_sigbus_t(struct fm_pmap *pm, pid_t tid, uintptr_t addr,
     int err);
+
+/* pmo_task_read and pmo_sigbus of any process of ours: /proc, a signal. */
+fm_pmap_task_read_t fm__pmap_proc_task_read;
+fm_pmap_sigbus_t fm__pmap_proc_sigbus;
 
 struct fm_pmap_ops {
 	const char *pmo_name;
@@ -75,11 +79,12 @@ struct fm_pmap {
 	 */
 	int uffd_user;
 	atomic_int user_ready;
-	atomic_int epfd; /* the set the engine waits on (pmap.c), or -1 */
 	int pagemap; /* its /proc/<pid>/pagemap, or -1 */
 	uint64_t features; /* UFFD_FEATURE_* enabled on uffd */
 	/* Reads the messages waiting on uffd (the engine's), or NULL. */
 	int (*drain)(struct fm_pmap *pm);
+	struct fm_vmspace *vs; /* its map (vm.h); NULL: this process's */
+	atomic_uint inflight; /* its faults read, not yet answered (engine) */
 };
 
 /*
@@ -146,10 +151,28 @@ int fm__pmap_protect_try(struct fm_pmap *pm, uintptr_t va, size_t len, int wp);
 int fm__pmap_read(struct fm_pmap *pm, struct uffd_msg *msgs, size_t n,
     int user);
 /*
- * Wait until a message may be read, or kick (an eventfd, or -1) is:
- * always the same kick for one pm.
+ * A set of address spaces whose messages one wait can see, with a kick
+ * (an eventfd) that ends a wait. => the set (an epoll descriptor), or
+ * -errno
  */
-void fm__pmap_wait(struct fm_pmap *pm, int kick);
+int fm__pmap_set_create(int kick);
+int fm__pmap_set_add(int set, struct fm_pmap *pm);
+void fm__pmap_set_del(int set, struct fm_pmap *pm);
+/*
+ * Wait until a message may be read from an address space of set, or the
+ * kick is written (and reset). => one whose messages may be read (its
+ * uffd_user's too: they are dropped by its next read), or NULL
+ */
+struct fm_pmap *fm__pmap_set_wait(int set, int kick);
+/*
+ * Serve process pid's address space through uffd (UFFDIO_API not done
+ * yet: done here, with the features the engine needs), with ops. => 0
+ * with *pmp (uffd its own from now on), or -errno (uffd left open)
+ */
+int fm__pmap_client(pid_t pid, int uffd, const struct fm_pmap_ops *ops,
+    struct fm_pmap **pmp);
+/* Close a client's address space (fm__pmap_client) and free pm. */
+void fm__pmap_client_free(struct fm_pmap *pm);
 
 /* What a thread of the address space is doing (fm__pmap_thread). */
 struct fm_pmap_thread {

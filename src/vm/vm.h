@@ -144,7 +144,8 @@ struct fm_entry {
 	int prot, maxprot;
 	int flags; /* MAP_SHARED or MAP_PRIVATE */
 	int advice; /* MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL */
-	struct fm_pmap *pm; /* the address space, when the engine serves it */
+	struct fm_vmspace *vs; /* the address space whose map holds it */
+	struct fm_pmap *pm; /* its userfaultfd, when the engine serves it */
 	int pmode; /* FM_PMAP_SHARED or _PRIVATE: how pm has it */
 	struct fm_tnode mnode; /* in the map (map.c), by start */
 	struct fm_tnode onode; /* in obj->entries while live (object.c) */
@@ -166,6 +167,11 @@ struct fm_entry {
 };
 
 /* object.c */
+/*
+ * Every object made from now on has a store of its own (a host that hands
+ * objects' stores to other processes: one object's store shows no other's).
+ */
+extern atomic_int fm__object_ownfd;
 int fm__object_alloc(const struct fm_pagerops *ops, size_t size, void *priv,
     int fd, int flags, struct fm_object **objp);
 int fm__object_rofd(struct fm_object *obj);
@@ -294,25 +300,45 @@ struct fm_map {
 	pthread_mutex_t oplock;
 	pthread_rwlock_t lock;
 	_Atomic uint64_t gen; /* entries inserted so far */
-	size_t n; /* entries in the map */
+	size_t n; /* entries in the map, of every address space */
 };
 extern struct fm_map fm__map;
-struct fm_entry *fm__map_lookup(uintptr_t va);
+/*
+ * An address space whose fomap mappings the map keeps: this process's own
+ * (fm__vs_self) or another process's that the engine serves through its
+ * userfaultfd (kern/client.c). One fm__map.lock guards them all.
+ */
+struct fm_vmspace {
+	struct fm_pmap *pm; /* its userfaultfd; NULL: self's, not open yet */
+	struct fm_tree tree; /* its entries by start (map.c) */
+	uint64_t changes; /* inserts and removals so far */
+	size_t n; /* entries */
+};
+extern struct fm_vmspace fm__vs_self;
+void fm__vmspace_init(struct fm_vmspace *vs, struct fm_pmap *pm);
+/* The address space whose faults arrive on pm's userfaultfd. */
+static inline struct fm_vmspace *
+fm__vmspace_of(struct fm_pmap *pm)
+{
+	return pm->vs != NULL ? pm->vs : &fm__vs_self;
+}
+struct fm_entry *fm__map_lookup(struct fm_vmspace *vs, uintptr_t va);
 /*
  * Room for more entries, so that as many inserts cannot fail: the map is
  * intrusive (tree.h), so there is always room. => 0
  */
 int fm__map_reserve(size_t more);
+/* Put e in e->vs's map. */
 int fm__map_insert(struct fm_entry *e);
 /* Split the entries straddling start or end so the range has its own. */
-int fm__map_clip(uintptr_t start, uintptr_t end);
+int fm__map_clip(struct fm_vmspace *vs, uintptr_t start, uintptr_t end);
 void fm__map_remove(struct fm_entry *e);
 /*
  * A walk over the entries overlapping [start, end), in address order:
  *	struct fm_map_iter it;
  *	struct fm_entry *e;
  *
- *	n = fm__map_iter(&it, start, end);
+ *	n = fm__map_iter(&it, vs, start, end);
  *	while ((e = fm__map_next(&it)) != NULL)
  *		...
  * fm__map_iter returns how many entries the walk will meet if the map
@@ -323,13 +349,15 @@ void fm__map_remove(struct fm_entry *e);
  * => fm__map.lock held across the walk (exclusive to change the map)
  */
 struct fm_map_iter {
+	struct fm_vmspace *vs;
 	uintptr_t at, end;
 	struct fm_entry *last; /* returned last, or NULL */
 	uint64_t changes; /* the map's changes when last was returned */
 };
-size_t fm__map_iter(struct fm_map_iter *it, uintptr_t start, uintptr_t end);
+size_t fm__map_iter(struct fm_map_iter *it, struct fm_vmspace *vs,
+    uintptr_t start, uintptr_t end);
 struct fm_entry *fm__map_next(struct fm_map_iter *it);
-void fm__map_assert(void);
+void fm__map_assert(struct fm_vmspace *vs);
 
 /* mmap.c */
 /*
@@ -337,11 +365,33 @@ void fm__map_assert(void);
  * there that are older than gen leave the map (or follow it), onto *dead,
  * for fm__map_bury once no lock is held (the last may write back).
  */
-void fm__map_gone(uintptr_t start, uintptr_t end, uintptr_t to, uint64_t gen,
-    struct fm_entry **dead);
+void fm__map_gone(struct fm_vmspace *vs, uintptr_t start, uintptr_t end,
+    uintptr_t to, uint64_t gen, struct fm_entry **dead);
 void fm__map_bury(struct fm_entry *dead);
 /* At exit(): write back what is dirty in every object still mapped. */
 void fm__map_exit(void);
+/* fo_mmap of fp for an mmap (fm_mmap's checks). => 0 with req->obj */
+struct fm_file;
+int fm__mmap_object(struct fm_file *fp, int prot, int flags,
+    struct fm_mmap_req *req);
+/*
+ * Another process's mappings (kern/client.c). fm__vmspace_enter: it
+ * mapped obj's store from page pgoff at [va, va+len) (flags: MAP_SHARED
+ * or MAP_PRIVATE); registered and put in vs's map, taking the caller's
+ * reference on obj (not on failure). fm__vmspace_clear: every entry of vs
+ * leaves the map. The others: what fm_mprotect (the bookkeeping: the
+ * process changes its own mapping), fm_msync (the write-back) and
+ * fm_madvise (the engine's advice) do for this process's mappings.
+ * => 0, or -errno
+ */
+int fm__vmspace_enter(struct fm_vmspace *vs, uintptr_t va, size_t len,
+    struct fm_object *obj, uint64_t pgoff, int prot, int maxprot, int flags);
+void fm__vmspace_clear(struct fm_vmspace *vs);
+int fm__vmspace_protect(struct fm_vmspace *vs, uintptr_t start, uintptr_t end,
+    int prot);
+int fm__vmspace_msync(struct fm_vmspace *vs, uintptr_t start, uintptr_t end);
+int fm__vmspace_advise(struct fm_vmspace *vs, uintptr_t start, uintptr_t end,
+    int advice);
 
 /*
  * fault.c: the fault engine.
@@ -354,6 +404,13 @@ extern __thread struct fm_object *fm__pmaplock_held;
 extern __thread struct fm_object *fm__pmaplock_excl;
 int fm__engine_start(void);
 int fm__engine_started(void);
+/*
+ * Serve another address space (kern/client.c) with the same threads; or
+ * stop (its entries must have left the map: fm__vmspace_clear): returns
+ * once no fault or event of pm's is being read or answered.
+ */
+int fm__engine_serve(struct fm_pmap *pm);
+void fm__engine_unserve(struct fm_pmap *pm);
 /* Whether this thread is one of the engine's. */
 int fm__engine_thread(void);
 /* In a fork child of a process that used fomap: calls are plain syscalls. */
@@ -374,8 +431,8 @@ void fm__trace_engine(const char *what, pid_t tid, uintptr_t va,
 			fm__trace_engine(what, tid, va, (unsigned long)(x)); \
 	} while (0)
 
-/* Whether a page of [start, end) is away while a refusal is told. */
-int fm__fault_swapped(uintptr_t start, uintptr_t end);
+/* Whether a page of [start, end) of pm's is away while a refusal is told. */
+int fm__fault_swapped(struct fm_pmap *pm, uintptr_t start, uintptr_t end);
 /*
  * fm_mprotect changes [start, end): wait until no refusal in it is being
  * told, and hold later ones until fm__fault_mprotect_end.

@@ -23,8 +23,8 @@ map_entries(void)
 	size_t n;
 
 	pthread_rwlock_rdlock(&fm__map.lock);
-	n = fm__map_iter(&it, 0, UINTPTR_MAX);
-	fm__map_assert();
+	n = fm__map_iter(&it, &fm__vs_self, 0, UINTPTR_MAX);
+	fm__map_assert(&fm__vs_self);
 	pthread_rwlock_unlock(&fm__map.lock);
 	return n;
 }
