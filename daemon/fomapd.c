@@ -39,6 +39,7 @@
 
 #include "fuse.h"
 #include "kern/kern.h"
+#include "session.h"
 
 #define FMD_STATUS ".status" /* fomapctl's view of the daemon */
 #define FMD_MAXDEV 256
@@ -225,6 +226,22 @@ fopen_put(struct fopen *fo)
 		free(fo->text);
 		free(fo);
 	}
+}
+
+struct fm_file *
+fmd_open_file(uint64_t id)
+{
+	struct fopen *fo = fopen_get(id);
+	struct fm_file *fp = NULL;
+
+	if (fo == NULL)
+		return NULL;
+	pthread_mutex_lock(&d.lock);
+	if ((fp = fo->fp) != NULL)
+		fm__file_hold(fp);
+	pthread_mutex_unlock(&d.lock);
+	fopen_put(fo);
+	return fp;
 }
 
 /* ------------------------------------------------------------------ */
@@ -710,6 +727,7 @@ status_text(struct fopen *fo)
 		waits++;
 	pthread_mutex_unlock(&d.lock);
 	fprintf(f, "waits %d\n", waits); /* calls parked on a driver */
+	fmd_session_status(f);
 	fm_engine_stats(&st);
 	fprintf(f,
 	    "engine faults %lu minor %lu wp %lu pages %lu sigbus %lu "
@@ -1065,6 +1083,36 @@ caller_copy(pid_t pid, uint64_t addr, void *buf, size_t len, int out)
 	return k == (ssize_t)len ? 0 : -EFAULT;
 }
 
+/* Whether thread tid is one of fomapd's own. */
+static int
+own_thread(pid_t tid)
+{
+	char path[64];
+
+	snprintf(path, sizeof path, "/proc/self/task/%d", (int)tid);
+	return tid > 0 && access(path, F_OK) == 0;
+}
+
+/*
+ * FMD_IOC_OPEN: the open's id, to a session of fomapd's naming the open
+ * by a descriptor its client sent (session.c); to any other caller the
+ * number is unknown.
+ */
+static void
+ioctl_open_id(const struct req *q, struct fopen *fo)
+{
+	const struct fuse_ioctl_in *in = q->in;
+	struct fuse_ioctl_out out = {0};
+	uint64_t id = (uint64_t)(uintptr_t)fo;
+
+	if (!own_thread((pid_t)q->h->pid) || in->out_size != sizeof id) {
+		reply_err(q, -ENOTTY);
+		return;
+	}
+	answered(q->h->unique);
+	fmd_fuse_reply2(&d.fs, q->h->unique, &out, sizeof out, &id, sizeof id);
+}
+
 static void
 do_ioctl(const struct req *q, struct fopen *fo)
 {
@@ -1084,6 +1132,10 @@ do_ioctl(const struct req *q, struct fopen *fo)
 	}
 	if (q->inlen < sizeof(*in) + in_size) {
 		reply_err(q, -EINVAL);
+		return;
+	}
+	if (in->cmd == FMD_IOC_OPEN) {
+		ioctl_open_id(q, fo);
 		return;
 	}
 	if (_IOC_SIZE(in->cmd) == 0 && (leg = legacy_of(fo, in->cmd)) == NULL) {
@@ -1246,6 +1298,75 @@ do_interrupt(const struct req *q)
 	pthread_mutex_unlock(&d.lock);
 }
 
+/*
+ * The value of extended attribute name on node id, into *val: a device
+ * file has one, FM_IPC_XATTR (the preload library finds fomapd's session
+ * by it). => its length, or -ENODATA
+ */
+static ssize_t
+xattr_of(uint64_t id, const char *name, const char **val)
+{
+	struct node *n;
+	int dev;
+
+	pthread_mutex_lock(&d.lock);
+	n = node_find_locked(id);
+	dev = n && strcmp(n->name, FMD_STATUS) != 0;
+	pthread_mutex_unlock(&d.lock);
+	if (!dev || strcmp(name, FM_IPC_XATTR) != 0 ||
+	    (*val = fmd_session_name()) == NULL)
+		return -ENODATA;
+	return (ssize_t)strlen(*val);
+}
+
+/*
+ * An xattr's value (GETXATTR) or the list of names (LISTXATTR, NULs
+ * after each): size 0 asks its length; a smaller buffer is ERANGE.
+ */
+static void
+reply_xattr(const struct req *q, const void *val, size_t len)
+{
+	const struct fuse_getxattr_in *in = q->in;
+	struct fuse_getxattr_out out = {.size = (uint32_t)len};
+
+	if (in->size == 0)
+		reply(q, &out, sizeof out);
+	else if (in->size < len)
+		reply_err(q, -ERANGE);
+	else
+		reply(q, val, len);
+}
+
+static void
+do_getxattr(const struct req *q)
+{
+	const char *name =
+	    (const char *)q->in + sizeof(struct fuse_getxattr_in);
+	size_t max = q->inlen - sizeof(struct fuse_getxattr_in);
+	const char *val = NULL;
+	ssize_t len;
+
+	if (memchr(name, 0, max) == NULL) {
+		reply_err(q, -EINVAL);
+		return;
+	}
+	if ((len = xattr_of(q->h->nodeid, name, &val)) < 0)
+		reply_err(q, (int)len);
+	else
+		reply_xattr(q, val, (size_t)len);
+}
+
+static void
+do_listxattr(const struct req *q)
+{
+	const char *val;
+
+	if (xattr_of(q->h->nodeid, FM_IPC_XATTR, &val) < 0)
+		reply_xattr(q, "", 0);
+	else
+		reply_xattr(q, FM_IPC_XATTR, sizeof FM_IPC_XATTR);
+}
+
 /* The least each request carries after its header. */
 static size_t
 min_inlen(uint32_t opcode)
@@ -1276,6 +1397,10 @@ min_inlen(uint32_t opcode)
 		return sizeof(struct fuse_poll_in);
 	case FUSE_INTERRUPT:
 		return sizeof(struct fuse_interrupt_in);
+	case FUSE_GETXATTR:
+		return sizeof(struct fuse_getxattr_in) + 1;
+	case FUSE_LISTXATTR:
+		return sizeof(struct fuse_getxattr_in);
 	default:
 		return 0;
 	}
@@ -1379,6 +1504,12 @@ dispatch(const struct req *q)
 	}
 	case FUSE_INTERRUPT:
 		do_interrupt(q);
+		break;
+	case FUSE_GETXATTR:
+		do_getxattr(q);
+		break;
+	case FUSE_LISTXATTR:
+		do_listxattr(q);
 		break;
 	case FUSE_DESTROY:
 		reply_err(q, 0);
@@ -1639,6 +1770,12 @@ main(int argc, char **argv)
 		    r == -EBUSY ? "another fomapd serves it" : strerror(-r));
 		return 1;
 	}
+	/* Before the first request: a device file's xattr names it. */
+	if ((r = fmd_session_start(d.fs.dev)) < 0)
+		fprintf(stderr,
+		    "fomapd: no sessions (%s): no mapping through "
+		    "the engine\n",
+		    strerror(-r));
 	pthread_mutex_lock(&d.lock);
 	spawn_worker_locked();
 	pthread_mutex_unlock(&d.lock);

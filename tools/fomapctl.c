@@ -7,7 +7,9 @@
  * pid P (COMM) object BYTES bytes resident BYTES" (or "object none": not
  * mapped by passthrough), each followed by the "map pid P RANGE PERMS
  * offset OFF" lines of the mappings of it seen in the opener; "engine
- * ..." counters, and "engine latency-us" the engine's histogram.
+ * ..." counters, and "engine latency-us" the engine's histogram;
+ * "session pid P maps N": a process served through the preload library
+ * (N: its mmaps attached so far; "unserved": the engine took no HELLO).
  */
 #include <stdio.h>
 #include <string.h>
@@ -16,7 +18,7 @@ static int
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: fomapctl [--mount DIR] [devices|opens|stats|all]\n"
+	    "usage: fomapctl [--mount DIR] [devices|opens|sessions|stats|all]\n"
 	    "Shows what the fomapd serving DIR (default /dev/fomap) "
 	    "holds.\n");
 	return f == stdout ? 0 : 2;
@@ -50,6 +52,7 @@ main(int argc, char **argv)
 		int dev = strncmp(line, "device ", 7) == 0;
 		int open = strncmp(line, "open ", 5) == 0;
 		int map = strncmp(line, "map ", 4) == 0;
+		int sess = strncmp(line, "session ", 8) == 0;
 		int eng = strncmp(line, "engine ", 7) == 0 ||
 		    strncmp(line, "waits ", 6) == 0;
 
@@ -57,6 +60,7 @@ main(int argc, char **argv)
 		if (strcmp(what, "all") == 0 ||
 		    (strcmp(what, "devices") == 0 && dev) ||
 		    (strcmp(what, "opens") == 0 && (open || map)) ||
+		    (strcmp(what, "sessions") == 0 && sess) ||
 		    (strcmp(what, "stats") == 0 && eng))
 			fputs(line, stdout);
 	}

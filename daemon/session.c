@@ -1,0 +1,637 @@
+/*
+ * session.c: fomapd's side of the session protocol (src/ipc/proto.h, the
+ * preload library's peer): the socket, one thread per client process, and
+ * the core's calls (kern/client.h) each request becomes.
+ *
+ * A client's thread reads every message of its connection: the client's
+ * requests, served in order, one at a time (the client waits for each
+ * reply), and the client's replies to fomapd's own requests (FM_IPC_ZAP),
+ * handed to the thread that waits for them. A zap the client's thread
+ * asks itself (a request of that client whose handling zaps it) reads its
+ * reply itself. Every wait on a client is bounded (SESS_WAIT_MS); a
+ * client's messages are checked before use, and a bad one is answered
+ * with an error.
+ *
+ * Lock order: sess.zlock, S.lock, sess.lock.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ipc/ipc.h"
+#include "kern/client.h"
+#include "kern/kern.h"
+#include "session.h"
+
+#define SESS_MAX 4096 /* clients at once */
+#define SESS_TOKENS 64 /* prepared mmaps a client has not attached yet */
+#define SESS_WAIT_MS 1000 /* a zap's reply; a reply's send */
+#define SESS_STACK (1 << 20)
+
+/* The session whose socket this thread reads (its client's thread). */
+static __thread struct sess *reading;
+static _Atomic uint64_t zseq; /* fomapd's requests' numbers */
+
+struct token {
+	uint64_t id; /* 0: free */
+	struct fm_client_map *m;
+};
+
+struct sess {
+	int sock;
+	pid_t pid; /* the peer (SO_PEERCRED) */
+	struct fm_vmspace *vs; /* once a HELLO is taken */
+	struct token tok[SESS_TOKENS];
+	uint64_t next_token;
+	unsigned long maps; /* mmaps attached, over its life */
+	pthread_mutex_t zlock; /* one zap in flight */
+	pthread_mutex_t lock; /* what follows */
+	pthread_cond_t cv;
+	uint64_t zseq; /* the zap waiting for its reply (0: none) */
+	int zerr, zdone;
+	int dead; /* EOF: zaps fail at once */
+	unsigned zapping; /* zap calls on it (it is freed after the last) */
+	struct sess *next;
+};
+
+static struct {
+	pthread_mutex_t lock;
+	int lsock;
+	char name[FM_IPC_NAME_MAX];
+	dev_t dev;
+	struct sess *list;
+	unsigned n;
+} S = {.lock = PTHREAD_MUTEX_INITIALIZER, .lsock = -1};
+
+static void
+closefds(const int *fds)
+{
+	for (int i = 0; i < FM_IPC_MAXFDS; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+/* Reply to request q: err, or a[0..2] and a descriptor (fd >= 0). */
+static void
+reply(struct sess *s, const struct fm_ipc_msg *q, int err, const uint64_t *a,
+    int fd)
+{
+	struct fm_ipc_msg m = {.op = q->op,
+	    .flags = FM_IPC_F_REPLY,
+	    .err = err,
+	    .seq = q->seq};
+
+	if (a)
+		memcpy(m.a, a, 3 * sizeof(*a));
+	(void)fm_ipc_send(s->sock, &m, &fd, fd >= 0 ? 1 : 0);
+}
+
+static void
+deadline_of(struct timespec *ts, int ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_nsec += (long)ms * 1000000;
+	ts->tv_sec += ts->tv_nsec / 1000000000;
+	ts->tv_nsec %= 1000000000;
+}
+
+/* ------------------------------------------------------------------ */
+/* fomapd's requests to a client: zap. */
+
+/*
+ * A reply from the client: the zap waiting for it takes it; a late one
+ * (its zap timed out) is dropped. => s->lock not held
+ */
+static void
+zap_replied(struct sess *s, const struct fm_ipc_msg *m)
+{
+	pthread_mutex_lock(&s->lock);
+	if (m->op == FM_IPC_ZAP && s->zseq != 0 && m->seq == s->zseq) {
+		s->zerr = m->err > 0 ? -EPROTO : m->err;
+		s->zdone = 1;
+		pthread_cond_broadcast(&s->cv);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+/*
+ * The client's thread waits for its own zap's reply: it reads the socket
+ * itself. A request meanwhile breaks the one-at-a-time rule: EBUSY.
+ * => the client's answer; -ETIMEDOUT; -ESRCH: the client has gone
+ */
+static int
+zap_wait_reading(struct sess *s, uint64_t seq)
+{
+	struct timespec end, now;
+	struct fm_ipc_msg m;
+	int fds[FM_IPC_MAXFDS], r;
+
+	deadline_of(&end, SESS_WAIT_MS);
+	for (;;) {
+		struct pollfd p = {.fd = s->sock, .events = POLLIN};
+		long ms;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		ms = (end.tv_sec - now.tv_sec) * 1000 +
+		    (end.tv_nsec - now.tv_nsec) / 1000000;
+		if (ms <= 0)
+			return -ETIMEDOUT;
+		if (poll(&p, 1, (int)ms) <= 0)
+			continue; /* (EINTR, or the time is up) */
+		r = fm_ipc_recv(s->sock, &m, fds);
+		if (r == -EBADMSG)
+			continue;
+		if (r < 0) {
+			pthread_mutex_lock(&s->lock);
+			s->dead = 1; /* its thread ends when the core returns */
+			pthread_mutex_unlock(&s->lock);
+			return -ESRCH;
+		}
+		closefds(fds);
+		if (m.flags & FM_IPC_F_REPLY) {
+			if (m.op == FM_IPC_ZAP && m.seq == seq)
+				return m.err > 0 ? -EPROTO : m.err;
+			continue;
+		}
+		reply(s, &m, -EBUSY, NULL, -1);
+	}
+}
+
+/*
+ * fm_client_ops.zap: the client removes its page-table entries of the
+ * range (its watcher's madvise). Any thread of fomapd's, the client's own
+ * included; bounded by SESS_WAIT_MS. => 0, -errno; -ESRCH: it has gone
+ */
+static int
+sess_zap(void *arg, uintptr_t va, size_t len)
+{
+	struct sess *s = arg;
+	struct fm_ipc_msg m = {.op = FM_IPC_ZAP,
+	    .flags = FM_IPC_F_DAEMON,
+	    .a = {va, len}};
+	struct timespec end;
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->dead) {
+		pthread_mutex_unlock(&s->lock);
+		return -ESRCH;
+	}
+	s->zapping++;
+	pthread_mutex_unlock(&s->lock);
+
+	pthread_mutex_lock(&s->zlock);
+	m.seq = ++zseq;
+	pthread_mutex_lock(&s->lock);
+	s->zseq = m.seq;
+	s->zdone = 0;
+	pthread_mutex_unlock(&s->lock);
+	r = fm_ipc_send(s->sock, &m, NULL, 0);
+	if (r == -EAGAIN)
+		r = -ETIMEDOUT; /* (SO_SNDTIMEO: it reads nothing) */
+	else if (r < 0)
+		r = -ESRCH;
+	else if (reading == s)
+		r = zap_wait_reading(s, m.seq);
+	else {
+		deadline_of(&end, SESS_WAIT_MS);
+		pthread_mutex_lock(&s->lock);
+		while (!s->zdone && !s->dead &&
+		    pthread_cond_timedwait(&s->cv, &s->lock, &end) == 0)
+			;
+		r = s->zdone ? s->zerr : s->dead ? -ESRCH : -ETIMEDOUT;
+		pthread_mutex_unlock(&s->lock);
+	}
+	pthread_mutex_lock(&s->lock);
+	s->zseq = 0;
+	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->zlock);
+
+	pthread_mutex_lock(&s->lock);
+	s->zapping--;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static const struct fm_client_ops sess_ops = {
+    .zap = sess_zap,
+};
+
+/* ------------------------------------------------------------------ */
+/* A client's requests. */
+
+/*
+ * The open behind a descriptor the client sent: one of this mount's
+ * regular files that fomapd's own FUSE server says is an open of its
+ * (FMD_IOC_OPEN). No ioctl goes to a descriptor of anything else.
+ * => its file, referenced; NULL
+ */
+static struct fm_file *
+open_of(int fd)
+{
+	struct stat st;
+	uint64_t id = 0;
+
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    st.st_dev != S.dev || ioctl(fd, FMD_IOC_OPEN, &id) < 0)
+		return NULL;
+	return fmd_open_file(id);
+}
+
+static void
+do_hello(struct sess *s, const struct fm_ipc_msg *q, int *fds)
+{
+	int r;
+
+	if (s->vs)
+		r = -EEXIST;
+	else if (q->a[0] != FM_IPC_VERSION)
+		r = -EPROTO;
+	else if (q->nfds != 1)
+		r = -EBADF;
+	else {
+		/* The core owns the uffd from here, whatever it answers. */
+		struct fm_vmspace *vs = NULL;
+
+		r = fm_client_create(s->pid, fds[0], &sess_ops, s, &vs);
+		fds[0] = -1;
+		pthread_mutex_lock(&s->lock); /* (the status file reads it) */
+		s->vs = r < 0 ? NULL : vs;
+		pthread_mutex_unlock(&s->lock);
+	}
+	reply(s, q, r, NULL, -1);
+}
+
+/*
+ * A /dev/userfaultfd descriptor makes userfaultfds that may take kernel
+ * faults: handed only to a client that sends a fomap open it holds.
+ */
+static void
+do_uffd_dev(struct sess *s, const struct fm_ipc_msg *q, const int *fds)
+{
+	struct fm_file *fp = q->nfds == 1 ? open_of(fds[0]) : NULL;
+	int fd = -1, r = -EBADF;
+
+	if (fp) {
+		fm__file_rele(fp);
+		fd = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+		r = fd < 0 ? -errno : 0;
+	}
+	reply(s, q, r, NULL, fd);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* A free token slot, or NULL. */
+static struct token *
+token_new(struct sess *s)
+{
+	for (int i = 0; i < SESS_TOKENS; i++)
+		if (s->tok[i].id == 0) {
+			s->tok[i].id = ++s->next_token;
+			return &s->tok[i];
+		}
+	return NULL;
+}
+
+/* Token id's prepared map, taken out of its slot; or NULL. */
+static struct fm_client_map *
+token_take(struct sess *s, uint64_t id)
+{
+	struct fm_client_map *m;
+
+	for (int i = 0; i < SESS_TOKENS && id != 0; i++)
+		if (s->tok[i].id == id) {
+			m = s->tok[i].m;
+			s->tok[i] = (struct token){0};
+			return m;
+		}
+	return NULL;
+}
+
+/* MMAP's arguments as client.h takes them. => 0, -EINVAL */
+static int
+mmap_args(const struct fm_ipc_msg *q)
+{
+	uint64_t len = q->a[0], prot = q->a[1], flags = q->a[2], off = q->a[3];
+
+	if (len == 0 || len > SIZE_MAX / 2 || off > (uint64_t)INT64_MAX ||
+	    (prot & ~(uint64_t)(PROT_READ | PROT_WRITE | PROT_EXEC)) ||
+	    (flags != MAP_SHARED && flags != MAP_PRIVATE))
+		return -EINVAL;
+	return 0;
+}
+
+static void
+do_mmap(struct sess *s, const struct fm_ipc_msg *q, const int *fds)
+{
+	struct fm_file *fp = q->nfds == 1 ? open_of(fds[0]) : NULL;
+	int r, storefd = -1, maxprot = 0;
+	struct fm_client_map *cm = NULL;
+	off_t storeoff = 0;
+	struct token *t = NULL;
+	uint64_t a[3];
+
+	/* Which open first: a client learns EBADF before anything else. */
+	if (fp == NULL)
+		r = -EBADF;
+	else if (s->vs == NULL)
+		r = -EPROTO; /* no HELLO yet */
+	else if ((r = mmap_args(q)) == 0 && (t = token_new(s)) == NULL)
+		r = -EAGAIN;
+	if (r == 0)
+		r = fm_client_prepare(s->vs, fp, (size_t)q->a[0], (int)q->a[1],
+		    (int)q->a[2], (off_t)q->a[3], &cm, &storefd, &storeoff,
+		    &maxprot);
+	if (fp)
+		fm__file_rele(fp);
+	if (r < 0) {
+		if (t)
+			*t = (struct token){0};
+		reply(s, q, r, NULL, -1);
+		return;
+	}
+	t->m = cm;
+	a[0] = t->id;
+	a[1] = (uint64_t)storeoff;
+	a[2] = (uint64_t)maxprot;
+	reply(s, q, 0, a, storefd);
+	close(storefd);
+}
+
+static void
+do_attach(struct sess *s, const struct fm_ipc_msg *q)
+{
+	struct fm_client_map *m = token_take(s, q->a[0]);
+	int r = 0;
+
+	if (m == NULL)
+		r = -EINVAL;
+	else if (q->a[1] == 0)
+		fm_client_abandon(m); /* its own mmap failed */
+	else if ((r = fm_client_attach(s->vs, m, (uintptr_t)q->a[1])) == 0) {
+		pthread_mutex_lock(&s->lock);
+		s->maps++;
+		pthread_mutex_unlock(&s->lock);
+	}
+	reply(s, q, r, NULL, -1);
+}
+
+/* MPROTECT, MSYNC, MADVISE: a[0] address, a[1] length, a[2] the rest. */
+static void
+do_range(struct sess *s, const struct fm_ipc_msg *q)
+{
+	uintptr_t va = (uintptr_t)q->a[0];
+	size_t len = (size_t)q->a[1];
+	int x = (int)q->a[2], r;
+
+	if (s->vs == NULL)
+		r = -EPROTO;
+	else if (q->a[2] > INT32_MAX || len == 0 || va + len < va)
+		r = -EINVAL;
+	else if (q->op == FM_IPC_MPROTECT)
+		r = fm_client_mprotect(s->vs, va, len, x);
+	else if (q->op == FM_IPC_MSYNC)
+		r = fm_client_msync(s->vs, va, len, x);
+	else
+		r = fm_client_madvise(s->vs, va, len, x);
+	reply(s, q, r, NULL, -1);
+}
+
+static void
+serve(struct sess *s, const struct fm_ipc_msg *q, int *fds)
+{
+	if (q->flags & FM_IPC_F_REPLY) {
+		zap_replied(s, q);
+		return;
+	}
+	if (q->flags != 0) {
+		reply(s, q, -EINVAL, NULL, -1);
+		return;
+	}
+	switch (q->op) {
+	case FM_IPC_HELLO:
+		do_hello(s, q, fds);
+		break;
+	case FM_IPC_UFFD_DEV:
+		do_uffd_dev(s, q, fds);
+		break;
+	case FM_IPC_MMAP:
+		do_mmap(s, q, fds);
+		break;
+	case FM_IPC_ATTACH:
+		do_attach(s, q);
+		break;
+	case FM_IPC_MPROTECT:
+	case FM_IPC_MSYNC:
+	case FM_IPC_MADVISE:
+		do_range(s, q);
+		break;
+	default:
+		reply(s, q, -ENOSYS, NULL, -1);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Clients. */
+
+/*
+ * The client has gone: its prepared maps and its address space go; s is
+ * freed once no zap is on it.
+ */
+static void
+sess_end(struct sess *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->dead = 1;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->lock);
+	for (int i = 0; i < SESS_TOKENS; i++)
+		if (s->tok[i].id != 0)
+			fm_client_abandon(s->tok[i].m);
+	if (s->vs)
+		fm_client_destroy(s->vs);
+	pthread_mutex_lock(&s->lock);
+	while (s->zapping > 0)
+		pthread_cond_wait(&s->cv, &s->lock);
+	pthread_mutex_unlock(&s->lock);
+
+	pthread_mutex_lock(&S.lock);
+	for (struct sess **pp = &S.list; *pp; pp = &(*pp)->next)
+		if (*pp == s) {
+			*pp = s->next;
+			break;
+		}
+	S.n--;
+	pthread_mutex_unlock(&S.lock);
+	close(s->sock);
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->zlock);
+	free(s);
+}
+
+static void *
+sess_thread(void *arg)
+{
+	struct sess *s = arg;
+	struct fm_ipc_msg m;
+	int fds[FM_IPC_MAXFDS], r;
+
+	reading = s;
+	for (;;) {
+		r = fm_ipc_recv(s->sock, &m, fds);
+		if (r == -EBADMSG) {
+			struct fm_ipc_msg bad = {0};
+
+			reply(s, &bad, -EBADMSG, NULL, -1);
+			continue;
+		}
+		if (r < 0)
+			break; /* EOF: the client has gone */
+		serve(s, &m, fds);
+		closefds(fds);
+		pthread_mutex_lock(&s->lock);
+		r = s->dead; /* (its EOF seen by a zap of its own) */
+		pthread_mutex_unlock(&s->lock);
+		if (r)
+			break;
+	}
+	sess_end(s);
+	return NULL;
+}
+
+/* A new client: its session and its thread. => 0, -errno */
+static int
+sess_new(int sock)
+{
+	struct timeval tv = {.tv_sec = SESS_WAIT_MS / 1000};
+	struct ucred cred;
+	socklen_t cl = sizeof cred;
+	pthread_condattr_t ca;
+	pthread_attr_t at;
+	pthread_t t;
+	struct sess *s;
+	int r;
+
+	if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0)
+		return -errno;
+	/* A client that reads nothing holds no thread of fomapd's for ever. */
+	(void)setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return -ENOMEM;
+	s->sock = sock;
+	s->pid = cred.pid;
+	pthread_mutex_init(&s->zlock, NULL);
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_lock(&S.lock);
+	if (S.n >= SESS_MAX) {
+		pthread_mutex_unlock(&S.lock);
+		free(s);
+		return -EMFILE;
+	}
+	s->next = S.list;
+	S.list = s;
+	S.n++;
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&at, SESS_STACK);
+	r = pthread_create(&t, &at, sess_thread, s);
+	pthread_attr_destroy(&at);
+	if (r != 0) {
+		S.list = s->next;
+		S.n--;
+	}
+	pthread_mutex_unlock(&S.lock);
+	if (r != 0) {
+		free(s);
+		return -r;
+	}
+	return 0;
+}
+
+static void *
+acceptor(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		int c = accept4(S.lsock, NULL, NULL, SOCK_CLOEXEC);
+
+		if (c < 0) {
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOMEM || errno == ENOBUFS)
+				usleep(10000); /* let some go first */
+			continue;
+		}
+		if (sess_new(c) < 0)
+			close(c); /* the client sees EOF */
+	}
+	return NULL;
+}
+
+int
+fmd_session_start(dev_t dev)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	pthread_t t;
+	size_t n;
+	int fd, r;
+
+	snprintf(S.name, sizeof S.name, "fomapd.%d.%lu", (int)getpid(),
+	    (unsigned long)dev);
+	n = strlen(S.name);
+	memcpy(sa.sun_path + 1, S.name, n); /* abstract: a NUL first */
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&sa,
+	        (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) <
+	        0 ||
+	    listen(fd, 128) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	S.lsock = fd;
+	S.dev = dev;
+	if ((r = pthread_create(&t, NULL, acceptor, NULL)) != 0) {
+		close(fd);
+		S.lsock = -1;
+		return -r;
+	}
+	pthread_detach(t);
+	return 0;
+}
+
+const char *
+fmd_session_name(void)
+{
+	return S.lsock >= 0 ? S.name : NULL;
+}
+
+void
+fmd_session_status(FILE *f)
+{
+	pthread_mutex_lock(&S.lock);
+	for (struct sess *s = S.list; s; s = s->next) {
+		pthread_mutex_lock(&s->lock);
+		fprintf(f, "session pid %d maps %lu%s\n", (int)s->pid, s->maps,
+		    s->vs ? "" : " unserved");
+		pthread_mutex_unlock(&s->lock);
+	}
+	pthread_mutex_unlock(&S.lock);
+}
