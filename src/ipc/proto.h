@@ -45,8 +45,11 @@ enum fm_ipc_op {
 	/*
 	 * Before HELLO, for a process that cannot create a userfaultfd
 	 * itself (no CAP_SYS_PTRACE, vm.unprivileged_userfaultfd 0, no
-	 * access to /dev/userfaultfd): reply fd: a /dev/userfaultfd
-	 * descriptor opened by fomapd (USERFAULTFD_IOC_NEW on it makes one).
+	 * access to /dev/userfaultfd): fd: a descriptor of a fomap file the
+	 * client holds (such a descriptor makes userfaultfds that take kernel
+	 * faults too: not for any process that can connect); reply fd: a
+	 * /dev/userfaultfd descriptor opened by fomapd (USERFAULTFD_IOC_NEW
+	 * on it makes one), err -EBADF: no fomap open sent.
 	 */
 	FM_IPC_UFFD_DEV,
 	/*
