@@ -36,7 +36,8 @@ SOFILE  := $(SONAME).1.0
 SOMAP   := src/libfomap.map
 
 all: $(B)/libfomap.a $(B)/libfomap.so $(B)/fomap-test $(TOOLS) $(B)/fomapd \
-     $(B)/fomap-static-map $(B)/fomap-plugin-hello.so $(B)/libfomap-preload.so
+     $(B)/fomap-static-map $(B)/fomap-plugin-hello.so $(B)/libfomap-preload.so \
+     $(B)/fomap-preload-map
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -70,6 +71,11 @@ $(B)/libfomap-preload.so: $(PRELOAD_OBJ)
 # A program nothing can be preloaded into (the daemon's tests).
 $(B)/fomap-static-map: tests/integration/static_map.c
 	$(CC) -std=c11 -D_GNU_SOURCE -O2 -static -o $@ $<
+
+# A dynamically linked program the preload tests run under LD_PRELOAD
+# (fomap's headers only; not sanitized: the library is what is tested).
+$(B)/fomap-preload-map: tests/integration/preload_map.c
+	$(CC) -std=c11 -D_GNU_SOURCE -Iinclude -O2 -g -o $@ $<
 
 # The tests' plug-in driver, as fomapd loads it (its fm_* calls bind to
 # the daemon's own).
@@ -136,7 +142,8 @@ check-layers:
 .PHONY: check-layers
 
 -include bench/bench.mk
--include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(DAEMON_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(DAEMON_OBJ:.o=.d) \
+	$(PRELOAD_OBJ:.o=.d)
 
 .PHONY: all check demo asan-check tsan-check stress asan-stress tsan-stress \
 	format-check format clean
