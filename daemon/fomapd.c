@@ -38,6 +38,7 @@
 #include <fomap/fomap.h>
 
 #include "fuse.h"
+#include "kern/client.h"
 #include "kern/kern.h"
 #include "session.h"
 
@@ -229,7 +230,7 @@ fopen_put(struct fopen *fo)
 }
 
 struct fm_file *
-fmd_open_file(uint64_t id)
+fmd_open_file(uint64_t id, int *backed)
 {
 	struct fopen *fo = fopen_get(id);
 	struct fm_file *fp = NULL;
@@ -237,6 +238,7 @@ fmd_open_file(uint64_t id)
 	if (fo == NULL)
 		return NULL;
 	pthread_mutex_lock(&d.lock);
+	*backed = fo->backing > 0;
 	if ((fp = fo->fp) != NULL)
 		fm__file_hold(fp);
 	pthread_mutex_unlock(&d.lock);
@@ -1719,6 +1721,8 @@ main(int argc, char **argv)
 	sigaddset(&stop, SIGTERM);
 	sigaddset(&stop, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+	/* Before any object is made: clients are handed objects' stores. */
+	fm_client_hosting();
 	while ((c = getopt_long(argc, argv, "m:d:c:p:M:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm':

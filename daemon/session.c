@@ -237,7 +237,7 @@ static const struct fm_client_ops sess_ops = {
  * => its file, referenced; NULL
  */
 static struct fm_file *
-open_of(int fd)
+open_of(int fd, int *backed)
 {
 	struct stat st;
 	uint64_t id = 0;
@@ -245,7 +245,7 @@ open_of(int fd)
 	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
 	    st.st_dev != S.dev || ioctl(fd, FMD_IOC_OPEN, &id) < 0)
 		return NULL;
-	return fmd_open_file(id);
+	return fmd_open_file(id, backed);
 }
 
 static void
@@ -279,8 +279,8 @@ do_hello(struct sess *s, const struct fm_ipc_msg *q, int *fds)
 static void
 do_uffd_dev(struct sess *s, const struct fm_ipc_msg *q, const int *fds)
 {
-	struct fm_file *fp = q->nfds == 1 ? open_of(fds[0]) : NULL;
-	int fd = -1, r = -EBADF;
+	int fd = -1, r = -EBADF, backed;
+	struct fm_file *fp = q->nfds == 1 ? open_of(fds[0], &backed) : NULL;
 
 	if (fp) {
 		fm__file_rele(fp);
@@ -335,8 +335,8 @@ mmap_args(const struct fm_ipc_msg *q)
 static void
 do_mmap(struct sess *s, const struct fm_ipc_msg *q, const int *fds)
 {
-	struct fm_file *fp = q->nfds == 1 ? open_of(fds[0]) : NULL;
-	int r, storefd = -1, maxprot = 0;
+	int r, storefd = -1, maxprot = 0, backed = 0;
+	struct fm_file *fp = q->nfds == 1 ? open_of(fds[0], &backed) : NULL;
 	struct fm_client_map *cm = NULL;
 	off_t storeoff = 0;
 	struct token *t = NULL;
@@ -347,6 +347,8 @@ do_mmap(struct sess *s, const struct fm_ipc_msg *q, const int *fds)
 		r = -EBADF;
 	else if (s->vs == NULL)
 		r = -EPROTO; /* no HELLO yet */
+	else if (backed)
+		r = -ENOSYS; /* the client's own mmap: passthrough, as without */
 	else if ((r = mmap_args(q)) == 0 && (t = token_new(s)) == NULL)
 		r = -EAGAIN;
 	if (r == 0)

@@ -37,8 +37,9 @@ void fmd_session_status(FILE *f);
 
 /*
  * Given by fomapd.c: the file of the open whose FUSE fh is id, referenced
- * (fm__file_rele), or NULL: no such open (or shut down).
+ * (fm__file_rele), or NULL: no such open (or shut down). *backed: whether
+ * its mmap is FUSE passthrough of its driver's backing object.
  */
-struct fm_file *fmd_open_file(uint64_t id);
+struct fm_file *fmd_open_file(uint64_t id, int *backed);
 
 #endif

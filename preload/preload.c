@@ -403,9 +403,23 @@ fomap_mmap(struct fmp_session *s, void *addr, size_t len, int prot, int flags,
 		give_up(s, token);
 		return -EPROTO;
 	}
+	/*
+	 * A shared mapping of an object this open may not write is a private
+	 * one of its read-only store (fomapd refuses it PROT_WRITE).
+	 */
+	if (type == MAP_SHARED && !(m.a[2] & PROT_WRITE))
+		type = MAP_PRIVATE;
 	p = fmp_real_mmap(addr, len, PROT_NONE, type | keep, storefd,
 	    (off_t)m.a[1]);
 	r = p == MAP_FAILED ? -errno : 0;
+	/*
+	 * Not inherited by a fork child (no fomapd serves it there yet): its
+	 * accesses fault plainly, never reach the object unserved.
+	 */
+	if (r == 0 && fmp_real_madvise(p, len, MADV_DONTFORK) < 0) {
+		r = -errno;
+		(void)fmp_real_munmap(p, len);
+	}
 	close(storefd);
 	if (r < 0) {
 		give_up(s, token);

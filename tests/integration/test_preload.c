@@ -2,9 +2,9 @@
  * test_preload.c: the preload library (libfomap-preload.so) in unmodified
  * programs, and fomapd's session socket it talks to: the xattr that names
  * it, and clients that send it garbage or descriptors that are not fomap
- * opens. Until the core serves other processes (kern/client.h answers
- * ENOSYS) the library maps plainly (passthrough); the engine's test skips
- * saying so.
+ * opens. A device whose opens have a passthrough backing (zero, fb0,
+ * video0) is mapped plainly, as without the library; gem through fomapd's
+ * engine.
  */
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
@@ -299,11 +299,8 @@ TEST(preload_session_refuses_garbage_and_foreign_descriptors)
 	ASSERT_EQ(fmd_stop(&m_), 0);
 }
 
-/*
- * Whether m's fomapd serves this process through its engine: a HELLO of
- * ours, with a userfaultfd of ours. => 1; 0: it answers ENOSYS
- */
-static int
+/* m's fomapd takes a HELLO of ours, with a userfaultfd of ours. */
+static void
 engine_serves(const struct fmd *m)
 {
 	int s = session_connect(m), u, err;
@@ -313,8 +310,7 @@ engine_serves(const struct fmd *m)
 	err = ask(s, HELLO, 0, u, 1, 0, 0, 0);
 	close(u);
 	close(s);
-	ASSERT(err == 0 || err == -ENOSYS);
-	return err == 0;
+	ASSERT_EQ(err, 0);
 }
 
 /*
@@ -327,11 +323,7 @@ TEST(preload_maps_gem_through_the_engine)
 	struct fmd m;
 
 	fmd_start(&m, NULL);
-	if (!engine_serves(&m)) {
-		fmd_stop(&m);
-		fm_test_skip("fomapd's engine serves no other process yet "
-		             "(kern/client.c: fm_client_create ENOSYS)");
-	}
+	engine_serves(&m);
 	snprintf(helper, sizeof helper, "%s", fmd_tool("fomap-preload-map"));
 	ASSERT_EQ(fmd_sh("%s %s gem %s | grep -qx ok", preload(), helper,
 	              fmd_path(&m, "gem", 0)),

@@ -36,7 +36,7 @@ enum { CL_READ = 1, CL_WRITE, CL_WRITE_SIGBUS, CL_UNMAP, CL_EXIT };
 
 static struct {
 	atomic_int get, write, zap;
-	int refuse_pg; /* pgo_write refuses this page (-1: none) */
+	atomic_int refuse_pg; /* pgo_write refuses this page (-1: none) */
 } cl = {.refuse_pg = -1};
 
 static int
