@@ -94,7 +94,8 @@ struct fm_guard_stats {
 	uint64_t pages_filled; /* zero-filled pages */
 	uint64_t recorded; /* writes to read-only pages, allowed */
 	uint64_t refused; /* writes to read-only pages, SIGBUS */
-	uint64_t revoked; /* accesses to revoked pages, SIGBUS */
+	uint64_t revoked; /* refusals of revoked pages (SIGBUS): one an
+	                   access, more if its retry came late */
 	uint64_t removals; /* ranges removed (FM_GUARD_REMOVE or a wire) */
 	uint64_t trips; /* wires tripped */
 	uint64_t

@@ -266,7 +266,14 @@ TEST(guard_revoke_gives_sigbus_until_restored)
 	ASSERT_EQ(fm_test_probe(p + 2 * PG, 1), SIGBUS);
 	ASSERT_EQ(fm_test_probe(q + 2 * PG, 0), SIGBUS);
 	ASSERT_EQ(fm_test_probe(q + PG, 0), SIGBUS); /* every time */
-	ASSERT_EQ(gstats(fd).revoked, 4);
+	/*
+	 * revoked counts the hook's refusals, not accesses: a refusal its
+	 * thread was not seen waiting for (tell_how: TELL_NOT) is kept for
+	 * the retry only FM_REFUSAL_US; a retry later than that (a loaded
+	 * machine) asks the hook again. Each access got its one SIGBUS above.
+	 */
+	uint64_t revoked = gstats(fd).revoked;
+	ASSERT_GE(revoked, 4);
 	ASSERT_EQ(p[0], 'A'); /* the rest is fine */
 	ASSERT_EQ(q[3 * PG], 'D');
 
@@ -276,7 +283,7 @@ TEST(guard_revoke_gives_sigbus_until_restored)
 	ASSERT_EQ(q[PG], 0); /* revoked data is gone */
 	p[2 * PG] = 'z';
 	ASSERT_EQ(q[2 * PG], 'z');
-	ASSERT_EQ(gstats(fd).revoked, 4);
+	ASSERT_EQ(gstats(fd).revoked, revoked); /* restored: none refused */
 	ASSERT_OK(fm_munmap((void *)p, 8 * PG));
 	ASSERT_OK(fm_munmap((void *)q, 8 * PG));
 	ASSERT_OK(fm_close(fd));
