@@ -174,8 +174,17 @@ static char *
 own_map(void *at, size_t len)
 {
 	char *p = mmap(at, len, RW,
-	    MAP_PRIVATE | MAP_ANONYMOUS | (at ? MAP_FIXED : 0), -1, 0);
+	    MAP_PRIVATE | MAP_ANONYMOUS | (at ? MAP_FIXED_NOREPLACE : 0), -1,
+	    0);
 
+	/*
+	 * Never over what took the freed range meanwhile (a sanitizer's
+	 * runtime maps its own memory where the kernel chooses): MAP_FIXED
+	 * would clobber it.
+	 */
+	if (p == MAP_FAILED && errno == EEXIST)
+		fm_test_skip("the freed range was taken by other memory (a "
+		             "sanitizer's runtime) before the test mapped it");
 	ASSERT(p != MAP_FAILED);
 	if (at != NULL)
 		ASSERT_PTR_EQ(p, at);
