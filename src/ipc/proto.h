@@ -88,6 +88,22 @@ enum fm_ipc_op {
 	 * pages, the next access faults). Reply: err.
 	 */
 	FM_IPC_ZAP,
+	/*
+	 * From a process that has just forked (the library's fork: forks are
+	 * one at a time in a process): a[0] the child's pid. fomapd serves
+	 * the child's inherited mappings through the userfaultfd the kernel
+	 * made for it (EVENT_FORK) from now on. Reply: err.
+	 */
+	FM_IPC_FORKED,
+	/*
+	 * A forked child's own session (instead of HELLO): a[0]
+	 * FM_IPC_VERSION. fomapd finds the address space it serves for the
+	 * child (its parent's FORKED, or the parent's one fork not claimed
+	 * yet) and serves the child's later mappings through it. Reply fd: a
+	 * copy of that userfaultfd (the child's watcher keeps it, for
+	 * fomapd's death). -ESRCH: no fork of the parent's awaits.
+	 */
+	FM_IPC_HELLO_CHILD,
 };
 
 #define FM_IPC_F_REPLY 0x1

@@ -17,6 +17,7 @@ struct client {
 	struct fm_vmspace vs; /* first: a vmspace is its client */
 	const struct fm_client_ops *ops;
 	void *arg;
+	atomic_int claimed; /* its process known, and the engine serves it */
 };
 
 struct fm_client_map {
@@ -37,6 +38,10 @@ client_zap(struct fm_pmap *pm, uintptr_t va, size_t len)
 {
 	struct client *cl = client_of(pm);
 
+	/* A child not claimed yet: no host reaches it (its PTEs keep the
+	 * object's own pages, so they stay right; only not removed). */
+	if (!atomic_load(&cl->claimed))
+		return -ESRCH;
 	return cl->ops->zap(cl->arg, va, len);
 }
 
@@ -47,10 +52,50 @@ static const struct fm_pmap_ops client_pmap_ops = {
     .pmo_sigbus = fm__pmap_proc_sigbus,
 };
 
+/*
+ * vs's process forked (fm__vmspace_forked, from the engine): the child's
+ * address space, not served until claimed. => NULL: none (ufd kept, its
+ * faults wait: never a write that reaches the object unserved)
+ */
+static struct fm_vmspace *
+client_forked(struct fm_vmspace *vs, int ufd)
+{
+	struct client *parent = (struct client *)vs, *cl;
+	struct fm_pmap *pm;
+
+	if (vs->pm->vs != vs || (cl = calloc(1, sizeof(*cl))) == NULL)
+		return NULL;
+	if (fm__pmap_forked(vs->pm, ufd, &pm) < 0) {
+		free(cl);
+		return NULL;
+	}
+	cl->ops = parent->ops;
+	fm__vmspace_init(&cl->vs, pm);
+	if (cl->ops->forked)
+		cl->ops->forked(parent->arg, &cl->vs);
+	return &cl->vs;
+}
+
 void
 fm_client_hosting(void)
 {
+	fm__client_forked = client_forked;
 	atomic_store(&fm__object_ownfd, 1);
+}
+
+int
+fm_client_claim(struct fm_vmspace *vs, pid_t pid, void *arg)
+{
+	struct client *cl = (struct client *)vs;
+	int r;
+
+	if (atomic_load(&cl->claimed))
+		return -EBUSY;
+	if ((r = fm__pmap_claim(vs->pm, pid)) < 0)
+		return r;
+	cl->arg = arg;
+	atomic_store(&cl->claimed, 1);
+	return fm__engine_serve(vs->pm);
 }
 
 int
@@ -72,6 +117,7 @@ fm_client_create(pid_t pid, int uffd, const struct fm_client_ops *ops,
 	}
 	cl->ops = ops;
 	cl->arg = arg;
+	atomic_init(&cl->claimed, 1);
 	fm__vmspace_init(&cl->vs, pm);
 	if ((r = fm__engine_serve(pm)) < 0) {
 		fm__pmap_client_free(pm);
@@ -80,6 +126,14 @@ fm_client_create(pid_t pid, int uffd, const struct fm_client_ops *ops,
 	}
 	*vsp = &cl->vs;
 	return 0;
+}
+
+int
+fm_client_uffd(struct fm_vmspace *vs)
+{
+	int fd = fcntl(vs->pm->uffd, F_DUPFD_CLOEXEC, 0);
+
+	return fd < 0 ? -errno : fd;
 }
 
 void

@@ -29,6 +29,14 @@ struct fm_client_ops {
 	 * (-ESRCH: the client has gone).
 	 */
 	int (*zap)(void *arg, uintptr_t va, size_t len);
+	/*
+	 * The client forked (optional): child is its child's address space,
+	 * with every mapping the client had (MAP_SHARED ones coherent, the
+	 * MAP_PRIVATE ones copy-on-write, as the kernel copied them), served
+	 * once the host names its process (fm_client_claim); until then the
+	 * child's faults wait. Called from the engine: it must not block.
+	 */
+	void (*forked)(void *arg, struct fm_vmspace *child);
 };
 
 /*
@@ -48,6 +56,19 @@ void fm_client_hosting(void);
  */
 int fm_client_create(pid_t pid, int uffd, const struct fm_client_ops *ops,
     void *arg, struct fm_vmspace **vsp);
+/*
+ * A forked client's child (ops->forked) is process pid, and arg is what
+ * its ops are given from now on; the engine serves it from now on.
+ * => 0; -ESRCH: pid has gone; -EBUSY: claimed already
+ */
+int fm_client_claim(struct fm_vmspace *vs, pid_t pid, void *arg);
+
+/*
+ * A copy of the userfaultfd vs is served through (O_CLOEXEC), for the
+ * process itself: a forked child holds none of its own. => it, or -errno
+ */
+int fm_client_uffd(struct fm_vmspace *vs);
+
 /*
  * The client has gone (or its host drops it): its mappings leave the map
  * (dirty pages written back as at munmap), its uffd is closed and vs

@@ -495,6 +495,7 @@ static struct {
 		uintptr_t start, end;
 		uintptr_t to; /* REMAP: where it went; UNMAP: 0 */
 		uint64_t gen;
+		int forkfd; /* FORK: the child's uffd (ours now), else -1 */
 	} * v; /* in the order read */
 	unsigned n, cap;
 	atomic_uint pending; /* n, read without the lock */
@@ -2772,8 +2773,12 @@ fm__fault_events(void)
 		}
 		g = gone.v[0];
 		pthread_mutex_unlock(&gone.lock);
-		fm__map_gone(fm__vmspace_of(g.pm), g.start, g.end, g.to, g.gen,
-		    &dead);
+		if (g.forkfd >= 0)
+			fm__vmspace_forked(fm__vmspace_of(g.pm), g.forkfd,
+			    g.gen);
+		else
+			fm__map_gone(fm__vmspace_of(g.pm), g.start, g.end, g.to,
+			    g.gen, &dead);
 		pthread_mutex_lock(&gone.lock);
 		memmove(&gone.v[0], &gone.v[1], --gone.n * sizeof(gone.v[0]));
 		atomic_store(&gone.pending, gone.n);
@@ -2853,8 +2858,8 @@ read_batch(struct fm_pmap *pm, struct emsg *got, int user)
 	for (int i = 0; i < k; i++) {
 		const struct uffd_msg *m = &msgs[i];
 		uintptr_t start, end;
-
 		uintptr_t to = 0;
+		int forkfd = -1;
 
 		if (m->event == UFFD_EVENT_PAGEFAULT) {
 			got[n] = (struct emsg){.pm = pm,
@@ -2876,9 +2881,13 @@ read_batch(struct fm_pmap *pm, struct emsg *got, int user)
 			start = m->arg.remap.from;
 			end = start + m->arg.remap.len;
 			to = m->arg.remap.to;
+		} else if (m->event == UFFD_EVENT_FORK) {
+			/* Its child's address space (a client's: kern/client.c) */
+			start = end = 0;
+			forkfd = (int)m->arg.fork.ufd;
 		} else
-			continue; /* REMOVE, FORK: not asked for */
-		if (pm->vs == NULL &&
+			continue; /* REMOVE: not asked for */
+		if (forkfd < 0 && pm->vs == NULL &&
 		    own_take_locked(m->event, start, to ? to : end))
 			continue; /* the engine's own move */
 		for (unsigned j = 0; pm->vs == NULL && j < own.nva; j++)
@@ -2891,7 +2900,8 @@ read_batch(struct fm_pmap *pm, struct emsg *got, int user)
 			gone.v = v;
 			gone.cap = cap;
 		}
-		gone.v[gone.n++] = (struct gone){pm, start, end, to, gen};
+		gone.v[gone.n++] =
+		    (struct gone){pm, start, end, to, gen, forkfd};
 		atomic_store(&gone.pending, gone.n);
 	}
 	atomic_store(&seq_bound, thr.seq); /* exact again */

@@ -1695,3 +1695,39 @@ fm__vmspace_advise(struct fm_vmspace *vs, uintptr_t start, uintptr_t end,
 		return 0; /* the process's own madvise does the rest */
 	}
 }
+
+struct fm_vmspace *(*fm__client_forked)(struct fm_vmspace *vs, int ufd);
+
+void
+fm__vmspace_forked(struct fm_vmspace *vs, int ufd, uint64_t gen)
+{
+	struct fm_vmspace *child = NULL;
+	struct fm_map_iter it;
+	struct fm_entry *e, *c;
+
+	if (fm__client_forked != NULL)
+		child = fm__client_forked(vs, ufd);
+	if (child == NULL)
+		return; /* (ufd kept: the child's faults wait, never unserved) */
+	/*
+	 * The child has what the parent had mapped when its fork's event
+	 * was read: the entries older than it (the UNMAP events read before
+	 * it are followed already, as the events are, in their order).
+	 */
+	pthread_rwlock_wrlock(&fm__map.lock);
+	fm__map_iter(&it, vs, 0, UINTPTR_MAX);
+	while ((e = fm__map_next(&it)) != NULL) {
+		if (e->gen > gen || e->dead || e->pm == NULL)
+			continue;
+		if ((c = malloc(sizeof(*c))) == NULL)
+			break; /* (its faults there find no entry: SIGBUS) */
+		fm__entry_copy(c, e);
+		c->vs = child;
+		c->pm = child->pm;
+		c->dead = 1;
+		fm_object_ref(c->obj);
+		(void)fm__map_insert(c);
+		fm__object_link(c->obj, c);
+	}
+	pthread_rwlock_unlock(&fm__map.lock);
+}

@@ -231,7 +231,9 @@ fm__pmap_client(pid_t pid, int uffd, const struct fm_pmap_ops *ops,
     struct fm_pmap **pmp)
 {
 	struct fm_pmap *pm;
-	uint64_t want = FM_UFFD_NEEDED | (fm__pmap_probe() & FM_UFFD_WANTED);
+	/* EVENT_FORK: a child's mappings stay served (its uffd is ours). */
+	uint64_t want = FM_UFFD_NEEDED | UFFD_FEATURE_EVENT_FORK |
+	    (fm__pmap_probe() & FM_UFFD_WANTED);
 	uint64_t got = 0;
 	int fl, r;
 
@@ -265,11 +267,47 @@ fm__pmap_client(pid_t pid, int uffd, const struct fm_pmap_ops *ops,
 	return 0;
 }
 
+int
+fm__pmap_forked(const struct fm_pmap *parent, int ufd, struct fm_pmap **pmp)
+{
+	struct fm_pmap *pm;
+	int fl = fcntl(ufd, F_GETFL);
+
+	/* (the kernel gives the child's uffd the flags its parent was made
+	 * with, not those set since) */
+	if (fl < 0 || fcntl(ufd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+	    fcntl(ufd, F_SETFD, FD_CLOEXEC) < 0)
+		return -errno;
+	if ((pm = calloc(1, sizeof(*pm))) == NULL)
+		return -ENOMEM;
+	pm->ops = parent->ops;
+	pm->uffd = ufd;
+	pm->uffd_user = -1;
+	pm->pagemap = -1;
+	pm->features = parent->features;
+	*pmp = pm;
+	return 0;
+}
+
+int
+fm__pmap_claim(struct fm_pmap *pm, pid_t pid)
+{
+	pm->pid = pid;
+	if ((pm->pagemap = proc_open(pm, "pagemap")) < 0) {
+		int err = errno;
+
+		pm->pid = 0;
+		return err == ENOENT ? -ESRCH : -err;
+	}
+	return 0;
+}
+
 void
 fm__pmap_client_free(struct fm_pmap *pm)
 {
 	close(pm->uffd);
-	close(pm->pagemap);
+	if (pm->pagemap >= 0)
+		close(pm->pagemap);
 	free(pm);
 }
 

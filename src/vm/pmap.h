@@ -171,6 +171,15 @@ struct fm_pmap *fm__pmap_set_wait(int set, int kick);
  */
 int fm__pmap_client(pid_t pid, int uffd, const struct fm_pmap_ops *ops,
     struct fm_pmap **pmp);
+/*
+ * The child of parent's process, whose uffd (the FORK event's) is ufd:
+ * => 0 with *pmp, its process unknown (pid 0) until fm__pmap_claim; or
+ *    -errno
+ */
+int fm__pmap_forked(const struct fm_pmap *parent, int ufd,
+    struct fm_pmap **pmp);
+/* pm's process is pid. => 0, or -ESRCH: it has gone */
+int fm__pmap_claim(struct fm_pmap *pm, pid_t pid);
 /* Close a client's address space (fm__pmap_client) and free pm. */
 void fm__pmap_client_free(struct fm_pmap *pm);
 

@@ -387,6 +387,14 @@ int fm__mmap_object(struct fm_file *fp, int prot, int flags,
 int fm__vmspace_enter(struct fm_vmspace *vs, uintptr_t va, size_t len,
     struct fm_object *obj, uint64_t pgoff, int prot, int maxprot, int flags);
 void fm__vmspace_clear(struct fm_vmspace *vs);
+/*
+ * vs's process forked (the FORK event of its uffd, read when gen was the
+ * map's count): the child's address space, made by fm__client_forked
+ * (kern/client.c) with ufd, gets a copy of every entry of vs older than
+ * the event. => no lock held (fm__fault_events)
+ */
+extern struct fm_vmspace *(*fm__client_forked)(struct fm_vmspace *vs, int ufd);
+void fm__vmspace_forked(struct fm_vmspace *vs, int ufd, uint64_t gen);
 int fm__vmspace_protect(struct fm_vmspace *vs, uintptr_t start, uintptr_t end,
     int prot);
 int fm__vmspace_msync(struct fm_vmspace *vs, uintptr_t start, uintptr_t end);

@@ -32,10 +32,19 @@
 #define CL_LEN ((size_t)CL_PAGES * FM_PAGE_SIZE)
 
 /* What the child is told to do next (a[0]), and what it says back. */
-enum { CL_READ = 1, CL_WRITE, CL_WRITE_SIGBUS, CL_UNMAP, CL_EXIT };
+enum {
+	CL_READ = 1,
+	CL_WRITE,
+	CL_WRITE_SIGBUS,
+	CL_UNMAP,
+	CL_FORK, /* a grandchild: reads page 7, writes 0x77 to page arg */
+	CL_REAP, /* the grandchild's exit status */
+	CL_EXIT
+};
 
 static struct {
 	atomic_int get, write, zap;
+	_Atomic(struct fm_vmspace *) child; /* ops->forked's */
 	atomic_int refuse_pg; /* pgo_write refuses this page (-1: none) */
 } cl = {.refuse_pg = -1};
 
@@ -81,7 +90,13 @@ cl_zap(void *arg, uintptr_t va, size_t len)
 	return 0; /* (the test then checks what the engine asked) */
 }
 
-static const struct fm_client_ops cl_ops = {.zap = cl_zap};
+static void
+cl_forked(void *arg, struct fm_vmspace *child)
+{
+	atomic_store(&cl.child, child);
+}
+
+static const struct fm_client_ops cl_ops = {.zap = cl_zap, .forked = cl_forked};
 
 static int
 cl_send(int s, uint64_t a0, uint64_t a1, int fd)
@@ -117,6 +132,25 @@ child_sigbus(int sig, siginfo_t *si, void *uc)
 {
 	child_bus = (uintptr_t)si->si_addr;
 	siglongjmp(child_jb, 1);
+}
+
+/*
+ * The child's child, which inherits its mapping: it reads page 7 (the
+ * pager's 8 there) and writes 0x77 to page pg, its faults served once
+ * the parent process claims it. => its pid, or 0
+ */
+static pid_t
+grandchild(volatile char *p, uint64_t pg)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		if (p[7 * FM_PAGE_SIZE] != 8)
+			_exit(20);
+		p[pg * FM_PAGE_SIZE] = 0x77;
+		_exit(p[pg * FM_PAGE_SIZE] == 0x77 ? 0 : 21);
+	}
+	return pid < 0 ? 0 : pid;
 }
 
 /*
@@ -165,6 +199,17 @@ child_main(int s)
 				*at = (char)0xee;
 			else if (cmd == CL_UNMAP)
 				got = munmap((void *)p, CL_LEN) == 0;
+			else if (cmd == CL_FORK)
+				got = (uint64_t)grandchild(p, arg);
+			else if (cmd == CL_REAP) {
+				int st = 0;
+
+				got =
+				    waitpid((pid_t)arg, &st, 0) == (pid_t)arg &&
+				        WIFEXITED(st)
+				    ? (uint64_t)WEXITSTATUS(st)
+				    : 0xdead;
+			}
 		} else
 			got = child_bus == (uintptr_t)(p + arg * FM_PAGE_SIZE)
 			    ? 0xb5
@@ -311,4 +356,33 @@ TEST(client_refuses_what_it_cannot_serve)
 	ASSERT(fcntl(p[0], F_GETFD) < 0);
 	close(p[1]);
 	ASSERT_EQ(fm_client_create(getpid(), -1, &cl_ops, NULL, &vs), -EBADF);
+}
+
+TEST_TAGGED(client_fork_child_is_served_once_claimed, "thread")
+{
+	struct fm_vmspace *child;
+	unsigned char vec[CL_PAGES], b;
+	struct cl_run r;
+	uint64_t gpid;
+
+	cl_start(&r);
+	ASSERT_EQ(cl_do(&r, CL_READ, 3), 4); /* the parent has a PTE there */
+	gpid = cl_do(&r, CL_FORK, 12);
+	ASSERT(gpid > 0);
+	/* The FORK event was read before fork() returned: followed soon. */
+	for (int i = 0; i < 2000 && atomic_load(&cl.child) == NULL; i++)
+		usleep(1000);
+	ASSERT((child = atomic_load(&cl.child)) != NULL);
+	ASSERT_EQ(fm_client_claim(child, (pid_t)gpid, NULL), 0);
+	ASSERT_EQ(fm_client_claim(child, (pid_t)gpid, NULL), -EBUSY);
+	/* Its read of page 7 and its write of page 12 were served. */
+	ASSERT_EQ(cl_do(&r, CL_REAP, gpid), 0);
+	ASSERT_EQ(fm_object_read(r.obj, 12 * FM_PAGE_SIZE, &b, 1), 0);
+	ASSERT_EQ(b, 0x77);
+	ASSERT_EQ(fm_object_mincore(r.obj, 0, CL_LEN, vec), 0);
+	ASSERT(vec[12] & FM_PG_DIRTY);
+	/* Shared: the parent sees the child's write. */
+	ASSERT_EQ(cl_do(&r, CL_READ, 12), 0x77);
+	fm_client_destroy(child);
+	cl_end(&r);
 }
