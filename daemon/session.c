@@ -396,14 +396,17 @@ do_range(struct sess *s, const struct fm_ipc_msg *q)
 	uintptr_t va = (uintptr_t)q->a[0];
 	size_t len = (size_t)q->a[1];
 	int x = (int)q->a[2], r;
+	struct fm_client_prot *p;
 
 	if (s->vs == NULL)
 		r = -EPROTO;
 	else if (q->a[2] > INT32_MAX || len == 0 || va + len < va)
 		r = -EINVAL;
-	else if (q->op == FM_IPC_MPROTECT)
-		r = fm_client_mprotect(s->vs, va, len, x);
-	else if (q->op == FM_IPC_MSYNC)
+	else if (q->op == FM_IPC_MPROTECT) {
+		/* (one half yet: the client's mprotect comes after) */
+		if ((r = fm_client_mprotect_begin(s->vs, va, len, x, &p)) == 0)
+			fm_client_mprotect_end(s->vs, p, 1);
+	} else if (q->op == FM_IPC_MSYNC)
 		r = fm_client_msync(s->vs, va, len, x);
 	else
 		r = fm_client_madvise(s->vs, va, len, x);

@@ -241,13 +241,47 @@ client_range(uintptr_t va, size_t len, uintptr_t *end)
 	return 0;
 }
 
+struct fm_client_prot {
+	uintptr_t start, end;
+	int prot, slot;
+};
+
 int
-fm_client_mprotect(struct fm_vmspace *vs, uintptr_t va, size_t len, int prot)
+fm_client_mprotect_begin(struct fm_vmspace *vs, uintptr_t va, size_t len,
+    int prot, struct fm_client_prot **pp)
 {
+	struct fm_client_prot *p;
 	uintptr_t end;
 	int r = client_range(va, len, &end);
 
-	return r < 0 ? r : fm__vmspace_protect(vs, va, end, prot);
+	if (r == 0 && (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC)))
+		r = -EINVAL;
+	if (r < 0)
+		return r;
+	if ((p = malloc(sizeof(*p))) == NULL)
+		return -ENOMEM;
+	*p = (struct fm_client_prot){.start = va, .end = end, .prot = prot};
+	if (va == end) {
+		p->slot = -1; /* empty: nothing held */
+		*pp = p;
+		return 0;
+	}
+	if ((r = fm__vmspace_protect_begin(vs, va, end, prot, &p->slot)) < 0) {
+		free(p);
+		return r;
+	}
+	*pp = p;
+	return 0;
+}
+
+void
+fm_client_mprotect_end(struct fm_vmspace *vs, struct fm_client_prot *p,
+    int done)
+{
+	if (p->slot >= 0)
+		fm__vmspace_protect_end(vs, p->start, p->end, p->prot, p->slot,
+		    done);
+	free(p);
 }
 
 int

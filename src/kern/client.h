@@ -98,13 +98,25 @@ int fm_client_attach(struct fm_vmspace *vs, struct fm_client_map *m,
 void fm_client_abandon(struct fm_client_map *m);
 
 /*
- * The client's mprotect, msync and madvise of its fomap mappings in
- * [va, va+len), with fm_mprotect's, fm_msync's and fm_madvise's
- * semantics and errors. mprotect is checked and recorded here; the
- * client then calls mprotect(2) itself.
+ * The client's mprotect of its fomap mappings in [va, va+len), in two
+ * halves around the client's own mprotect(2): begin checks it against
+ * every mapping's maximum protection (-EACCES; -EINVAL: a bad range or
+ * prot), and holds the refusals being decided there (so that none is told
+ * to an access the protection change may have ended) until end; end, with
+ * done when the client's mprotect worked, records the protection. Every
+ * begin that succeeded must be ended (the host ends them when the client
+ * goes). The holds are of the client's address space only.
  */
-int fm_client_mprotect(struct fm_vmspace *vs, uintptr_t va, size_t len,
-    int prot);
+struct fm_client_prot;
+int fm_client_mprotect_begin(struct fm_vmspace *vs, uintptr_t va, size_t len,
+    int prot, struct fm_client_prot **pp);
+void fm_client_mprotect_end(struct fm_vmspace *vs, struct fm_client_prot *p,
+    int done);
+/*
+ * The client's msync and madvise of its fomap mappings in [va, va+len),
+ * with fm_msync's and fm_madvise's semantics and errors (the engine's
+ * part: the client makes its own system call for the kernel's).
+ */
 int fm_client_msync(struct fm_vmspace *vs, uintptr_t va, size_t len, int flags);
 int fm_client_madvise(struct fm_vmspace *vs, uintptr_t va, size_t len,
     int advice);

@@ -2168,38 +2168,58 @@ tell_how(const struct fault *f)
 }
 
 /*
- * The pages whose refusal is being told, and the range an fm_mprotect is
- * changing (fm__fault_mprotect_begin .. _end): a protection changed under
- * a refused access would end it with a SIGSEGV, and its SIGBUS would come
- * after. Each waits for the other's earlier arrivals only.
+ * The pages whose refusal is being told, and the ranges mprotects are
+ * changing (fm__fault_mprotect_begin .. _end), each of its address space:
+ * a protection changed under a refused access would end it with a
+ * SIGSEGV, and its SIGBUS would come after. Each waits for the other's
+ * earlier arrivals only, in its own address space (a client that holds a
+ * range, between its two halves of an mprotect, holds only its own).
  */
 #define FM_TELLING_MAX 64
+#define FM_MPROT_HOLDS 64
 static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t cv;
-	uintptr_t va[FM_TELLING_MAX];
+	struct {
+		const struct fm_pmap *pm;
+		uintptr_t va;
+	} tell[FM_TELLING_MAX];
 	unsigned n;
-	uintptr_t start, end; /* fm_mprotect's range, or empty */
+	struct {
+		const struct fm_pmap *pm; /* NULL: a free slot */
+		uintptr_t start, end;
+	} hold[FM_MPROT_HOLDS];
 } telling = {.lock = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
+/* Whether an mprotect of pm's holds va. => telling.lock held */
+static int
+held_locked(const struct fm_pmap *pm, uintptr_t va)
+{
+	for (unsigned i = 0; i < FM_MPROT_HOLDS; i++)
+		if (telling.hold[i].pm == pm && telling.hold[i].start <= va &&
+		    va < telling.hold[i].end)
+			return 1;
+	return 0;
+}
+
 static void
-telling_begin(uintptr_t va)
+telling_begin(const struct fm_pmap *pm, uintptr_t va)
 {
 	pthread_mutex_lock(&telling.lock);
-	while ((telling.start <= va && va < telling.end) ||
-	    telling.n == FM_TELLING_MAX)
+	while (held_locked(pm, va) || telling.n == FM_TELLING_MAX)
 		pthread_cond_wait(&telling.cv, &telling.lock);
-	telling.va[telling.n++] = va;
+	telling.tell[telling.n].pm = pm;
+	telling.tell[telling.n++].va = va;
 	pthread_mutex_unlock(&telling.lock);
 }
 
 static void
-telling_end(uintptr_t va)
+telling_end(const struct fm_pmap *pm, uintptr_t va)
 {
 	pthread_mutex_lock(&telling.lock);
 	for (unsigned i = 0; i < telling.n; i++)
-		if (telling.va[i] == va) {
-			telling.va[i] = telling.va[--telling.n];
+		if (telling.tell[i].pm == pm && telling.tell[i].va == va) {
+			telling.tell[i] = telling.tell[--telling.n];
 			break;
 		}
 	pthread_cond_broadcast(&telling.cv);
@@ -2207,7 +2227,7 @@ telling_end(uintptr_t va)
 }
 
 /*
- * The ranges of the last fm_mprotects, by generation (gen counts those
+ * The ranges of the last mprotects, by generation (gen counts those
  * ended): an access whose message was read before one over its page may
  * have ended meanwhile (a SIGSEGV under the protection it set, even if a
  * later one set it back), with no message to say so. => telling.lock
@@ -2217,23 +2237,25 @@ static struct {
 	atomic_uint_least64_t gen;
 	struct {
 		uint64_t gen;
+		const struct fm_pmap *pm;
 		uintptr_t start, end;
 	} v[FM_MPROT_RING];
 } mprot;
 
 static void
-mprot_note_locked(uintptr_t start, uintptr_t end)
+mprot_note_locked(const struct fm_pmap *pm, uintptr_t start, uintptr_t end)
 {
 	uint64_t g = atomic_load(&mprot.gen) + 1;
 
 	mprot.v[g % FM_MPROT_RING].gen = g;
+	mprot.v[g % FM_MPROT_RING].pm = pm;
 	mprot.v[g % FM_MPROT_RING].start = start;
 	mprot.v[g % FM_MPROT_RING].end = end;
 	atomic_store(&mprot.gen, g); /* after: a reader sees it whole */
 }
 
 /*
- * Whether an fm_mprotect over f's page ended after f's message was read.
+ * Whether an mprotect over f's page ended after f's message was read.
  * Too many since to look at: yes. => telling.lock held
  */
 static int
@@ -2244,38 +2266,57 @@ mprot_since_locked(const struct fault *f)
 	if (now - f->mprot_gen >= FM_MPROT_RING)
 		return now != f->mprot_gen;
 	for (uint64_t g = f->mprot_gen + 1; g <= now; g++)
-		if (mprot.v[g % FM_MPROT_RING].start <= f->va &&
+		if (mprot.v[g % FM_MPROT_RING].pm == f->pm &&
+		    mprot.v[g % FM_MPROT_RING].start <= f->va &&
 		    f->va < mprot.v[g % FM_MPROT_RING].end)
 			return 1;
 	return 0;
 }
 
 static int
-telling_in_locked(uintptr_t start, uintptr_t end)
+telling_in_locked(const struct fm_pmap *pm, uintptr_t start, uintptr_t end)
 {
 	for (unsigned i = 0; i < telling.n; i++)
-		if (start <= telling.va[i] && telling.va[i] < end)
+		if (telling.tell[i].pm == pm && start <= telling.tell[i].va &&
+		    telling.tell[i].va < end)
 			return 1;
 	return 0;
 }
 
-void
-fm__fault_mprotect_begin(uintptr_t start, uintptr_t end)
+int
+fm__fault_mprotect_begin(const struct fm_pmap *pm, uintptr_t start,
+    uintptr_t end)
 {
+	int slot = -1;
+
 	pthread_mutex_lock(&telling.lock);
-	telling.start = start;
-	telling.end = end;
-	while (telling_in_locked(start, end))
+	for (;;) {
+		for (int i = 0; i < FM_MPROT_HOLDS && slot < 0; i++)
+			if (telling.hold[i].pm == NULL)
+				slot = i;
+		if (slot >= 0)
+			break;
+		pthread_cond_wait(&telling.cv, &telling.lock);
+	}
+	telling.hold[slot].pm = pm;
+	telling.hold[slot].start = start;
+	telling.hold[slot].end = end;
+	while (telling_in_locked(pm, start, end))
 		pthread_cond_wait(&telling.cv, &telling.lock);
 	pthread_mutex_unlock(&telling.lock);
+	return slot;
 }
 
 void
-fm__fault_mprotect_end(void)
+fm__fault_mprotect_end(int slot)
 {
 	pthread_mutex_lock(&telling.lock);
-	mprot_note_locked(telling.start, telling.end);
-	telling.start = telling.end = 0;
+	FM_ASSERT(slot >= 0 && slot < FM_MPROT_HOLDS &&
+	        telling.hold[slot].pm != NULL,
+	    "mprotect hold %d not held", slot);
+	mprot_note_locked(telling.hold[slot].pm, telling.hold[slot].start,
+	    telling.hold[slot].end);
+	telling.hold[slot].pm = NULL;
 	pthread_cond_broadcast(&telling.cv);
 	pthread_mutex_unlock(&telling.lock);
 }
@@ -2326,14 +2367,14 @@ refuse(const struct fault *f, int err, int mapped, unsigned gen)
 	engine_block(); /* looks at the thread, waits for it */
 	/* Before the hold: an fm_mprotect may need the map lock, which an
 	 * unlink holds while it waits for the entry's holds. */
-	telling_begin(f->va);
+	telling_begin(f->pm, f->va);
 	if (obj != NULL) {
 		uint64_t room;
 
 		pthread_mutex_lock(&obj->lock);
 		if (entry_hold_at_locked(f->e, f->va, &room) < 0) {
 			pthread_mutex_unlock(&obj->lock);
-			telling_end(f->va);
+			telling_end(f->pm, f->va);
 			engine_unblock();
 			/* The memory is leaving: its retry sees. */
 			return wake(f);
@@ -2356,7 +2397,7 @@ refuse(const struct fault *f, int err, int mapped, unsigned gen)
 		a = tell_now(f, err, mapped, how);
 		told(f);
 	}
-	telling_end(f->va);
+	telling_end(f->pm, f->va);
 	engine_unblock();
 	if (obj != NULL)
 		entry_unhold(f->e);

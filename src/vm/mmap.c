@@ -1106,22 +1106,22 @@ prot_as_kernel(struct fm_vmspace *vs, uintptr_t start, uintptr_t end)
 		fclose(f);
 }
 
-int
-fm_mprotect(void *addr, size_t len, int prot)
+/* The address space whose faults vs's are (its holds are by it). */
+static const struct fm_pmap *
+space_pm(const struct fm_vmspace *vs)
 {
-	struct fm_vmspace *vs = &fm__vs_self;
-	uintptr_t start, end;
+	return vs->pm != NULL ? vs->pm : fm__pmap_self();
+}
+
+int
+fm__vmspace_protect_begin(struct fm_vmspace *vs, uintptr_t start, uintptr_t end,
+    int prot, int *slot)
+{
 	struct fm_map_iter it;
 	struct fm_entry *e;
-	struct fm_crit c;
-	int r = check_mprotect(vs, addr, len, &prot, &start, &end);
+	int r = 0;
 
-	if (fm__forked)
-		return mprotect(addr, len, prot);
-	fm__fault_events();
-	if (r < 0)
-		return fm__syserr(r);
-	change_begin(&c);
+	pthread_rwlock_wrlock(&fm__map.lock);
 	fm__map_iter(&it, vs, start, end);
 	while (r == 0 && (e = fm__map_next(&it)) != NULL)
 		if (prot & ~e->maxprot)
@@ -1134,19 +1134,50 @@ fm_mprotect(void *addr, size_t len, int prot)
 	 * and a page away meanwhile comes back with e->prot.
 	 */
 	if (r == 0)
-		fm__fault_mprotect_begin(start, end);
-	if (r == 0 && mprotect(addr, end - start, prot) < 0) {
-		r = -errno;
-		prot_as_kernel(vs, start, end); /* it may have done a part */
-	}
-	if (r == 0) {
+		*slot = fm__fault_mprotect_begin(space_pm(vs), start, end);
+	return r;
+}
+
+void
+fm__vmspace_protect_end(struct fm_vmspace *vs, uintptr_t start, uintptr_t end,
+    int prot, int slot, int done)
+{
+	struct fm_map_iter it;
+	struct fm_entry *e;
+
+	if (done) {
 		pthread_rwlock_wrlock(&fm__map.lock);
 		fm__map_iter(&it, vs, start, end);
 		while ((e = fm__map_next(&it)) != NULL)
 			__atomic_store_n(&e->prot, prot, __ATOMIC_RELEASE);
 		pthread_rwlock_unlock(&fm__map.lock);
 	}
-	fm__fault_mprotect_end();
+	fm__fault_mprotect_end(slot);
+}
+
+int
+fm_mprotect(void *addr, size_t len, int prot)
+{
+	struct fm_vmspace *vs = &fm__vs_self;
+	uintptr_t start, end;
+	struct fm_crit c;
+	int r = check_mprotect(vs, addr, len, &prot, &start, &end), slot;
+
+	if (fm__forked)
+		return mprotect(addr, len, prot);
+	fm__fault_events();
+	if (r < 0)
+		return fm__syserr(r);
+	fm__crit_enter(&c);
+	pthread_mutex_lock(&fm__map.oplock);
+	if ((r = fm__vmspace_protect_begin(vs, start, end, prot, &slot)) == 0) {
+		if (mprotect(addr, end - start, prot) < 0) {
+			r = -errno;
+			prot_as_kernel(vs, start,
+			    end); /* it may have done a part */
+		}
+		fm__vmspace_protect_end(vs, start, end, prot, slot, r == 0);
+	}
 	pthread_mutex_unlock(&fm__map.oplock);
 	fm__crit_leave(&c);
 	if (r < 0)
@@ -1637,39 +1668,6 @@ fm__vmspace_clear(struct fm_vmspace *vs)
 	pthread_mutex_unlock(&fm__map.oplock);
 	bury(dead, 0);
 	fm__crit_leave(&c);
-}
-
-int
-fm__vmspace_protect(struct fm_vmspace *vs, uintptr_t start, uintptr_t end,
-    int prot)
-{
-	struct fm_map_iter it;
-	struct fm_entry *e;
-	struct fm_crit c;
-	int r = check_prot(&prot);
-
-	if (r < 0 || start == end)
-		return r;
-	change_begin(&c);
-	fm__map_iter(&it, vs, start, end);
-	while (r == 0 && (e = fm__map_next(&it)) != NULL)
-		if (prot & ~e->maxprot)
-			r = -EACCES;
-	if (r == 0)
-		r = fm__map_clip(vs, start, end);
-	pthread_rwlock_unlock(&fm__map.lock);
-	if (r == 0) {
-		fm__fault_mprotect_begin(start, end);
-		pthread_rwlock_wrlock(&fm__map.lock);
-		fm__map_iter(&it, vs, start, end);
-		while ((e = fm__map_next(&it)) != NULL)
-			__atomic_store_n(&e->prot, prot, __ATOMIC_RELEASE);
-		pthread_rwlock_unlock(&fm__map.lock);
-		fm__fault_mprotect_end();
-	}
-	pthread_mutex_unlock(&fm__map.oplock);
-	fm__crit_leave(&c);
-	return r;
 }
 
 int

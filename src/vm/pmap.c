@@ -212,6 +212,12 @@ fm__pmap_kernel(void)
 	return &kernel_pmap;
 }
 
+const struct fm_pmap *
+fm__pmap_self(void)
+{
+	return &kernel_pmap;
+}
+
 const char *
 fm__pmap_unavailable(void)
 {

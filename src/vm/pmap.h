@@ -104,6 +104,8 @@ struct fm_pmap {
  *    says why).
  */
 struct fm_pmap *fm__pmap_kernel(void);
+/* The same address space, not opened: who its faults are (never NULL). */
+const struct fm_pmap *fm__pmap_self(void);
 const char *fm__pmap_unavailable(void);
 /* What UFFDIO_API offers on this kernel (probed once). */
 uint64_t fm__pmap_probe(void);

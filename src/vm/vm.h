@@ -379,8 +379,7 @@ int fm__mmap_object(struct fm_file *fp, int prot, int flags,
  * mapped obj's store from page pgoff at [va, va+len) (flags: MAP_SHARED
  * or MAP_PRIVATE); registered and put in vs's map, taking the caller's
  * reference on obj (not on failure). fm__vmspace_clear: every entry of vs
- * leaves the map. The others: what fm_mprotect (the bookkeeping: the
- * process changes its own mapping), fm_msync (the write-back) and
+ * leaves the map. The others: what fm_msync (the write-back) and
  * fm_madvise (the engine's advice) do for this process's mappings.
  * => 0, or -errno
  */
@@ -395,8 +394,17 @@ void fm__vmspace_clear(struct fm_vmspace *vs);
  */
 extern struct fm_vmspace *(*fm__client_forked)(struct fm_vmspace *vs, int ufd);
 void fm__vmspace_forked(struct fm_vmspace *vs, int ufd, uint64_t gen);
-int fm__vmspace_protect(struct fm_vmspace *vs, uintptr_t start, uintptr_t end,
-    int prot);
+/*
+ * An mprotect of vs's [start, end) in two halves, around the kernel's
+ * (this process's own, or the client's): begin checks every entry's
+ * maximum protection (-EACCES), clips the range and holds the refusals in
+ * it (*slot); end, once the kernel's is done (done: it worked), sets the
+ * entries' protection and lets go. => oplock held for this process's own
+ */
+int fm__vmspace_protect_begin(struct fm_vmspace *vs, uintptr_t start,
+    uintptr_t end, int prot, int *slot);
+void fm__vmspace_protect_end(struct fm_vmspace *vs, uintptr_t start,
+    uintptr_t end, int prot, int slot, int done);
 int fm__vmspace_msync(struct fm_vmspace *vs, uintptr_t start, uintptr_t end);
 int fm__vmspace_advise(struct fm_vmspace *vs, uintptr_t start, uintptr_t end,
     int advice);
@@ -442,11 +450,12 @@ void fm__trace_engine(const char *what, pid_t tid, uintptr_t va,
 /* Whether a page of [start, end) of pm's is away while a refusal is told. */
 int fm__fault_swapped(struct fm_pmap *pm, uintptr_t start, uintptr_t end);
 /*
- * fm_mprotect changes [start, end): wait until no refusal in it is being
- * told, and hold later ones until fm__fault_mprotect_end.
+ * An mprotect of pm's [start, end): wait until no refusal in it is being
+ * told, and hold later ones until fm__fault_mprotect_end. => its slot
  */
-void fm__fault_mprotect_begin(uintptr_t start, uintptr_t end);
-void fm__fault_mprotect_end(void);
+int fm__fault_mprotect_begin(const struct fm_pmap *pm, uintptr_t start,
+    uintptr_t end);
+void fm__fault_mprotect_end(int slot);
 /*
  * Zap, or write-protect (wp) or unprotect (no wake), [va, va+len) of e:
  * every page the kernel still maps there for e (not taken away meanwhile,
