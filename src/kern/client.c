@@ -6,8 +6,11 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "kern/client.h"
@@ -22,6 +25,7 @@ struct client {
 
 struct fm_client_map {
 	struct fm_object *obj; /* referenced */
+	off_t storeoff; /* where in obj->fd the mapping starts */
 	uint64_t pgoff;
 	size_t len;
 	int prot, maxprot, flags;
@@ -98,6 +102,21 @@ fm_client_claim(struct fm_vmspace *vs, pid_t pid, void *arg)
 	return fm__engine_serve(vs->pm);
 }
 
+/*
+ * Whether process pid is in this process's pid namespace: the thread ids
+ * in its faults' messages are its namespace's, which must be ours.
+ */
+static int
+same_pid_ns(pid_t pid)
+{
+	char path[48];
+	struct stat a, b;
+
+	snprintf(path, sizeof path, "/proc/%d/ns/pid", (int)pid);
+	return stat("/proc/self/ns/pid", &a) == 0 && stat(path, &b) == 0 &&
+	    a.st_ino == b.st_ino && a.st_dev == b.st_dev;
+}
+
 int
 fm_client_create(pid_t pid, int uffd, const struct fm_client_ops *ops,
     void *arg, struct fm_vmspace **vsp)
@@ -108,6 +127,8 @@ fm_client_create(pid_t pid, int uffd, const struct fm_client_ops *ops,
 
 	if (r == 0 && (ops == NULL || ops->zap == NULL || pid <= 0))
 		r = -EINVAL;
+	if (r == 0 && !same_pid_ns(pid))
+		r = -EPERM;
 	if (r == 0)
 		r = fm__pmap_client(pid, uffd, &client_pmap_ops, &pm);
 	if (r < 0) {
@@ -157,6 +178,13 @@ store_fd(const struct fm_client_map *m)
 
 	if (fd < 0)
 		return fd;
+	/*
+	 * No seal may be added by the client (F_SEAL_FUTURE_WRITE would make
+	 * every writable mapping and fomap's own writes fail). (An object
+	 * with no seals of its own, made before fm_client_hosting, has ENODEV
+	 * earlier.)
+	 */
+	(void)fcntl(m->obj->fd, F_ADD_SEALS, F_SEAL_SEAL);
 	fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	return fd < 0 ? -errno : fd;
 }
@@ -203,22 +231,64 @@ fm_client_prepare(struct fm_vmspace *vs, struct fm_file *fp, size_t len,
 		return r;
 	}
 	*storefd = r;
-	*storeoff = m->obj->base + req.off;
+	*storeoff = m->storeoff = m->obj->base + req.off;
 	*maxprot = m->maxprot;
 	*mp = m;
 	return 0;
 }
 
+/*
+ * Whether the client maps m's store at [va, va+len) as prepared: one
+ * mapping of the store's file there, at m's offset (/proc/<pid>/maps).
+ * Looked at once the range is registered and in the map: a mapping the
+ * client makes there later comes with an UNMAP event of this one.
+ */
+static int
+client_maps_store(pid_t pid, const struct fm_client_map *m,
+    const struct fm_object *obj, uintptr_t va)
+{
+	unsigned long lo, hi, maj, mnr, ino;
+	unsigned long long off;
+	char path[48], line[512];
+	struct stat st;
+	FILE *f;
+	int ok = 0;
+
+	if (fstat(obj->fd, &st) < 0)
+		return 0;
+	snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return 0;
+	while (!ok && fgets(line, sizeof line, f) != NULL) {
+		if (sscanf(line, "%lx-%lx %*s %llx %lx:%lx %lu", &lo, &hi, &off,
+		        &maj, &mnr, &ino) != 6 ||
+		    lo > va || hi <= va)
+			continue;
+		ok = hi - va >= m->len && ino == st.st_ino &&
+		    maj == major(st.st_dev) && mnr == minor(st.st_dev) &&
+		    off + (va - lo) == (unsigned long long)m->storeoff;
+		break;
+	}
+	fclose(f);
+	return ok;
+}
+
 int
 fm_client_attach(struct fm_vmspace *vs, struct fm_client_map *m, uintptr_t va)
 {
+	struct fm_object *obj = m->obj;
 	int r = -EINVAL;
 
 	if (va != 0 && !(va & FM_PAGE_MASK) && va <= UINTPTR_MAX - m->len)
-		r = fm__vmspace_enter(vs, va, m->len, m->obj, m->pgoff, m->prot,
+		r = fm__vmspace_enter(vs, va, m->len, obj, m->pgoff, m->prot,
 		    m->maxprot, m->flags);
-	if (r == 0)
-		m->obj = NULL; /* the entry's now */
+	if (r == 0) {
+		m->obj = NULL; /* the entry's now (it holds obj meanwhile) */
+		if (!client_maps_store(vs->pm->pid, m, obj, va)) {
+			fm__vmspace_remove(vs, va, va + m->len);
+			r = -EINVAL;
+		}
+	}
 	fm_client_abandon(m);
 	return r;
 }

@@ -2755,9 +2755,20 @@ resolve_fault(struct fm_pmap *pm, const struct emsg *em)
 	        : a == ANS_UNPROTECTED ? "engine: unprotected"
 	                               : "engine: refused",
 	    f.tid, f.va, f.seq);
-	FM_ASSERT(a != ANS_NONE,
-	    "invariant 6: fault at %#lx (flags %#llx) left unanswered: %s",
-	    (unsigned long)f.va, (unsigned long long)f.flags, strerror(errno));
+	/*
+	 * Another process's answer may fail for what that process did (its
+	 * thread or itself gone, its range unregistered through its own
+	 * copy of the uffd): a wake, or nothing left to answer.
+	 */
+	if (a == ANS_NONE && pm->vs != NULL) {
+		if (wake(&f) == ANS_NONE)
+			FM_TRACE("engine: client gone", f.tid, f.va, errno);
+	} else
+		FM_ASSERT(a != ANS_NONE,
+		    "invariant 6: fault at %#lx (flags %#llx) left unanswered: "
+		    "%s",
+		    (unsigned long)f.va, (unsigned long long)f.flags,
+		    strerror(errno));
 }
 
 /* Serialises the following of events, so that it is in their order. */
@@ -2883,6 +2894,11 @@ read_batch(struct fm_pmap *pm, struct emsg *got, int user)
 	int k, n = 0;
 
 	pthread_mutex_lock(&gone.lock);
+	if (!atomic_load(&pm->served)) {
+		/* (a wait returned it just before fm__engine_unserve) */
+		pthread_mutex_unlock(&gone.lock);
+		return 0;
+	}
 	atomic_store(&gone.reading, 1);
 	/*
 	 * Before the read: the call that made an event returns once it is
@@ -2894,7 +2910,11 @@ read_batch(struct fm_pmap *pm, struct emsg *got, int user)
 	/* Before the read: an fm_mprotect ended after it counts as later. */
 	mprot_gen = atomic_load(&mprot.gen);
 	k = fm__pmap_read(pm, msgs, FM_ENGINE_BATCH, user);
-	FM_ASSERT(k >= 0, "reading the userfaultfd: %s", strerror(-k));
+	/* (a client's uffd is the client's too: what it does is no bug) */
+	FM_ASSERT(k >= 0 || pm->vs != NULL, "reading the userfaultfd: %s",
+	    strerror(-k));
+	if (k < 0)
+		k = 0;
 	read_us = k > 0 ? now_us() : 0;
 	for (int i = 0; i < k; i++) {
 		const struct uffd_msg *m = &msgs[i];
@@ -3003,13 +3023,14 @@ engine_drain(struct fm_pmap *pm)
 static int
 engine_read_locked(struct emsg *em)
 {
-	struct emsg got[FM_ENGINE_BATCH];
-	struct fm_pmap *pm;
-	int n = 0;
+	struct emsg got[FM_ENGINE_BATCH * FM_PMAP_SET_MAX];
+	struct fm_pmap *ready[FM_PMAP_SET_MAX];
+	int n = 0, k;
 
 	pthread_mutex_unlock(&eng.lock);
-	if ((pm = fm__pmap_set_wait(eng.set, kickfd)) != NULL)
-		n = read_batch(pm, got, 0);
+	k = fm__pmap_set_wait(eng.set, kickfd, ready, FM_PMAP_SET_MAX);
+	for (int i = 0; i < k; i++) /* each one ready: none starves */
+		n += read_batch(ready[i], got + n, 0);
 	fm__fault_events(); /* the map follows the kernel before faults */
 	pthread_mutex_lock(&eng.lock);
 	if (n > 0) {
@@ -3189,6 +3210,7 @@ engine_setup_locked(void)
 
 		if (set < 0)
 			return set;
+		atomic_store(&pm->served, 1);
 		if ((r = fm__pmap_set_add(set, pm)) < 0) {
 			close(set);
 			return r;
@@ -3248,7 +3270,10 @@ fm__engine_serve(struct fm_pmap *pm)
 	if (r < 0)
 		return r;
 	pm->drain = engine_drain;
-	return fm__pmap_set_add(eng.set, pm);
+	atomic_store(&pm->served, 1);
+	if ((r = fm__pmap_set_add(eng.set, pm)) < 0)
+		atomic_store(&pm->served, 0);
+	return r;
 }
 
 /* Whether an event of pm's is recorded and not yet followed. */
@@ -3269,8 +3294,12 @@ fm__engine_unserve(struct fm_pmap *pm)
 {
 	FM_ASSERT(!eng_thread, "an engine thread drops an address space");
 	fm__pmap_set_del(eng.set, pm);
-	/* A read of it under way ends under gone.lock: none after this. */
+	/*
+	 * A read of it under way ends under gone.lock, and none after this
+	 * (a thread whose wait returned pm meanwhile sees it unserved).
+	 */
 	pthread_mutex_lock(&gone.lock);
+	atomic_store(&pm->served, 0);
 	pthread_mutex_unlock(&gone.lock);
 	/* Its queued faults: woken (its threads, if any, fault again). */
 	pthread_mutex_lock(&eng.lock);
@@ -3290,8 +3319,12 @@ fm__engine_unserve(struct fm_pmap *pm)
 		atomic_fetch_sub(&pm->inflight, 1);
 	}
 	pthread_mutex_unlock(&eng.lock);
-	/* The faults being answered, and its events, end. */
-	while (atomic_load(&pm->inflight) > 0 || gone_of(pm)) {
+	/*
+	 * The faults being answered, its events, and the burial of what
+	 * they took from the map (which wakes their faults through pm) end.
+	 */
+	while (atomic_load(&pm->inflight) > 0 || gone_of(pm) ||
+	    atomic_load(&gone.burying) > 0) {
 		fm__fault_events();
 		usleep(FM_LOOK_US * 10);
 	}

@@ -1657,6 +1657,21 @@ fm__vmspace_enter(struct fm_vmspace *vs, uintptr_t va, size_t len,
 }
 
 void
+fm__vmspace_remove(struct fm_vmspace *vs, uintptr_t start, uintptr_t end)
+{
+	struct fm_entry *dead = NULL;
+	struct fm_crit c;
+
+	change_begin(&c);
+	if (evict_locked(vs, start, end, &dead) == 0)
+		(void)fm__pmap_unregister(vs->pm, start, end - start);
+	pthread_rwlock_unlock(&fm__map.lock);
+	pthread_mutex_unlock(&fm__map.oplock);
+	bury(dead, 0);
+	fm__crit_leave(&c);
+}
+
+void
 fm__vmspace_clear(struct fm_vmspace *vs)
 {
 	struct fm_entry *dead = NULL;

@@ -15,6 +15,7 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "vm/pmap.h"
@@ -232,6 +233,64 @@ fm__pmap_probe(void)
 	return probed;
 }
 
+/*
+ * Read a uffd without waiting, whatever its descriptor's O_NONBLOCK says:
+ * a client shares its uffd's open file description with the engine, and
+ * may clear that flag (a blocking read would hold the engine's readers).
+ * A kernel whose uffd has no RWF_NOWAIT: the descriptor's flag (only
+ * this process's own uffd is read so: fm__pmap_client probes).
+ */
+static ssize_t
+uffd_read(int fd, void *buf, size_t len)
+{
+	struct iovec iov = {.iov_base = buf, .iov_len = len};
+	ssize_t k = preadv2(fd, &iov, 1, -1, RWF_NOWAIT);
+
+	return k < 0 && errno == EOPNOTSUPP ? read(fd, buf, len) : k;
+}
+
+/*
+ * Clients' pmaps are never freed, only reused: an engine thread may hold
+ * one its wait returned just before it stopped being served (it reads it
+ * only once it has seen pm->served under the engine's lock). Under
+ * pmap_lock.
+ */
+static struct fm_pmap *client_free;
+
+/* A client's pmap, not served, its fields cleared. => NULL: no memory */
+static struct fm_pmap *
+pmap_alloc(void)
+{
+	struct fm_pmap *pm;
+
+	pthread_mutex_lock(&pmap_lock);
+	if ((pm = client_free) != NULL)
+		client_free = pm->next_free;
+	pthread_mutex_unlock(&pmap_lock);
+	if (pm == NULL && (pm = calloc(1, sizeof(*pm))) == NULL)
+		return NULL;
+	/* (served stays 0: a thread that looks at it sees no other field) */
+	pm->ops = NULL;
+	pm->pid = 0;
+	pm->uffd = pm->uffd_user = pm->pagemap = -1;
+	atomic_store(&pm->user_ready, 0);
+	pm->features = 0;
+	pm->drain = NULL;
+	pm->vs = NULL;
+	atomic_store(&pm->inflight, 0);
+	pm->next_free = NULL;
+	return pm;
+}
+
+static void
+pmap_release(struct fm_pmap *pm)
+{
+	pthread_mutex_lock(&pmap_lock);
+	pm->next_free = client_free;
+	client_free = pm;
+	pthread_mutex_unlock(&pmap_lock);
+}
+
 int
 fm__pmap_client(pid_t pid, int uffd, const struct fm_pmap_ops *ops,
     struct fm_pmap **pmp)
@@ -255,7 +314,12 @@ fm__pmap_client(pid_t pid, int uffd, const struct fm_pmap_ops *ops,
 		return r == -ENOTTY ? -EBADF : r;
 	if ((got & FM_UFFD_NEEDED) != FM_UFFD_NEEDED)
 		return -ENOTSUP;
-	if ((pm = calloc(1, sizeof(*pm))) == NULL)
+	/* (the kernel refuses RWF_NOWAIT before it looks at the length) */
+	if (preadv2(uffd, &(struct iovec){.iov_base = &got, .iov_len = 0}, 1,
+	        -1, RWF_NOWAIT) < 0 &&
+	    errno == EOPNOTSUPP)
+		return -ENOTSUP; /* no read that never waits */
+	if ((pm = pmap_alloc()) == NULL)
 		return -ENOMEM;
 	pm->ops = ops;
 	pm->pid = pid;
@@ -266,7 +330,7 @@ fm__pmap_client(pid_t pid, int uffd, const struct fm_pmap_ops *ops,
 	if (pm->pagemap < 0) {
 		int err = errno;
 
-		free(pm);
+		pmap_release(pm);
 		return err == ENOENT ? -ESRCH : -err;
 	}
 	*pmp = pm;
@@ -284,7 +348,7 @@ fm__pmap_forked(const struct fm_pmap *parent, int ufd, struct fm_pmap **pmp)
 	if (fl < 0 || fcntl(ufd, F_SETFL, fl | O_NONBLOCK) < 0 ||
 	    fcntl(ufd, F_SETFD, FD_CLOEXEC) < 0)
 		return -errno;
-	if ((pm = calloc(1, sizeof(*pm))) == NULL)
+	if ((pm = pmap_alloc()) == NULL)
 		return -ENOMEM;
 	pm->ops = parent->ops;
 	pm->uffd = ufd;
@@ -311,10 +375,12 @@ fm__pmap_claim(struct fm_pmap *pm, pid_t pid)
 void
 fm__pmap_client_free(struct fm_pmap *pm)
 {
+	FM_ASSERT(!atomic_load(&pm->served), "pmap of pid %d still served",
+	    (int)pm->pid);
 	close(pm->uffd);
 	if (pm->pagemap >= 0)
 		close(pm->pagemap);
-	free(pm);
+	pmap_release(pm);
 }
 
 int
@@ -453,7 +519,7 @@ fm__pmap_protect_try(struct fm_pmap *pm, uintptr_t va, size_t len, int wp)
 int
 fm__pmap_read(struct fm_pmap *pm, struct uffd_msg *msgs, size_t n, int user)
 {
-	ssize_t k = read(pm->uffd, msgs, n * sizeof(*msgs));
+	ssize_t k = uffd_read(pm->uffd, msgs, n * sizeof(*msgs));
 	struct uffd_msg drop[8];
 
 	/*
@@ -520,20 +586,22 @@ fm__pmap_set_del(int set, struct fm_pmap *pm)
 		(void)epoll_ctl(set, EPOLL_CTL_DEL, pm->uffd_user, NULL);
 }
 
-struct fm_pmap *
-fm__pmap_set_wait(int set, int kick)
+int
+fm__pmap_set_wait(int set, int kick, struct fm_pmap **ready, int max)
 {
-	struct epoll_event ev[8];
-	struct fm_pmap *ready = NULL;
+	struct epoll_event ev[FM_PMAP_SET_MAX];
 	uint64_t v;
-	int n;
+	int n, k = 0;
 
-	while ((n = epoll_wait(set, ev, 8, -1)) < 0 && errno == EINTR)
+	if (max > FM_PMAP_SET_MAX)
+		max = FM_PMAP_SET_MAX;
+	while ((n = epoll_wait(set, ev, max, -1)) < 0 && errno == EINTR)
 		;
 	for (int i = 0; i < n; i++) {
 		uintptr_t tag = (uintptr_t)ev[i].data.u64;
 		struct fm_pmap *pm =
 		    (struct fm_pmap *)(tag & ~(uintptr_t)PMAP_USER_TAG);
+		int seen = 0;
 
 		if (pm == NULL) {
 			(void)!read(kick, &v, sizeof v);
@@ -541,10 +609,12 @@ fm__pmap_set_wait(int set, int kick)
 		}
 		if (tag & PMAP_USER_TAG)
 			atomic_store(&pm->user_ready, 1);
-		if (ready == NULL)
-			ready = pm;
+		for (int j = 0; j < k; j++)
+			seen |= ready[j] == pm;
+		if (!seen)
+			ready[k++] = pm;
 	}
-	return ready;
+	return k;
 }
 
 /* pm's operations: every address space has them all. */

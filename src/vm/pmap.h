@@ -85,6 +85,12 @@ struct fm_pmap {
 	int (*drain)(struct fm_pmap *pm);
 	struct fm_vmspace *vs; /* its map (vm.h); NULL: this process's */
 	atomic_uint inflight; /* its faults read, not yet answered (engine) */
+	/*
+	 * The engine reads its uffd (under its own lock: fm__engine_serve,
+	 * fm__engine_unserve); a client's pmap not served may be reused.
+	 */
+	atomic_int served;
+	struct fm_pmap *next_free; /* pmap.c's clients not in use */
 };
 
 /*
@@ -162,10 +168,14 @@ int fm__pmap_set_add(int set, struct fm_pmap *pm);
 void fm__pmap_set_del(int set, struct fm_pmap *pm);
 /*
  * Wait until a message may be read from an address space of set, or the
- * kick is written (and reset). => one whose messages may be read (its
- * uffd_user's too: they are dropped by its next read), or NULL
+ * kick is written (and reset). => how many (at most max) are in ready[],
+ * each once: those whose messages may be read (their uffd_user's too:
+ * they are dropped by their next read). All of them, not the first: the
+ * kernel reports ready descriptors in the same order while they stay
+ * ready, so one that is always ready would starve those after it.
  */
-struct fm_pmap *fm__pmap_set_wait(int set, int kick);
+#define FM_PMAP_SET_MAX 16
+int fm__pmap_set_wait(int set, int kick, struct fm_pmap **ready, int max);
 /*
  * Serve process pid's address space through uffd (UFFDIO_API not done
  * yet: done here, with the features the engine needs), with ops. => 0

@@ -386,6 +386,8 @@ int fm__mmap_object(struct fm_file *fp, int prot, int flags,
 int fm__vmspace_enter(struct fm_vmspace *vs, uintptr_t va, size_t len,
     struct fm_object *obj, uint64_t pgoff, int prot, int maxprot, int flags);
 void fm__vmspace_clear(struct fm_vmspace *vs);
+/* The entries of [start, end) leave vs's map, and it is unregistered. */
+void fm__vmspace_remove(struct fm_vmspace *vs, uintptr_t start, uintptr_t end);
 /*
  * vs's process forked (the FORK event of its uffd, read when gen was the
  * map's count): the child's address space, made by fm__client_forked

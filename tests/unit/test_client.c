@@ -9,10 +9,13 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -385,4 +388,235 @@ TEST_TAGGED(client_fork_child_is_served_once_claimed, "thread")
 	ASSERT_EQ(cl_do(&r, CL_READ, 12), 0x77);
 	fm_client_destroy(child);
 	cl_end(&r);
+}
+
+/*
+ * A hostile client: it clears O_NONBLOCK on the uffd it handed over (the
+ * open file description is shared) and reads its own uffd in a thread of
+ * its own, so that a message may be gone between the engine's wait and
+ * its read. The engine's read must never wait: this process's own
+ * faults are served all along.
+ */
+static int hostile_uffd;
+
+static void *
+hostile_steal(void *arg)
+{
+	struct uffd_msg m;
+
+	for (;;)
+		if (read(hostile_uffd, &m, sizeof m) == sizeof m &&
+		    m.event == UFFD_EVENT_PAGEFAULT) {
+			struct uffdio_range r = {.start =
+			                             m.arg.pagefault.address &
+			        ~4095ULL,
+			    .len = 4096};
+
+			(void)ioctl(hostile_uffd, UFFDIO_WAKE, &r);
+		}
+	return NULL;
+}
+
+static int
+hostile_main(int s)
+{
+	volatile char *p;
+	uint64_t off, cmd;
+	pthread_t t;
+	int fd;
+
+	hostile_uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (hostile_uffd < 0 || cl_send(s, 0, 0, hostile_uffd) < 0)
+		return 10;
+	if (cl_recv(s, &off, NULL, &fd) < 0 || fd < 0)
+		return 11;
+	p = mmap(NULL, CL_LEN, PROT_NONE, MAP_SHARED, fd, (off_t)off);
+	if (p == MAP_FAILED || cl_send(s, (uintptr_t)p, 0, -1) < 0)
+		return 12;
+	if (cl_recv(s, &cmd, NULL, NULL) < 0 ||
+	    mprotect((void *)p, CL_LEN, PROT_READ | PROT_WRITE) < 0)
+		return 13;
+	(void)fcntl(hostile_uffd, F_SETFL, 0);
+	pthread_create(&t, NULL, hostile_steal, NULL);
+	for (;;) {
+		for (int pg = 0; pg < CL_PAGES; pg++)
+			(void)p[pg * FM_PAGE_SIZE];
+		(void)madvise((void *)p, CL_LEN, MADV_DONTNEED);
+	}
+}
+
+TEST_TAGGED(client_hostile_uffd_does_not_stall_the_engine, "thread")
+{
+	struct fm_client_map *m;
+	struct fm_object *obj;
+	struct fm_vmspace *vs;
+	struct fm_file *fp;
+	int sv[2], uffd, sfd, maxprot, err, fd, st;
+	uint64_t v;
+	off_t off;
+	pid_t pid;
+
+	fm_client_hosting();
+	obj = testdev_object(&cl_pagerops, CL_LEN);
+	fd = testdev_open("client0", obj, PROT_READ | PROT_WRITE, O_RDWR);
+	ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	if ((pid = fork()) == 0) {
+		close(sv[0]);
+		_exit(hostile_main(sv[1]));
+	}
+	close(sv[1]);
+	ASSERT_EQ(cl_recv(sv[0], &v, NULL, &uffd), 0);
+	ASSERT_EQ(fm_client_create(pid, uffd, &cl_ops, NULL, &vs), 0);
+	fp = fm__file_get(fd, NULL, &err);
+	ASSERT_EQ(fm_client_prepare(vs, fp, CL_LEN, PROT_READ | PROT_WRITE,
+	              MAP_SHARED, 0, &m, &sfd, &off, &maxprot),
+	    0);
+	fm__file_rele(fp);
+	ASSERT_EQ(cl_send(sv[0], (uint64_t)off, 0, sfd), 0);
+	close(sfd);
+	ASSERT_EQ(cl_recv(sv[0], &v, NULL, NULL), 0);
+	ASSERT_EQ(fm_client_attach(vs, m, (uintptr_t)v), 0);
+	ASSERT_EQ(cl_send(sv[0], 0, 0, -1), 0);
+	/* Meanwhile, this process's own faults: each served (else a hang). */
+	for (int round = 0; round < 200; round++) {
+		char *q = fm_mmap(NULL, CL_LEN, PROT_READ, MAP_SHARED, fd, 0);
+
+		ASSERT(q != MAP_FAILED);
+		for (int pg = 0; pg < CL_PAGES; pg++)
+			ASSERT_EQ(q[pg * FM_PAGE_SIZE], pg + 1);
+		ASSERT_EQ(fm_munmap(q, CL_LEN), 0);
+	}
+	kill(pid, SIGKILL);
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
+	fm_client_destroy(vs);
+	close(sv[0]);
+	ASSERT_EQ(fm_close(fd), 0);
+	fm_object_rele(obj);
+}
+
+/*
+ * A client that maps something else than the store where it says it
+ * did (its own memfd): the attach is refused, and nothing of it is
+ * served (were it, an install there would fail and the engine take the
+ * object's page for gone, dirty data with it).
+ */
+static int
+liar_main(int s)
+{
+	uint64_t off;
+	int uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	int fd, own = memfd_create("liar", MFD_CLOEXEC);
+	void *p;
+
+	if (uffd < 0 || own < 0 || ftruncate(own, CL_LEN) < 0 ||
+	    cl_send(s, 0, 0, uffd) < 0)
+		return 10;
+	if (cl_recv(s, &off, NULL, &fd) < 0 || fd < 0)
+		return 11;
+	p = mmap(NULL, CL_LEN, PROT_NONE, MAP_SHARED, own, 0);
+	if (p == MAP_FAILED || cl_send(s, (uintptr_t)p, 0, -1) < 0)
+		return 12;
+	pause();
+	return 0;
+}
+
+/* Start a child running fn, and take its uffd. */
+static pid_t
+start_child(int (*fn)(int), int *s, struct fm_vmspace **vs)
+{
+	int sv[2], uffd;
+	uint64_t v;
+	pid_t pid;
+
+	ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	if ((pid = fork()) == 0) {
+		close(sv[0]);
+		_exit(fn(sv[1]));
+	}
+	close(sv[1]);
+	*s = sv[0];
+	ASSERT_EQ(cl_recv(*s, &v, NULL, &uffd), 0);
+	ASSERT_EQ(fm_client_create(pid, uffd, &cl_ops, NULL, vs), 0);
+	return pid;
+}
+
+TEST(client_attach_of_another_mapping_is_refused)
+{
+	struct fm_client_map *m;
+	struct fm_object *obj;
+	struct fm_vmspace *vs;
+	struct fm_file *fp;
+	int s, sfd, maxprot, err, fd, st;
+	uint64_t v;
+	off_t off;
+	pid_t pid;
+
+	fm_client_hosting();
+	obj = testdev_object(&cl_pagerops, CL_LEN);
+	fd = testdev_open("client0", obj, PROT_READ | PROT_WRITE, O_RDWR);
+	pid = start_child(liar_main, &s, &vs);
+	fp = fm__file_get(fd, NULL, &err);
+	ASSERT_EQ(fm_client_prepare(vs, fp, CL_LEN, PROT_READ | PROT_WRITE,
+	              MAP_SHARED, 0, &m, &sfd, &off, &maxprot),
+	    0);
+	fm__file_rele(fp);
+	ASSERT_EQ(cl_send(s, (uint64_t)off, 0, sfd), 0);
+	close(sfd);
+	ASSERT_EQ(cl_recv(s, &v, NULL, NULL), 0);
+	ASSERT_EQ(fm_client_attach(vs, m, (uintptr_t)v), -EINVAL);
+	kill(pid, SIGKILL);
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
+	fm_client_destroy(vs);
+	close(s);
+	ASSERT_EQ(fm_close(fd), 0);
+	fm_object_rele(obj);
+}
+
+/*
+ * Clients dropped while their faults stream in (hostile_main's loop):
+ * nothing of theirs is used after (ASan), nothing hangs, and this
+ * process's own faults go on.
+ */
+TEST_TAGGED(client_destroyed_while_faulting, "thread")
+{
+	struct fm_object *obj;
+	int fd;
+
+	fm_client_hosting();
+	obj = testdev_object(&cl_pagerops, CL_LEN);
+	fd = testdev_open("client0", obj, PROT_READ | PROT_WRITE, O_RDWR);
+	for (int round = 0; round < 20; round++) {
+		struct fm_client_map *m;
+		struct fm_vmspace *vs;
+		struct fm_file *fp;
+		int s, sfd, maxprot, err, st;
+		uint64_t v;
+		off_t off;
+		pid_t pid = start_child(hostile_main, &s, &vs);
+
+		fp = fm__file_get(fd, NULL, &err);
+		ASSERT_EQ(fm_client_prepare(vs, fp, CL_LEN,
+		              PROT_READ | PROT_WRITE, MAP_SHARED, 0, &m, &sfd,
+		              &off, &maxprot),
+		    0);
+		fm__file_rele(fp);
+		ASSERT_EQ(cl_send(s, (uint64_t)off, 0, sfd), 0);
+		close(sfd);
+		ASSERT_EQ(cl_recv(s, &v, NULL, NULL), 0);
+		ASSERT_EQ(fm_client_attach(vs, m, (uintptr_t)v), 0);
+		ASSERT_EQ(cl_send(s, 0, 0, -1), 0);
+		usleep(1000 * (round % 5));
+		if (round % 2)
+			kill(pid, SIGKILL); /* gone first, or dropped first */
+		fm_client_destroy(vs);
+		kill(pid, SIGKILL);
+		ASSERT_EQ(waitpid(pid, &st, 0), pid);
+		close(s);
+	}
+	char *q = fm_mmap(NULL, CL_LEN, PROT_READ, MAP_SHARED, fd, 0);
+	ASSERT(q != MAP_FAILED);
+	ASSERT_EQ(q[3 * FM_PAGE_SIZE], 4);
+	ASSERT_EQ(fm_munmap(q, CL_LEN), 0);
+	ASSERT_EQ(fm_close(fd), 0);
+	fm_object_rele(obj);
 }
