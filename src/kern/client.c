@@ -95,11 +95,12 @@ fm_client_claim(struct fm_vmspace *vs, pid_t pid, void *arg)
 
 	if (atomic_load(&cl->claimed))
 		return -EBUSY;
+	/* (0 too when its first fault named that process already) */
 	if ((r = fm__pmap_claim(vs->pm, pid)) < 0)
 		return r;
 	cl->arg = arg;
 	atomic_store(&cl->claimed, 1);
-	return fm__engine_serve(vs->pm);
+	return 0;
 }
 
 /*

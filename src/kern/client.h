@@ -33,8 +33,9 @@ struct fm_client_ops {
 	 * The client forked (optional): child is its child's address space,
 	 * with every mapping the client had (MAP_SHARED ones coherent, the
 	 * MAP_PRIVATE ones copy-on-write, as the kernel copied them), served
-	 * once the host names its process (fm_client_claim); until then the
-	 * child's faults wait. Called from the engine: it must not block.
+	 * from now on (its process is learned from its first fault, or
+	 * named by fm_client_claim); its zaps reach it once the host claims
+	 * it. Called from the engine: it must not block.
 	 */
 	void (*forked)(void *arg, struct fm_vmspace *child);
 };
@@ -58,8 +59,8 @@ int fm_client_create(pid_t pid, int uffd, const struct fm_client_ops *ops,
     void *arg, struct fm_vmspace **vsp);
 /*
  * A forked client's child (ops->forked) is process pid, and arg is what
- * its ops are given from now on; the engine serves it from now on.
- * => 0; -ESRCH: pid has gone; -EBUSY: claimed already
+ * its ops are given from now on. => 0; -ESRCH: pid has gone; -EBUSY:
+ * claimed already, or another process's
  */
 int fm_client_claim(struct fm_vmspace *vs, pid_t pid, void *arg);
 

@@ -1743,4 +1743,9 @@ fm__vmspace_forked(struct fm_vmspace *vs, int ufd, uint64_t gen)
 		fm__object_link(c->obj, c);
 	}
 	pthread_rwlock_unlock(&fm__map.lock);
+	/*
+	 * Served at once: its process is learned from its first fault's
+	 * thread (or named by its host, fm_client_claim).
+	 */
+	(void)fm__engine_serve(child->pm);
 }

@@ -126,8 +126,43 @@ proc_open(const struct fm_pmap *pm, const char *what)
 {
 	char path[64];
 
-	snprintf(path, sizeof path, "/proc/%d/%s", (int)pm->pid, what);
+	snprintf(path, sizeof path, "/proc/%d/%s",
+	    (int)__atomic_load_n(&pm->pid, __ATOMIC_ACQUIRE), what);
 	return open(path, O_RDONLY | O_CLOEXEC);
+}
+
+/* The process thread tid is of (its Tgid), or 0. */
+static pid_t
+tgid_of(pid_t tid)
+{
+	char path[48], buf[512], *at;
+	ssize_t k;
+	int fd;
+
+	snprintf(path, sizeof path, "/proc/%d/status", (int)tid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	k = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (k <= 0)
+		return 0;
+	buf[k] = '\0';
+	at = strstr(buf, "\nTgid:");
+	return at ? (pid_t)strtol(at + 6, NULL, 10) : 0;
+}
+
+/*
+ * pm's process; a forked client's not named yet is learned from thread
+ * tid, which faulted in it (the kernel says so: its uffd is the child's).
+ */
+static pid_t
+pmap_pid(struct fm_pmap *pm, pid_t tid)
+{
+	pid_t pid = __atomic_load_n(&pm->pid, __ATOMIC_ACQUIRE);
+
+	if (pid == 0 && tid > 0 && (pid = tgid_of(tid)) > 0)
+		(void)fm__pmap_claim(pm, pid);
+	return __atomic_load_n(&pm->pid, __ATOMIC_ACQUIRE);
 }
 
 static int
@@ -362,14 +397,23 @@ fm__pmap_forked(const struct fm_pmap *parent, int ufd, struct fm_pmap **pmp)
 int
 fm__pmap_claim(struct fm_pmap *pm, pid_t pid)
 {
-	pm->pid = pid;
-	if ((pm->pagemap = proc_open(pm, "pagemap")) < 0) {
-		int err = errno;
+	char path[48];
+	int r = 0, fd;
 
-		pm->pid = 0;
-		return err == ENOENT ? -ESRCH : -err;
+	pthread_mutex_lock(&pmap_lock);
+	if (pm->pid != 0)
+		r = pm->pid == pid ? 0 : -EBUSY;
+	else {
+		snprintf(path, sizeof path, "/proc/%d/pagemap", (int)pid);
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+			r = errno == ENOENT ? -ESRCH : -errno;
+		else {
+			__atomic_store_n(&pm->pagemap, fd, __ATOMIC_RELEASE);
+			__atomic_store_n(&pm->pid, pid, __ATOMIC_RELEASE);
+		}
 	}
-	return 0;
+	pthread_mutex_unlock(&pmap_lock);
+	return r;
 }
 
 void
@@ -636,6 +680,7 @@ fm__pmap_proc_task_read(struct fm_pmap *pm, pid_t tid, const char *what,
 	ssize_t k;
 	int fd;
 
+	(void)pmap_pid(pm, tid); /* (a forked client's, learned) */
 	snprintf(rel, sizeof rel, "task/%d/%s", (int)tid, what);
 	if ((fd = proc_open(pm, rel)) < 0)
 		return -1;
@@ -713,7 +758,8 @@ fm__pmap_proc_sigbus(struct fm_pmap *pm, pid_t tid, uintptr_t addr, int err)
 
 	si.si_addr = (void *)addr;
 	si.si_errno = err;
-	return syscall(SYS_rt_tgsigqueueinfo, pm->pid, tid, SIGBUS, &si) < 0
+	return syscall(SYS_rt_tgsigqueueinfo, pmap_pid(pm, tid), tid, SIGBUS,
+	           &si) < 0
 	    ? -errno
 	    : 0;
 }
@@ -753,7 +799,8 @@ fm__pmap_wp_state(struct fm_pmap *pm, uintptr_t va)
 {
 	uint64_t ent;
 
-	if (pread(pm->pagemap, &ent, sizeof ent,
+	if (pread(__atomic_load_n(&pm->pagemap, __ATOMIC_ACQUIRE), &ent,
+	        sizeof ent,
 	        (off_t)(va / FM_PAGE_SIZE_PMAP) * (off_t)sizeof ent) !=
 	    (ssize_t)sizeof ent)
 		return -EIO;
