@@ -9,10 +9,32 @@
  *                                 library made no socket and no thread
  *   fomap-preload-map gem FILE    a gem buffer mapped through the engine:
  *                                 coherent mappings, eviction and refault
+ *
+ * The failure tests' modes (test_preload_fail.c) name a gem buffer by its
+ * global name (FM_GEM_FLINK of the test's own open):
+ *
+ *   fomap-preload-map gemloop FILE NAME fill|check|ro|rw
+ *       fill: write the pattern over the buffer; check: every byte has it;
+ *       ro, rw: read (rw: and write back) every byte, checking it, page
+ *       after page for ever, "ready" once the first pass is done; at a
+ *       SIGBUS: "sigbus SEC NSEC pages N" (CLOCK_MONOTONIC, pages read
+ *       whole), exit 0. A byte without the pattern: "bad ...", exit 1.
+ *   fomap-preload-map poke FILE NAME|-
+ *       maps the gem buffer NAME (or, -, the whole region of guard) and
+ *       answers commands on standard input, one line each:
+ *       "r PG" -> "v HEX" (the page's first byte); "w PG HEX" -> "ok";
+ *       "f PG HEX" fill the page -> "ok"; "c PG HEX" every byte of the
+ *       page is HEX -> "ok" or "bad OFF HEX"; "u" munmap -> "ok";
+ *       "m" map again -> "ok"; any access that faults: "SIGBUS" or
+ *       "SIGSEGV"; "q" exits.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,14 +212,222 @@ map_gem(const char *file)
 	return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* The failure tests' modes. */
+
+/* The pattern: never a zero byte, so a zero page never passes for it. */
+static unsigned char
+pat(size_t k)
+{
+	return (unsigned char)(1 + (k + k / PGSZ * 7) % 255);
+}
+
+static sigjmp_buf jb;
+static volatile sig_atomic_t armed;
+static struct timespec sig_at;
+
+static void
+on_fault(int sig, siginfo_t *si, void *uc)
+{
+	(void)si;
+	(void)uc;
+	clock_gettime(CLOCK_MONOTONIC, &sig_at);
+	if (!armed) {
+		signal(sig, SIG_DFL);
+		return; /* (the access again, and the default action) */
+	}
+	armed = 0;
+	siglongjmp(jb, sig);
+}
+
+static void
+catch_faults(void)
+{
+	struct sigaction sa = {.sa_sigaction = on_fault,
+	    .sa_flags = SA_SIGINFO | SA_NODEFER};
+
+	sigaction(SIGBUS, &sa, NULL);
+	sigaction(SIGSEGV, &sa, NULL);
+}
+
+/* The gem buffer with global name, mapped shared: its length in *lenp. */
+static char *
+gem_by_name(int fd, uint32_t name, size_t *lenp)
+{
+	struct fm_gem_open g = {.name = name};
+	struct fm_gem_mmap_offset o = {0};
+	char *p;
+
+	if (ioctl(fd, FM_GEM_OPEN, &g) < 0)
+		return NULL;
+	o.handle = g.handle;
+	if (ioctl(fd, FM_GEM_MMAP_OFFSET, &o) < 0)
+		return NULL;
+	p = mmap(NULL, g.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+	    (off_t)o.offset);
+	*lenp = g.size;
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static int
+gem_loop(const char *file, const char *name, const char *how)
+{
+	int fd = open(file, O_RDWR), wr = strcmp(how, "rw") == 0, sig;
+	volatile unsigned char *p;
+	volatile unsigned long pages = 0; /* (kept across siglongjmp) */
+	volatile size_t k = 0;
+	size_t len;
+
+	if (fd < 0)
+		return fail("open");
+	p = (volatile unsigned char *)gem_by_name(fd,
+	    (uint32_t)strtoul(name, NULL, 0), &len);
+	if (p == NULL)
+		return fail("gem_by_name");
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (strcmp(how, "fill") == 0) {
+		for (k = 0; k < len; k++)
+			p[k] = pat(k);
+		return msync((void *)p, len, MS_SYNC) < 0 ? fail("msync") : 0;
+	}
+	catch_faults();
+	if ((sig = sigsetjmp(jb, 1)) != 0) {
+		printf("%s %lld %ld pages %lu at %zu\n",
+		    sig == SIGBUS ? "sigbus" : "sigsegv",
+		    (long long)sig_at.tv_sec, sig_at.tv_nsec, pages, k);
+		return sig == SIGBUS ? 0 : 1;
+	}
+	armed = 1;
+	for (;;) {
+		for (k = 0; k < len; k++) {
+			unsigned char v = p[k];
+
+			if (v != pat(k)) {
+				armed = 0;
+				printf("bad byte %zu: %#x, not %#x\n", k, v,
+				    pat(k));
+				return 1;
+			}
+			if (wr)
+				p[k] = v;
+			if ((k + 1) % PGSZ == 0)
+				pages++;
+		}
+		if (strcmp(how, "check") == 0)
+			return 0;
+		if (pages == len / PGSZ)
+			puts("ready");
+	}
+}
+
+/* What poke maps: the gem buffer name, or guard's whole region. */
+static char *
+poke_map(int fd, const char *name, size_t *lenp)
+{
+	char *p;
+
+	if (strcmp(name, "-") != 0)
+		return gem_by_name(fd, (uint32_t)strtoul(name, NULL, 0), lenp);
+	*lenp = 256 * PGSZ; /* FM_GUARD_DEFSIZE */
+	p = mmap(NULL, *lenp, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static int
+poke(const char *file, const char *name)
+{
+	int fd = open(file, O_RDWR), sig;
+	volatile unsigned char *p;
+	char line[128], cmd;
+	size_t len, pg;
+	unsigned v;
+
+	if (fd < 0)
+		return fail("open");
+	if ((p = (volatile unsigned char *)poke_map(fd, name, &len)) == NULL)
+		return fail("map");
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	catch_faults();
+	puts("ok");
+	while (fgets(line, sizeof line, stdin)) {
+		int n = sscanf(line, " %c %zu %x", &cmd, &pg, &v);
+
+		if (n < 1 || cmd == 'q')
+			break;
+		if ((n >= 2 && (pg + 1) * PGSZ > len) ||
+		    (strchr("rwfc", cmd) && n < 2)) {
+			puts("usage");
+			continue;
+		}
+		if ((sig = sigsetjmp(jb, 1)) != 0) {
+			puts(sig == SIGBUS ? "SIGBUS" : "SIGSEGV");
+			continue;
+		}
+		armed = 1;
+		switch (cmd) {
+		case 'r':
+			v = p[pg * PGSZ];
+			armed = 0;
+			printf("v %x\n", v);
+			break;
+		case 'w':
+			p[pg * PGSZ] = (unsigned char)v;
+			armed = 0;
+			puts("ok");
+			break;
+		case 'f':
+			for (size_t k = 0; k < PGSZ; k++)
+				p[pg * PGSZ + k] = (unsigned char)v;
+			armed = 0;
+			puts("ok");
+			break;
+		case 'c': {
+			size_t k;
+
+			for (k = 0; k < PGSZ && p[pg * PGSZ + k] == v; k++)
+				;
+			armed = 0;
+			if (k == PGSZ)
+				puts("ok");
+			else
+				printf("bad %zu %x\n", k, p[pg * PGSZ + k]);
+			break;
+		}
+		case 'u':
+			armed = 0;
+			puts(munmap((void *)p, len) == 0 ? "ok" : "munmap");
+			break;
+		case 'm':
+			armed = 0;
+			p = (volatile unsigned char *)poke_map(fd, name, &len);
+			puts(p ? "ok" : "map");
+			break;
+		default:
+			armed = 0;
+			puts("usage");
+		}
+	}
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
 	int r;
 
+	if (argc == 5 && strcmp(argv[1], "gemloop") == 0) {
+		if ((r = gem_loop(argv[2], argv[3], argv[4])) == 0)
+			puts("ok");
+		return r;
+	}
+	if (argc == 4 && strcmp(argv[1], "poke") == 0)
+		return poke(argv[2], argv[3]);
 	if (argc != 3) {
 		fprintf(stderr,
-		    "usage: fomap-preload-map zero|file|gem FILE\n");
+		    "usage: fomap-preload-map zero|file|gem FILE\n"
+		    "       fomap-preload-map gemloop FILE NAME "
+		    "fill|check|ro|rw\n"
+		    "       fomap-preload-map poke FILE NAME|-\n");
 		return 2;
 	}
 	if (strcmp(argv[1], "zero") == 0)
