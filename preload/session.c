@@ -367,11 +367,40 @@ seal_range(uintptr_t start, uintptr_t end, void *arg)
 }
 
 /*
- * A fault after fomapd's death: SIGBUS in its thread (poison). Already
- * there (EEXIST): woken. A kernel without UFFDIO_POISON: the range is
- * sealed instead, never left waiting.
+ * [start, end) left with no page-table entry and no uffd-wp marker, so
+ * that every access faults, and every fault can be poisoned. fomapd
+ * write-protects shared mappings (the engine's dirty tracking): a write
+ * to a page it left mapped is a write-protect fault, which poison cannot
+ * answer (the entry is there: EEXIST), and a page it removed, or had the
+ * client zap, keeps a uffd-wp marker, which poison refuses to overwrite
+ * (EEXIST) while the fault it gives is a missing one: waking either
+ * thread makes it fault again, for ever. Unprotecting drops the markers
+ * (a range not registered for write protection: ENOENT, nothing to
+ * drop); MADV_DONTNEED then drops the entries (the store keeps its
+ * pages; a private mapping's own copies go, and are never reached again).
+ * Nobody is woken here.
  */
 static void
+disarm(uintptr_t start, uintptr_t end, void *arg)
+{
+	struct uffdio_writeprotect wp = {.range = {start, end - start},
+	    .mode = UFFDIO_WRITEPROTECT_MODE_DONTWAKE};
+
+	(void)ioctl(*(int *)arg, UFFDIO_WRITEPROTECT, &wp);
+	(void)fmp_real_madvise((void *)start, end - start, MADV_DONTNEED);
+}
+
+/*
+ * A fault after fomapd's death: SIGBUS in its thread (poison). A page
+ * mapped, or a marker, in the way (EEXIST: left by a fault resolved just
+ * before the death was seen): disarmed and poisoned again. The kernel
+ * busy with a munmap's or mremap's event (EAGAIN until the event is
+ * read): => -EAGAIN, the caller tries again after reading it (waking the
+ * thread now would only bring its fault back ahead of the event). A
+ * kernel without UFFDIO_POISON: the range is sealed instead, never left
+ * waiting. => 0, -EAGAIN
+ */
+static int
 refuse(struct fmp_session *s, uintptr_t addr)
 {
 	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), va = addr & ~(pg - 1);
@@ -379,36 +408,62 @@ refuse(struct fmp_session *s, uintptr_t addr)
 	struct seal a = {s->uffd, va};
 
 	if (ioctl(s->uffd, UFFDIO_POISON, &p) == 0)
-		return;
-	if (errno == EEXIST || errno == EAGAIN)
-		wake(va, va + pg, &s->uffd);
+		return 0;
+	if (errno == EEXIST) {
+		disarm(va, va + pg, &s->uffd);
+		if (ioctl(s->uffd, UFFDIO_POISON, &p) == 0)
+			return 0;
+	}
+	if (errno == EAGAIN)
+		return -EAGAIN;
+	if (errno == EEXIST)
+		wake(va, va + pg, &s->uffd); /* (faults again: poisoned) */
 	else
 		fmp_table_each(s, seal_range, &a);
+	return 0;
 }
 
-/* After fomapd's death, for ever: every fault of the session refused. */
+#define FMP_DEFER 64 /* faults waiting for an event to be read */
+
+/*
+ * After fomapd's death, for ever: every fault of the session refused.
+ * Faults are read before events: one refused EAGAIN waits (the next
+ * read, a millisecond at most) until the event ahead of it is read.
+ */
 static void
 refuse_all(struct fmp_session *s)
 {
 	struct uffd_msg ev[16];
+	uintptr_t defer[FMP_DEFER];
+	int ndefer = 0;
 
 	for (;;) {
 		struct pollfd p = {.fd = s->uffd, .events = POLLIN};
-		ssize_t n;
+		ssize_t n = 0;
+		int left = 0;
 
-		if (poll(&p, 1, -1) < 0)
-			continue;
-		n = read(s->uffd, ev, sizeof ev);
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			continue;
-		if (n <= 0)
-			return; /* (a uffd fomapd never set up: nothing to do) */
-		for (size_t i = 0; i < (size_t)n / sizeof ev[0]; i++) {
-			if (ev[i].event == UFFD_EVENT_PAGEFAULT)
-				refuse(s,
-				    (uintptr_t)ev[i].arg.pagefault.address);
-			else if (ev[i].event == UFFD_EVENT_FORK)
+		if (poll(&p, 1, ndefer ? 1 : -1) > 0) {
+			n = read(s->uffd, ev, sizeof ev);
+			if (n == 0 ||
+			    (n < 0 && errno != EAGAIN && errno != EINTR))
+				return; /* (a uffd fomapd never set up) */
+		}
+		for (int i = 0; i < ndefer; i++)
+			if (refuse(s, defer[i]) < 0)
+				defer[left++] = defer[i];
+		ndefer = left;
+		for (size_t i = 0; n > 0 && i < (size_t)n / sizeof ev[0]; i++) {
+			uintptr_t va = (uintptr_t)ev[i].arg.pagefault.address;
+
+			if (ev[i].event == UFFD_EVENT_FORK)
 				close((int)ev[i].arg.fork.ufd);
+			if (ev[i].event != UFFD_EVENT_PAGEFAULT ||
+			    refuse(s, va) == 0)
+				continue;
+			if (ndefer < FMP_DEFER)
+				defer[ndefer++] = va;
+			else
+				wake(va, va + 1, &s->uffd);
 		}
 	}
 }
@@ -424,7 +479,11 @@ daemon_gone(struct fmp_session *s)
 	close(s->sock);
 	s->sock = -1;
 	pthread_mutex_unlock(&s->rlock);
-	/* Threads waiting in faults fomapd read: they fault again, below. */
+	/*
+	 * Every access faults from now on, and threads waiting in faults
+	 * fomapd read fault again: each is refused, below.
+	 */
+	fmp_table_each(s, disarm, &s->uffd);
 	fmp_table_each(s, wake, &s->uffd);
 	refuse_all(s);
 }
