@@ -169,7 +169,13 @@ zap_wait_reading(struct sess *s, uint64_t seq)
 /*
  * fm_client_ops.zap: the client removes its page-table entries of the
  * range (its watcher's madvise). Any thread of fomapd's, the client's own
- * included; bounded by SESS_WAIT_MS. => 0, -errno; -ESRCH: it has gone
+ * included; bounded by SESS_WAIT_MS.
+ * => 0, also when the client has gone (EOF, or its socket refuses the
+ *    request): its page tables went with it (the socket closes only when
+ *    the process dies or execs), so the zap is done. The core counts
+ *    client.h's -ESRCH as a failure of the whole removal: a driver's
+ *    fm_object_unmap (gem's FM_GEM_EVICT) failed for every client killed
+ *    while mapping its object. -ETIMEDOUT: it did not answer; -errno
  */
 static int
 sess_zap(void *arg, uintptr_t va, size_t len)
@@ -184,7 +190,7 @@ sess_zap(void *arg, uintptr_t va, size_t len)
 	pthread_mutex_lock(&s->lock);
 	if (s->dead) {
 		pthread_mutex_unlock(&s->lock);
-		return -ESRCH;
+		return 0; /* (gone: see above) */
 	}
 	s->zapping++;
 	pthread_mutex_unlock(&s->lock);
@@ -220,7 +226,7 @@ sess_zap(void *arg, uintptr_t va, size_t len)
 	s->zapping--;
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->lock);
-	return r;
+	return r == -ESRCH ? 0 : r;
 }
 
 static const struct fm_client_ops sess_ops = {
