@@ -18,6 +18,7 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -25,6 +26,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -324,7 +326,7 @@ fomap_file(int fd, char name[FM_IPC_NAME_MAX])
 
 	if (fstatfs(fd, &sf) < 0 || sf.f_type != FUSE_SUPER_MAGIC)
 		return 0;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	if (fstatat(fd, "", &st, AT_EMPTY_PATH) < 0 || !S_ISREG(st.st_mode) ||
 	    known_not_fomap(st.st_dev))
 		return 0;
 	n = fgetxattr(fd, FM_IPC_XATTR, name, FM_IPC_NAME_MAX - 1);
@@ -574,6 +576,50 @@ madvise(void *addr, size_t len, int advice)
 	if (ask(s, FM_IPC_MADVISE, addr, len, advice) < 0)
 		return -1;
 	return vma_advice(advice) ? fmp_real_madvise(addr, len, advice) : 0;
+}
+
+/*
+ * fstat of a fomap device file that fomapd gives no size (its opens have
+ * no passthrough backing: gem, guard, fb, null; DESIGN.md wants st_size
+ * to cover the mmap space, and fomapd's GETATTR has it only for a
+ * passthrough open) says what the file stands for: a character device.
+ * Else a program that checks a regular file's size before mapping it
+ * (python's mmap.mmap: "mmap length is greater than file size") cannot
+ * map a device the engine serves, at any offset. A huge st_size instead
+ * would make readers size their buffers by it (python's read()). stat by
+ * path is not changed. Costs a fstatfs (and a getxattr on FUSE) for an
+ * empty regular file of a file system with no device.
+ */
+static void
+as_device(int fd, mode_t *mode, off_t size, dev_t dev)
+{
+	char name[FM_IPC_NAME_MAX];
+	int saved = errno;
+
+	if (S_ISREG(*mode) && size == 0 && major(dev) == 0 &&
+	    fomap_file(fd, name))
+		*mode = (*mode & ~(mode_t)S_IFMT) | S_IFCHR;
+	errno = saved;
+}
+
+EXPORT int
+fstat(int fd, struct stat *st)
+{
+	int r = fstatat(fd, "", st, AT_EMPTY_PATH);
+
+	if (r == 0)
+		as_device(fd, &st->st_mode, st->st_size, st->st_dev);
+	return r;
+}
+
+EXPORT int
+fstat64(int fd, struct stat64 *st)
+{
+	int r = fstatat64(fd, "", st, AT_EMPTY_PATH);
+
+	if (r == 0)
+		as_device(fd, &st->st_mode, (off_t)st->st_size, st->st_dev);
+	return r;
 }
 
 /* ------------------------------------------------------------------ */
