@@ -444,3 +444,178 @@ TEST_TAGGED(preload_fail_daemon_killed_clients_get_sigbus, "thread")
 	ASSERT_LE(lat[nlat / 2], 10 * 1000000);
 	ASSERT_LE(lat[nlat - 1], 50 * 1000000);
 }
+
+/* ------------------------------------------------------------------ */
+/* Clients' deaths. */
+
+/* The session lines fomapctl shows. */
+static int
+sessions(const struct fmd *m)
+{
+	return fmd_sh("exit $(%s --mount %s sessions | wc -l)",
+	    fmd_tool("fomapctl"), m->dir);
+}
+
+static int
+fds_of(pid_t pid)
+{
+	return fmd_sh("exit $(ls /proc/%d/fd | wc -l)", (int)pid);
+}
+
+#define WAVE 25
+
+/*
+ * n preloaded clients, in waves of WAVE, each SIGKILLed while it faults
+ * (its first pass done, the buffer evicted again and again under it):
+ * fomapd keeps no session and no descriptor of theirs, its buffer keeps
+ * the pattern, and it serves a new client.
+ */
+static void
+killed_clients(int n)
+{
+	struct client c[WAVE];
+	struct evictor e;
+	struct fmd m;
+	uint32_t name, handle;
+	int fd, fds0;
+	int64_t t0 = now_ns();
+
+	fmd_start(&m, NULL);
+	ASSERT((fd = open(fmd_path(&m, "gem", 0), O_RDWR)) >= 0);
+	name = gem_create(fd, 16 * PG, &handle);
+	gem_pattern(&m, name, "fill");
+	/* (the first eviction opens gem's backing file: counted before) */
+	ASSERT_OK(ioctl(fd, FM_GEM_EVICT, &(struct fm_gem_evict){handle, 0}));
+	for (int i = 0; i < 200 && sessions(&m) != 0; i++)
+		usleep(10000);
+	ASSERT_EQ(sessions(&m), 0);
+	fds0 = fds_of(m.pid);
+	evictor_start(&e, fd, handle);
+	for (int done = 0; done < n; done += WAVE) {
+		for (int i = 0; i < WAVE; i++)
+			spawn(&c[i], 0, "gemloop", fmd_path(&m, "gem", 0),
+			    num(name, 1), i % 2 ? "rw" : "ro", NULL);
+		for (int i = 0; i < WAVE; i++) {
+			const char *l = line_of(&c[i]);
+
+			if (strcmp(l, "ready") != 0)
+				printf("client %d of wave %d: %s\n", i,
+				    done / WAVE, l);
+			ASSERT_EQ(strcmp(l, "ready"), 0);
+		}
+		for (int i = 0; i < WAVE; i++)
+			ASSERT_OK(kill(c[i].pid, SIGKILL));
+		for (int i = 0; i < WAVE; i++) {
+			int st = wait_bounded(c[i].pid, 5000);
+
+			ASSERT(st != -1 && WIFSIGNALED(st) &&
+			    WTERMSIG(st) == SIGKILL);
+			close(c[i].out);
+		}
+	}
+	evictor_stop(&e);
+	ASSERT_EQ(e.err, 0);
+	printf("%d clients killed in %.1f s, %lu evictions meanwhile\n", n,
+	    (double)(now_ns() - t0) / 1e9, e.n);
+	for (int i = 0; i < 500 && sessions(&m) != 0; i++)
+		usleep(10000);
+	ASSERT_EQ(sessions(&m), 0);
+	ASSERT_EQ(fds_of(m.pid), fds0);
+	gem_pattern(&m, name, "check");
+	close(fd);
+	ASSERT_EQ(fmd_stop(&m), 0);
+}
+
+TEST_TAGGED(preload_fail_killed_clients_leave_nothing, "thread")
+{
+	killed_clients(100);
+}
+
+/* The same with 1,000 (make stress: FOMAP_STRESS_SECONDS set). */
+TEST_TAGGED(preload_fail_killed_clients_leave_nothing_1000, "thread slow")
+{
+	if (getenv("FOMAP_STRESS_SECONDS") == NULL)
+		fm_test_skip("slow: make stress runs it");
+	killed_clients(1000);
+}
+
+/* ------------------------------------------------------------------ */
+/* python3. */
+
+/*
+ * python3, unmodified, maps a gem buffer through the engine: fcntl.ioctl
+ * makes it and gives its offset, mmap.mmap maps it (twice: coherent; a
+ * third time through a descriptor dup'd with F_DUPFD_CLOEXEC, as python's
+ * mmap keeps its own, the original closed), an eviction through the dup
+ * and the data comes back from gem's backing storage (FM_GEM_INFO counts
+ * the refill). Without the library the same mmap is refused (python's
+ * own check of the regular file's size, 0; else ENODEV): only the engine
+ * serves gem. With it, fstat shows the device as a character device
+ * (preload.c: as_device), so python does not refuse.
+ */
+static const char py_gem[] =
+    "import errno, fcntl, mmap, os, struct, sys\n"
+    "def ioc(d, nr, size): return d << 30 | size << 16 | ord('g') << 8 | nr\n"
+    "CREATE, OFFSET = ioc(3, 1, 16), ioc(3, 3, 16)\n"
+    "EVICT, INFO = ioc(1, 6, 8), ioc(3, 7, 88)\n"
+    "PG = 4096\n"
+    "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+    "c = bytearray(struct.pack('QII', 8 * PG, 0, 0))\n"
+    "fcntl.ioctl(fd, CREATE, c)\n"
+    "size, h, _ = struct.unpack('QII', c)\n"
+    "o = bytearray(struct.pack('IIQ', h, 0, 0))\n"
+    "fcntl.ioctl(fd, OFFSET, o)\n"
+    "off = struct.unpack('IIQ', o)[2]\n"
+    "if sys.argv[2] == 'plain':\n"
+    "    try:\n"
+    "        mmap.mmap(fd, size, offset=off)\n"
+    "    except ValueError:\n" /* (st_size 0: python's own check) */
+    "        print('refused'); sys.exit(0)\n"
+    "    except OSError as e:\n"
+    "        assert e.errno == errno.ENODEV, e\n"
+    "        print('refused'); sys.exit(0)\n"
+    "    sys.exit('mapped without the engine')\n"
+    "a = mmap.mmap(fd, size, offset=off)\n"
+    "b = mmap.mmap(fd, size, offset=off)\n"
+    "a[0:5] = b'hello'\n"
+    "a[3 * PG:3 * PG + 5] = b'world'\n"
+    "assert b[0:5] == b'hello' and b[3 * PG:3 * PG + 5] == b'world'\n"
+    "assert b[PG:2 * PG] == bytes(PG)\n"
+    "d = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 0)\n"
+    "os.close(fd)\n"
+    "x = mmap.mmap(d, size, offset=off)\n"
+    "x[7 * PG:7 * PG + 3] = b'dup'\n"
+    "assert a[7 * PG:7 * PG + 3] == b'dup'\n"
+    "fcntl.ioctl(d, EVICT, struct.pack('II', h, 0))\n"
+    "assert a[0:5] == b'hello', a[0:5]\n"
+    "assert b[3 * PG:3 * PG + 5] == b'world'\n"
+    "assert x[7 * PG:7 * PG + 3] == b'dup'\n"
+    "i = bytearray(struct.pack('II10Q', h, 0, *[0] * 10))\n"
+    "fcntl.ioctl(d, INFO, i)\n"
+    "n = struct.unpack('II10Q', i)\n"
+    "faults, refill, evictions = n[6], n[9], n[11]\n"
+    "assert faults > 0 and evictions == 1 and refill >= 3, n\n"
+    "a.close(); b.close(); x.close(); os.close(d)\n"
+    "print('ok')\n";
+
+TEST(preload_fail_python_maps_gem_through_the_engine)
+{
+	char script[] = "/tmp/fomap-py-XXXXXX";
+	struct fmd m;
+	int fd;
+
+	fmd_need("python3");
+	fmd_start(&m, NULL);
+	ASSERT((fd = mkstemp(script)) >= 0);
+	ASSERT_EQ(write(fd, py_gem, sizeof py_gem - 1),
+	    (ssize_t)(sizeof py_gem - 1));
+	close(fd);
+	ASSERT_EQ(fmd_sh("python3 %s %s plain | grep -qx refused", script,
+	              fmd_path(&m, "gem", 0)),
+	    0);
+	ASSERT_EQ(fmd_sh("%s python3 %s %s engine | grep -qx ok", preload_sh(),
+	              script, fmd_path(&m, "gem", 0)),
+	    0);
+	unlink(script);
+	ASSERT_EQ(fmd_stop(&m), 0);
+}
