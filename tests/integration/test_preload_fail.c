@@ -619,3 +619,192 @@ TEST(preload_fail_python_maps_gem_through_the_engine)
 	unlink(script);
 	ASSERT_EQ(fmd_stop(&m), 0);
 }
+
+/* ------------------------------------------------------------------ */
+/* The drivers' behaviours across processes (test_gem.c, test_guard.c). */
+
+static struct fm_gem_stats
+gem_stats(int fd)
+{
+	struct fm_gem_stats s;
+
+	ASSERT_OK(ioctl(fd, FM_GEM_STATS, &s));
+	return s;
+}
+
+/*
+ * gem with two preloaded processes, each its own open: a buffer shared by
+ * name (flink, open by name) is coherent between them; an eviction (a
+ * third open: the test's) and the data comes back in both, pages never
+ * written come back zero; a buffer lives while a handle or a mapping
+ * holds it (the creator's handle closed, the clients' mappings keep it;
+ * their exit frees it); a mapping past the buffer is refused (ENXIO,
+ * fomap-preload-map gem).
+ */
+TEST(preload_fail_gem_behaviours_across_processes)
+{
+	struct client a, b;
+	struct fmd m;
+	uint32_t name, handle;
+	struct fm_gem_info i;
+	int fd;
+
+	fmd_start(&m, NULL);
+	ASSERT((fd = open(fmd_path(&m, "gem", 0), O_RDWR)) >= 0);
+	name = gem_create(fd, 8 * PG, &handle);
+	spawn(&a, 1, "poke", fmd_path(&m, "gem", 0), num(name, 0), NULL);
+	spawn(&b, 1, "poke", fmd_path(&m, "gem", 1), num(name, 1), NULL);
+	ASSERT_EQ(strcmp(line_of(&a), "ok"), 0);
+	ASSERT_EQ(strcmp(line_of(&b), "ok"), 0);
+	ASSERT_EQ(gem_stats(fd).named, 1);
+
+	/* Shared by name: each sees the other's writes at once. */
+	ASSERT_POKE(&a, "ok", "f 0 41");
+	ASSERT_POKE(&b, "ok", "c 0 41");
+	ASSERT_POKE(&b, "ok", "f 1 42");
+	ASSERT_POKE(&a, "ok", "c 1 42");
+	ASSERT_POKE(&b, "ok", "w 7 43");
+	ASSERT_POKE(&a, "v 43", "r 7");
+
+	/* Evicted by a third open: refilled in both; untouched pages zero. */
+	ASSERT_OK(ioctl(fd, FM_GEM_EVICT, &(struct fm_gem_evict){handle, 0}));
+	i = gem_info(fd, handle);
+	ASSERT_EQ(i.resident, 0);
+	ASSERT_EQ(i.evictions, 1);
+	ASSERT_POKE(&a, "ok", "c 1 42");
+	ASSERT_POKE(&b, "ok", "c 0 41");
+	ASSERT_POKE(&a, "v 43", "r 7");
+	ASSERT_POKE(&b, "ok", "c 4 0");
+	i = gem_info(fd, handle);
+	ASSERT_GE(i.refill, 3);
+	ASSERT_GE(i.faults, 4);
+	/* A write after the refill dirties it again: saved at the next. */
+	ASSERT_POKE(&b, "ok", "f 4 44");
+	ASSERT_OK(ioctl(fd, FM_GEM_EVICT, &(struct fm_gem_evict){handle, 0}));
+	ASSERT_POKE(&a, "ok", "c 4 44");
+	/* One unmaps; the other's mapping and the data stay. */
+	ASSERT_POKE(&a, "ok", "u");
+	ASSERT_OK(ioctl(fd, FM_GEM_EVICT, &(struct fm_gem_evict){handle, 0}));
+	ASSERT_POKE(&b, "ok", "c 0 41");
+
+	/* The creator's handle goes: the clients' handles keep it. */
+	ASSERT_OK(ioctl(fd, FM_GEM_CLOSE, &(struct fm_gem_close){handle, 0}));
+	ASSERT_EQ(gem_stats(fd).buffers, 1);
+	ASSERT_POKE(&a, "ok", "m");
+	ASSERT_POKE(&a, "ok", "c 1 42");
+	ASSERT_POKE(&a, "", "q"); /* (EOF) */
+	ASSERT_POKE(&b, "", "q"); /* (EOF) */
+	ASSERT(ended_ok(&a));
+	ASSERT(ended_ok(&b));
+	for (int k = 0; k < 200 && gem_stats(fd).buffers != 0; k++)
+		usleep(10000);
+	ASSERT_EQ(gem_stats(fd).buffers, 0);
+	ASSERT_EQ(gem_stats(fd).named, 0);
+	close(fd);
+	ASSERT_EQ(fmd_stop(&m), 0);
+}
+
+static struct fm_guard_stats
+guard_stats(int fd)
+{
+	struct fm_guard_stats s;
+
+	ASSERT_OK(ioctl(fd, FM_GUARD_STATS, &s));
+	return s;
+}
+
+static void
+guard_protect(int fd, size_t pg, size_t n, int prot, int policy)
+{
+	struct fm_guard_protect a = {pg * PG, n * PG, (uint32_t)prot,
+	    (uint32_t)policy};
+
+	ASSERT_OK(ioctl(fd, FM_GUARD_PROTECT, &a));
+}
+
+static void
+guard_remove(int fd, size_t pg, size_t n, int policy)
+{
+	struct fm_guard_remove a = {pg * PG, n * PG, (uint32_t)policy, 0};
+
+	ASSERT_OK(ioctl(fd, FM_GUARD_REMOVE, &a));
+}
+
+/*
+ * guard with two preloaded processes sharing its region: a read-only
+ * range refuses writes with SIGBUS in either (the page stays readable,
+ * the write did not happen), or records them; made writable again it
+ * takes them; removal with refill refaults the data in both; revocation
+ * gives SIGBUS to every access of either, every time, until restored
+ * (zero-filled). The driver's decisions reach both through fomapd.
+ */
+TEST(preload_fail_guard_behaviours_across_processes)
+{
+	struct fm_guard_setup su = {.size = FM_GUARD_DEFSIZE};
+	struct fm_guard_stats st;
+	struct client a, b;
+	struct fmd m;
+	int fd;
+
+	fmd_start(&m, NULL);
+	ASSERT((fd = open(fmd_path(&m, "guard", 0), O_RDWR)) >= 0);
+	ASSERT_OK(ioctl(fd, FM_GUARD_SETUP, &su));
+	spawn(&a, 1, "poke", fmd_path(&m, "guard", 0), "-", NULL);
+	spawn(&b, 1, "poke", fmd_path(&m, "guard", 1), "-", NULL);
+	ASSERT_EQ(strcmp(line_of(&a), "ok"), 0);
+	ASSERT_EQ(strcmp(line_of(&b), "ok"), 0);
+	for (int pg = 0; pg < 8; pg++)
+		ASSERT_POKE(&a, "ok", "w %d %x", pg, 0x10 + pg);
+	ASSERT_POKE(&b, "v 13", "r 3");
+
+	/* Read-only, refused: SIGBUS in either writer, readable in both. */
+	guard_protect(fd, 1, 2, PROT_READ, FM_GUARD_REFUSE);
+	ASSERT_POKE(&a, "SIGBUS", "w 1 55");
+	ASSERT_POKE(&b, "SIGBUS", "w 2 55");
+	ASSERT_POKE(&b, "SIGBUS", "w 1 55"); /* every time */
+	ASSERT_POKE(&b, "v 11", "r 1");
+	ASSERT_POKE(&a, "v 12", "r 2");
+	ASSERT_POKE(&a, "ok", "w 3 33"); /* the rest is writable */
+	ASSERT_POKE(&b, "v 33", "r 3");
+	ASSERT_GE(guard_stats(fd).refused, 3);
+	guard_protect(fd, 1, 2, PROT_READ | PROT_WRITE, 0);
+	ASSERT_POKE(&b, "ok", "w 1 66");
+	ASSERT_POKE(&a, "v 66", "r 1");
+
+	/* Read-only, recorded: the write goes through, counted. */
+	guard_protect(fd, 4, 1, PROT_READ, FM_GUARD_RECORD);
+	ASSERT_POKE(&b, "ok", "w 4 77");
+	ASSERT_POKE(&a, "v 77", "r 4");
+	st = guard_stats(fd);
+	ASSERT_GE(st.recorded, 1);
+	ASSERT_EQ(st.last_recorded, 4 * PG);
+
+	/* Removed with refill: both fault the data back in. */
+	guard_remove(fd, 0, 8, FM_GUARD_REFILL);
+	ASSERT_POKE(&a, "v 66", "r 1");
+	ASSERT_POKE(&b, "v 77", "r 4");
+	ASSERT_POKE(&b, "v 10", "r 0");
+	ASSERT_GE(guard_stats(fd).read_minor, 2);
+
+	/* Revoked: SIGBUS to every access of either, until restored. */
+	guard_remove(fd, 5, 2, FM_GUARD_REVOKE);
+	ASSERT_POKE(&a, "SIGBUS", "r 5");
+	ASSERT_POKE(&b, "SIGBUS", "w 6 1");
+	ASSERT_POKE(&b, "SIGBUS", "r 5");
+	ASSERT_POKE(&a, "SIGBUS", "r 6");
+	ASSERT_POKE(&a, "v 17", "r 7"); /* the rest is fine */
+	ASSERT_POKE(&b, "v 33", "r 3");
+	ASSERT_GE(guard_stats(fd).revoked, 4);
+	ASSERT_OK(ioctl(fd, FM_GUARD_RESTORE,
+	    &(struct fm_guard_restore){5 * PG, 2 * PG}));
+	ASSERT_POKE(&b, "ok", "c 5 0"); /* revoked data is gone */
+	ASSERT_POKE(&a, "ok", "w 6 7a");
+	ASSERT_POKE(&b, "v 7a", "r 6");
+
+	ASSERT_POKE(&a, "", "q"); /* (EOF) */
+	ASSERT_POKE(&b, "", "q"); /* (EOF) */
+	ASSERT(ended_ok(&a));
+	ASSERT(ended_ok(&b));
+	close(fd);
+	ASSERT_EQ(fmd_stop(&m), 0);
+}
