@@ -361,8 +361,8 @@ cmp_i64(const void *a, const void *b)
  * The bound is on the time from fomapd's death to each client's SIGBUS:
  * the death is when its sockets close (EOF on a session socket, seen by a
  * thread of the test exactly as each client's watcher sees it), which the
- * kernel's teardown of a many-threaded fomapd puts 1 to 90 ms after the
- * SIGKILL on this machine. The median client's SIGBUS comes within 10 ms
+ * kernel's teardown of a many-threaded fomapd puts about 2-3 ms after the
+ * SIGKILL on this machine (tens of ms seen once, loaded). The median client's SIGBUS comes within 10 ms
  * of that EOF; every client's within 50 ms: the scheduler's noise with 4
  * busy clients, the test and a dying fomapd on 2 CPUs (a few time
  * slices). Rounds are repeated (DEATH_ROUNDS fomapds killed) and the
