@@ -191,5 +191,13 @@ struct raw {
  * => 0; exits on failure
  */
 int raw_start(struct raw *r);
+/*
+ * raw_serve: start the handler threads on r->uffd as it is: a userfaultfd
+ * that another process created and registered over [base, base+len) of its
+ * own address space (MISSING | MINOR for RAW_CONTINUE), received with its
+ * memfd (r->memfd). The handler answers its faults from here.
+ * => 0; exits on failure
+ */
+int raw_serve(struct raw *r);
 
 #endif

@@ -4,7 +4,8 @@
  * second thread costs) does blocking reads of one message at a time; a MISSING fault fills `around` pages and installs them
  * (UFFDIO_COPY, or fill the memfd + UFFDIO_CONTINUE); a WP fault marks the
  * page dirty and write-enables it. Nothing else: no map, no page states, no
- * locks. It only ever sees its own mapping.
+ * locks. It serves its own mapping (raw_start), or another process's,
+ * whose userfaultfd and memfd it was sent (raw_serve: row 12).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -148,7 +149,6 @@ raw_start(struct raw *r)
 {
 	struct uffdio_api api = {.api = UFFD_API};
 	struct uffdio_register reg = {.range = {(uintptr_t)r->base, r->len}};
-	pthread_t t;
 
 	r->uffd = (int)syscall(SYS_userfaultfd,
 	    O_CLOEXEC | (r->excl ? O_NONBLOCK : 0));
@@ -184,6 +184,16 @@ raw_start(struct raw *r)
 		    ioctl(r->uffd, UFFDIO_WRITEPROTECT, &w) < 0)
 			bench_fail("raw: write-protect");
 	}
+	return raw_serve(r);
+}
+
+int
+raw_serve(struct raw *r)
+{
+	pthread_t t;
+
+	if (r->around == 0)
+		r->around = 1;
 	for (int i = 0; i < (r->nthreads > 0 ? r->nthreads : 1); i++) {
 		if ((errno = pthread_create(&t, NULL, raw_main, r)) != 0)
 			bench_fail("raw: pthread_create");
