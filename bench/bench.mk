@@ -7,7 +7,15 @@
 BENCH_PROGS  := fault wp store pager scale remove memory mapops daemon
 BENCH_BIN    := $(BENCH_PROGS:%=$(B)/bench/bench-%)
 BENCH_COMMON := $(B)/bench/bench.o $(B)/bench/raw.o
-BENCH_OBJ    := $(BENCH_PROGS:%=$(B)/bench/%.o) $(BENCH_COMMON)
+BENCH_OBJ    := $(BENCH_PROGS:%=$(B)/bench/%.o) $(BENCH_COMMON) \
+                $(B)/bench/xclient.o
+
+# Row 12's client process: a program that links no fomap library, run by
+# bench-daemon with and without LD_PRELOAD=libfomap-preload.so.
+$(B)/bench/xclient: $(B)/bench/xclient.o
+	$(CC) $(ALLCFLAGS) -o $@ $<
+
+$(B)/bench/bench-daemon: $(B)/bench/xclient $(B)/libfomap-preload.so
 
 $(B)/bench/bench-%: $(B)/bench/%.o $(BENCH_COMMON) $(B)/libfomap.a
 	$(CC) $(ALLCFLAGS) -o $@ $< $(BENCH_COMMON) $(B)/libfomap.a $(LDLIBS) -lm
