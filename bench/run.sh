@@ -33,7 +33,10 @@ protect_60k_vs_10 <= 2.0
 unmap_60k_vs_10 <= 2.0
 fault_vs_raw_uffd_unpinned <= 1.15
 passthrough_touch_vs_memfd <= 1.05
-daemon_ioctl_vs_socket <= 1.2'
+daemon_ioctl_vs_socket <= 1.2
+daemon_fault_vs_raw_xproc <= 1.15
+daemon_seq_touch_vs_embedded <= 1.15
+preload_overhead_open_read_close <= 1.05'
 
 machine() {
 	cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
