@@ -429,8 +429,8 @@ row12(void)
 {
 	static char gem[128], gem2[128],
 	    file[] = "/tmp/fomap-bench-file-XXXXXX";
-	size_t nfault = bench.quick ? 2048 : 8192;
-	size_t nseq = bench.quick ? 16384 : 65536;
+	size_t nfault = bench.quick ? 1024 : 8192;
+	size_t nseq = bench.quick ? 8192 : 65536;
 	size_t nloop = bench.quick ? 2000 : 10000;
 	char page[PG];
 	int fd;
