@@ -42,6 +42,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -306,11 +307,12 @@ struct xrun {
 	int preload; /* run it with LD_PRELOAD=BUILD/libfomap-preload.so */
 };
 
+static struct raw xraw; /* the raw server's: lives until its child exits */
+
 /* The server of a raw run: receive the client's uffd and memfd, serve. */
 static void
 raw_server(int sock)
 {
-	static struct raw r; /* its thread lives until this child exits */
 	char cbuf[CMSG_SPACE(2 * sizeof(int))];
 	uint64_t range[2];
 	struct iovec iov = {.iov_base = range, .iov_len = sizeof range};
@@ -326,14 +328,14 @@ raw_server(int sock)
 	    cm->cmsg_len != CMSG_LEN(sizeof fds))
 		bench_fail("raw server: recvmsg");
 	memcpy(fds, CMSG_DATA(cm), sizeof fds);
-	r = (struct raw){.mode = RAW_CONTINUE,
+	xraw = (struct raw){.mode = RAW_CONTINUE,
 	    .base = (char *)(uintptr_t)range[0],
 	    .len = range[1],
 	    .uffd = fds[0],
 	    .memfd = fds[1],
 	    .srcfd = -1,
 	    .around = 1};
-	raw_serve(&r);
+	raw_serve(&xraw);
 	if (write(sock, "", 1) != 1)
 		bench_fail("raw server: ack");
 }
@@ -391,13 +393,16 @@ run_x(const void *arg, double *out)
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
 	    sscanf(res, "%lf %lf", &out[0], &out[1]) != 2)
 		bench_fail("xclient");
+	if (sv[0] >= 0) /* the faults the server answered */
+		out[1] = (double)atomic_load(&xraw.faults);
 }
 
-/* A gem buffer of n pages mapped embedded, written a byte a page. */
+/* A gem buffer of x->n pages mapped embedded, written a byte a page. */
 static void
 run_gem_embedded(const void *arg, double *out)
 {
-	size_t np = *(const size_t *)arg, len = np * PG;
+	const struct xrun *x = arg;
+	size_t np = x->n, len = np * PG;
 	struct fm_gem_create cr = {.size = len};
 	struct fm_gem_mmap_offset mo = {0};
 	struct fm_gem_info in = {0};
@@ -414,6 +419,8 @@ run_gem_embedded(const void *arg, double *out)
 	    (off_t)mo.offset);
 	if (p == MAP_FAILED)
 		bench_fail("gem fm_mmap");
+	if (x->random && fm_madvise(p, len, MADV_RANDOM) < 0)
+		bench_fail("fm_madvise");
 	t0 = now_ns();
 	bench_touch(p, np, 1);
 	out[0] = (double)(now_ns() - t0) / (double)np;
@@ -422,6 +429,45 @@ run_gem_embedded(const void *arg, double *out)
 	out[1] = (double)in.faults;
 	fm_munmap(p, len);
 	fm_close(fd);
+}
+
+/* The zero device embedded (the anonymous pager: fallocate), 1 page a fault. */
+static void
+run_zero_embedded(const void *arg, double *out)
+{
+	const struct xrun *x = arg;
+	size_t len = x->n * PG;
+	char *p = bench_fm_zero(len);
+	uint64_t t0;
+
+	if (fm_madvise(p, len, MADV_RANDOM) < 0)
+		bench_fail("fm_madvise");
+	t0 = now_ns();
+	bench_touch(p, x->n, 1);
+	out[0] = (double)(now_ns() - t0) / (double)x->n;
+	out[1] = NAN;
+}
+
+/* The raw handler in-process: a thread of the faulting process. */
+static void
+run_raw_inproc(const void *arg, double *out)
+{
+	const struct xrun *x = arg;
+	size_t len = x->n * PG;
+	int fd = bench_memfd(len);
+	struct raw r = {.mode = RAW_CONTINUE,
+	    .memfd = fd,
+	    .srcfd = -1,
+	    .len = len,
+	    .around = 1};
+	uint64_t t0;
+
+	r.base = bench_mmap(len, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
+	raw_start(&r);
+	t0 = now_ns();
+	bench_touch(r.base, x->n, 1);
+	out[0] = (double)(now_ns() - t0) / (double)x->n;
+	out[1] = (double)r.faults;
 }
 
 static void
@@ -461,6 +507,15 @@ row12(void)
 	    {.name = "client + server process: fallocate + UFFDIO_CONTINUE",
 	        .fn = run_x,
 	        .arg = &xr},
+	    {.name = "embedded: fm_mmap of gem, MADV_RANDOM",
+	        .fn = run_gem_embedded,
+	        .arg = &xg},
+	    {.name = "in-process: raw handler thread, fallocate + CONTINUE",
+	        .fn = run_raw_inproc,
+	        .arg = &xr},
+	    {.name = "embedded: fm_mmap of zero (anon pager), MADV_RANDOM",
+	        .fn = run_zero_embedded,
+	        .arg = &xg},
 	    {.name = "preloaded client: gem via fomapd, unpinned",
 	        .fn = run_x,
 	        .arg = &xg2,
@@ -477,7 +532,7 @@ row12(void)
 	        .arg = &sg},
 	    {.name = "embedded: fm_mmap of gem, default fault-around",
 	        .fn = run_gem_embedded,
-	        .arg = &nseq},
+	        .arg = &sg},
 	};
 	struct xrun
 	    op = {.mode = "orc", .file = file, .n = nloop, .preload = 1},
@@ -492,18 +547,18 @@ row12(void)
 	    {.name = "mmap + munmap, LD_PRELOAD", .fn = run_x, .arg = &mp},
 	    {.name = "mmap + munmap, no preload", .fn = run_x, .arg = &mn},
 	};
-	int nf = fomapd2 > 0 ? 4 : 2;
+	int nf = fomapd2 > 0 ? 7 : 5;
 
 	printf("\nRow 12: a client process's one-page faults, %zu pages "
 	       "written in turn (µs per fault); pinned: client, fomapd and "
 	       "the raw server on the measuring CPU%s\n\n",
 	    nfault, fomapd2 > 0 ? "" : " (the unpinned fomapd did not start)");
 	bench_compare("12", f, nf, bench.reps, 1, "µs/fault", 1e3);
-	printf("\nFaults the driver counted per page (gem rows; 1: one page a "
-	       "fault):\n\n");
-	for (int i = 0; i < nf; i += 2)
-		printf("- %s: %.3f\n", f[i].name,
-		    bench_median(&f[i], 1) / (double)nfault);
+	printf("\nFaults per page, medians (1: one page a fault):\n\n");
+	for (int i = 0; i < nf; i++)
+		if (i != 4)
+			printf("- %s: %.3f\n", f[i].name,
+			    bench_median(&f[i], 1) / (double)nfault);
 	printf("\nRow 12: sequential first touch of a %zu MiB gem buffer "
 	       "(µs per page)\n\n",
 	    nseq * PG >> 20);
@@ -518,8 +573,12 @@ row12(void)
 	printf("\n");
 	bench_compare("12c", mc, 2, bench.reps, 1, "µs", 1e3);
 	bench_ratio("daemon_fault_vs_raw_xproc", &f[0], &f[1], 0);
-	if (nf == 4)
-		bench_ratio("daemon_fault_vs_raw_xproc_unpinned", &f[2], &f[3],
+	bench_ratio("gem_fault_embedded_vs_raw_inproc", &f[2], &f[3], 0);
+	bench_ratio("daemon_fault_vs_embedded", &f[0], &f[2], 0);
+	bench_ratio("raw_fault_xproc_vs_inproc", &f[1], &f[3], 0);
+	bench_ratio("gem_vs_zero_fault_embedded", &f[2], &f[4], 0);
+	if (nf == 7)
+		bench_ratio("daemon_fault_vs_raw_xproc_unpinned", &f[5], &f[6],
 		    0);
 	bench_ratio("daemon_seq_touch_vs_embedded", &q[0], &q[1], 0);
 	bench_ratio("preload_overhead_open_read_close", &oc[0], &oc[1], 0);
