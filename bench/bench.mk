@@ -15,7 +15,7 @@ BENCH_OBJ    := $(BENCH_PROGS:%=$(B)/bench/%.o) $(BENCH_COMMON) \
 $(B)/bench/xclient: $(B)/bench/xclient.o
 	$(CC) $(ALLCFLAGS) -o $@ $<
 
-$(B)/bench/bench-daemon: $(B)/bench/xclient $(B)/libfomap-preload.so
+$(B)/bench/bench-daemon: $(B)/bench/xclient $(B)/libfomap-preload.so $(B)/fomapd
 
 $(B)/bench/bench-%: $(B)/bench/%.o $(BENCH_COMMON) $(B)/libfomap.a
 	$(CC) $(ALLCFLAGS) -o $@ $< $(BENCH_COMMON) $(B)/libfomap.a $(LDLIBS) -lm

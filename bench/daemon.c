@@ -1,5 +1,6 @@
 /*
- * daemon.c: devices as files through fomapd (row 11 of docs/benchmarks.md).
+ * daemon.c: devices as files through fomapd (rows 11 and 12 of
+ * docs/benchmarks.md).
  * The program starts a fomapd of its own (BUILD/fomapd, needs root and
  * FUSE passthrough; otherwise the row says why it is skipped).
  *   touch  a program's first touch of a passthrough mapping of zero (the
