@@ -63,6 +63,17 @@ struct sess {
 	struct sess *next;
 };
 
+/*
+ * A client's fork: the child's address space (served already: the core
+ * follows the fork), until a session of the child's own claims it
+ * (HELLO_CHILD) or it is found gone (the reaper).
+ */
+struct pend {
+	struct fm_vmspace *vs;
+	pid_t parent; /* the forking session's process, or 0 */
+	struct pend *next;
+};
+
 static struct {
 	pthread_mutex_t lock;
 	int lsock;
@@ -70,6 +81,7 @@ static struct {
 	dev_t dev;
 	struct sess *list;
 	unsigned n;
+	struct pend *pending;
 } S = {.lock = PTHREAD_MUTEX_INITIALIZER, .lsock = -1};
 
 static void
@@ -229,8 +241,41 @@ sess_zap(void *arg, uintptr_t va, size_t len)
 	return r == -ESRCH ? 0 : r;
 }
 
+/*
+ * fm_client_ops.forked, from the engine: the child waits on the pending
+ * list for its session (arg: the forking client's session, or NULL for a
+ * fork of a child not claimed yet).
+ */
+/*
+ * vs waits on the pending list (a fork's, or a client's whose session
+ * ended while its process lives: parent 0, claimed).
+ */
+static void
+pending_add(struct fm_vmspace *vs, pid_t parent)
+{
+	struct pend *p = malloc(sizeof(*p));
+
+	if (p == NULL)
+		return; /* (served till fomapd ends: never claimed nor reaped) */
+	p->vs = vs;
+	p->parent = parent;
+	pthread_mutex_lock(&S.lock);
+	p->next = S.pending;
+	S.pending = p;
+	pthread_mutex_unlock(&S.lock);
+}
+
+static void
+sess_forked(void *arg, struct fm_vmspace *child)
+{
+	struct sess *s = arg;
+
+	pending_add(child, s ? s->pid : 0);
+}
+
 static const struct fm_client_ops sess_ops = {
     .zap = sess_zap,
+    .forked = sess_forked,
 };
 
 /* ------------------------------------------------------------------ */
@@ -274,6 +319,133 @@ do_hello(struct sess *s, const struct fm_ipc_msg *q, int *fds)
 		pthread_mutex_lock(&s->lock); /* (the status file reads it) */
 		s->vs = r < 0 ? NULL : vs;
 		pthread_mutex_unlock(&s->lock);
+	}
+	reply(s, q, r, NULL, -1);
+}
+
+/* Process pid's parent, or 0. */
+static pid_t
+ppid_of(pid_t pid)
+{
+	char path[48], buf[1024], *at;
+	ssize_t k;
+	int fd;
+
+	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	k = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (k <= 0)
+		return 0;
+	buf[k] = '\0';
+	at = strstr(buf, "\nPPid:");
+	return at ? (pid_t)strtol(at + 7, NULL, 10) : 0;
+}
+
+/*
+ * The pending fork of pid: the one the kernel or its parent named pid,
+ * else the one fork of parent's not named yet (the library's forks are
+ * one at a time in a process). Taken off the list. => S.lock held
+ */
+static struct fm_vmspace *
+pending_take_locked(pid_t pid, pid_t parent)
+{
+	struct pend **pp, **only = NULL;
+	unsigned unnamed = 0;
+
+	for (pp = &S.pending; *pp; pp = &(*pp)->next) {
+		pid_t named = fm_client_pid((*pp)->vs);
+
+		if (named == pid)
+			break;
+		if (named == 0 && parent != 0 && (*pp)->parent == parent) {
+			unnamed++;
+			only = pp;
+		}
+	}
+	if (*pp == NULL && unnamed == 1)
+		pp = only;
+	if (*pp == NULL)
+		return NULL;
+	struct pend *p = *pp;
+	struct fm_vmspace *vs = p->vs;
+
+	*pp = p->next;
+	free(p);
+	return vs;
+}
+
+#define SESS_CHILD_TRIES 400 /* x 5 ms: a child's wait for its fork */
+
+/*
+ * HELLO_CHILD: a forked client's own session takes the address space the
+ * core made for it at the fork (its parent's FORKED, or the kernel's
+ * word at its first fault, named it; else its parent's one fork not
+ * named). The reply carries a copy of its uffd, for its watcher.
+ */
+static void
+do_hello_child(struct sess *s, const struct fm_ipc_msg *q)
+{
+	pid_t parent = ppid_of(s->pid);
+	struct fm_vmspace *vs = NULL;
+	int r = 0, fd = -1;
+
+	if (s->vs)
+		r = -EEXIST;
+	else if (q->a[0] != FM_IPC_VERSION)
+		r = -EPROTO;
+	for (int i = 0; r == 0 && vs == NULL && i < SESS_CHILD_TRIES; i++) {
+		if (i > 0)
+			usleep(5000);
+		fm_client_sync(); /* (a fork read, not followed yet) */
+		pthread_mutex_lock(&S.lock);
+		vs = pending_take_locked(s->pid, parent);
+		pthread_mutex_unlock(&S.lock);
+	}
+	if (r == 0 && vs == NULL)
+		r = -ESRCH;
+	if (r == 0 && (r = fm_client_claim(vs, s->pid, s)) < 0) {
+		pending_add(vs, parent); /* (another process's: back) */
+		vs = NULL;
+	}
+	if (r == 0 && (fd = fm_client_uffd(vs)) < 0)
+		r = fd; /* (claimed: its session's end lets it go) */
+	if (vs != NULL) {
+		pthread_mutex_lock(&s->lock);
+		s->vs = vs;
+		pthread_mutex_unlock(&s->lock);
+	}
+	reply(s, q, r, NULL, fd);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* FORKED: the client forked child a[0]: its pending fork is named so. */
+static void
+do_forked(struct sess *s, const struct fm_ipc_msg *q)
+{
+	pid_t child = (pid_t)q->a[0];
+	struct pend *p, *only = NULL;
+	unsigned unnamed = 0;
+	int r = 0;
+
+	if (s->vs == NULL)
+		r = -EPROTO;
+	else if (q->a[0] == 0 || q->a[0] > INT32_MAX ||
+	    ppid_of(child) != s->pid)
+		r = -EINVAL; /* not its child (or gone already) */
+	if (r == 0) {
+		fm_client_sync();
+		pthread_mutex_lock(&S.lock);
+		for (p = S.pending; p; p = p->next)
+			if (p->parent == s->pid && fm_client_pid(p->vs) == 0) {
+				unnamed++;
+				only = p;
+			}
+		if (unnamed == 1)
+			r = fm_client_name(only->vs, child);
+		pthread_mutex_unlock(&S.lock);
 	}
 	reply(s, q, r, NULL, -1);
 }
@@ -448,6 +620,12 @@ serve(struct sess *s, const struct fm_ipc_msg *q, int *fds)
 	case FM_IPC_MADVISE:
 		do_range(s, q);
 		break;
+	case FM_IPC_FORKED:
+		do_forked(s, q);
+		break;
+	case FM_IPC_HELLO_CHILD:
+		do_hello_child(s, q);
+		break;
 	default:
 		reply(s, q, -ENOSYS, NULL, -1);
 	}
@@ -470,7 +648,18 @@ sess_end(struct sess *s)
 	for (int i = 0; i < SESS_TOKENS; i++)
 		if (s->tok[i].id != 0)
 			fm_client_abandon(s->tok[i].m);
-	if (s->vs)
+	/*
+	 * A process that exits or execs has no address space when its
+	 * socket closes (the kernel drops it first). One that closed the
+	 * socket itself (a daemon closing every descriptor) and still maps:
+	 * dropping its uffd would leave its mappings unserved (the kernel
+	 * then fills them with zeros behind the drivers): it stays served,
+	 * with no zaps, until the reaper finds it gone.
+	 */
+	if (s->vs && fm_client_mapped(s->vs) && fm_client_alive(s->vs)) {
+		fm_client_unclaim(s->vs);
+		pending_add(s->vs, 0);
+	} else if (s->vs)
 		fm_client_destroy(s->vs);
 	pthread_mutex_lock(&s->lock);
 	while (s->zapping > 0)
@@ -575,6 +764,40 @@ sess_new(int sock)
 	return 0;
 }
 
+#define SESS_REAP_MS 500
+
+/*
+ * Forks no session has claimed, whose child has gone (exited, or exec'd)
+ * without one: their address spaces go.
+ */
+static void *
+reaper(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		struct pend *dead = NULL, **pp, *p;
+
+		usleep(SESS_REAP_MS * 1000);
+		pthread_mutex_lock(&S.lock);
+		for (pp = &S.pending; (p = *pp) != NULL;) {
+			if (fm_client_alive(p->vs)) {
+				pp = &p->next;
+				continue;
+			}
+			*pp = p->next;
+			p->next = dead;
+			dead = p;
+		}
+		pthread_mutex_unlock(&S.lock);
+		while ((p = dead) != NULL) {
+			dead = p->next;
+			fm_client_destroy(p->vs);
+			free(p);
+		}
+	}
+	return NULL;
+}
+
 static void *
 acceptor(void *arg)
 {
@@ -619,7 +842,11 @@ fmd_session_start(dev_t dev)
 	}
 	S.lsock = fd;
 	S.dev = dev;
-	if ((r = pthread_create(&t, NULL, acceptor, NULL)) != 0) {
+	if ((r = pthread_create(&t, NULL, reaper, NULL)) == 0) {
+		pthread_detach(t);
+		r = pthread_create(&t, NULL, acceptor, NULL);
+	}
+	if (r != 0) {
 		close(fd);
 		S.lsock = -1;
 		return -r;
@@ -644,5 +871,9 @@ fmd_session_status(FILE *f)
 		    s->vs ? "" : " unserved");
 		pthread_mutex_unlock(&s->lock);
 	}
+	for (struct pend *p = S.pending; p; p = p->next)
+		fprintf(f, "session pid %d without a session (%s %d)\n",
+		    (int)fm_client_pid(p->vs), p->parent ? "fork of" : "parent",
+		    (int)p->parent);
 	pthread_mutex_unlock(&S.lock);
 }

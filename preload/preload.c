@@ -50,8 +50,15 @@ static struct {
 	int (*mprotect)(void *, size_t, int);
 	int (*msync)(void *, size_t, int);
 	int (*madvise)(void *, size_t, int);
+	pid_t (*fork)(void);
 	atomic_int state; /* 0 not yet, 1 being found, 2 found */
 } real;
+
+/*
+ * fork (write) against a mapping being made through fomapd (read): see
+ * fork() below.
+ */
+static pthread_rwlock_t fork_rw = PTHREAD_RWLOCK_INITIALIZER;
 
 /*
  * dlsym may allocate, and so map: while it runs, this thread's and
@@ -72,8 +79,9 @@ resolve(void)
 	*(void **)&real.mprotect = dlsym(RTLD_NEXT, "mprotect");
 	*(void **)&real.msync = dlsym(RTLD_NEXT, "msync");
 	*(void **)&real.madvise = dlsym(RTLD_NEXT, "madvise");
+	*(void **)&real.fork = dlsym(RTLD_NEXT, "fork");
 	if (!real.mmap || !real.munmap || !real.mprotect || !real.msync ||
-	    !real.madvise) {
+	    !real.madvise || !real.fork) {
 		atomic_store(&real.state, 0); /* (no next library: syscalls) */
 		return 0;
 	}
@@ -414,14 +422,6 @@ fomap_mmap(struct fmp_session *s, void *addr, size_t len, int prot, int flags,
 	p = fmp_real_mmap(addr, len, PROT_NONE, type | keep, storefd,
 	    (off_t)m.a[1]);
 	r = p == MAP_FAILED ? -errno : 0;
-	/*
-	 * Not inherited by a fork child (no fomapd serves it there yet): its
-	 * accesses fault plainly, never reach the object unserved.
-	 */
-	if (r == 0 && fmp_real_madvise(p, len, MADV_DONTFORK) < 0) {
-		r = -errno;
-		(void)fmp_real_munmap(p, len);
-	}
 	close(storefd);
 	if (r < 0) {
 		give_up(s, token);
@@ -461,8 +461,19 @@ mmap_fomap(void *addr, size_t len, int prot, int flags, int fd, off_t off,
 		return MAP_FAILED;
 	}
 	r = fmp_session_get(name, fd, &s);
-	if (r == 0)
+	if (r == 0) {
+		sigset_t old;
+
+		/*
+		 * No fork between the store's mapping and its attach (the
+		 * child would inherit it unregistered): forks wait.
+		 */
+		fmp_block(&old);
+		pthread_rwlock_rdlock(&fork_rw);
 		r = fomap_mmap(s, addr, len, prot, flags, type, fd, off, &p);
+		pthread_rwlock_unlock(&fork_rw);
+		fmp_unblock(&old);
+	}
 	if (r == 0)
 		return p;
 	if (no_engine(r)) {
@@ -624,6 +635,42 @@ fstat64(int fd, struct stat64 *st)
 
 /* ------------------------------------------------------------------ */
 /* fork. */
+
+/*
+ * fork: one at a time in the process (so that fomapd can tell its forks
+ * apart: FORKED names the one it has not named yet), and never while a
+ * mapping is being made (fork_rw). The parent tells
+ * each fomapd it has a session with the child's pid; the child opens its
+ * own sessions (HELLO_CHILD), through which fomapd serves the mappings it
+ * inherited (the kernel's fork event gave fomapd its userfaultfd) and
+ * its own later ones.
+ */
+
+EXPORT pid_t
+fork(void)
+{
+	sigset_t old;
+	pid_t pid;
+	int err;
+
+	if (!resolve())
+		return (pid_t)syscall(SYS_fork);
+	fmp_block(&old);
+	pthread_rwlock_wrlock(&fork_rw);
+	pid = real.fork();
+	err = errno;
+	if (pid == 0) {
+		pthread_rwlock_init(&fork_rw, NULL);
+		fmp_session_child();
+	} else {
+		if (pid > 0)
+			fmp_session_forked(pid);
+		pthread_rwlock_unlock(&fork_rw);
+	}
+	fmp_unblock(&old);
+	errno = err;
+	return pid;
+}
 
 static sigset_t fork_mask;
 

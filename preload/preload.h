@@ -60,5 +60,13 @@ int fmp_request(struct fmp_session *s, struct fm_ipc_msg *m, int fd, int *rfd);
 /* fork: before, and after in the parent and in the child (atfork). */
 void fmp_session_prefork(void);
 void fmp_session_postfork(int child);
+/*
+ * After the library's fork: in the parent, each live session tells its
+ * fomapd the child's pid (FORKED); in the child, each session the parent
+ * had live is made again for the child (HELLO_CHILD), or stays unusable
+ * (ENOTCONN; its inherited mappings are still served).
+ */
+void fmp_session_forked(pid_t child);
+void fmp_session_child(void);
 
 #endif

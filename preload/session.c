@@ -56,6 +56,7 @@ enum { S_FREE, S_LIVE, S_NOENGINE, S_DEAD, S_FORKED };
 struct fmp_session {
 	char name[FM_IPC_NAME_MAX];
 	atomic_int state;
+	int was_live; /* FORKED: live in the parent (a child's to remake) */
 	int sock; /* -1 once DEAD (closed under rlock) */
 	int uffd; /* kept for fomapd's death */
 	pthread_mutex_t rlock; /* one request at a time */
@@ -161,6 +162,7 @@ make_uffd(int sock, int fd)
 }
 
 static void *watcher(void *arg);
+static int session_live(struct fmp_session *s, int sock, int uffd, int fail);
 
 /*
  * Make session s with the fomapd at name: connect, userfaultfd, HELLO,
@@ -170,8 +172,6 @@ static int
 session_make(struct fmp_session *s, const char *name, int fd)
 {
 	struct fm_ipc_msg m = {.op = FM_IPC_HELLO, .a = {FM_IPC_VERSION}};
-	pthread_attr_t at;
-	pthread_t t;
 	int sock, uffd, r, none;
 
 	if ((sock = connect_to(name)) < 0)
@@ -195,6 +195,20 @@ session_make(struct fmp_session *s, const char *name, int fd)
 		return r;
 	}
 	snprintf(s->name, sizeof s->name, "%s", name);
+	return session_live(s, sock, uffd, S_FREE);
+}
+
+/*
+ * s is live with sock and uffd: its watcher runs. => 0; -EAGAIN: no
+ * thread (s back to state fail, its descriptors closed)
+ */
+static int
+session_live(struct fmp_session *s, int sock, int uffd, int fail)
+{
+	pthread_attr_t at;
+	pthread_t t;
+	int r;
+
 	s->sock = sock;
 	s->uffd = uffd;
 	s->seq = 1;
@@ -209,9 +223,10 @@ session_make(struct fmp_session *s, const char *name, int fd)
 	r = pthread_create(&t, &at, watcher, s);
 	pthread_attr_destroy(&at);
 	if (r != 0) {
-		atomic_store(&s->state, S_FREE);
+		atomic_store(&s->state, fail);
 		close(sock); /* fomapd drops the address space */
 		close(uffd);
+		s->sock = s->uffd = -1;
 		return -EAGAIN;
 	}
 	return 0;
@@ -469,6 +484,15 @@ refuse_all(struct fmp_session *s)
 }
 
 static void
+program_closed(struct fmp_session *s)
+{
+	pthread_mutex_lock(&s->lock);
+	atomic_store(&s->state, S_DEAD);
+	pthread_cond_broadcast(&s->cv); /* the requester: ENOTCONN */
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void
 daemon_gone(struct fmp_session *s)
 {
 	pthread_mutex_lock(&s->lock);
@@ -501,6 +525,15 @@ watcher(void *arg)
 	for (;;) {
 		if ((r = fm_ipc_recv(s->sock, &m, fds)) == -EBADMSG)
 			continue;
+		if (r == -EBADF || r == -ENOTSOCK) {
+			/*
+			 * The program closed the socket itself (a daemon
+			 * closing every descriptor): fomapd goes on serving
+			 * its mappings; only this session's requests end.
+			 */
+			program_closed(s);
+			return NULL;
+		}
 		if (r < 0)
 			break;
 		if (m.flags & FM_IPC_F_REPLY) {
@@ -527,8 +560,8 @@ fmp_session_prefork(void)
 /*
  * The child has the parent's mappings but none of its sessions: its
  * descriptors of them are closed (the parent's stay), and its requests
- * get ENOTCONN. Serving the child (the uffd's fork event) is a later
- * step.
+ * get ENOTCONN until fmp_session_child makes its own (the library's
+ * fork).
  */
 void
 fmp_session_postfork(int child)
@@ -539,6 +572,7 @@ fmp_session_postfork(int child)
 
 		if (st != S_LIVE && st != S_DEAD)
 			continue;
+		s->was_live = st == S_LIVE;
 		pthread_mutex_init(&s->rlock, NULL);
 		pthread_mutex_init(&s->lock, NULL);
 		pthread_cond_init(&s->cv, NULL);
@@ -547,6 +581,44 @@ fmp_session_postfork(int child)
 		close(s->uffd);
 		s->sock = s->uffd = -1;
 		atomic_store(&s->state, S_FORKED);
+	}
+	pthread_mutex_unlock(&slock);
+}
+
+void
+fmp_session_forked(pid_t child)
+{
+	for (int i = 0; i < FMP_SESSIONS; i++) {
+		struct fm_ipc_msg m = {.op = FM_IPC_FORKED,
+		    .a = {(uint64_t)child}};
+
+		if (atomic_load(&sessions[i].state) == S_LIVE)
+			(void)fmp_request(&sessions[i], &m, -1, NULL);
+	}
+}
+
+void
+fmp_session_child(void)
+{
+	pthread_mutex_lock(&slock);
+	for (int i = 0; i < FMP_SESSIONS; i++) {
+		struct fmp_session *s = &sessions[i];
+		struct fm_ipc_msg m = {.op = FM_IPC_HELLO_CHILD,
+		    .a = {FM_IPC_VERSION}};
+		int sock, uffd = -1;
+
+		if (atomic_load(&s->state) != S_FORKED || !s->was_live)
+			continue;
+		s->was_live = 0;
+		if ((sock = connect_to(s->name)) < 0)
+			continue;
+		if (call(sock, &m, -1, &uffd) < 0 || uffd < 0) {
+			if (uffd >= 0)
+				close(uffd);
+			close(sock);
+			continue;
+		}
+		(void)session_live(s, sock, uffd, S_FORKED);
 	}
 	pthread_mutex_unlock(&slock);
 }

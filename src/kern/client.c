@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -20,7 +21,8 @@ struct client {
 	struct fm_vmspace vs; /* first: a vmspace is its client */
 	const struct fm_client_ops *ops;
 	void *arg;
-	atomic_int claimed; /* its process known, and the engine serves it */
+	atomic_int claimed; /* its host reaches it (ops and arg) */
+	pthread_rwlock_t zlock; /* held shared by a zap through the host */
 };
 
 struct fm_client_map {
@@ -42,11 +44,17 @@ client_zap(struct fm_pmap *pm, uintptr_t va, size_t len)
 {
 	struct client *cl = client_of(pm);
 
-	/* A child not claimed yet: no host reaches it (its PTEs keep the
-	 * object's own pages, so they stay right; only not removed). */
-	if (!atomic_load(&cl->claimed))
-		return -ESRCH;
-	return cl->ops->zap(cl->arg, va, len);
+	int r = 0;
+
+	/*
+	 * No host reaches it (a fork not claimed yet, or let go): its
+	 * page-table entries stay, mapping the object's own pages; done.
+	 */
+	pthread_rwlock_rdlock(&cl->zlock);
+	if (atomic_load(&cl->claimed))
+		r = cl->ops->zap(cl->arg, va, len);
+	pthread_rwlock_unlock(&cl->zlock);
+	return r;
 }
 
 static const struct fm_pmap_ops client_pmap_ops = {
@@ -57,27 +65,33 @@ static const struct fm_pmap_ops client_pmap_ops = {
 };
 
 /*
- * vs's process forked (fm__vmspace_forked, from the engine): the child's
- * address space, not served until claimed. => NULL: none (ufd kept, its
- * faults wait: never a write that reaches the object unserved)
+ * vs's process forked (fm__client_forked, from the engine): the child's
+ * address space, with a copy of vs's entries, served at once; its host
+ * is told (ops->forked). On failure ufd is kept open, unserved: the
+ * child's faults wait, and never reach the object unserved.
  */
-static struct fm_vmspace *
-client_forked(struct fm_vmspace *vs, int ufd)
+static void
+client_forked(struct fm_vmspace *vs, int ufd, uint64_t gen)
 {
 	struct client *parent = (struct client *)vs, *cl;
 	struct fm_pmap *pm;
 
 	if (vs->pm->vs != vs || (cl = calloc(1, sizeof(*cl))) == NULL)
-		return NULL;
+		return;
 	if (fm__pmap_forked(vs->pm, ufd, &pm) < 0) {
 		free(cl);
-		return NULL;
+		return;
 	}
 	cl->ops = parent->ops;
+	pthread_rwlock_init(&cl->zlock, NULL);
 	fm__vmspace_init(&cl->vs, pm);
+	fm__vmspace_copy(vs, &cl->vs, gen);
+	/* (its process is learned from its first fault's thread) */
+	(void)fm__engine_serve(pm);
 	if (cl->ops->forked)
-		cl->ops->forked(parent->arg, &cl->vs);
-	return &cl->vs;
+		cl->ops->forked(atomic_load(&parent->claimed) ? parent->arg
+		                                              : NULL,
+		    &cl->vs);
 }
 
 void
@@ -91,16 +105,29 @@ int
 fm_client_claim(struct fm_vmspace *vs, pid_t pid, void *arg)
 {
 	struct client *cl = (struct client *)vs;
-	int r;
+	int r = 0;
 
+	pthread_rwlock_wrlock(&cl->zlock);
 	if (atomic_load(&cl->claimed))
-		return -EBUSY;
+		r = -EBUSY;
 	/* (0 too when its first fault named that process already) */
-	if ((r = fm__pmap_claim(vs->pm, pid)) < 0)
-		return r;
-	cl->arg = arg;
-	atomic_store(&cl->claimed, 1);
-	return 0;
+	else if ((r = fm__pmap_claim(vs->pm, pid)) == 0) {
+		cl->arg = arg;
+		atomic_store(&cl->claimed, 1);
+	}
+	pthread_rwlock_unlock(&cl->zlock);
+	return r;
+}
+
+void
+fm_client_unclaim(struct fm_vmspace *vs)
+{
+	struct client *cl = (struct client *)vs;
+
+	pthread_rwlock_wrlock(&cl->zlock); /* (no zap through it now) */
+	atomic_store(&cl->claimed, 0);
+	cl->arg = NULL;
+	pthread_rwlock_unlock(&cl->zlock);
 }
 
 /*
@@ -140,6 +167,7 @@ fm_client_create(pid_t pid, int uffd, const struct fm_client_ops *ops,
 	cl->ops = ops;
 	cl->arg = arg;
 	atomic_init(&cl->claimed, 1);
+	pthread_rwlock_init(&cl->zlock, NULL);
 	fm__vmspace_init(&cl->vs, pm);
 	if ((r = fm__engine_serve(pm)) < 0) {
 		fm__pmap_client_free(pm);
@@ -148,6 +176,41 @@ fm_client_create(pid_t pid, int uffd, const struct fm_client_ops *ops,
 	}
 	*vsp = &cl->vs;
 	return 0;
+}
+
+int
+fm_client_name(struct fm_vmspace *vs, pid_t pid)
+{
+	return fm__pmap_claim(vs->pm, pid);
+}
+
+int
+fm_client_mapped(struct fm_vmspace *vs)
+{
+	int r;
+
+	pthread_rwlock_rdlock(&fm__map.lock);
+	r = vs->n > 0;
+	pthread_rwlock_unlock(&fm__map.lock);
+	return r;
+}
+
+pid_t
+fm_client_pid(struct fm_vmspace *vs)
+{
+	return __atomic_load_n(&vs->pm->pid, __ATOMIC_ACQUIRE);
+}
+
+int
+fm_client_alive(struct fm_vmspace *vs)
+{
+	return fm__pmap_alive(vs->pm);
+}
+
+void
+fm_client_sync(void)
+{
+	fm__fault_events();
 }
 
 int
@@ -166,6 +229,7 @@ fm_client_destroy(struct fm_vmspace *vs)
 	fm__vmspace_clear(vs);
 	fm__engine_unserve(pm);
 	fm__pmap_client_free(pm);
+	pthread_rwlock_destroy(&((struct client *)vs)->zlock);
 	free(vs);
 }
 

@@ -65,6 +65,29 @@ int fm_client_create(pid_t pid, int uffd, const struct fm_client_ops *ops,
 int fm_client_claim(struct fm_vmspace *vs, pid_t pid, void *arg);
 
 /*
+ * The host no longer reaches vs's process (its session ended while it
+ * lives): its zaps are done without it (its page-table entries stay,
+ * mapping the objects' own pages) until it is claimed again. Returns once
+ * no zap uses the host's ops with the old arg.
+ */
+void fm_client_unclaim(struct fm_vmspace *vs);
+/*
+ * Name a forked client's child (ops->forked) process pid without
+ * claiming it (its parent's word). => 0; -EBUSY: another process's
+ */
+int fm_client_name(struct fm_vmspace *vs, pid_t pid);
+/* Whether vs has mappings (entries in its map). */
+int fm_client_mapped(struct fm_vmspace *vs);
+/* vs's process as known so far (a forked child's: 0 until learned). */
+pid_t fm_client_pid(struct fm_vmspace *vs);
+/*
+ * Whether vs's address space still exists (a forked child's that exited
+ * or exec'd, never having said so: its uffd answers ESRCH). => 1 or 0
+ */
+int fm_client_alive(struct fm_vmspace *vs);
+/* The events read from every client's uffd so far are followed (forks). */
+void fm_client_sync(void);
+/*
  * A copy of the userfaultfd vs is served through (O_CLOEXEC), for the
  * process itself: a forked child holds none of its own. => it, or -errno
  */

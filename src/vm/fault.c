@@ -2825,12 +2825,13 @@ fm__fault_events(void)
 		}
 		g = gone.v[0];
 		pthread_mutex_unlock(&gone.lock);
-		if (g.forkfd >= 0)
-			fm__vmspace_forked(fm__vmspace_of(g.pm), g.forkfd,
-			    g.gen);
-		else
+		/* (no host of clients: a child's uffd is kept, unserved) */
+		if (g.forkfd < 0)
 			fm__map_gone(fm__vmspace_of(g.pm), g.start, g.end, g.to,
 			    g.gen, &dead);
+		else if (fm__client_forked != NULL)
+			fm__client_forked(fm__vmspace_of(g.pm), g.forkfd,
+			    g.gen);
 		pthread_mutex_lock(&gone.lock);
 		memmove(&gone.v[0], &gone.v[1], --gone.n * sizeof(gone.v[0]));
 		atomic_store(&gone.pending, gone.n);

@@ -1704,24 +1704,24 @@ fm__vmspace_advise(struct fm_vmspace *vs, uintptr_t start, uintptr_t end,
 	case MADV_RANDOM:
 	case MADV_SEQUENTIAL:
 		return set_advice(vs, start, end, advice);
+	case MADV_DONTFORK:
+	case MADV_WIPEONFORK:
+		/* Its fork child's address space has a copy of every mapping
+		 * (EVENT_FORK): one the kernel left out would be stale there. */
+		return -EINVAL;
 	default:
 		return 0; /* the process's own madvise does the rest */
 	}
 }
 
-struct fm_vmspace *(*fm__client_forked)(struct fm_vmspace *vs, int ufd);
+void (*fm__client_forked)(struct fm_vmspace *vs, int ufd, uint64_t gen);
 
 void
-fm__vmspace_forked(struct fm_vmspace *vs, int ufd, uint64_t gen)
+fm__vmspace_copy(struct fm_vmspace *vs, struct fm_vmspace *child, uint64_t gen)
 {
-	struct fm_vmspace *child = NULL;
 	struct fm_map_iter it;
 	struct fm_entry *e, *c;
 
-	if (fm__client_forked != NULL)
-		child = fm__client_forked(vs, ufd);
-	if (child == NULL)
-		return; /* (ufd kept: the child's faults wait, never unserved) */
 	/*
 	 * The child has what the parent had mapped when its fork's event
 	 * was read: the entries older than it (the UNMAP events read before
@@ -1743,9 +1743,4 @@ fm__vmspace_forked(struct fm_vmspace *vs, int ufd, uint64_t gen)
 		fm__object_link(c->obj, c);
 	}
 	pthread_rwlock_unlock(&fm__map.lock);
-	/*
-	 * Served at once: its process is learned from its first fault's
-	 * thread (or named by its host, fm_client_claim).
-	 */
-	(void)fm__engine_serve(child->pm);
 }

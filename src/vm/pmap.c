@@ -416,6 +416,21 @@ fm__pmap_claim(struct fm_pmap *pm, pid_t pid)
 	return r;
 }
 
+int
+fm__pmap_alive(struct fm_pmap *pm)
+{
+	/*
+	 * An unprotect that wakes no one, of a page nothing maps there (an
+	 * answer of ENOENT): ESRCH once its mm has gone (a wake would not
+	 * say: it never looks at the mm).
+	 */
+	struct uffdio_writeprotect w = {.range = {.start = (uint64_t)1 << 30,
+	                                    .len = FM_PAGE_SIZE_PMAP},
+	    .mode = UFFDIO_WRITEPROTECT_MODE_DONTWAKE};
+
+	return ioctl(pm->uffd, UFFDIO_WRITEPROTECT, &w) == 0 || errno != ESRCH;
+}
+
 void
 fm__pmap_client_free(struct fm_pmap *pm)
 {

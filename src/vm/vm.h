@@ -390,12 +390,14 @@ void fm__vmspace_clear(struct fm_vmspace *vs);
 void fm__vmspace_remove(struct fm_vmspace *vs, uintptr_t start, uintptr_t end);
 /*
  * vs's process forked (the FORK event of its uffd, read when gen was the
- * map's count): the child's address space, made by fm__client_forked
- * (kern/client.c) with ufd, gets a copy of every entry of vs older than
- * the event. => no lock held (fm__fault_events)
+ * map's count; ufd the child's uffd): kern/client.c makes the child's
+ * address space, and copies into it every entry of vs older than the
+ * event (fm__vmspace_copy). NULL: no host of clients here (ufd kept).
+ * => no lock held (fm__fault_events)
  */
-extern struct fm_vmspace *(*fm__client_forked)(struct fm_vmspace *vs, int ufd);
-void fm__vmspace_forked(struct fm_vmspace *vs, int ufd, uint64_t gen);
+extern void (*fm__client_forked)(struct fm_vmspace *vs, int ufd, uint64_t gen);
+void fm__vmspace_copy(struct fm_vmspace *vs, struct fm_vmspace *child,
+    uint64_t gen);
 /*
  * An mprotect of vs's [start, end) in two halves, around the kernel's
  * (this process's own, or the client's): begin checks every entry's

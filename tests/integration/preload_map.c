@@ -40,6 +40,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -210,6 +211,124 @@ map_gem(const char *file)
 		return fail("munmap");
 	close(fd);
 	return 0;
+}
+
+/*
+ * fork: the child inherits a shared gem mapping (coherent with the
+ * parent, served by fomapd through the child's userfaultfd, its writes
+ * reaching the object through the pager) and a private one (copy-on-
+ * write: neither the parent nor the object sees the child's write); the
+ * child maps a buffer of its own and evicts, and both exit.
+ */
+static int
+fork_child(char *sh, char *pr, int fd, const struct fm_gem_mmap_offset *o,
+    size_t len)
+{
+	struct fm_gem_evict e = {.handle = o->handle};
+	char *own;
+
+	/* Inherited: the parent's bytes, through both mappings. */
+	for (size_t k = 0; k < len; k += PGSZ)
+		if (sh[k] != (char)(k / PGSZ + 1) ||
+		    pr[k] != (char)(k / PGSZ + 1))
+			return fail("child: not the parent's bytes");
+	sh[PGSZ] = 0x55; /* shared: the parent sees it */
+	pr[2 * PGSZ] = 0x66; /* private: nobody else does */
+	/* Its own mapping, through its own session, and an eviction. */
+	own = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+	    (off_t)o->offset);
+	if (own == MAP_FAILED)
+		return fail("child: mmap");
+	if (own[PGSZ] != 0x55)
+		return fail("child: its own mapping is not coherent");
+	if (gem_ioctl(fd, FM_GEM_EVICT, &e, "child: FM_GEM_EVICT"))
+		return 1;
+	if (sh[PGSZ] != 0x55 || own[3 * PGSZ] != 4 || pr[2 * PGSZ] != 0x66)
+		return fail("child: lost at eviction");
+	return munmap(own, len) < 0 ? fail("child: munmap") : 0;
+}
+
+static int
+map_fork(const char *file)
+{
+	struct fm_gem_create c = {.size = 4 * PGSZ};
+	struct fm_gem_mmap_offset o = {0};
+	int fd = open(file, O_RDWR), st;
+	char *sh, *pr;
+	pid_t pid;
+
+	if (fd < 0)
+		return fail("open");
+	if (gem_ioctl(fd, FM_GEM_CREATE, &c, "FM_GEM_CREATE"))
+		return 1;
+	o.handle = c.handle;
+	if (gem_ioctl(fd, FM_GEM_MMAP_OFFSET, &o, "FM_GEM_MMAP_OFFSET"))
+		return 1;
+	sh = mmap(NULL, c.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+	    (off_t)o.offset);
+	if (sh == MAP_FAILED)
+		return fail("mmap shared");
+	for (size_t k = 0; k < c.size; k += PGSZ)
+		sh[k] = (char)(k / PGSZ + 1);
+	pr = mmap(NULL, c.size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd,
+	    (off_t)o.offset);
+	if (pr == MAP_FAILED)
+		return fail("mmap private");
+	if ((pid = fork()) < 0)
+		return fail("fork");
+	if (pid == 0)
+		_exit(fork_child(sh, pr, fd, &o, c.size));
+	if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) ||
+	    WEXITSTATUS(st) != 0)
+		return fail("the child failed");
+	if (sh[PGSZ] != 0x55)
+		return fail("the child's shared write is not seen");
+	if (pr[2 * PGSZ] != 3 || sh[2 * PGSZ] != 3)
+		return fail("the child's private write leaked");
+	return munmap(sh, c.size) < 0 || munmap(pr, c.size) < 0 ? fail("munmap")
+	                                                        : 0;
+}
+
+/*
+ * closefds: a program that closes every descriptor it did not open (as
+ * daemons do), the library's session among them, then evicts and reads:
+ * fomapd goes on serving its mapping (refills, never zeros).
+ */
+static int
+map_closefds(const char *file)
+{
+	struct fm_gem_create c = {.size = 4 * PGSZ};
+	struct fm_gem_mmap_offset o = {0};
+	struct fm_gem_evict e = {0};
+	int fd = open(file, O_RDWR);
+	char *sh;
+
+	if (fd < 0)
+		return fail("open");
+	if (gem_ioctl(fd, FM_GEM_CREATE, &c, "FM_GEM_CREATE"))
+		return 1;
+	o.handle = e.handle = c.handle;
+	if (gem_ioctl(fd, FM_GEM_MMAP_OFFSET, &o, "FM_GEM_MMAP_OFFSET"))
+		return 1;
+	sh = mmap(NULL, c.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+	    (off_t)o.offset);
+	if (sh == MAP_FAILED)
+		return fail("mmap");
+	for (size_t k = 0; k < c.size; k += PGSZ)
+		sh[k] = (char)(k / PGSZ + 1);
+	for (int i = 3; i < 1024; i++)
+		if (i != fd)
+			close(i);
+	usleep(100000); /* (fomapd sees the socket's end) */
+	if (gem_ioctl(fd, FM_GEM_EVICT, &e, "FM_GEM_EVICT"))
+		return 1;
+	for (size_t k = 0; k < c.size; k += PGSZ)
+		if (sh[k] != (char)(k / PGSZ + 1))
+			return fail("not served once the session was closed");
+	sh[PGSZ] = 0x44;
+	if (gem_ioctl(fd, FM_GEM_EVICT, &e, "FM_GEM_EVICT"))
+		return 1;
+	return sh[PGSZ] == 0x44 ? 0 : fail("a write lost");
 }
 
 /* ------------------------------------------------------------------ */
@@ -424,7 +543,8 @@ main(int argc, char **argv)
 		return poke(argv[2], argv[3]);
 	if (argc != 3) {
 		fprintf(stderr,
-		    "usage: fomap-preload-map zero|file|gem FILE\n"
+		    "usage: fomap-preload-map zero|file|gem|fork|closefds "
+		    "FILE\n"
 		    "       fomap-preload-map gemloop FILE NAME "
 		    "fill|check|ro|rw\n"
 		    "       fomap-preload-map poke FILE NAME|-\n");
@@ -436,6 +556,10 @@ main(int argc, char **argv)
 		r = map_file(argv[2]);
 	else if (strcmp(argv[1], "gem") == 0)
 		r = map_gem(argv[2]);
+	else if (strcmp(argv[1], "fork") == 0)
+		r = map_fork(argv[2]);
+	else if (strcmp(argv[1], "closefds") == 0)
+		r = map_closefds(argv[2]);
 	else
 		return 2;
 	if (r == 0)

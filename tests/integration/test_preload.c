@@ -99,6 +99,9 @@ TEST(preload_maps_zero_by_passthrough_without_the_engine)
 	/* A session given up (no engine) is not kept by either side. */
 	for (int i = 0; i < 200 && sessions(&m) != 0; i++)
 		usleep(10000);
+	if (sessions(&m) != 0)
+		(void)fmd_sh("%s --mount %s sessions >&2", fmd_tool("fomapctl"),
+		    m.dir);
 	ASSERT_EQ(sessions(&m), 0);
 	ASSERT_EQ(fmd_stop(&m), 0);
 }
@@ -317,6 +320,53 @@ engine_serves(const struct fmd *m)
  * gem through the preload: an unmodified program's mappings served by
  * fomapd's engine (gem's pager), as test_gem.c has them embedded.
  */
+/*
+ * fork through the preload: the child's inherited mappings are served
+ * (shared coherent, private copy-on-write), its own later ones too, and
+ * nothing of either process is left in fomapd after they exit.
+ */
+TEST(preload_fork_child_inherits_served_mappings)
+{
+	char helper[1100];
+	struct fmd m;
+
+	fmd_start(&m, NULL);
+	engine_serves(&m);
+	snprintf(helper, sizeof helper, "%s", fmd_tool("fomap-preload-map"));
+	ASSERT_EQ(fmd_sh("%s %s fork %s", preload(), helper,
+	              fmd_path(&m, "gem", 0)),
+	    0);
+	for (int i = 0; i < 200 && sessions(&m) != 0; i++)
+		usleep(10000);
+	if (sessions(&m) != 0)
+		(void)fmd_sh("%s --mount %s sessions >&2", fmd_tool("fomapctl"),
+		    m.dir);
+	ASSERT_EQ(sessions(&m), 0);
+	ASSERT_EQ(fmd_stop(&m), 0);
+}
+
+/*
+ * A program that closes the library's session itself (every descriptor
+ * it did not open) keeps its mappings served: refilled after an
+ * eviction, its writes kept; and it is let go when it exits.
+ */
+TEST(preload_program_closing_its_session_stays_served)
+{
+	char helper[1100];
+	struct fmd m;
+
+	fmd_start(&m, NULL);
+	engine_serves(&m);
+	snprintf(helper, sizeof helper, "%s", fmd_tool("fomap-preload-map"));
+	ASSERT_EQ(fmd_sh("%s %s closefds %s", preload(), helper,
+	              fmd_path(&m, "gem", 0)),
+	    0);
+	for (int i = 0; i < 200 && sessions(&m) != 0; i++)
+		usleep(10000);
+	ASSERT_EQ(sessions(&m), 0);
+	ASSERT_EQ(fmd_stop(&m), 0);
+}
+
 TEST(preload_maps_gem_through_the_engine)
 {
 	char helper[1100];
