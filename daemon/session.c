@@ -59,6 +59,7 @@ struct sess {
 	uint64_t zseq; /* the zap waiting for its reply (0: none) */
 	int zerr, zdone;
 	int dead; /* EOF: zaps fail at once */
+	int stuck; /* a zap went unanswered: the next ones do not wait */
 	unsigned zapping; /* zap calls on it (it is freed after the last) */
 	struct sess *next;
 };
@@ -184,10 +185,14 @@ zap_wait_reading(struct sess *s, uint64_t seq)
  * included; bounded by SESS_WAIT_MS.
  * => 0, also when the client has gone (EOF, or its socket refuses the
  *    request): its page tables went with it (the socket closes only when
- *    the process dies or execs), so the zap is done. The core counts
- *    client.h's -ESRCH as a failure of the whole removal: a driver's
- *    fm_object_unmap (gem's FM_GEM_EVICT) failed for every client killed
- *    while mapping its object. -ETIMEDOUT: it did not answer; -errno
+ *    the process dies or execs), so the zap is done. And when it does
+ *    not answer in SESS_WAIT_MS (stopped, or hostile): its page-table
+ *    entries stay (they map the objects' own pages), and from then on
+ *    its zaps do not wait, so that it holds up no removal of anyone's
+ *    again (until it sends anything: it is not stuck then). (The core
+ *    counts a failed zap as a failure of the whole removal: a driver's
+ *    fm_object_unmap, gem's FM_GEM_EVICT, would fail for everyone.)
+ *    -errno: what the client answered
  */
 static int
 sess_zap(void *arg, uintptr_t va, size_t len)
@@ -200,9 +205,9 @@ sess_zap(void *arg, uintptr_t va, size_t len)
 	int r;
 
 	pthread_mutex_lock(&s->lock);
-	if (s->dead) {
+	if (s->dead || s->stuck) {
 		pthread_mutex_unlock(&s->lock);
-		return 0; /* (gone: see above) */
+		return 0; /* (gone, or not answering: see above) */
 	}
 	s->zapping++;
 	pthread_mutex_unlock(&s->lock);
@@ -236,9 +241,11 @@ sess_zap(void *arg, uintptr_t va, size_t len)
 
 	pthread_mutex_lock(&s->lock);
 	s->zapping--;
+	if (r == -ETIMEDOUT)
+		s->stuck = 1;
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->lock);
-	return r == -ESRCH ? 0 : r;
+	return r == -ESRCH || r == -ETIMEDOUT ? 0 : r;
 }
 
 /*
@@ -594,6 +601,9 @@ do_range(struct sess *s, const struct fm_ipc_msg *q)
 static void
 serve(struct sess *s, const struct fm_ipc_msg *q, int *fds)
 {
+	pthread_mutex_lock(&s->lock);
+	s->stuck = 0; /* (it reads and answers again) */
+	pthread_mutex_unlock(&s->lock);
 	if (q->flags & FM_IPC_F_REPLY) {
 		zap_replied(s, q);
 		return;

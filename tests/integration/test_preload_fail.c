@@ -808,3 +808,49 @@ TEST(preload_fail_guard_behaviours_across_processes)
 	close(fd);
 	ASSERT_EQ(fmd_stop(&m), 0);
 }
+
+/*
+ * A client that is stopped (SIGSTOP) answers no zap: the first removal
+ * that needs it waits for it a bounded time, and the next ones do not
+ * wait for it at all (it held up every eviction of every process 1 s
+ * each). Once it runs again it is served as before.
+ */
+#define STOPPED_EVICTIONS 20
+
+TEST_TAGGED(preload_fail_stopped_client_holds_up_no_removal, "thread")
+{
+	struct fm_gem_evict ev;
+	struct client c;
+	struct fmd m;
+	uint32_t name, handle;
+	int64_t t0, t1;
+	int fd;
+
+	fmd_start(&m, NULL);
+	ASSERT((fd = open(fmd_path(&m, "gem", 0), O_RDWR)) >= 0);
+	name = gem_create(fd, 16 * PG, &handle);
+	gem_pattern(&m, name, "fill");
+	spawn(&c, 0, "gemloop", fmd_path(&m, "gem", 0), num(name, 0), "ro",
+	    NULL);
+	ASSERT_EQ(strcmp(line_of(&c), "ready"), 0);
+	ASSERT_OK(kill(c.pid, SIGSTOP));
+	ev = (struct fm_gem_evict){.handle = handle};
+	t0 = now_ns();
+	for (int i = 0; i < STOPPED_EVICTIONS; i++)
+		ASSERT_OK(ioctl(fd, FM_GEM_EVICT, &ev));
+	t1 = now_ns();
+	/* (one bounded wait, 1 s; never one per eviction: 20 s) */
+	if (t1 - t0 > (int64_t)5 * 1000000000)
+		fm_test_fail(__FILE__, __LINE__,
+		    "%d evictions took %lld ms beside a stopped client",
+		    STOPPED_EVICTIONS, (long long)((t1 - t0) / 1000000));
+	ASSERT_OK(kill(c.pid, SIGCONT));
+	/* It reads on, the pattern every time (refilled), until killed. */
+	usleep(200000);
+	ASSERT_OK(kill(c.pid, SIGKILL));
+	ASSERT(wait_bounded(c.pid, 5000) != -1);
+	close(c.out);
+	gem_pattern(&m, name, "check");
+	close(fd);
+	ASSERT_EQ(fmd_stop(&m), 0);
+}
