@@ -34,6 +34,7 @@
 
 #define SESS_MAX 4096 /* clients at once */
 #define SESS_TOKENS 64 /* prepared mmaps a client has not attached yet */
+#define SESS_PROTS 8 /* mprotects a client has begun, not ended */
 #define SESS_WAIT_MS 1000 /* a zap's reply; a reply's send */
 #define SESS_STACK (1 << 20)
 
@@ -52,6 +53,7 @@ struct sess {
 	struct fm_vmspace *vs; /* once a HELLO is taken */
 	struct token tok[SESS_TOKENS];
 	uint64_t next_token;
+	struct fm_client_prot *prot[SESS_PROTS]; /* begun mprotects */
 	unsigned long maps; /* mmaps attached, over its life */
 	pthread_mutex_t zlock; /* one zap in flight */
 	pthread_mutex_t lock; /* what follows */
@@ -574,6 +576,36 @@ do_attach(struct sess *s, const struct fm_ipc_msg *q)
 	reply(s, q, r, NULL, -1);
 }
 
+/*
+ * MPROTECT's two halves: the first holds the refusals in the range (a
+ * handle for the client), the second, after the client's own mprotect,
+ * records it and lets them go.
+ */
+static void
+do_mprotect(struct sess *s, const struct fm_ipc_msg *q)
+{
+	uint64_t a[3] = {0};
+	int r = -EINVAL, i;
+
+	if (q->a[3] == 0) {
+		for (i = 0; i < SESS_PROTS && s->prot[i] != NULL; i++)
+			;
+		if (i == SESS_PROTS)
+			r = -EAGAIN;
+		else if ((r = fm_client_mprotect_begin(s->vs,
+		              (uintptr_t)q->a[0], (size_t)q->a[1], (int)q->a[2],
+		              &s->prot[i])) == 0)
+			a[0] = (uint64_t)i + 1;
+	} else if (q->a[3] == 1 && q->a[4] >= 1 && q->a[4] <= SESS_PROTS &&
+	    s->prot[q->a[4] - 1] != NULL) {
+		fm_client_mprotect_end(s->vs, s->prot[q->a[4] - 1],
+		    q->a[5] == 1);
+		s->prot[q->a[4] - 1] = NULL;
+		r = 0;
+	}
+	reply(s, q, r, a, -1);
+}
+
 /* MPROTECT, MSYNC, MADVISE: a[0] address, a[1] length, a[2] the rest. */
 static void
 do_range(struct sess *s, const struct fm_ipc_msg *q)
@@ -581,16 +613,14 @@ do_range(struct sess *s, const struct fm_ipc_msg *q)
 	uintptr_t va = (uintptr_t)q->a[0];
 	size_t len = (size_t)q->a[1];
 	int x = (int)q->a[2], r;
-	struct fm_client_prot *p;
 
 	if (s->vs == NULL)
 		r = -EPROTO;
 	else if (q->a[2] > INT32_MAX || len == 0 || va + len < va)
 		r = -EINVAL;
 	else if (q->op == FM_IPC_MPROTECT) {
-		/* (one half yet: the client's mprotect comes after) */
-		if ((r = fm_client_mprotect_begin(s->vs, va, len, x, &p)) == 0)
-			fm_client_mprotect_end(s->vs, p, 1);
+		do_mprotect(s, q);
+		return;
 	} else if (q->op == FM_IPC_MSYNC)
 		r = fm_client_msync(s->vs, va, len, x);
 	else
@@ -658,6 +688,9 @@ sess_end(struct sess *s)
 	for (int i = 0; i < SESS_TOKENS; i++)
 		if (s->tok[i].id != 0)
 			fm_client_abandon(s->tok[i].m);
+	for (int i = 0; i < SESS_PROTS; i++)
+		if (s->prot[i] != NULL)
+			fm_client_mprotect_end(s->vs, s->prot[i], 0);
 	/*
 	 * A process that exits or execs has no address space when its
 	 * socket closes (the kernel drops it first). One that closed the

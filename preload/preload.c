@@ -539,11 +539,25 @@ EXPORT int
 mprotect(void *addr, size_t len, int prot)
 {
 	struct fmp_session *s = table_find(addr, len);
+	struct fm_ipc_msg m = {.op = FM_IPC_MPROTECT,
+	    .a = {(uint64_t)(uintptr_t)addr, len, (uint64_t)prot}};
+	int r, err;
 
-	/* fomapd checks and records it first: its maximum protection. */
-	if (s && ask(s, FM_IPC_MPROTECT, addr, len, prot) < 0)
+	if (s == NULL)
+		return fmp_real_mprotect(addr, len, prot);
+	/* fomapd checks it (the maximum protection) and holds refusals. */
+	if ((r = fmp_request(s, &m, -1, NULL)) < 0) {
+		errno = -r;
 		return -1;
-	return fmp_real_mprotect(addr, len, prot);
+	}
+	r = fmp_real_mprotect(addr, len, prot);
+	err = errno;
+	m = (struct fm_ipc_msg){.op = FM_IPC_MPROTECT,
+	    .a = {(uint64_t)(uintptr_t)addr, len, (uint64_t)prot, 1, m.a[0],
+	        r == 0}};
+	(void)fmp_request(s, &m, -1, NULL);
+	errno = err;
+	return r;
 }
 
 EXPORT int

@@ -73,9 +73,12 @@ enum fm_ipc_op {
 	 */
 	FM_IPC_ATTACH,
 	/*
-	 * a[0] address, a[1] length, a[2] prot: the client's mprotect of
-	 * fomap mappings, done by the client once the reply says 0. Reply
-	 * -EACCES: above a mapping's maximum protection.
+	 * The client's mprotect of fomap mappings, in two halves around its
+	 * own mprotect(2) (refusals of faults there wait meanwhile). a[3] 0:
+	 * a[0] address, a[1] length, a[2] prot; reply a[0] a handle, or
+	 * -EACCES: above a mapping's maximum protection. Then a[3] 1: a[4]
+	 * the handle, a[5] 1 if the client's mprotect worked (else 0).
+	 * Every first half answered 0 must be followed by its second.
 	 */
 	FM_IPC_MPROTECT,
 	/* a[0] address, a[1] length, a[2] msync's flags. Reply: err. */

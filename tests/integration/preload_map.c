@@ -154,6 +154,40 @@ gem_ioctl(int fd, unsigned long cmd, void *arg, const char *what)
 	return 0;
 }
 
+/*
+ * An open for reading maps the buffer shared and readable only: its
+ * mprotect to PROT_WRITE is refused (EACCES), as the kernel's for a
+ * shared mapping of a read-only descriptor.
+ */
+static int
+map_gem_readonly(const char *file, size_t len)
+{
+	int fd = open(file, O_RDONLY);
+	struct fm_gem_create c = {.size = len};
+	struct fm_gem_mmap_offset ro = {0};
+	char *p;
+
+	if (fd < 0)
+		return fail("open read-only");
+	if (gem_ioctl(fd, FM_GEM_CREATE, &c, "FM_GEM_CREATE (read-only)"))
+		return 1;
+	ro.handle = c.handle;
+	if (gem_ioctl(fd, FM_GEM_MMAP_OFFSET, &ro, "FM_GEM_MMAP_OFFSET"))
+		return 1;
+	p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, (off_t)ro.offset);
+	if (p == MAP_FAILED)
+		return fail("mmap read-only");
+	if (mprotect(p, len, PROT_READ | PROT_WRITE) == 0 || errno != EACCES)
+		return fail("mprotect(PROT_WRITE) of a read-only open");
+	if (mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+	        (off_t)ro.offset) != MAP_FAILED ||
+	    errno != EACCES)
+		return fail("mmap(PROT_WRITE) of a read-only open");
+	munmap(p, len);
+	close(fd);
+	return 0;
+}
+
 static int
 map_gem(const char *file)
 {
@@ -207,6 +241,15 @@ map_gem(const char *file)
 		printf("a mapping past the buffer was not refused ENXIO\n");
 		return 1;
 	}
+	/* mprotect: down and up again through fomapd, the kernel's too. */
+	if (mprotect(a, c.size, PROT_READ) < 0 ||
+	    mprotect(a, c.size, PROT_READ | PROT_WRITE) < 0)
+		return fail("mprotect");
+	a[0] = 9;
+	if (b[0] != 9)
+		return fail("a write after mprotect is not seen");
+	if (map_gem_readonly(file, c.size))
+		return 1;
 	if (munmap(a, c.size) < 0 || munmap(b, c.size) < 0)
 		return fail("munmap");
 	close(fd);
