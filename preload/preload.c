@@ -18,6 +18,7 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -518,6 +519,33 @@ munmap(void *addr, size_t len)
 	if (r == 0)
 		table_remove(addr, len);
 	return r;
+}
+
+/*
+ * mremap of a fomap mapping: the kernel moves it (fomapd learns of it from
+ * the uffd's REMAP event), and the table follows. A part it grew has no
+ * object behind it: an access there is SIGBUS, as past a device's end.
+ */
+EXPORT void *
+mremap(void *old, size_t oldlen, size_t len, int flags, ...)
+{
+	struct fmp_session *s = table_find(old, oldlen);
+	void *want = NULL, *p;
+	va_list ap;
+
+	if (flags & MREMAP_FIXED) {
+		va_start(ap, flags);
+		want = va_arg(ap, void *);
+		va_end(ap);
+	}
+	p = (void *)syscall(SYS_mremap, old, oldlen, len, flags, want);
+	if (p == MAP_FAILED || s == NULL)
+		return p;
+	if (!(flags & MREMAP_DONTUNMAP))
+		table_remove(old, oldlen);
+	/* (a full table: the moved range's calls go to the kernel alone) */
+	(void)table_add(p, len, s);
+	return p;
 }
 
 /* A fomap range's request: => the daemon's answer, errno set on error. */

@@ -333,6 +333,54 @@ map_fork(const char *file)
 }
 
 /*
+ * mremap: a gem mapping moved elsewhere keeps its bytes, and is served
+ * there (an eviction refills it at its new address; mprotect of the new
+ * address goes through fomapd).
+ */
+static int
+map_mremap(const char *file)
+{
+	struct fm_gem_create c = {.size = 4 * PGSZ};
+	struct fm_gem_mmap_offset o = {0};
+	struct fm_gem_evict e = {0};
+	int fd = open(file, O_RDWR);
+	char *a, *hole, *b;
+
+	if (fd < 0)
+		return fail("open");
+	if (gem_ioctl(fd, FM_GEM_CREATE, &c, "FM_GEM_CREATE"))
+		return 1;
+	o.handle = e.handle = c.handle;
+	if (gem_ioctl(fd, FM_GEM_MMAP_OFFSET, &o, "FM_GEM_MMAP_OFFSET"))
+		return 1;
+	a = mmap(NULL, c.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+	    (off_t)o.offset);
+	hole =
+	    mmap(NULL, c.size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (a == MAP_FAILED || hole == MAP_FAILED)
+		return fail("mmap");
+	for (size_t k = 0; k < c.size; k += PGSZ)
+		a[k] = (char)(k / PGSZ + 1);
+	b = mremap(a, c.size, c.size, MREMAP_MAYMOVE | MREMAP_FIXED, hole);
+	if (b != hole)
+		return fail("mremap");
+	if (gem_ioctl(fd, FM_GEM_EVICT, &e, "FM_GEM_EVICT"))
+		return 1;
+	for (size_t k = 0; k < c.size; k += PGSZ)
+		if (b[k] != (char)(k / PGSZ + 1))
+			return fail("moved: not its bytes");
+	if (mprotect(b, c.size, PROT_READ) < 0 ||
+	    mprotect(b, c.size, PROT_READ | PROT_WRITE) < 0)
+		return fail("mprotect at the new address");
+	b[PGSZ] = 0x33;
+	if (gem_ioctl(fd, FM_GEM_EVICT, &e, "FM_GEM_EVICT"))
+		return 1;
+	if (b[PGSZ] != 0x33)
+		return fail("moved: a write lost at eviction");
+	return munmap(b, c.size) < 0 ? fail("munmap") : 0;
+}
+
+/*
  * closefds: a program that closes every descriptor it did not open (as
  * daemons do), the library's session among them, then evicts and reads:
  * fomapd goes on serving its mapping (refills, never zeros).
@@ -603,6 +651,8 @@ main(int argc, char **argv)
 		r = map_fork(argv[2]);
 	else if (strcmp(argv[1], "closefds") == 0)
 		r = map_closefds(argv[2]);
+	else if (strcmp(argv[1], "mremap") == 0)
+		r = map_mremap(argv[2]);
 	else
 		return 2;
 	if (r == 0)

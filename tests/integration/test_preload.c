@@ -367,6 +367,21 @@ TEST(preload_program_closing_its_session_stays_served)
 	ASSERT_EQ(fmd_stop(&m), 0);
 }
 
+/* A fomap mapping moved by mremap is served where it went. */
+TEST(preload_mremap_moves_a_served_mapping)
+{
+	char helper[1100];
+	struct fmd m;
+
+	fmd_start(&m, NULL);
+	engine_serves(&m);
+	snprintf(helper, sizeof helper, "%s", fmd_tool("fomap-preload-map"));
+	ASSERT_EQ(fmd_sh("%s %s mremap %s", preload(), helper,
+	              fmd_path(&m, "gem", 0)),
+	    0);
+	ASSERT_EQ(fmd_stop(&m), 0);
+}
+
 TEST(preload_maps_gem_through_the_engine)
 {
 	char helper[1100];
