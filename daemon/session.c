@@ -3,14 +3,16 @@
  * preload library's peer): the socket, one thread per client process, and
  * the core's calls (kern/client.h) each request becomes.
  *
- * A client's thread reads every message of its connection: the client's
- * requests, served in order, one at a time (the client waits for each
- * reply), and the client's replies to fomapd's own requests (FM_IPC_ZAP),
- * handed to the thread that waits for them. A zap the client's thread
- * asks itself (a request of that client whose handling zaps it) reads its
- * reply itself. Every wait on a client is bounded (SESS_WAIT_MS); a
- * client's messages are checked before use, and a bad one is answered
- * with an error.
+ * A client's reader thread reads every message of its connection: the
+ * client's replies to fomapd's own requests (FM_IPC_ZAP) are handed at
+ * once to the thread that waits for them, and its requests go to its
+ * worker thread, which serves them in order (the client waits for each
+ * reply). So a zap's reply is read even while the worker waits in the
+ * core for an object that the zapping thread holds (an eviction of
+ * another process's, waiting for this client's zap, and this client's
+ * mmap of the same object). Every wait on a client is bounded
+ * (SESS_WAIT_MS); a client's messages are checked before use, and a bad
+ * one is answered with an error.
  *
  * Lock order: sess.zlock, S.lock, sess.lock.
  */
@@ -35,11 +37,10 @@
 #define SESS_MAX 4096 /* clients at once */
 #define SESS_TOKENS 64 /* prepared mmaps a client has not attached yet */
 #define SESS_PROTS 8 /* mprotects a client has begun, not ended */
+#define SESS_QUEUE 16 /* requests read, not served yet (one is the rule) */
 #define SESS_WAIT_MS 1000 /* a zap's reply; a reply's send */
 #define SESS_STACK (1 << 20)
 
-/* The session whose socket this thread reads (its client's thread). */
-static __thread struct sess *reading;
 static _Atomic uint64_t zseq; /* fomapd's requests' numbers */
 
 struct token {
@@ -61,6 +62,18 @@ struct sess {
 	uint64_t zseq; /* the zap waiting for its reply (0: none) */
 	int zerr, zdone;
 	int dead; /* EOF: zaps fail at once */
+	/*
+	 * The client's requests, read by its reader thread and served in
+	 * order by its worker thread (so that a zap's reply is read while
+	 * the worker waits in the core, for an object a zap of the client's
+	 * holds).
+	 */
+	struct qmsg {
+		struct fm_ipc_msg m;
+		int fds[FM_IPC_MAXFDS];
+	} q[SESS_QUEUE];
+	unsigned qhead, qn;
+	int worker_done;
 	int stuck; /* a zap went unanswered: the next ones do not wait */
 	unsigned zapping; /* zap calls on it (it is freed after the last) */
 	struct sess *next;
@@ -74,6 +87,7 @@ struct sess {
 struct pend {
 	struct fm_vmspace *vs;
 	pid_t parent; /* the forking session's process, or 0 */
+	uint64_t seq; /* pending_add's order */
 	struct pend *next;
 };
 
@@ -85,6 +99,7 @@ static struct {
 	struct sess *list;
 	unsigned n;
 	struct pend *pending;
+	uint64_t pseq;
 } S = {.lock = PTHREAD_MUTEX_INITIALIZER, .lsock = -1};
 
 static void
@@ -139,49 +154,6 @@ zap_replied(struct sess *s, const struct fm_ipc_msg *m)
 }
 
 /*
- * The client's thread waits for its own zap's reply: it reads the socket
- * itself. A request meanwhile breaks the one-at-a-time rule: EBUSY.
- * => the client's answer; -ETIMEDOUT; -ESRCH: the client has gone
- */
-static int
-zap_wait_reading(struct sess *s, uint64_t seq)
-{
-	struct timespec end, now;
-	struct fm_ipc_msg m;
-	int fds[FM_IPC_MAXFDS], r;
-
-	deadline_of(&end, SESS_WAIT_MS);
-	for (;;) {
-		struct pollfd p = {.fd = s->sock, .events = POLLIN};
-		long ms;
-
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		ms = (end.tv_sec - now.tv_sec) * 1000 +
-		    (end.tv_nsec - now.tv_nsec) / 1000000;
-		if (ms <= 0)
-			return -ETIMEDOUT;
-		if (poll(&p, 1, (int)ms) <= 0)
-			continue; /* (EINTR, or the time is up) */
-		r = fm_ipc_recv(s->sock, &m, fds);
-		if (r == -EBADMSG)
-			continue;
-		if (r < 0) {
-			pthread_mutex_lock(&s->lock);
-			s->dead = 1; /* its thread ends when the core returns */
-			pthread_mutex_unlock(&s->lock);
-			return -ESRCH;
-		}
-		closefds(fds);
-		if (m.flags & FM_IPC_F_REPLY) {
-			if (m.op == FM_IPC_ZAP && m.seq == seq)
-				return m.err > 0 ? -EPROTO : m.err;
-			continue;
-		}
-		reply(s, &m, -EBUSY, NULL, -1);
-	}
-}
-
-/*
  * fm_client_ops.zap: the client removes its page-table entries of the
  * range (its watcher's madvise). Any thread of fomapd's, the client's own
  * included; bounded by SESS_WAIT_MS.
@@ -225,8 +197,6 @@ sess_zap(void *arg, uintptr_t va, size_t len)
 		r = -ETIMEDOUT; /* (SO_SNDTIMEO: it reads nothing) */
 	else if (r < 0)
 		r = -ESRCH;
-	else if (reading == s)
-		r = zap_wait_reading(s, m.seq);
 	else {
 		deadline_of(&end, SESS_WAIT_MS);
 		pthread_mutex_lock(&s->lock);
@@ -269,6 +239,7 @@ pending_add(struct fm_vmspace *vs, pid_t parent)
 	p->vs = vs;
 	p->parent = parent;
 	pthread_mutex_lock(&S.lock);
+	p->seq = ++S.pseq;
 	p->next = S.pending;
 	S.pending = p;
 	pthread_mutex_unlock(&S.lock);
@@ -353,33 +324,23 @@ ppid_of(pid_t pid)
 }
 
 /*
- * The pending fork of pid: the one the kernel or its parent named pid,
- * else the one fork of parent's not named yet (the library's forks are
- * one at a time in a process). Taken off the list. => S.lock held
+ * The pending fork named pid: by the kernel (the thread of its first
+ * fault is of pid) or by its parent (FORKED). Never by guess: a process
+ * could otherwise take a sibling's address space. Taken off the list.
+ * => S.lock held
  */
 static struct fm_vmspace *
-pending_take_locked(pid_t pid, pid_t parent)
+pending_take_locked(pid_t pid)
 {
-	struct pend **pp, **only = NULL;
-	unsigned unnamed = 0;
+	struct pend **pp, *p;
+	struct fm_vmspace *vs;
 
-	for (pp = &S.pending; *pp; pp = &(*pp)->next) {
-		pid_t named = fm_client_pid((*pp)->vs);
-
-		if (named == pid)
+	for (pp = &S.pending; *pp; pp = &(*pp)->next)
+		if ((*pp)->parent != 0 && fm_client_pid((*pp)->vs) == pid)
 			break;
-		if (named == 0 && parent != 0 && (*pp)->parent == parent) {
-			unnamed++;
-			only = pp;
-		}
-	}
-	if (*pp == NULL && unnamed == 1)
-		pp = only;
-	if (*pp == NULL)
+	if ((p = *pp) == NULL)
 		return NULL;
-	struct pend *p = *pp;
-	struct fm_vmspace *vs = p->vs;
-
+	vs = p->vs;
 	*pp = p->next;
 	free(p);
 	return vs;
@@ -389,14 +350,13 @@ pending_take_locked(pid_t pid, pid_t parent)
 
 /*
  * HELLO_CHILD: a forked client's own session takes the address space the
- * core made for it at the fork (its parent's FORKED, or the kernel's
- * word at its first fault, named it; else its parent's one fork not
- * named). The reply carries a copy of its uffd, for its watcher.
+ * core made for it at the fork, once its parent's FORKED (or the kernel's
+ * word at its first fault) has named it. The reply carries a copy of its
+ * uffd, for its watcher.
  */
 static void
 do_hello_child(struct sess *s, const struct fm_ipc_msg *q)
 {
-	pid_t parent = ppid_of(s->pid);
 	struct fm_vmspace *vs = NULL;
 	int r = 0, fd = -1;
 
@@ -409,13 +369,13 @@ do_hello_child(struct sess *s, const struct fm_ipc_msg *q)
 			usleep(5000);
 		fm_client_sync(); /* (a fork read, not followed yet) */
 		pthread_mutex_lock(&S.lock);
-		vs = pending_take_locked(s->pid, parent);
+		vs = pending_take_locked(s->pid);
 		pthread_mutex_unlock(&S.lock);
 	}
 	if (r == 0 && vs == NULL)
 		r = -ESRCH;
 	if (r == 0 && (r = fm_client_claim(vs, s->pid, s)) < 0) {
-		pending_add(vs, parent); /* (another process's: back) */
+		pending_add(vs, 0); /* (gone meanwhile: the reaper's) */
 		vs = NULL;
 	}
 	if (r == 0 && (fd = fm_client_uffd(vs)) < 0)
@@ -435,8 +395,7 @@ static void
 do_forked(struct sess *s, const struct fm_ipc_msg *q)
 {
 	pid_t child = (pid_t)q->a[0];
-	struct pend *p, *only = NULL;
-	unsigned unnamed = 0;
+	struct pend *p, *latest = NULL;
 	int r = 0;
 
 	if (s->vs == NULL)
@@ -445,15 +404,20 @@ do_forked(struct sess *s, const struct fm_ipc_msg *q)
 	    ppid_of(child) != s->pid)
 		r = -EINVAL; /* not its child (or gone already) */
 	if (r == 0) {
+		/*
+		 * Its latest fork not named yet: the library's forks are one
+		 * at a time, and it names each as it returns (a fork that
+		 * bypassed the library, named by its first fault meanwhile,
+		 * is not it; one between the two, not named yet, would be
+		 * taken for it: the process's own child either way).
+		 */
 		fm_client_sync();
 		pthread_mutex_lock(&S.lock);
 		for (p = S.pending; p; p = p->next)
-			if (p->parent == s->pid && fm_client_pid(p->vs) == 0) {
-				unnamed++;
-				only = p;
-			}
-		if (unnamed == 1)
-			r = fm_client_name(only->vs, child);
+			if (p->parent == s->pid && fm_client_pid(p->vs) == 0 &&
+			    (latest == NULL || p->seq > latest->seq))
+				latest = p;
+		r = latest ? fm_client_name(latest->vs, child) : -ESRCH;
 		pthread_mutex_unlock(&S.lock);
 	}
 	reply(s, q, r, NULL, -1);
@@ -631,13 +595,6 @@ do_range(struct sess *s, const struct fm_ipc_msg *q)
 static void
 serve(struct sess *s, const struct fm_ipc_msg *q, int *fds)
 {
-	pthread_mutex_lock(&s->lock);
-	s->stuck = 0; /* (it reads and answers again) */
-	pthread_mutex_unlock(&s->lock);
-	if (q->flags & FM_IPC_F_REPLY) {
-		zap_replied(s, q);
-		return;
-	}
 	if (q->flags != 0) {
 		reply(s, q, -EINVAL, NULL, -1);
 		return;
@@ -724,16 +681,56 @@ sess_end(struct sess *s)
 	free(s);
 }
 
+/* The client's worker: its requests, in order, until its reader ends. */
+static void *
+sess_worker(void *arg)
+{
+	struct sess *s = arg;
+	struct qmsg q;
+
+	for (;;) {
+		pthread_mutex_lock(&s->lock);
+		while (s->qn == 0 && !s->dead)
+			pthread_cond_wait(&s->cv, &s->lock);
+		if (s->qn == 0) {
+			s->worker_done = 1;
+			pthread_cond_broadcast(&s->cv);
+			pthread_mutex_unlock(&s->lock);
+			return NULL;
+		}
+		q = s->q[s->qhead];
+		s->qhead = (s->qhead + 1) % SESS_QUEUE;
+		s->qn--;
+		pthread_mutex_unlock(&s->lock);
+		serve(s, &q.m, q.fds);
+		closefds(q.fds);
+	}
+}
+
+/*
+ * The client's reader: every message of its connection. Replies (to
+ * fomapd's zaps) are handed over at once; requests go to the worker.
+ */
 static void *
 sess_thread(void *arg)
 {
 	struct sess *s = arg;
-	struct fm_ipc_msg m;
-	int fds[FM_IPC_MAXFDS], r;
+	pthread_attr_t at;
+	struct qmsg q;
+	pthread_t w;
+	int r;
 
-	reading = s;
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&at, SESS_STACK);
+	r = pthread_create(&w, &at, sess_worker, s);
+	pthread_attr_destroy(&at);
+	if (r != 0) {
+		sess_end(s);
+		return NULL;
+	}
 	for (;;) {
-		r = fm_ipc_recv(s->sock, &m, fds);
+		r = fm_ipc_recv(s->sock, &q.m, q.fds);
 		if (r == -EBADMSG) {
 			struct fm_ipc_msg bad = {0};
 
@@ -742,14 +739,31 @@ sess_thread(void *arg)
 		}
 		if (r < 0)
 			break; /* EOF: the client has gone */
-		serve(s, &m, fds);
-		closefds(fds);
 		pthread_mutex_lock(&s->lock);
-		r = s->dead; /* (its EOF seen by a zap of its own) */
+		s->stuck = 0; /* (it reads and answers again) */
 		pthread_mutex_unlock(&s->lock);
-		if (r)
-			break;
+		if (q.m.flags & FM_IPC_F_REPLY) {
+			zap_replied(s, &q.m);
+			closefds(q.fds);
+			continue;
+		}
+		pthread_mutex_lock(&s->lock);
+		if (s->qn == SESS_QUEUE) {
+			pthread_mutex_unlock(&s->lock);
+			reply(s, &q.m, -EBUSY, NULL, -1); /* (one at a time) */
+			closefds(q.fds);
+			continue;
+		}
+		s->q[(s->qhead + s->qn++) % SESS_QUEUE] = q;
+		pthread_cond_broadcast(&s->cv);
+		pthread_mutex_unlock(&s->lock);
 	}
+	pthread_mutex_lock(&s->lock);
+	s->dead = 1;
+	pthread_cond_broadcast(&s->cv);
+	while (!s->worker_done)
+		pthread_cond_wait(&s->cv, &s->lock);
+	pthread_mutex_unlock(&s->lock);
 	sess_end(s);
 	return NULL;
 }

@@ -195,7 +195,9 @@ gem_fill(struct gem_bo *bo, struct fm_object *obj, uint64_t pg, unsigned n)
 			    (j - i) * FM_PAGE_SIZE, swap_off(bo, i));
 			atomic_fetch_add(&bo->refill, j - i);
 		} else {
-			memset(w + i * FM_PAGE_SIZE, 0, (j - i) * FM_PAGE_SIZE);
+			/* (the kernel clears them: no fault in the window) */
+			r = fm_object_zero(obj, (off_t)(i * FM_PAGE_SIZE),
+			    (j - i) * FM_PAGE_SIZE);
 			atomic_fetch_add(&bo->zerofill, j - i);
 		}
 		i = j;

@@ -351,8 +351,9 @@ answer(struct fmp_session *s, const struct fm_ipc_msg *q)
 	else if (len == 0 || va + len < va ||
 	    !fmp_table_covers(s, va, va + len))
 		m.err = -EINVAL;
-	else if (fmp_real_madvise((void *)va, len, MADV_DONTNEED) < 0)
-		m.err = -errno;
+	else if (fmp_real_madvise((void *)va, len, MADV_DONTNEED) < 0 &&
+	    errno != ENOMEM)
+		m.err = -errno; /* (ENOMEM: unmapped just now, nothing left) */
 	(void)fm_ipc_send(s->sock, &m, NULL, 0);
 }
 
@@ -613,9 +614,15 @@ fmp_session_child(void)
 		if ((sock = connect_to(s->name)) < 0)
 			continue;
 		if (call(sock, &m, -1, &uffd) < 0 || uffd < 0) {
+			/*
+			 * Not named (a fork fomapd cannot tell apart): what it
+			 * inherited is served all the same (the kernel's fork
+			 * event); its own mappings get a session of their own.
+			 */
 			if (uffd >= 0)
 				close(uffd);
 			close(sock);
+			atomic_store(&s->state, S_FREE);
 			continue;
 		}
 		(void)session_live(s, sock, uffd, S_FORKED);

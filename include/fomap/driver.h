@@ -167,6 +167,15 @@ void *fm_object_window(struct fm_object *obj);
 int fm_object_read(struct fm_object *obj, off_t off, void *buf, size_t len);
 int fm_object_write(struct fm_object *obj, off_t off, const void *buf,
     size_t len);
+/*
+ * fm_object_zero: [off, off+len) (whole pages) reads as zeros: its pages
+ * freed and allocated anew by the kernel, which clears them, never
+ * touched through the window (as fm_object_write of zeros, without its
+ * copy or the window's own page faults): for a pager's fill of pages it
+ * has no data for. Resident, not dirty. Return 0 or -errno (-EINVAL: not
+ * whole pages; -ENXIO: past the object's end; -ENOMEM: no memory left).
+ */
+int fm_object_zero(struct fm_object *obj, off_t off, size_t len);
 
 /*
  * fm_object_protect: make [off, off+len) read-only (PROT_READ) or

@@ -88,10 +88,13 @@ client_forked(struct fm_vmspace *vs, int ufd, uint64_t gen)
 	fm__vmspace_copy(vs, &cl->vs, gen);
 	/* (its process is learned from its first fault's thread) */
 	(void)fm__engine_serve(pm);
+	/* (the parent's host not let go meanwhile: fm_client_unclaim) */
+	pthread_rwlock_rdlock(&parent->zlock);
 	if (cl->ops->forked)
 		cl->ops->forked(atomic_load(&parent->claimed) ? parent->arg
 		                                              : NULL,
 		    &cl->vs);
+	pthread_rwlock_unlock(&parent->zlock);
 }
 
 void
@@ -204,7 +207,15 @@ fm_client_pid(struct fm_vmspace *vs)
 int
 fm_client_alive(struct fm_vmspace *vs)
 {
-	return fm__pmap_alive(vs->pm);
+	uintptr_t va = (uintptr_t)1 << 16; /* (mmap_min_addr's usual floor) */
+	struct fm_entry *e;
+
+	/* A page none of its entries covers: the probe must touch nothing. */
+	pthread_rwlock_rdlock(&fm__map.lock);
+	while ((e = fm__map_lookup(vs, va)) != NULL)
+		va = e->end;
+	pthread_rwlock_unlock(&fm__map.lock);
+	return fm__pmap_alive(vs->pm, va);
 }
 
 void

@@ -1752,6 +1752,9 @@ protect_run(struct fm_entry *e, uintptr_t va, size_t len, int wp)
 {
 	int r = fm__pmap_protect_try(e->pm, va, len, wp);
 
+	/* Another process's that has gone (not yet let go): nothing left. */
+	if (r == -ESRCH && e->pm->vs != NULL)
+		return 0;
 	if (r != -ENOENT)
 		return r;
 	for (uintptr_t a = va; a < va + len; a += FM_PAGE_SIZE)

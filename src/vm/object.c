@@ -344,6 +344,35 @@ fm_object_write(struct fm_object *obj, off_t off, const void *buf, size_t len)
 	return r;
 }
 
+int
+fm_object_zero(struct fm_object *obj, off_t off, size_t len)
+{
+	int r = byte_range(obj, off, len);
+	off_t at = obj->base + off, data;
+	struct fm_crit c;
+
+	if (r < 0 || len == 0)
+		return r;
+	if ((off | (off_t)len) & (off_t)FM_PAGE_MASK)
+		return -EINVAL;
+	/*
+	 * Freed (if the store holds any of them: SEEK_DATA), then allocated:
+	 * the kernel clears each page; nobody maps it meanwhile (a fill's
+	 * pages are busy; any other is refaulted).
+	 */
+	data = lseek(obj->fd, at, SEEK_DATA);
+	if ((data >= 0 && data < at + (off_t)len &&
+	        fallocate(obj->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+	            at, (off_t)len) < 0) ||
+	    fallocate(obj->fd, 0, at, (off_t)len) < 0)
+		return errno == ENOSPC ? -ENOMEM : -errno;
+	fm__crit_enter(&c); /* obj->lock: no handler may fault here */
+	fm__object_set(obj, (uint64_t)off >> FM_PAGE_SHIFT,
+	    (unsigned)(len >> FM_PAGE_SHIFT), FM_PG_RESIDENT, 0);
+	fm__crit_leave(&c);
+	return 0;
+}
+
 uint8_t
 fm__object_state(struct fm_object *obj, uint64_t pgidx)
 {

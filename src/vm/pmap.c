@@ -417,16 +417,19 @@ fm__pmap_claim(struct fm_pmap *pm, pid_t pid)
 }
 
 int
-fm__pmap_alive(struct fm_pmap *pm)
+fm__pmap_alive(struct fm_pmap *pm, uintptr_t va)
 {
 	/*
-	 * An unprotect that wakes no one, of a page nothing maps there (an
-	 * answer of ENOENT): ESRCH once its mm has gone (a wake would not
-	 * say: it never looks at the mm).
+	 * A write-protect of page va, which the caller knows none of pm's
+	 * mappings covers: ENOENT (nothing registered there, nothing done)
+	 * while its mm lives, ESRCH once it has gone. (Protecting is what
+	 * changes nothing even where the process registered memory itself:
+	 * an unprotect there would let writes past the engine; a wake never
+	 * looks at the mm.)
 	 */
-	struct uffdio_writeprotect w = {.range = {.start = (uint64_t)1 << 30,
+	struct uffdio_writeprotect w = {.range = {.start = va,
 	                                    .len = FM_PAGE_SIZE_PMAP},
-	    .mode = UFFDIO_WRITEPROTECT_MODE_DONTWAKE};
+	    .mode = UFFDIO_WRITEPROTECT_MODE_WP};
 
 	return ioctl(pm->uffd, UFFDIO_WRITEPROTECT, &w) == 0 || errno != ESRCH;
 }

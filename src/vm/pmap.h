@@ -192,8 +192,11 @@ int fm__pmap_forked(const struct fm_pmap *parent, int ufd,
     struct fm_pmap **pmp);
 /* pm's process is pid. => 0, or -ESRCH: it has gone */
 int fm__pmap_claim(struct fm_pmap *pm, pid_t pid);
-/* Whether pm's address space still exists (its uffd says ESRCH if not). */
-int fm__pmap_alive(struct fm_pmap *pm);
+/*
+ * Whether pm's address space still exists (its uffd says ESRCH if not),
+ * asked at page va, which none of its mappings may cover.
+ */
+int fm__pmap_alive(struct fm_pmap *pm, uintptr_t va);
 /* Close a client's address space (fm__pmap_client) and free pm. */
 void fm__pmap_client_free(struct fm_pmap *pm);
 

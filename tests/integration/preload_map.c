@@ -40,6 +40,11 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <stddef.h>
+#include <sys/xattr.h>
+#include <sys/un.h>
+#include <sys/syscall.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -380,6 +385,214 @@ map_mremap(const char *file)
 	return munmap(b, c.size) < 0 ? fail("munmap") : 0;
 }
 
+/* A gem buffer of len bytes mapped shared at addr (NULL: anywhere). */
+static char *
+gem_new_map(int fd, size_t len, void *addr, struct fm_gem_mmap_offset *o)
+{
+	struct fm_gem_create c = {.size = len};
+	char *p;
+
+	if (gem_ioctl(fd, FM_GEM_CREATE, &c, "FM_GEM_CREATE"))
+		return NULL;
+	*o = (struct fm_gem_mmap_offset){.handle = c.handle};
+	if (gem_ioctl(fd, FM_GEM_MMAP_OFFSET, o, "FM_GEM_MMAP_OFFSET"))
+		return NULL;
+	p = mmap(addr, len, PROT_READ | PROT_WRITE,
+	    MAP_SHARED | (addr ? MAP_FIXED_NOREPLACE : 0), fd,
+	    (off_t)o->offset);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/* The session protocol's message (src/ipc/proto.h), as fomapd reads it. */
+struct wire {
+	uint32_t op, flags;
+	int32_t err;
+	uint32_t nfds;
+	uint64_t seq, a[6];
+};
+_Static_assert(sizeof(struct wire) == 72, "proto.h's struct fm_ipc_msg");
+#define WIRE_HELLO_CHILD 10
+
+/*
+ * A sibling's HELLO_CHILD: its parent forked a child the library did not
+ * see (not named yet); the sibling asks for "its" fork. => 0 when fomapd
+ * refuses it (and hands it no descriptor)
+ */
+static int
+sibling_asks(const char *file)
+{
+	struct wire m = {.op = WIRE_HELLO_CHILD, .seq = 1, .a = {1}};
+	char name[128] = {0}, cb[CMSG_SPACE(2 * sizeof(int))];
+	struct iovec iv = {&m, sizeof m};
+	struct msghdr h = {.msg_iov = &iv,
+	    .msg_iovlen = 1,
+	    .msg_control = cb,
+	    .msg_controllen = sizeof cb};
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int f = open(file, O_RDONLY), s;
+	ssize_t n;
+
+	if (f < 0 ||
+	    (n = fgetxattr(f, "user.fomap.session", name, sizeof name - 1)) <=
+	        0)
+		return fail("sibling: the session's name");
+	memcpy(sa.sun_path + 1, name, (size_t)n);
+	s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (connect(s, (struct sockaddr *)&sa,
+	        (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
+	            (size_t)n)) < 0 ||
+	    send(s, &m, sizeof m, 0) != sizeof m || recvmsg(s, &h, 0) <= 0)
+		return fail("sibling: the session");
+	if (m.err == 0 || CMSG_FIRSTHDR(&h) != NULL) {
+		printf(
+		    "a sibling was handed another process's address space\n");
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * steal: a process's sibling cannot take the address space of a fork
+ * fomapd has not named (HELLO_CHILD by guess): refused, and the fork's
+ * mapping stays coherent with its parent's.
+ */
+static int
+map_steal(const char *file)
+{
+	struct fm_gem_mmap_offset o;
+	int go[2], done[2], fd, st;
+	pid_t sib, child;
+	char *p, c = 0;
+
+	if (pipe(go) < 0 || pipe(done) < 0)
+		return fail("pipe");
+	if ((sib = (pid_t)syscall(SYS_fork)) == 0) { /* before any mapping */
+		if (read(go[0], &c, 1) != 1)
+			_exit(2);
+		_exit(sibling_asks(file));
+	}
+	if ((fd = open(file, O_RDWR)) < 0 ||
+	    (p = gem_new_map(fd, 4 * PGSZ, NULL, &o)) == NULL)
+		return fail("map");
+	p[PGSZ] = 7;
+	if ((child = (pid_t)syscall(SYS_fork)) == 0) { /* not the library's */
+		if (read(done[0], &c, 1) != 1)
+			_exit(2);
+		_exit(p[PGSZ] == 8 ? 0 : 3);
+	}
+	if (write(go[1], &c, 1) != 1 || waitpid(sib, &st, 0) != sib ||
+	    !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		return fail("the sibling");
+	p[PGSZ] = 8;
+	if (write(done[1], &c, 1) != 1)
+		return fail("pipe");
+	if (waitpid(child, &st, 0) != child || !WIFEXITED(st) ||
+	    WEXITSTATUS(st) != 0)
+		return fail("the fork's mapping is not its parent's");
+	return 0;
+}
+
+static double
+now_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/*
+ * twofork: a fork the library does not see, then one it does: the
+ * library's child gets its own session at once (fomapd names its fork
+ * by its parent's word, not confused by the other), maps and evicts.
+ */
+static int
+map_twofork(const char *file)
+{
+	struct fm_gem_mmap_offset o;
+	struct fm_gem_evict e;
+	pid_t raw, child;
+	double t0;
+	int fd, st;
+	char *p;
+
+	if ((fd = open(file, O_RDWR)) < 0 ||
+	    (p = gem_new_map(fd, 4 * PGSZ, NULL, &o)) == NULL)
+		return fail("map");
+	p[0] = 1;
+	if ((raw = (pid_t)syscall(SYS_fork)) == 0) {
+		usleep(500000);
+		_exit(0);
+	}
+	t0 = now_s();
+	if ((child = fork()) == 0) {
+		/* (a wait for a name that never comes: seconds) */
+		if (now_s() - t0 > 1.0)
+			_exit(4);
+		e = (struct fm_gem_evict){.handle = o.handle};
+		if (mmap(NULL, 4 * PGSZ, PROT_READ, MAP_SHARED, fd,
+		        (off_t)o.offset) == MAP_FAILED)
+			_exit(5);
+		_exit(ioctl(fd, FM_GEM_EVICT, &e) == 0 && p[0] == 1 ? 0 : 6);
+	}
+	waitpid(raw, NULL, 0);
+	if (child < 0 || waitpid(child, &st, 0) != child || !WIFEXITED(st) ||
+	    WEXITSTATUS(st) != 0) {
+		printf("the library's child failed (status %d)\n",
+		    WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+		return 1;
+	}
+	return 0;
+}
+
+/* Whether page va of this process is mapped write-protected (uffd-wp). */
+static int
+wp_bit(const volatile void *va)
+{
+	int f = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	uint64_t e = 0;
+
+	if (f < 0 || pread(f, &e, 8, (off_t)((uintptr_t)va / PGSZ * 8)) != 8)
+		e = 0;
+	if (f >= 0)
+		close(f);
+	return (int)((e >> 57) & 1);
+}
+
+/*
+ * wpkeep: a fork no session claims (the library did not see it) keeps
+ * its pages write-protected while fomapd looks whether it lives (its
+ * probe changed the protection of a mapping at 1 GiB: writes there went
+ * past the pager's write tracking).
+ */
+static int
+map_wpkeep(const char *file)
+{
+	struct fm_gem_mmap_offset o1, o2;
+	volatile char *a, *b;
+	pid_t child;
+	int fd, st;
+
+	if ((fd = open(file, O_RDWR)) < 0 ||
+	    (a = gem_new_map(fd, PGSZ, (void *)(1UL << 30), &o1)) == NULL ||
+	    (b = gem_new_map(fd, PGSZ, (void *)(5UL << 28), &o2)) == NULL)
+		return fail("map");
+	(void)a[0];
+	(void)b[0];
+	if ((child = (pid_t)syscall(SYS_fork)) == 0) {
+		int wa = wp_bit(a), wb = wp_bit(b);
+
+		usleep(1500000); /* (fomapd's reaper looks every 500 ms) */
+		_exit(wa == 1 && wb == 1 && wp_bit(a) == wa && wp_bit(b) == wb
+		        ? 0
+		        : 7);
+	}
+	if (waitpid(child, &st, 0) != child || !WIFEXITED(st) ||
+	    WEXITSTATUS(st) != 0)
+		return fail("a pending fork's write protection changed");
+	return 0;
+}
+
 /*
  * closefds: a program that closes every descriptor it did not open (as
  * daemons do), the library's session among them, then evicts and reads:
@@ -653,6 +866,12 @@ main(int argc, char **argv)
 		r = map_closefds(argv[2]);
 	else if (strcmp(argv[1], "mremap") == 0)
 		r = map_mremap(argv[2]);
+	else if (strcmp(argv[1], "steal") == 0)
+		r = map_steal(argv[2]);
+	else if (strcmp(argv[1], "twofork") == 0)
+		r = map_twofork(argv[2]);
+	else if (strcmp(argv[1], "wpkeep") == 0)
+		r = map_wpkeep(argv[2]);
 	else
 		return 2;
 	if (r == 0)

@@ -382,6 +382,28 @@ TEST(preload_mremap_moves_a_served_mapping)
 	ASSERT_EQ(fmd_stop(&m), 0);
 }
 
+/*
+ * Forks fomapd cannot tell apart by a process's word (review): a sibling
+ * never takes another fork's address space; a fork the library did not
+ * see leaves the library's next fork named at once; fomapd's look at a
+ * fork no session claimed changes none of its pages' protection.
+ */
+TEST(preload_forks_are_named_never_guessed)
+{
+	static const char *const modes[] = {"steal", "twofork", "wpkeep"};
+	char helper[1100];
+	struct fmd m;
+
+	fmd_start(&m, NULL);
+	engine_serves(&m);
+	snprintf(helper, sizeof helper, "%s", fmd_tool("fomap-preload-map"));
+	for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
+		if (fmd_sh("%s %s %s %s", preload(), helper, modes[i],
+		        fmd_path(&m, "gem", 0)) != 0)
+			fm_test_fail(__FILE__, __LINE__, "%s failed", modes[i]);
+	ASSERT_EQ(fmd_stop(&m), 0);
+}
+
 TEST(preload_maps_gem_through_the_engine)
 {
 	char helper[1100];

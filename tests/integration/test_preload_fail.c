@@ -253,7 +253,7 @@ struct evictor {
 	int fd;
 	uint32_t handle;
 	atomic_int stop;
-	unsigned long n; /* evictions done */
+	atomic_ulong n; /* evictions done */
 	int err; /* what stopped it (0: told to) */
 	pthread_t t;
 };
@@ -269,7 +269,7 @@ evict_loop(void *arg)
 			e->err = errno;
 			break;
 		}
-		e->n++;
+		atomic_fetch_add(&e->n, 1);
 	}
 	return NULL;
 }
@@ -395,9 +395,10 @@ TEST_TAGGED(preload_fail_daemon_killed_clients_get_sigbus, "thread")
 		eofwatch_start(&w, &m);
 		evictor_start(&e, fd, handle);
 		/* (an eviction zaps every client: a few ms each) */
-		for (int i = 0; i < 5000 && e.n < 8; i++)
+		for (int i = 0; i < 5000 && atomic_load(&e.n) < 8; i++)
 			usleep(1000);
-		ASSERT_GE(e.n, 8); /* the clients refault meanwhile */
+		ASSERT_GE(atomic_load(&e.n),
+		    8); /* the clients refault meanwhile */
 
 		killed = now_ns();
 		ASSERT_OK(kill(m.pid, SIGKILL));
@@ -516,7 +517,7 @@ killed_clients(int n)
 	evictor_stop(&e);
 	ASSERT_EQ(e.err, 0);
 	printf("%d clients killed in %.1f s, %lu evictions meanwhile\n", n,
-	    (double)(now_ns() - t0) / 1e9, e.n);
+	    (double)(now_ns() - t0) / 1e9, atomic_load(&e.n));
 	for (int i = 0; i < 500 && sessions(&m) != 0; i++)
 		usleep(10000);
 	ASSERT_EQ(sessions(&m), 0);

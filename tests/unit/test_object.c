@@ -405,3 +405,36 @@ TEST(pager_errors_never_mean_retry)
 	ASSERT_EQ(a[0], 'U');
 	testdev_done(a, 4 * PG, fd, obj);
 }
+
+/*
+ * fm_object_zero: whole pages read as zeros (through the store and through
+ * a mapping, which refaults), resident and not dirty; the pages beside
+ * keep their bytes; partial pages and ranges past the end are refused.
+ */
+TEST(object_zero_clears_whole_pages)
+{
+	struct fm_object *obj = testdev_object(NULL, 4 * PG);
+	unsigned char vec[4], b[PG];
+	int fd = testdev_open("zeroobj", obj, PROT_READ | PROT_WRITE, O_RDWR);
+	char *p = testdev_map(fd, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED);
+
+	memset(p, 0x5a, 4 * PG);
+	ASSERT_EQ(fm_object_zero(obj, PG, 2 * PG), 0);
+	ASSERT_EQ(p[PG], 0);
+	ASSERT_EQ(p[3 * PG - 1], 0);
+	ASSERT_EQ(p[PG - 1], 0x5a);
+	ASSERT_EQ(p[3 * PG], 0x5a);
+	ASSERT_EQ(fm_object_read(obj, 2 * PG, b, PG), 0);
+	for (size_t i = 0; i < PG; i++)
+		ASSERT_EQ(b[i], 0);
+	ASSERT_EQ(fm_object_mincore(obj, 0, 4 * PG, vec), 0);
+	ASSERT(vec[1] & FM_PG_RESIDENT);
+	/* A hole (never written) too. */
+	ASSERT_EQ(fm_object_unmap(obj, 3 * PG, PG, FM_UNMAP_DISCARD), 0);
+	ASSERT_EQ(fm_object_zero(obj, 3 * PG, PG), 0);
+	ASSERT_EQ(p[3 * PG], 0);
+	ASSERT_EQ(fm_object_zero(obj, 10, PG), -EINVAL);
+	ASSERT_EQ(fm_object_zero(obj, 0, 10), -EINVAL);
+	ASSERT_EQ(fm_object_zero(obj, 4 * PG, PG), -ENXIO);
+	testdev_done(p, 4 * PG, fd, obj);
+}
