@@ -26,6 +26,8 @@ TEST_SRC := $(wildcard tests/unit/*.c tests/integration/test_*.c \
             tests/stress/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(B)/%.o)
 TOOLS   := $(B)/fomap-demo $(B)/fomap-probe $(B)/fomapctl
+# make demo-daemon: the program it runs under LD_PRELOAD
+DEMO_DAEMON := $(B)/fomap-demo-client
 IPC_OBJ := $(patsubst %.c,$(B)/%.o,$(wildcard src/ipc/*.c))
 DAEMON_SRC := $(wildcard daemon/*.c)
 DAEMON_OBJ := $(DAEMON_SRC:%.c=$(B)/%.o) $(IPC_OBJ)
@@ -37,7 +39,7 @@ SOMAP   := src/libfomap.map
 
 all: $(B)/libfomap.a $(B)/libfomap.so $(B)/fomap-test $(TOOLS) $(B)/fomapd \
      $(B)/fomap-static-map $(B)/fomap-plugin-hello.so $(B)/libfomap-preload.so \
-     $(B)/fomap-preload-map
+     $(B)/fomap-preload-map $(DEMO_DAEMON)
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -81,6 +83,12 @@ $(B)/fomap-preload-map: tests/integration/preload_map.c
 # the daemon's own).
 $(B)/fomap-plugin-hello.so: tests/integration/plugin_hello.c
 	$(CC) $(ALLCFLAGS) -shared -o $@ $<
+
+# make demo-daemon's programs: fomap's headers only, nothing of it linked in.
+DEMO_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(if $(CI),-Werror) -Iinclude -O2 -g
+
+$(B)/fomap-demo-client: tools/demo_client.c include/fomap/gem.h include/fomap/guard.h
+	$(CC) $(DEMO_CFLAGS) -o $@ $<
 
 $(B)/fomapctl: $(B)/tools/fomapctl.o
 	$(CC) $(ALLCFLAGS) -o $@ $^
