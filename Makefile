@@ -8,6 +8,8 @@
 #                   asan-stress, tsan-stress: the
 #                   same under the sanitizers
 #   make demo       fomap's main job, shown step by step
+#   make demo-daemon the same story across processes, through fomapd and
+#                   the preload library (root)
 #   make bench      benchmarks (never part of check); bench-quick: < 60 s
 
 B       ?= build
@@ -26,8 +28,8 @@ TEST_SRC := $(wildcard tests/unit/*.c tests/integration/test_*.c \
             tests/stress/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(B)/%.o)
 TOOLS   := $(B)/fomap-demo $(B)/fomap-probe $(B)/fomapctl
-# make demo-daemon: the program it runs under LD_PRELOAD
-DEMO_DAEMON := $(B)/fomap-demo-client
+# make demo-daemon: its conductor, and the program it runs under LD_PRELOAD
+DEMO_DAEMON := $(B)/fomap-demo-daemon $(B)/fomap-demo-client
 IPC_OBJ := $(patsubst %.c,$(B)/%.o,$(wildcard src/ipc/*.c))
 DAEMON_SRC := $(wildcard daemon/*.c)
 DAEMON_OBJ := $(DAEMON_SRC:%.c=$(B)/%.o) $(IPC_OBJ)
@@ -87,6 +89,9 @@ $(B)/fomap-plugin-hello.so: tests/integration/plugin_hello.c
 # make demo-daemon's programs: fomap's headers only, nothing of it linked in.
 DEMO_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(if $(CI),-Werror) -Iinclude -O2 -g
 
+$(B)/fomap-demo-daemon: tools/demo_daemon.c
+	$(CC) $(DEMO_CFLAGS) -o $@ $<
+
 $(B)/fomap-demo-client: tools/demo_client.c include/fomap/gem.h include/fomap/guard.h
 	$(CC) $(DEMO_CFLAGS) -o $@ $<
 
@@ -101,6 +106,11 @@ check: check-layers all
 
 demo: $(B)/fomap-demo
 	$(B)/fomap-demo
+
+# The same story across processes: fomapd on a mount of its own, two
+# programs under LD_PRELOAD=libfomap-preload.so (root, /dev/fuse).
+demo-daemon: $(DEMO_DAEMON) $(B)/fomapd $(B)/fomapctl $(B)/libfomap-preload.so
+	$(B)/fomap-demo-daemon
 
 ASAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 TSAN_RUN = TSAN_OPTIONS="halt_on_error=1 $$TSAN_OPTIONS" setarch -R
@@ -153,7 +163,7 @@ check-layers:
 -include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(DAEMON_OBJ:.o=.d) \
 	$(PRELOAD_OBJ:.o=.d)
 
-.PHONY: all check demo asan-check tsan-check stress asan-stress tsan-stress \
-	format-check format clean
+.PHONY: all check demo demo-daemon asan-check tsan-check stress asan-stress \
+	tsan-stress format-check format clean
 # Keep the objects that pattern rules make (tools, benchmarks).
 .SECONDARY:
