@@ -300,7 +300,8 @@ gem_fork(long rpg, long wpg, const char *text)
 			_exit(1);
 		}
 		snprintf(w, PGSZ, "%s", text);
-		say("  child writes page %ld: \"%s\", and exits", wpg, text);
+		say("  the child writes page %ld: \"%s\", and exits", wpg,
+		    text);
 		_exit(0);
 	}
 	if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) ||
