@@ -41,7 +41,7 @@ SOMAP   := src/libfomap.map
 
 all: $(B)/libfomap.a $(B)/libfomap.so $(B)/fomap-test $(TOOLS) $(B)/fomapd \
      $(B)/fomap-static-map $(B)/fomap-plugin-hello.so $(B)/libfomap-preload.so \
-     $(B)/fomap-preload-map $(DEMO_DAEMON)
+     $(B)/fomap-preload-map $(B)/fomap-preload-stress $(DEMO_DAEMON)
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -80,6 +80,10 @@ $(B)/fomap-static-map: tests/integration/static_map.c
 # (fomap's headers only; not sanitized: the library is what is tested).
 $(B)/fomap-preload-map: tests/integration/preload_map.c
 	$(CC) -std=c11 -D_GNU_SOURCE -Iinclude -O2 -g -o $@ $<
+
+# The preloaded stress's worker (test_preload_stress.c), built alike.
+$(B)/fomap-preload-stress: tests/integration/preload_stress.c
+	$(CC) -std=c11 -D_GNU_SOURCE -Iinclude $(WARN) -O2 -g -o $@ $<
 
 # The tests' plug-in driver, as fomapd loads it (its fm_* calls bind to
 # the daemon's own).
