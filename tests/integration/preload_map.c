@@ -594,6 +594,44 @@ map_wpkeep(const char *file)
 }
 
 /*
+ * exec: the mappings go with the old image, the opens stay: the new
+ * image (execd, preloaded as well) maps the buffer through the open it
+ * inherited and finds what the old one wrote.
+ */
+static int
+map_exec(const char *self, const char *file)
+{
+	struct fm_gem_mmap_offset o;
+	char fdarg[16], handle[16];
+	int fd;
+	char *p;
+
+	if ((fd = open(file, O_RDWR)) < 0 ||
+	    (p = gem_new_map(fd, 4 * PGSZ, NULL, &o)) == NULL)
+		return fail("map");
+	p[2 * PGSZ] = 0x42;
+	snprintf(fdarg, sizeof fdarg, "%d", fd);
+	snprintf(handle, sizeof handle, "%u", o.handle);
+	execl(self, self, "execd", fdarg, handle, (char *)NULL);
+	return fail("exec");
+}
+
+static int
+map_execd(const char *fdarg, const char *handle)
+{
+	struct fm_gem_mmap_offset o = {.handle = (uint32_t)atoi(handle)};
+	int fd = atoi(fdarg);
+	char *p;
+
+	if (gem_ioctl(fd, FM_GEM_MMAP_OFFSET, &o, "FM_GEM_MMAP_OFFSET"))
+		return 1;
+	p = mmap(NULL, 4 * PGSZ, PROT_READ, MAP_SHARED, fd, (off_t)o.offset);
+	if (p == MAP_FAILED)
+		return fail("mmap after exec");
+	return p[2 * PGSZ] == 0x42 ? 0 : fail("not the old image's bytes");
+}
+
+/*
  * closefds: a program that closes every descriptor it did not open (as
  * daemons do), the library's session among them, then evicts and reads:
  * fomapd goes on serving its mapping (refills, never zeros).
@@ -845,6 +883,13 @@ main(int argc, char **argv)
 	}
 	if (argc == 4 && strcmp(argv[1], "poke") == 0)
 		return poke(argv[2], argv[3]);
+	if (argc == 4 && strcmp(argv[1], "execd") == 0) {
+		if ((r = map_execd(argv[2], argv[3])) == 0)
+			puts("ok");
+		return r;
+	}
+	if (argc == 3 && strcmp(argv[1], "exec") == 0)
+		return map_exec("/proc/self/exe", argv[2]);
 	if (argc != 3) {
 		fprintf(stderr,
 		    "usage: fomap-preload-map zero|file|gem|fork|closefds "

@@ -404,6 +404,59 @@ TEST(preload_forks_are_named_never_guessed)
 	ASSERT_EQ(fmd_stop(&m), 0);
 }
 
+/*
+ * A process that may make no userfaultfd of its own (not root,
+ * vm.unprivileged_userfaultfd 0, /dev/userfaultfd root's only) gets one
+ * through a /dev/userfaultfd descriptor from fomapd (FM_IPC_UFFD_DEV),
+ * for an open it holds: gem served through the engine, fork included.
+ */
+TEST(preload_unprivileged_process_gets_a_full_userfaultfd)
+{
+	char helper[1100];
+	struct fmd m;
+
+	if (access("/usr/bin/setpriv", X_OK) != 0)
+		fm_test_skip("setpriv (util-linux) is not installed");
+	fmd_start(&m, NULL);
+	engine_serves(&m);
+	snprintf(helper, sizeof helper, "%s", fmd_tool("fomap-preload-map"));
+	if (fmd_sh("setpriv --reuid=65534 --regid=65534 --clear-groups "
+	           "test -x %s",
+	        helper) != 0) {
+		fmd_stop(&m);
+		fm_test_skip("the build is not readable by nobody");
+	}
+	for (int i = 0; i < 2; i++)
+		ASSERT_EQ(fmd_sh("setpriv --reuid=65534 --regid=65534 "
+		                 "--clear-groups env %s %s %s %s",
+		              preload(), helper, i ? "fork" : "gem",
+		              fmd_path(&m, "gem", 0)),
+		    0);
+	ASSERT_EQ(fmd_stop(&m), 0);
+}
+
+/*
+ * exec drops the mappings and keeps the opens: the new image maps the
+ * buffer through the open it inherited; nothing of the old image's
+ * address space is left in fomapd.
+ */
+TEST(preload_exec_keeps_the_opens_drops_the_mappings)
+{
+	char helper[1100];
+	struct fmd m;
+
+	fmd_start(&m, NULL);
+	engine_serves(&m);
+	snprintf(helper, sizeof helper, "%s", fmd_tool("fomap-preload-map"));
+	ASSERT_EQ(fmd_sh("%s %s exec %s | grep -qx ok", preload(), helper,
+	              fmd_path(&m, "gem", 0)),
+	    0);
+	for (int i = 0; i < 200 && sessions(&m) != 0; i++)
+		usleep(10000);
+	ASSERT_EQ(sessions(&m), 0);
+	ASSERT_EQ(fmd_stop(&m), 0);
+}
+
 TEST(preload_maps_gem_through_the_engine)
 {
 	char helper[1100];
