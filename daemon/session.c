@@ -37,7 +37,7 @@
 #define SESS_MAX 4096 /* clients at once */
 #define SESS_TOKENS 64 /* prepared mmaps a client has not attached yet */
 #define SESS_PROTS 8 /* mprotects a client has begun, not ended */
-#define SESS_QUEUE 16 /* requests read, not served yet (one is the rule) */
+#define SESS_QUEUE 4 /* requests read, not served yet (one is the rule) */
 #define SESS_WAIT_MS 1000 /* a zap's reply; a reply's send */
 #define SESS_STACK (1 << 20)
 
@@ -413,11 +413,19 @@ do_forked(struct sess *s, const struct fm_ipc_msg *q)
 		 */
 		fm_client_sync();
 		pthread_mutex_lock(&S.lock);
-		for (p = S.pending; p; p = p->next)
-			if (p->parent == s->pid && fm_client_pid(p->vs) == 0 &&
+		for (p = S.pending; p && r == 0; p = p->next) {
+			pid_t named = fm_client_pid(p->vs);
+
+			if (named == child)
+				r = -EEXIST; /* (its first fault named it) */
+			else if (p->parent == s->pid && named == 0 &&
 			    (latest == NULL || p->seq > latest->seq))
 				latest = p;
-		r = latest ? fm_client_name(latest->vs, child) : -ESRCH;
+		}
+		if (r == 0)
+			r = latest ? fm_client_name(latest->vs, child) : -ESRCH;
+		else
+			r = 0;
 		pthread_mutex_unlock(&S.lock);
 	}
 	reply(s, q, r, NULL, -1);
@@ -656,10 +664,11 @@ sess_end(struct sess *s)
 	 * then fills them with zeros behind the drivers): it stays served,
 	 * with no zaps, until the reaper finds it gone.
 	 */
-	if (s->vs && fm_client_mapped(s->vs) && fm_client_alive(s->vs)) {
+	if (s->vs) /* (no zap through s from now on: it is to be freed) */
 		fm_client_unclaim(s->vs);
+	if (s->vs && fm_client_mapped(s->vs) && fm_client_alive(s->vs))
 		pending_add(s->vs, 0);
-	} else if (s->vs)
+	else if (s->vs)
 		fm_client_destroy(s->vs);
 	pthread_mutex_lock(&s->lock);
 	while (s->zapping > 0)

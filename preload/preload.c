@@ -283,6 +283,19 @@ fmp_table_each(const struct fmp_session *s,
 }
 
 int
+fmp_table_has(const struct fmp_session *s)
+{
+	sigset_t old;
+	int has = 0;
+
+	table_lock(&old);
+	for (unsigned i = 0; i < atomic_load(&table.n) && !has; i++)
+		has = table.r[i].s == s;
+	table_unlock(&old);
+	return has;
+}
+
+int
 fmp_table_covers(const struct fmp_session *s, uintptr_t start, uintptr_t end)
 {
 	sigset_t old;

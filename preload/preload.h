@@ -40,6 +40,8 @@ void fmp_table_each(const struct fmp_session *s,
     void (*fn)(uintptr_t start, uintptr_t end, void *arg), void *arg);
 int fmp_table_covers(const struct fmp_session *s, uintptr_t start,
     uintptr_t end);
+/* Whether a range of the table is s's. */
+int fmp_table_has(const struct fmp_session *s);
 
 /*
  * The live session with the fomapd whose socket is name, made at the

@@ -12,9 +12,12 @@
  * request fails with ENOTCONN, as the FUSE front's calls do.
  *
  * States: FREE -> LIVE (HELLO taken; fmp_session_get) -> DEAD (EOF;
- * watcher) or FORKED (in a child; fmp_session_postfork); FREE -> NOENGINE
+ * watcher) or FORKED (in a child; fmp_session_postfork), then LIVE again
+ * (HELLO_CHILD), FREE (it inherited no range of it) or ORPHAN (its fork
+ * not named: its ranges stay served, no request goes through it); FREE
+ * -> NOENGINE
  * (fomapd has no engine for this process: ENOSYS, or no userfaultfd can
- * be made). A slot once used stays: the table's ranges point at it.
+ * be made). A slot the table's ranges point at is never reused.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -51,7 +54,7 @@ struct uffdio_poison {
 
 #define FMP_SESSIONS 8 /* fomapds one process maps from, over its life */
 
-enum { S_FREE, S_LIVE, S_NOENGINE, S_DEAD, S_FORKED };
+enum { S_FREE, S_LIVE, S_NOENGINE, S_DEAD, S_FORKED, S_ORPHAN };
 
 struct fmp_session {
 	char name[FM_IPC_NAME_MAX];
@@ -242,9 +245,11 @@ fmp_session_get(const char *name, int fd, struct fmp_session **sp)
 	fmp_block(&old);
 	pthread_mutex_lock(&slock);
 	for (int i = 0; i < FMP_SESSIONS && !s; i++) {
-		if (atomic_load(&sessions[i].state) == S_FREE)
+		int st = atomic_load(&sessions[i].state);
+
+		if (st == S_FREE)
 			free_slot = free_slot ? free_slot : &sessions[i];
-		else if (strcmp(sessions[i].name, name) == 0)
+		else if (st != S_ORPHAN && strcmp(sessions[i].name, name) == 0)
 			s = &sessions[i];
 	}
 	if (s) {
@@ -593,7 +598,9 @@ fmp_session_forked(pid_t child)
 		struct fm_ipc_msg m = {.op = FM_IPC_FORKED,
 		    .a = {(uint64_t)child}};
 
-		if (atomic_load(&sessions[i].state) == S_LIVE)
+		/* (no mapping of its: no fork event, nothing to name) */
+		if (atomic_load(&sessions[i].state) == S_LIVE &&
+		    fmp_table_has(&sessions[i]))
 			(void)fmp_request(&sessions[i], &m, -1, NULL);
 	}
 }
@@ -611,18 +618,25 @@ fmp_session_child(void)
 		if (atomic_load(&s->state) != S_FORKED || !s->was_live)
 			continue;
 		s->was_live = 0;
+		if (!fmp_table_has(s)) {
+			/* Nothing inherited: a session of its own if it maps. */
+			atomic_store(&s->state, S_FREE);
+			continue;
+		}
 		if ((sock = connect_to(s->name)) < 0)
 			continue;
 		if (call(sock, &m, -1, &uffd) < 0 || uffd < 0) {
 			/*
 			 * Not named (a fork fomapd cannot tell apart): what it
 			 * inherited is served all the same (the kernel's fork
-			 * event); its own mappings get a session of their own.
+			 * event), its table's ranges stay with this slot
+			 * (ORPHAN: no requests); its own mappings get a session
+			 * in another slot.
 			 */
 			if (uffd >= 0)
 				close(uffd);
 			close(sock);
-			atomic_store(&s->state, S_FREE);
+			atomic_store(&s->state, S_ORPHAN);
 			continue;
 		}
 		(void)session_live(s, sock, uffd, S_FORKED);

@@ -172,7 +172,8 @@ int fm_object_write(struct fm_object *obj, off_t off, const void *buf,
  * freed and allocated anew by the kernel, which clears them, never
  * touched through the window (as fm_object_write of zeros, without its
  * copy or the window's own page faults): for a pager's fill of pages it
- * has no data for. Resident, not dirty. Return 0 or -errno (-EINVAL: not
+ * has no data for (pages nobody writes meanwhile: a write between its
+ * look at the store and its fill may stay). Resident, not dirty. Return 0 or -errno (-EINVAL: not
  * whole pages; -ENXIO: past the object's end; -ENOMEM: no memory left).
  */
 int fm_object_zero(struct fm_object *obj, off_t off, size_t len);

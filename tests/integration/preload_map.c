@@ -545,6 +545,42 @@ map_twofork(const char *file)
 	return 0;
 }
 
+/*
+ * forkafter: a fork once every fomap mapping is gone (no fork event, no
+ * fork for fomapd to name) returns at once in the child, which maps anew.
+ */
+static int
+map_forkafter(const char *file)
+{
+	struct fm_gem_mmap_offset o;
+	pid_t child;
+	double t0;
+	int fd, st;
+	char *p;
+
+	if ((fd = open(file, O_RDWR)) < 0 ||
+	    (p = gem_new_map(fd, 4 * PGSZ, NULL, &o)) == NULL)
+		return fail("map");
+	p[0] = 1;
+	if (munmap(p, 4 * PGSZ) < 0)
+		return fail("munmap");
+	t0 = now_s();
+	if ((child = fork()) == 0) {
+		if (now_s() - t0 > 1.0)
+			_exit(4); /* (a wait for a fork that never was) */
+		p = mmap(NULL, 4 * PGSZ, PROT_READ, MAP_SHARED, fd,
+		    (off_t)o.offset);
+		_exit(p != MAP_FAILED && p[0] == 1 ? 0 : 5);
+	}
+	if (child < 0 || waitpid(child, &st, 0) != child || !WIFEXITED(st) ||
+	    WEXITSTATUS(st) != 0) {
+		printf("the child failed (status %d)\n",
+		    WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+		return 1;
+	}
+	return 0;
+}
+
 /* Whether page va of this process is mapped write-protected (uffd-wp). */
 static int
 wp_bit(const volatile void *va)
@@ -917,6 +953,8 @@ main(int argc, char **argv)
 		r = map_twofork(argv[2]);
 	else if (strcmp(argv[1], "wpkeep") == 0)
 		r = map_wpkeep(argv[2]);
+	else if (strcmp(argv[1], "forkafter") == 0)
+		r = map_forkafter(argv[2]);
 	else
 		return 2;
 	if (r == 0)

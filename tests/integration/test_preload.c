@@ -386,11 +386,13 @@ TEST(preload_mremap_moves_a_served_mapping)
  * Forks fomapd cannot tell apart by a process's word (review): a sibling
  * never takes another fork's address space; a fork the library did not
  * see leaves the library's next fork named at once; fomapd's look at a
- * fork no session claimed changes none of its pages' protection.
+ * fork no session claimed changes none of its pages' protection; a fork
+ * with no fomap mapping left returns at once.
  */
 TEST(preload_forks_are_named_never_guessed)
 {
-	static const char *const modes[] = {"steal", "twofork", "wpkeep"};
+	static const char *const modes[] = {"steal", "twofork", "wpkeep",
+	    "forkafter"};
 	char helper[1100];
 	struct fmd m;
 
