@@ -118,7 +118,7 @@ struct run {
 static void
 spawn(struct run *r, int s)
 {
-	char helper[1100], slot[8], seed[24];
+	char helper[1100], slot[16], seed[24];
 
 	snprintf(helper, sizeof helper, "%s", fmd_tool("fomap-preload-stress"));
 	snprintf(slot, sizeof slot, "%d", s);
