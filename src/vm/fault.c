@@ -326,6 +326,7 @@ static struct {
 
 /* The object whose pmaplock this thread holds shared for a fill, if any. */
 __thread struct fm_object *fm__pmaplock_held;
+__thread int fm__quiet_thread;
 
 /* A message as the engine queues it: seq orders a thread's messages. */
 struct emsg {
@@ -3143,6 +3144,7 @@ static void *
 engine_thread(void *arg)
 {
 	eng_thread = 1;
+	fm__quiet_thread = 1; /* (started with every signal blocked) */
 	/*
 	 * Make this thread's malloc arena now, inside the call that starts
 	 * the engine, not later in a hole the program has just freed.

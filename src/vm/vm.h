@@ -480,11 +480,19 @@ struct fm_crit {
 	int cancel;
 };
 
+/*
+ * Set in threads that block every signal for good and are never
+ * cancelled (the engine's): their critical sections need no system call.
+ */
+extern __thread int fm__quiet_thread;
+
 static inline void
 fm__crit_enter(struct fm_crit *c)
 {
 	sigset_t all;
 
+	if (fm__quiet_thread)
+		return;
 	sigfillset(&all);
 	sigdelset(&all, SIGBUS);
 	sigdelset(&all, SIGSEGV);
@@ -498,6 +506,8 @@ fm__crit_enter(struct fm_crit *c)
 static inline void
 fm__crit_leave(struct fm_crit *c)
 {
+	if (fm__quiet_thread)
+		return;
 	pthread_setcancelstate(c->cancel, NULL);
 	pthread_sigmask(SIG_SETMASK, &c->old, NULL);
 }
