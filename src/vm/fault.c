@@ -327,6 +327,7 @@ static struct {
 /* The object whose pmaplock this thread holds shared for a fill, if any. */
 __thread struct fm_object *fm__pmaplock_held;
 __thread int fm__quiet_thread;
+atomic_uint fm__forks_pending;
 
 /* A message as the engine queues it: seq orders a thread's messages. */
 struct emsg {
@@ -2836,6 +2837,8 @@ fm__fault_events(void)
 		else if (fm__client_forked != NULL)
 			fm__client_forked(fm__vmspace_of(g.pm), g.forkfd,
 			    g.gen);
+		if (g.forkfd >= 0) /* (its child's entries are linked now) */
+			atomic_fetch_sub(&fm__forks_pending, 1);
 		pthread_mutex_lock(&gone.lock);
 		memmove(&gone.v[0], &gone.v[1], --gone.n * sizeof(gone.v[0]));
 		atomic_store(&gone.pending, gone.n);
@@ -2968,6 +2971,8 @@ read_batch(struct fm_pmap *pm, struct emsg *got, int user)
 		}
 		gone.v[gone.n++] =
 		    (struct gone){pm, start, end, to, gen, forkfd};
+		if (forkfd >= 0)
+			atomic_fetch_add(&fm__forks_pending, 1);
 		atomic_store(&gone.pending, gone.n);
 	}
 	atomic_store(&seq_bound, thr.seq); /* exact again */

@@ -546,6 +546,31 @@ fm__object_unlink(struct fm_object *obj, struct fm_entry *e)
  * maps: only the entries that map a page of it are visited.
  * => obj->pmaplock exclusive and obj->lock held
  */
+/*
+ * A client's fork whose child's entries are not linked yet (vm.h:
+ * fm__forks_pending): a page may be neither cleaned nor made read-only.
+ */
+static int
+forks_pending(void)
+{
+	return atomic_load(&fm__forks_pending) > 0;
+}
+
+/*
+ * After an object operation that gave r: -EAGAIN (a fork pending): link
+ * the forks' children (no lock held) and => 1, do it again; else 0.
+ */
+static int
+settled(int r)
+{
+	if (r != -EAGAIN)
+		return 0;
+	fm__fault_events();
+	if (forks_pending())
+		sched_yield(); /* (another thread links them) */
+	return 1;
+}
+
 typedef int entry_fn(struct fm_entry *e, uintptr_t va, size_t len, void *arg);
 
 static int
@@ -621,25 +646,29 @@ fm_object_protect(struct fm_object *obj, off_t off, size_t len, int prot)
 		r = -EINVAL;
 	if (r < 0)
 		return r;
-	fm__crit_enter(&c);
-	pthread_rwlock_wrlock(&obj->pmaplock);
-	fm__object_gen_add(obj, pg, n, 1);
-	pthread_mutex_lock(&obj->lock);
-	/* A write being refused is told before it may go through. */
-	for (uint64_t i = pg; (prot & PROT_WRITE) && i < pg + n; i++)
-		while (obj->pgstate[i] & FM_PGS_REFUSING)
-			pthread_cond_wait(&obj->busycv, &obj->lock);
-	for (uint64_t i = pg; i < pg + n; i++) {
-		if (prot & PROT_WRITE)
-			obj->pgstate[i] &= (uint8_t)~FM_PG_RDONLY;
-		else
-			obj->pgstate[i] |= FM_PG_RDONLY;
-	}
-	r = sync_protection_locked(obj, pg, n);
-	fm__object_assert_locked(obj, pg, n);
-	pthread_mutex_unlock(&obj->lock);
-	pthread_rwlock_unlock(&obj->pmaplock);
-	fm__crit_leave(&c);
+	do {
+		fm__crit_enter(&c);
+		pthread_rwlock_wrlock(&obj->pmaplock);
+		fm__object_gen_add(obj, pg, n, 1);
+		pthread_mutex_lock(&obj->lock);
+		/* A write being refused is told before it may go through. */
+		for (uint64_t i = pg; (prot & PROT_WRITE) && i < pg + n; i++)
+			while (obj->pgstate[i] & FM_PGS_REFUSING)
+				pthread_cond_wait(&obj->busycv, &obj->lock);
+		for (uint64_t i = pg; i < pg + n; i++) {
+			if (prot & PROT_WRITE)
+				obj->pgstate[i] &= (uint8_t)~FM_PG_RDONLY;
+			else
+				obj->pgstate[i] |= FM_PG_RDONLY;
+		}
+		r = sync_protection_locked(obj, pg, n);
+		if (r == 0 && !(prot & PROT_WRITE) && forks_pending())
+			r = -EAGAIN;
+		fm__object_assert_locked(obj, pg, n);
+		pthread_mutex_unlock(&obj->lock);
+		pthread_rwlock_unlock(&obj->pmaplock);
+		fm__crit_leave(&c);
+	} while (settled(r));
 	return r;
 }
 
@@ -675,6 +704,10 @@ clean_pmaplocked(struct fm_object *obj, uint64_t pg, uint64_t n)
 			continue;
 		}
 		(void)each_shared_locked(obj, i, j - i, protect_fn, &wp);
+		if (forks_pending()) {
+			r = -EAGAIN; /* (nothing of this run changed) */
+			break;
+		}
 		for (uint64_t k = i; k < j; k++)
 			obj->pgstate[k] =
 			    (uint8_t)((obj->pgstate[k] & ~FM_PG_DIRTY) |
@@ -711,13 +744,17 @@ fm_object_clean(struct fm_object *obj, off_t off, size_t len)
 
 	if (r < 0 || !fm__pgo_has_put(obj))
 		return r;
-	fm__crit_enter(&c);
-	pthread_rwlock_wrlock(&obj->pmaplock);
-	r = clean_pmaplocked(obj, pg, n);
-	pthread_rwlock_unlock(&obj->pmaplock);
-	fm__crit_leave(&c);
+	do {
+		fm__crit_enter(&c);
+		pthread_rwlock_wrlock(&obj->pmaplock);
+		r = clean_pmaplocked(obj, pg, n);
+		pthread_rwlock_unlock(&obj->pmaplock);
+		fm__crit_leave(&c);
+	} while (settled(r));
 	return r;
 }
+
+static int unmap_once(struct fm_object *obj, uint64_t pg, uint64_t n, int how);
 
 int
 fm_object_unmap(struct fm_object *obj, off_t off, size_t len, int how)
@@ -730,7 +767,20 @@ fm_object_unmap(struct fm_object *obj, off_t off, size_t len, int how)
 		r = -EINVAL;
 	if (r < 0)
 		return r;
-	fm__crit_enter(&c);
+	do {
+		fm__crit_enter(&c);
+		r = unmap_once(obj, pg, n, how);
+		fm__crit_leave(&c);
+	} while (settled(r));
+	return r;
+}
+
+/* fm_object_unmap's work. => -EAGAIN: do it again (settled) */
+static int
+unmap_once(struct fm_object *obj, uint64_t pg, uint64_t n, int how)
+{
+	int r;
+
 	pthread_rwlock_wrlock(&obj->pmaplock);
 	fm__object_gen_add(obj, pg, n, FM_GEN_MAP); /* older refusals are old */
 	pthread_mutex_lock(&obj->lock);
@@ -755,7 +805,6 @@ fm_object_unmap(struct fm_object *obj, off_t off, size_t len, int how)
 		pthread_mutex_unlock(&obj->lock);
 	}
 	pthread_rwlock_unlock(&obj->pmaplock);
-	fm__crit_leave(&c);
 	return r;
 }
 

@@ -431,6 +431,17 @@ int fm__engine_started(void);
  */
 int fm__engine_serve(struct fm_pmap *pm);
 void fm__engine_unserve(struct fm_pmap *pm);
+/*
+ * Forks of clients read from their uffds whose children's entries are not
+ * linked yet (fm__fault_events links them). The kernel copied the
+ * parent's page-table entries into the child, writable ones too, before
+ * fomap knew of the child: no page may be made clean, or read-only,
+ * while one is pending (its child's copy would be left writable): such
+ * an object operation (object.c) finds this after its write-protect of
+ * the parent's mappings (which reads any fork event that waits), gives
+ * -EAGAIN, and is done again once they are linked.
+ */
+extern atomic_uint fm__forks_pending;
 /* Whether this thread is one of the engine's. */
 int fm__engine_thread(void);
 /* In a fork child of a process that used fomap: calls are plain syscalls. */

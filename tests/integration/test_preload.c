@@ -321,11 +321,13 @@ engine_serves(const struct fmd *m)
  * fomapd's engine (gem's pager), as test_gem.c has them embedded.
  */
 /*
- * fork through the preload: the child's inherited mappings are served
- * (shared coherent, private copy-on-write), its own later ones too, and
- * nothing of either process is left in fomapd after they exit.
+ * Start a fomapd whose engine serves this process's peers, run the
+ * preloaded helper program in each mode (under prefix, e.g. another
+ * user), each exiting 0, then (settle) wait until fomapd holds no
+ * session of theirs, and stop it.
  */
-TEST(preload_fork_child_inherits_served_mappings)
+static void
+run_modes(const char *prefix, const char *const *modes, size_t n, int settle)
 {
 	char helper[1100];
 	struct fmd m;
@@ -333,16 +335,33 @@ TEST(preload_fork_child_inherits_served_mappings)
 	fmd_start(&m, NULL);
 	engine_serves(&m);
 	snprintf(helper, sizeof helper, "%s", fmd_tool("fomap-preload-map"));
-	ASSERT_EQ(fmd_sh("%s %s fork %s", preload(), helper,
-	              fmd_path(&m, "gem", 0)),
-	    0);
-	for (int i = 0; i < 200 && sessions(&m) != 0; i++)
+	for (size_t i = 0; i < n; i++)
+		if (fmd_sh("%s env %s %s %s %s", prefix, preload(), helper,
+		        modes[i], fmd_path(&m, "gem", 0)) != 0)
+			fm_test_fail(__FILE__, __LINE__, "%s failed", modes[i]);
+	for (int i = 0; settle && i < 200 && sessions(&m) != 0; i++)
 		usleep(10000);
-	if (sessions(&m) != 0)
+	if (settle && sessions(&m) != 0)
 		(void)fmd_sh("%s --mount %s sessions >&2", fmd_tool("fomapctl"),
 		    m.dir);
-	ASSERT_EQ(sessions(&m), 0);
+	ASSERT(!settle || sessions(&m) == 0);
 	ASSERT_EQ(fmd_stop(&m), 0);
+}
+
+#define RUN_MODES(settle, ...)                                                 \
+	do {                                                                   \
+		static const char *const modes_[] = {__VA_ARGS__};             \
+		run_modes("", modes_, sizeof modes_ / sizeof *modes_, settle); \
+	} while (0)
+
+/*
+ * fork through the preload: the child's inherited mappings are served
+ * (shared coherent, private copy-on-write), its own later ones too, and
+ * nothing of either process is left in fomapd after they exit.
+ */
+TEST(preload_fork_child_inherits_served_mappings)
+{
+	RUN_MODES(1, "fork");
 }
 
 /*
@@ -352,34 +371,13 @@ TEST(preload_fork_child_inherits_served_mappings)
  */
 TEST(preload_program_closing_its_session_stays_served)
 {
-	char helper[1100];
-	struct fmd m;
-
-	fmd_start(&m, NULL);
-	engine_serves(&m);
-	snprintf(helper, sizeof helper, "%s", fmd_tool("fomap-preload-map"));
-	ASSERT_EQ(fmd_sh("%s %s closefds %s", preload(), helper,
-	              fmd_path(&m, "gem", 0)),
-	    0);
-	for (int i = 0; i < 200 && sessions(&m) != 0; i++)
-		usleep(10000);
-	ASSERT_EQ(sessions(&m), 0);
-	ASSERT_EQ(fmd_stop(&m), 0);
+	RUN_MODES(1, "closefds");
 }
 
 /* A fomap mapping moved by mremap is served where it went. */
 TEST(preload_mremap_moves_a_served_mapping)
 {
-	char helper[1100];
-	struct fmd m;
-
-	fmd_start(&m, NULL);
-	engine_serves(&m);
-	snprintf(helper, sizeof helper, "%s", fmd_tool("fomap-preload-map"));
-	ASSERT_EQ(fmd_sh("%s %s mremap %s", preload(), helper,
-	              fmd_path(&m, "gem", 0)),
-	    0);
-	ASSERT_EQ(fmd_stop(&m), 0);
+	RUN_MODES(0, "mremap");
 }
 
 /*
@@ -391,19 +389,7 @@ TEST(preload_mremap_moves_a_served_mapping)
  */
 TEST(preload_forks_are_named_never_guessed)
 {
-	static const char *const modes[] = {"steal", "twofork", "wpkeep",
-	    "forkafter"};
-	char helper[1100];
-	struct fmd m;
-
-	fmd_start(&m, NULL);
-	engine_serves(&m);
-	snprintf(helper, sizeof helper, "%s", fmd_tool("fomap-preload-map"));
-	for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
-		if (fmd_sh("%s %s %s %s", preload(), helper, modes[i],
-		        fmd_path(&m, "gem", 0)) != 0)
-			fm_test_fail(__FILE__, __LINE__, "%s failed", modes[i]);
-	ASSERT_EQ(fmd_stop(&m), 0);
+	RUN_MODES(0, "steal", "twofork", "wpkeep", "forkafter");
 }
 
 /*
@@ -414,27 +400,15 @@ TEST(preload_forks_are_named_never_guessed)
  */
 TEST(preload_unprivileged_process_gets_a_full_userfaultfd)
 {
-	char helper[1100];
-	struct fmd m;
+	static const char *const modes[] = {"gem", "fork"};
+	static const char nobody[] =
+	    "setpriv --reuid=65534 --regid=65534 --clear-groups";
 
 	if (access("/usr/bin/setpriv", X_OK) != 0)
 		fm_test_skip("setpriv (util-linux) is not installed");
-	fmd_start(&m, NULL);
-	engine_serves(&m);
-	snprintf(helper, sizeof helper, "%s", fmd_tool("fomap-preload-map"));
-	if (fmd_sh("setpriv --reuid=65534 --regid=65534 --clear-groups "
-	           "test -x %s",
-	        helper) != 0) {
-		fmd_stop(&m);
+	if (fmd_sh("%s test -x %s", nobody, fmd_tool("fomap-preload-map")) != 0)
 		fm_test_skip("the build is not readable by nobody");
-	}
-	for (int i = 0; i < 2; i++)
-		ASSERT_EQ(fmd_sh("setpriv --reuid=65534 --regid=65534 "
-		                 "--clear-groups env %s %s %s %s",
-		              preload(), helper, i ? "fork" : "gem",
-		              fmd_path(&m, "gem", 0)),
-		    0);
-	ASSERT_EQ(fmd_stop(&m), 0);
+	run_modes(nobody, modes, 2, 1);
 }
 
 /*
@@ -444,31 +418,14 @@ TEST(preload_unprivileged_process_gets_a_full_userfaultfd)
  */
 TEST(preload_exec_keeps_the_opens_drops_the_mappings)
 {
-	char helper[1100];
-	struct fmd m;
-
-	fmd_start(&m, NULL);
-	engine_serves(&m);
-	snprintf(helper, sizeof helper, "%s", fmd_tool("fomap-preload-map"));
-	ASSERT_EQ(fmd_sh("%s %s exec %s | grep -qx ok", preload(), helper,
-	              fmd_path(&m, "gem", 0)),
-	    0);
-	for (int i = 0; i < 200 && sessions(&m) != 0; i++)
-		usleep(10000);
-	ASSERT_EQ(sessions(&m), 0);
-	ASSERT_EQ(fmd_stop(&m), 0);
+	RUN_MODES(1, "exec");
 }
 
+/*
+ * gem through the preload: an unmodified program's mappings served by
+ * fomapd's engine (gem's pager), as test_gem.c has them embedded.
+ */
 TEST(preload_maps_gem_through_the_engine)
 {
-	char helper[1100];
-	struct fmd m;
-
-	fmd_start(&m, NULL);
-	engine_serves(&m);
-	snprintf(helper, sizeof helper, "%s", fmd_tool("fomap-preload-map"));
-	ASSERT_EQ(fmd_sh("%s %s gem %s | grep -qx ok", preload(), helper,
-	              fmd_path(&m, "gem", 0)),
-	    0);
-	ASSERT_EQ(fmd_stop(&m), 0);
+	RUN_MODES(0, "gem");
 }
