@@ -178,3 +178,32 @@ fmd_wait_waits(const struct fmd *m, int n)
 		usleep(10000);
 	ASSERT_GE(ctl_count(m, "waits"), n);
 }
+
+const char *
+fmd_preload_value(void)
+{
+	static char val[4096];
+	char cmd[2048], lib[1024];
+	FILE *f;
+	size_t n;
+
+	if (val[0])
+		return val;
+	snprintf(lib, sizeof lib, "%s", fmd_tool("libfomap-preload.so"));
+	snprintf(cmd, sizeof cmd,
+	    "ldd %s | awk '/lib[amt]san|libubsan/ {printf \"%%s \", $3}'", lib);
+	ASSERT((f = popen(cmd, "r")) != NULL);
+	n = fread(val, 1, sizeof val - 1100, f);
+	pclose(f);
+	snprintf(val + n, sizeof val - n, "%s", lib);
+	return val;
+}
+
+const char *
+fmd_preload_env(void)
+{
+	static char env[4200];
+
+	snprintf(env, sizeof env, "LD_PRELOAD='%s'", fmd_preload_value());
+	return env;
+}

@@ -29,6 +29,13 @@ int fmd_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void fmd_need(const char *program);
 /* Files, beside the test binary, built for these tests (fomapctl, ...). */
 const char *fmd_tool(const char *name);
+/*
+ * LD_PRELOAD's value for the preload library (with the sanitizer
+ * runtimes it was built with first, which must come first).
+ */
+const char *fmd_preload_value(void);
+/* The same as a shell's assignment: LD_PRELOAD='...'. */
+const char *fmd_preload_env(void);
 /* A script of these tests (tests/integration/name), by its full path. */
 const char *fmd_script(const char *name);
 /* The count of "open" lines fomapctl shows. */

@@ -39,21 +39,6 @@ _Static_assert(sizeof(struct msg) == 72, "proto.h's struct fm_ipc_msg");
 /* fomapd's own ioctl (daemon/session.h): ENOTTY to any other caller. */
 #define FMD_IOC_OPEN _IOR(0xFD, 0x01, uint64_t)
 
-/* LD_PRELOAD for the library (with a sanitizer's runtime it needs first). */
-static const char *
-preload(void)
-{
-	static char env[4096];
-	char lib[1024];
-
-	snprintf(lib, sizeof lib, "%s", fmd_tool("libfomap-preload.so"));
-	snprintf(env, sizeof env,
-	    "LD_PRELOAD=\"$(ldd %s | awk '/lib[amt]san|libubsan/ "
-	    "{printf \"%%s \", $3}')%s\"",
-	    lib, lib);
-	return env;
-}
-
 /* The session sockets fomapd lists ("session pid ..."). */
 static int
 sessions(const struct fmd *m)
@@ -73,16 +58,16 @@ TEST(preload_maps_zero_by_passthrough_without_the_engine)
 
 	fmd_start(&m, NULL);
 	snprintf(helper, sizeof helper, "%s", fmd_tool("fomap-preload-map"));
-	ASSERT_EQ(fmd_sh("%s %s zero %s | grep -qx ok", preload(), helper,
-	              fmd_path(&m, "zero", 0)),
+	ASSERT_EQ(fmd_sh("%s %s zero %s | grep -qx ok", fmd_preload_env(),
+	              helper, fmd_path(&m, "zero", 0)),
 	    0);
 	/* An ordinary file: untouched, no socket, no thread. */
 	ASSERT((fd = mkstemp(file)) >= 0);
 	ASSERT_EQ(write(fd, "fomap", 5), 5);
 	ASSERT_OK(ftruncate(fd, PG));
 	close(fd);
-	ASSERT_EQ(fmd_sh("%s %s file %s | grep -qx ok", preload(), helper,
-	              file),
+	ASSERT_EQ(fmd_sh("%s %s file %s | grep -qx ok", fmd_preload_env(),
+	              helper, file),
 	    0);
 	ASSERT_EQ(fmd_sh("cmp -n 5 %s - <<'EOF'\nfomap\nEOF", file), 0);
 	unlink(file);
@@ -94,7 +79,7 @@ TEST(preload_maps_zero_by_passthrough_without_the_engine)
 		                 "b = mmap.mmap(fd, 1 << 20)\n"
 		                 "a[0:2] = b\"hi\"\n"
 		                 "assert b[0:2] == b\"hi\"\n'",
-		              preload(), fmd_path(&m, "zero", 0)),
+		              fmd_preload_env(), fmd_path(&m, "zero", 0)),
 		    0);
 	/* A session given up (no engine) is not kept by either side. */
 	for (int i = 0; i < 200 && sessions(&m) != 0; i++)
@@ -336,8 +321,8 @@ run_modes(const char *prefix, const char *const *modes, size_t n, int settle)
 	engine_serves(&m);
 	snprintf(helper, sizeof helper, "%s", fmd_tool("fomap-preload-map"));
 	for (size_t i = 0; i < n; i++)
-		if (fmd_sh("%s env %s %s %s %s", prefix, preload(), helper,
-		        modes[i], fmd_path(&m, "gem", 0)) != 0)
+		if (fmd_sh("%s env %s %s %s %s", prefix, fmd_preload_env(),
+		        helper, modes[i], fmd_path(&m, "gem", 0)) != 0)
 			fm_test_fail(__FILE__, __LINE__, "%s failed", modes[i]);
 	for (int i = 0; settle && i < 200 && sessions(&m) != 0; i++)
 		usleep(10000);

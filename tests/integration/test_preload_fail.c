@@ -38,40 +38,6 @@
 /* ------------------------------------------------------------------ */
 /* Clients. */
 
-/*
- * LD_PRELOAD's value for the library (with a sanitizer's runtime it needs
- * first), for clients started without a shell.
- */
-static const char *
-preload_value(void)
-{
-	static char val[4096];
-	char cmd[2048], lib[1024];
-	FILE *f;
-	size_t n = 0;
-
-	if (val[0])
-		return val;
-	snprintf(lib, sizeof lib, "%s", fmd_tool("libfomap-preload.so"));
-	snprintf(cmd, sizeof cmd,
-	    "ldd %s | awk '/lib[amt]san|libubsan/ {printf \"%%s \", $3}'", lib);
-	ASSERT((f = popen(cmd, "r")) != NULL);
-	n = fread(val, 1, sizeof val - 1100, f);
-	pclose(f);
-	snprintf(val + n, sizeof val - n, "%s", lib);
-	return val;
-}
-
-/* The same, for a shell command line. */
-static const char *
-preload_sh(void)
-{
-	static char env[4200];
-
-	snprintf(env, sizeof env, "LD_PRELOAD='%s'", preload_value());
-	return env;
-}
-
 struct client {
 	pid_t pid;
 	FILE *in; /* its standard input (NULL: none) */
@@ -88,7 +54,7 @@ spawn(struct client *c, int with_input, ...)
 	va_list ap;
 
 	snprintf(helper, sizeof helper, "%s", fmd_tool("fomap-preload-map"));
-	(void)preload_value();
+	(void)fmd_preload_value();
 	va_start(ap, with_input);
 	for (const char *a; (a = va_arg(ap, const char *)) != NULL && n < 7;)
 		argv[n++] = a;
@@ -103,7 +69,7 @@ spawn(struct client *c, int with_input, ...)
 		dup2(out[1], 1);
 		if (in[0] >= 0)
 			dup2(in[0], 0);
-		setenv("LD_PRELOAD", preload_value(), 1);
+		setenv("LD_PRELOAD", fmd_preload_value(), 1);
 		execv(helper, (char **)argv);
 		_exit(127);
 	}
@@ -614,8 +580,8 @@ TEST(preload_fail_python_maps_gem_through_the_engine)
 	ASSERT_EQ(fmd_sh("python3 %s %s plain | grep -qx refused", script,
 	              fmd_path(&m, "gem", 0)),
 	    0);
-	ASSERT_EQ(fmd_sh("%s python3 %s %s engine | grep -qx ok", preload_sh(),
-	              script, fmd_path(&m, "gem", 0)),
+	ASSERT_EQ(fmd_sh("%s python3 %s %s engine | grep -qx ok",
+	              fmd_preload_env(), script, fmd_path(&m, "gem", 0)),
 	    0);
 	unlink(script);
 	ASSERT_EQ(fmd_stop(&m), 0);

@@ -52,27 +52,6 @@ now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* LD_PRELOAD's value (with a sanitizer's runtime it needs first). */
-static const char *
-preload_value(void)
-{
-	static char val[4096];
-	char cmd[2048], lib[1024];
-	FILE *f;
-	size_t n;
-
-	if (val[0])
-		return val;
-	snprintf(lib, sizeof lib, "%s", fmd_tool("libfomap-preload.so"));
-	snprintf(cmd, sizeof cmd,
-	    "ldd %s | awk '/lib[amt]san|libubsan/ {printf \"%%s \", $3}'", lib);
-	ASSERT((f = popen(cmd, "r")) != NULL);
-	n = fread(val, 1, sizeof val - 1100, f);
-	pclose(f);
-	snprintf(val + n, sizeof val - n, "%s", lib);
-	return val;
-}
-
 static double
 run_seconds(void)
 {
@@ -124,11 +103,11 @@ spawn(struct run *r, int s)
 	snprintf(slot, sizeof slot, "%d", s);
 	snprintf(seed, sizeof seed, "%llu",
 	    (unsigned long long)now_ns() * 2654435761u + (unsigned)s);
-	(void)preload_value();
+	(void)fmd_preload_value();
 	fflush(NULL);
 	ASSERT((r->pid[s] = fork()) >= 0);
 	if (r->pid[s] == 0) {
-		setenv("LD_PRELOAD", preload_value(), 1);
+		setenv("LD_PRELOAD", fmd_preload_value(), 1);
 		execl(helper, "fomap-preload-stress", "work",
 		    fmd_path(r->m, "gem", 0), fmd_path(r->m, "guard", 1),
 		    r->name, r->ledger, slot, seed, r->end, (char *)NULL);
@@ -244,7 +223,7 @@ TEST(preload_stress_four_processes_against_the_oracle)
 	 */
 	snprintf(helper, sizeof helper, "%s", fmd_tool("fomap-preload-map"));
 	ASSERT_EQ(fmd_sh("LD_PRELOAD='%s' %s gem %s >/dev/null",
-	              preload_value(), helper, fmd_path(&m, "gem", 0)),
+	              fmd_preload_value(), helper, fmd_path(&m, "gem", 0)),
 	    0);
 	for (int i = 0; i < 500 && sessions(&m) != 0; i++)
 		usleep(10000);
@@ -269,7 +248,7 @@ TEST(preload_stress_four_processes_against_the_oracle)
 
 	/* Every word as its owner left it, evicted or not. */
 	ASSERT_EQ(fmd_sh("LD_PRELOAD='%s' %s check %s %s %s %s",
-	              preload_value(), fmd_tool("fomap-preload-stress"),
+	              fmd_preload_value(), fmd_tool("fomap-preload-stress"),
 	              fmd_path(&m, "gem", 0), fmd_path(&m, "guard", 1), r.name,
 	              r.ledger),
 	    0);
