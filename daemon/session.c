@@ -303,26 +303,6 @@ do_hello(struct sess *s, const struct fm_ipc_msg *q, int *fds)
 	reply(s, q, r, NULL, -1);
 }
 
-/* Process pid's parent, or 0. */
-static pid_t
-ppid_of(pid_t pid)
-{
-	char path[48], buf[1024], *at;
-	ssize_t k;
-	int fd;
-
-	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return 0;
-	k = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (k <= 0)
-		return 0;
-	buf[k] = '\0';
-	at = strstr(buf, "\nPPid:");
-	return at ? (pid_t)strtol(at + 7, NULL, 10) : 0;
-}
-
 /*
  * The pending fork named pid: by the kernel (the thread of its first
  * fault is of pid) or by its parent (FORKED). Never by guess: a process
@@ -401,7 +381,7 @@ do_forked(struct sess *s, const struct fm_ipc_msg *q)
 	if (s->vs == NULL)
 		r = -EPROTO;
 	else if (q->a[0] == 0 || q->a[0] > INT32_MAX ||
-	    ppid_of(child) != s->pid)
+	    fm__proc_status_pid(child, "\nPPid:") != s->pid)
 		r = -EINVAL; /* not its child (or gone already) */
 	if (r == 0) {
 		/*

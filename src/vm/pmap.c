@@ -131,15 +131,14 @@ proc_open(const struct fm_pmap *pm, const char *what)
 	return open(path, O_RDONLY | O_CLOEXEC);
 }
 
-/* The process thread tid is of (its Tgid), or 0. */
-static pid_t
-tgid_of(pid_t tid)
+pid_t
+fm__proc_status_pid(pid_t pid, const char *key)
 {
-	char path[48], buf[512], *at;
+	char path[48], buf[1024], *at;
 	ssize_t k;
 	int fd;
 
-	snprintf(path, sizeof path, "/proc/%d/status", (int)tid);
+	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
 		return 0;
 	k = read(fd, buf, sizeof buf - 1);
@@ -147,8 +146,8 @@ tgid_of(pid_t tid)
 	if (k <= 0)
 		return 0;
 	buf[k] = '\0';
-	at = strstr(buf, "\nTgid:");
-	return at ? (pid_t)strtol(at + 6, NULL, 10) : 0;
+	at = strstr(buf, key);
+	return at ? (pid_t)strtol(at + strlen(key), NULL, 10) : 0;
 }
 
 /*
@@ -160,7 +159,8 @@ pmap_pid(struct fm_pmap *pm, pid_t tid)
 {
 	pid_t pid = __atomic_load_n(&pm->pid, __ATOMIC_ACQUIRE);
 
-	if (pid == 0 && tid > 0 && (pid = tgid_of(tid)) > 0)
+	if (pid == 0 && tid > 0 &&
+	    (pid = fm__proc_status_pid(tid, "\nTgid:")) > 0)
 		(void)fm__pmap_claim(pm, pid);
 	return __atomic_load_n(&pm->pid, __ATOMIC_ACQUIRE);
 }

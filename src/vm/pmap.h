@@ -54,6 +54,12 @@ typedef int fm_pmap_task_read_t(struct fm_pmap *pm, pid_t tid, const char *what,
 typedef int fm_pmap_sigbus_t(struct fm_pmap *pm, pid_t tid, uintptr_t addr,
     int err);
 
+/*
+ * A pid field of /proc/<pid>/status: key with its newline before it
+ * ("\nTgid:", "\nPPid:"). => it, or 0 (no such process or field)
+ */
+pid_t fm__proc_status_pid(pid_t pid, const char *key);
+
 /* pmo_task_read and pmo_sigbus of any process of ours: /proc, a signal. */
 fm_pmap_task_read_t fm__pmap_proc_task_read;
 fm_pmap_sigbus_t fm__pmap_proc_sigbus;

@@ -207,3 +207,12 @@ fmd_preload_env(void)
 	snprintf(env, sizeof env, "LD_PRELOAD='%s'", fmd_preload_value());
 	return env;
 }
+
+int64_t
+fmd_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}

@@ -5,6 +5,7 @@
 #ifndef FOMAP_TEST_DAEMON_H
 #define FOMAP_TEST_DAEMON_H
 
+#include <stdint.h>
 #include <sys/types.h>
 
 struct fmd {
@@ -34,6 +35,8 @@ const char *fmd_tool(const char *name);
  * runtimes it was built with first, which must come first).
  */
 const char *fmd_preload_value(void);
+/* CLOCK_MONOTONIC in ns. */
+int64_t fmd_now_ns(void);
 /* The same as a shell's assignment: LD_PRELOAD='...'. */
 const char *fmd_preload_env(void);
 /* A script of these tests (tests/integration/name), by its full path. */

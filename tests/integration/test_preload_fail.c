@@ -125,15 +125,6 @@ poke(struct client *c, const char *fmt, ...)
 #define ASSERT_POKE(c, want, ...) \
 	ASSERT_EQ(strcmp(poke(c, __VA_ARGS__), want), 0)
 
-static int64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /*
  * waitpid, bounded: a client that has not ended within ms hangs (it is
  * killed, and the answer is -1). => its status
@@ -141,11 +132,11 @@ now_ns(void)
 static int
 wait_bounded(pid_t pid, int ms)
 {
-	int64_t end = now_ns() + (int64_t)ms * 1000000;
+	int64_t end = fmd_now_ns() + (int64_t)ms * 1000000;
 	int st;
 
 	while (waitpid(pid, &st, WNOHANG) == 0) {
-		if (now_ns() > end) {
+		if (fmd_now_ns() > end) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &st, 0);
 			return -1;
@@ -272,7 +263,7 @@ eof_wait(void *arg)
 
 	while (recv(w->sock, &c, 1, 0) > 0)
 		;
-	w->at = now_ns();
+	w->at = fmd_now_ns();
 	return NULL;
 }
 
@@ -366,7 +357,7 @@ TEST_TAGGED(preload_fail_daemon_killed_clients_get_sigbus, "thread")
 		ASSERT_GE(atomic_load(&e.n),
 		    8); /* the clients refault meanwhile */
 
-		killed = now_ns();
+		killed = fmd_now_ns();
 		ASSERT_OK(kill(m.pid, SIGKILL));
 		eof = eofwatch_end(&w);
 		printf("round %d: EOF %.3f ms after the SIGKILL\n", round,
@@ -445,7 +436,7 @@ killed_clients(int n)
 	struct fmd m;
 	uint32_t name, handle;
 	int fd, fds0;
-	int64_t t0 = now_ns();
+	int64_t t0 = fmd_now_ns();
 
 	fmd_start(&m, NULL);
 	ASSERT((fd = open(fmd_path(&m, "gem", 0), O_RDWR)) >= 0);
@@ -483,7 +474,7 @@ killed_clients(int n)
 	evictor_stop(&e);
 	ASSERT_EQ(e.err, 0);
 	printf("%d clients killed in %.1f s, %lu evictions meanwhile\n", n,
-	    (double)(now_ns() - t0) / 1e9, atomic_load(&e.n));
+	    (double)(fmd_now_ns() - t0) / 1e9, atomic_load(&e.n));
 	for (int i = 0; i < 500 && sessions(&m) != 0; i++)
 		usleep(10000);
 	ASSERT_EQ(sessions(&m), 0);
@@ -802,10 +793,10 @@ TEST_TAGGED(preload_fail_stopped_client_holds_up_no_removal, "thread")
 	ASSERT_EQ(strcmp(line_of(&c), "ready"), 0);
 	ASSERT_OK(kill(c.pid, SIGSTOP));
 	ev = (struct fm_gem_evict){.handle = handle};
-	t0 = now_ns();
+	t0 = fmd_now_ns();
 	for (int i = 0; i < STOPPED_EVICTIONS; i++)
 		ASSERT_OK(ioctl(fd, FM_GEM_EVICT, &ev));
-	t1 = now_ns();
+	t1 = fmd_now_ns();
 	/* (one bounded wait, 1 s; never one per eviction: 20 s) */
 	if (t1 - t0 > (int64_t)5 * 1000000000)
 		fm_test_fail(__FILE__, __LINE__,

@@ -43,15 +43,6 @@
 #define PAGES 64
 #define GRACE_NS (15 * 1000000000LL) /* after the end, then: a hang */
 
-static int64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static double
 run_seconds(void)
 {
@@ -102,7 +93,7 @@ spawn(struct run *r, int s)
 	snprintf(helper, sizeof helper, "%s", fmd_tool("fomap-preload-stress"));
 	snprintf(slot, sizeof slot, "%d", s);
 	snprintf(seed, sizeof seed, "%llu",
-	    (unsigned long long)now_ns() * 2654435761u + (unsigned)s);
+	    (unsigned long long)fmd_now_ns() * 2654435761u + (unsigned)s);
 	(void)fmd_preload_value();
 	fflush(NULL);
 	ASSERT((r->pid[s] = fork()) >= 0);
@@ -145,7 +136,7 @@ run_workers(struct run *r, char *why, size_t n)
 	for (int s = 0; s < WORKERS; s++, live++)
 		spawn(r, s);
 	while (live > 0) {
-		int64_t t = now_ns();
+		int64_t t = fmd_now_ns();
 
 		if (t > r->end_ns + GRACE_NS) {
 			for (int s = 0; s < WORKERS; s++)
@@ -233,7 +224,7 @@ TEST(preload_stress_four_processes_against_the_oracle)
 	ASSERT((lf = mkstemp(r.ledger)) >= 0);
 	close(lf);
 
-	t0 = now_ns();
+	t0 = fmd_now_ns();
 	r.end_ns = t0 + (int64_t)(secs * 1e9);
 	snprintf(r.end, sizeof r.end, "%lld", (long long)r.end_ns);
 	if (run_workers(&r, why, sizeof why) != 0) {
@@ -244,7 +235,7 @@ TEST(preload_stress_four_processes_against_the_oracle)
 		ASSERT(!"a worker failed (its lines above)");
 	}
 	printf("%lu worker processes in %.1f s\n", r.started,
-	    (double)(now_ns() - t0) / 1e9);
+	    (double)(fmd_now_ns() - t0) / 1e9);
 
 	/* Every word as its owner left it, evicted or not. */
 	ASSERT_EQ(fmd_sh("LD_PRELOAD='%s' %s check %s %s %s %s",
