@@ -308,6 +308,7 @@
 #define FM_LOOK_TRIES 8 /* looks at a running thread before deciding */
 #define FM_LOOK_US 10 /* between two looks */
 #define FM_SPIN_MSGS 32 /* messages in a row: a syscall's fault retried */
+#define FM_SPIN_US 20000 /* ... over refusals not told this long */
 #define FM_REFUSAL_US 20000 /* a kept refusal is for this access only */
 #define FM_ACCESS_FLAGS (UFFD_PAGEFAULT_FLAG_WRITE | UFFD_PAGEFAULT_FLAG_WP)
 #define FM_EFAULT_WAIT_US 20000 /* how long a refusal waits for its syscall */
@@ -450,6 +451,13 @@ struct tslot {
 	 */
 	uint64_t told;
 	int telling; /* a refusal is being told to it (tell .. told) */
+	/*
+	 * Since when (now_us) every look at it, over refusals at va not
+	 * told, found it running with a signal pending (0: not so), and its
+	 * messages at va then (atva).
+	 */
+	int64_t spin_since;
+	unsigned spin_atva;
 };
 static struct {
 	pthread_mutex_t lock;
@@ -1462,6 +1470,7 @@ told(const struct fault *f)
 		if (seq > t->told)
 			t->told = seq;
 		t->telling = 0;
+		t->spin_since = 0;
 	}
 	pthread_mutex_unlock(&thr.lock);
 	pthread_mutex_unlock(&gone.lock);
@@ -1483,8 +1492,11 @@ note_message(pid_t tid, uintptr_t va, uint64_t flags)
 		t->prevva = t->va;
 		t->prevseq = t->seq;
 		t->noentry = t->atva = 0;
-	} else if (answered_after(va, t->seq))
+		t->spin_since = 0;
+	} else if (answered_after(va, t->seq)) {
 		t->atva = 0; /* its access there was answered: a new one */
+		t->spin_since = 0;
+	}
 	t->atva++;
 	t->seq = seq;
 	t->va = va;
@@ -2109,6 +2121,38 @@ tell_now(const struct fault *f, int err, int mapped, enum tell_how how)
 	}
 }
 
+/*
+ * After the looks of a refusal not told: whether f's thread has been
+ * running with a signal pending at every look (pending) of every refusal
+ * at f's page for FM_SPIN_US, and faulted there FM_SPIN_MSGS times more
+ * meanwhile. So is a system call retrying its fault, whose retries are
+ * switched out on a busy CPU (which /proc counts as sleeps: no one look
+ * tells it); a thread in user mode either waits for a CPU (and faults no
+ * more) or sleeps in its fault, seen so at some look, or is told.
+ */
+static int
+spinning_long(const struct fault *f, int pending)
+{
+	int64_t now = now_us();
+	struct tslot *t;
+	int r = 0;
+
+	pthread_mutex_lock(&thr.lock);
+	t = tslot_locked(f->tid);
+	if (t->tid != f->tid || t->va != f->va)
+		r = 0; /* a new access of it, or it has gone */
+	else if (!pending)
+		t->spin_since = 0;
+	else if (t->spin_since == 0 || t->atva < t->spin_atva) {
+		t->spin_since = now;
+		t->spin_atva = t->atva;
+	} else
+		r = now - t->spin_since >= FM_SPIN_US &&
+		    t->atva >= t->spin_atva + FM_SPIN_MSGS;
+	pthread_mutex_unlock(&thr.lock);
+	return r;
+}
+
 /* Look at f's thread until it is known how to tell it of a refusal. */
 static enum tell_how
 tell_how(const struct fault *f)
@@ -2117,6 +2161,7 @@ tell_how(const struct fault *f)
 	unsigned long long slept = ~0ULL; /* its sleeps at the first look */
 	unsigned faults = 0; /* its faults in a row at the page then */
 	int spinning = 1; /* running, never sleeping, at every look */
+	int pending = 1; /* running, a signal pending, at every look */
 	int blocked = 0; /* looks that found it waiting, SIGBUS blocked */
 
 	for (int look = 0; look < FM_LOOK_TRIES; look++) {
@@ -2135,6 +2180,7 @@ tell_how(const struct fault *f)
 		 */
 		if (t.in_fault && ++blocked == FM_LOOK_TRIES)
 			return TELL_POISON;
+		pending &= t.running && t.signal_pending;
 		if (t.in_fault) {
 			usleep(FM_LOOK_US);
 			continue;
@@ -2166,10 +2212,10 @@ tell_how(const struct fault *f)
 	 * it waits for a CPU (a message of its last wait may be read once
 	 * after it was woken).
 	 */
-	return spinning && faults >= FM_SPIN_MSGS &&
-	        faults_in_a_row(f) >= faults + 2
-	    ? TELL_STUCK
-	    : TELL_NOT;
+	if (spinning && faults >= FM_SPIN_MSGS &&
+	    faults_in_a_row(f) >= faults + 2)
+		return TELL_STUCK;
+	return spinning_long(f, pending) ? TELL_STUCK : TELL_NOT;
 }
 
 /*

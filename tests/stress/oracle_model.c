@@ -18,7 +18,8 @@ __thread struct or_worker *or_cur;
 
 /*
  * FOMAP_ORACLE_TRACE: a ring of the last events (mutations, hook calls,
- * signals), printed after a failure, to see what led to it.
+ * signals), printed after a failure, to see what led to it (to the file
+ * FOMAP_ORACLE_TRACE_FILE if set: the test's output keeps only its end).
  */
 #define TRACE_LEN 65536
 
@@ -110,6 +111,18 @@ trace_about(const struct trace_ev *e, int focus)
 	return focus < 0 || (f >= e->pg && f < e->pg + e->n);
 }
 
+/* Where the dump goes: FOMAP_ORACLE_TRACE_FILE, or the test's output. */
+static FILE *
+trace_out(void)
+{
+	static FILE *f;
+	const char *p = getenv("FOMAP_ORACLE_TRACE_FILE");
+
+	if (f == NULL && p != NULL)
+		f = fopen(p, "a");
+	return f != NULL ? f : stdout;
+}
+
 /* => the trace lock held (engine threads may still add hook calls) */
 static void
 trace_dump_locked(unsigned last)
@@ -126,7 +139,8 @@ trace_dump_locked(unsigned last)
 
 		if (!trace_about(e, focus))
 			continue;
-		printf("# trace %+9.1f us  %-3d %-28s page %u+%u  %lu %lu\n",
+		fprintf(trace_out(),
+		    "# trace %+9.1f us  %-3d %-28s page %u+%u  %lu %lu\n",
 		    (e->t - t0) / 1e3, e->who, e->what, e->pg, e->n, e->x,
 		    e->y);
 	}
@@ -138,6 +152,7 @@ or_trace_dump(unsigned last)
 {
 	pthread_mutex_lock(&trace.lock);
 	trace_dump_locked(last);
+	fflush(trace_out());
 	pthread_mutex_unlock(&trace.lock);
 }
 
