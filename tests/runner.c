@@ -15,6 +15,10 @@
  *   FOMAP_TEST_TIMEOUT  seconds per test (default 60)
  *   FOMAP_TEST_SHOW     show a passing test's output too (what a stress
  *                       run exercised)
+ *   FOMAP_TEST_HANG_DUMP=FILE  on a hang (a timeout, an oracle's hung
+ *                       operation, a client that says nothing), append to
+ *                       FILE what the hung process's threads are doing
+ *                       (fm_test_hang_dump)
  *
  * Prints "ok N - name", "ok N - name # SKIP reason", "not ok N - name"
  * (with "# timeout after Ns: a hang", "# killed by signal ..." or
@@ -95,6 +99,45 @@ fm_test_fail(const char *file, int line, const char *fmt, ...)
 	fputc('\n', stderr);
 	fflush(stderr);
 	_exit(1);
+}
+
+/*
+ * With FOMAP_TEST_HANG_DUMP=FILE: append to FILE what process pid is doing
+ * (thread tid above all, if > 0): its /proc files (a thread retrying a
+ * fault in the kernel shows R, a signal pending, system time growing),
+ * every thread's kernel stack (root only), and gdb's stacks. A stall that
+ * comes once in thirty runs needs this to be explained.
+ */
+void
+fm_test_hang_dump(pid_t pid, pid_t tid, const char *why)
+{
+	const char *to = getenv("FOMAP_TEST_HANG_DUMP");
+	char p[24], t[24];
+	pid_t c;
+	int fd;
+
+	if (to == NULL)
+		return;
+	snprintf(p, sizeof p, "%d", (int)pid);
+	snprintf(t, sizeof t, "%d", (int)(tid > 0 ? tid : pid));
+	(void)prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
+	c = fork();
+	if (c == 0) {
+		fd = open(to, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+			_exit(127);
+		execlp("sh", "sh", "-c",
+		    "echo \"==== $2: process $0, thread $1\"; "
+		    "t=/proc/$0/task/$1;"
+		    " head -50 $t/stat $t/wchan $t/syscall $t/stack $t/status;"
+		    " for t in /proc/$0/task/*; do echo \"== $t $(cat $t/comm)"
+		    " $(cat $t/wchan)\"; cat $t/stack; done;"
+		    " gdb -p $0 -batch -ex 'thread apply all bt'",
+		    p, t, why, (char *)NULL);
+		_exit(127);
+	}
+	if (c > 0)
+		(void)waitpid(c, NULL, 0);
 }
 
 void
@@ -436,6 +479,8 @@ run_one(const struct fm_test *t, int n, int timeout)
 	running = pid;
 
 	w = wait_exit(pid, &deadline);
+	if (w == -ETIMEDOUT)
+		fm_test_hang_dump(pid, 0, t->name);
 	kill(-pid, SIGKILL); /* its threads are gone; stray processes too */
 	reap_group(pid, &status);
 	running = 0;

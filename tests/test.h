@@ -37,6 +37,8 @@ void fm_test_fail(const char *file, int line, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 3, 4)));
 /* Skips the test unless userfaultfd can be used here. */
 void fm_test_need_uffd(void);
+/* A hang: what pid (thread tid, if > 0) is doing, into FOMAP_TEST_HANG_DUMP. */
+void fm_test_hang_dump(pid_t pid, pid_t tid, const char *why);
 /*
  * The engine's decisions (fm__trace_engine, FM_TRACE) go to fm_test_trace
  * while it is set: the oracle's trace, or a test that acts at a chosen

@@ -96,8 +96,10 @@ line_of(struct client *c)
 	while (n < sizeof line - 1) {
 		struct pollfd p = {.fd = c->out, .events = POLLIN};
 
-		if (poll(&p, 1, 5000) == 0)
+		if (poll(&p, 1, 5000) == 0) {
+			fm_test_hang_dump(c->pid, 0, "a client says nothing");
 			return "(hang)";
+		}
 		if (read(c->out, line + n, 1) != 1 || line[n] == '\n')
 			break;
 		n++;
@@ -456,9 +458,11 @@ killed_clients(int n)
 		for (int i = 0; i < WAVE; i++) {
 			const char *l = line_of(&c[i]);
 
-			if (strcmp(l, "ready") != 0)
+			if (strcmp(l, "ready") != 0) {
 				printf("client %d of wave %d: %s\n", i,
 				    done / WAVE, l);
+				fm_test_hang_dump(m.pid, 0, "fomapd");
+			}
 			ASSERT_EQ(strcmp(l, "ready"), 0);
 		}
 		for (int i = 0; i < WAVE; i++)

@@ -146,6 +146,10 @@ run_workers(struct run *r, char *why, size_t n)
 					    "after the end)",
 					    s, (int)r->pid[s],
 					    (double)GRACE_NS / 1e9);
+					fm_test_hang_dump(r->pid[s], 0,
+					    "a preload worker hangs");
+					fm_test_hang_dump(r->m->pid, 0,
+					    "fomapd");
 					kill(r->pid[s], SIGKILL);
 					waitpid(r->pid[s], NULL, 0);
 					r->pid[s] = 0;

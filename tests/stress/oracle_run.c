@@ -24,12 +24,12 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <fomap/fomap.h>
 
+#include "../test.h"
 #include "oracle.h"
 
 #ifndef MAP_FIXED_NOREPLACE
@@ -186,44 +186,6 @@ worker_new(struct oracle *o, int id, int role)
 	return w;
 }
 
-/*
- * With FOMAP_ORACLE_HANG_DUMP=FILE, a hang appends to FILE what the hung
- * thread is doing (its /proc files: a thread retrying a fault in the
- * kernel shows R, a signal pending, system time growing), every thread's
- * kernel stack and gdb's stacks of the process: what a stall that comes
- * once in thirty runs needs to be explained.
- */
-static void
-hang_dump(const struct or_worker *w)
-{
-	const char *to = getenv("FOMAP_ORACLE_HANG_DUMP");
-	char pid[24], tid[24];
-	pid_t c;
-	int fd;
-
-	if (to == NULL)
-		return;
-	snprintf(pid, sizeof pid, "%d", (int)getpid());
-	snprintf(tid, sizeof tid, "%d", atomic_load(&w->tid));
-	(void)prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
-	c = fork();
-	if (c == 0) {
-		fd = open(to, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-		if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
-			_exit(127);
-		execlp("sh", "sh", "-c",
-		    "t=/proc/$0/task/$1; echo \"== hung thread $1\";"
-		    " head -50 $t/stat $t/wchan $t/syscall $t/stack $t/status;"
-		    " for t in /proc/$0/task/*; do echo \"== $t $(cat $t/comm)"
-		    " $(cat $t/wchan)\"; cat $t/stack; done;"
-		    " gdb -p $0 -batch -ex 'thread apply all bt'",
-		    pid, tid, (char *)NULL);
-		_exit(127);
-	}
-	if (c > 0)
-		(void)waitpid(c, NULL, 0);
-}
-
 /* => 1 if some thread has been in one operation longer than hang_secs */
 static int
 check_hang(struct oracle *o)
@@ -241,7 +203,8 @@ check_hang(struct oracle *o)
 			    w->role == R_WRITER ? "writer" : "mutator", w->id,
 			    atomic_load(&w->what), atomic_load(&w->wslot),
 			    atomic_load(&w->wpg), (t - since) / 1e9);
-			hang_dump(w);
+			fm_test_hang_dump(getpid(), atomic_load(&w->tid),
+			    "an oracle operation hung");
 			return 1;
 		}
 	}

@@ -15,7 +15,7 @@
  *                          to tell what a failure needs
  *   FOMAP_ORACLE_TRACE=N   after a failure, the last N events about its
  *                          page (FOMAP_ORACLE_TRACE_FILE: into that file)
- *   FOMAP_ORACLE_HANG_DUMP=FILE  after a hang, the hung thread's /proc
+ *   FOMAP_TEST_HANG_DUMP=FILE  after a hang, the hung thread's /proc
  *                          files and every thread's stacks into FILE
  */
 #include <sys/wait.h>
