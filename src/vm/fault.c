@@ -308,7 +308,8 @@
 #define FM_LOOK_TRIES 8 /* looks at a running thread before deciding */
 #define FM_LOOK_US 10 /* between two looks */
 #define FM_SPIN_MSGS 32 /* messages in a row: a syscall's fault retried */
-#define FM_SPIN_US 20000 /* ... over refusals not told this long */
+#define FM_SPIN_US 20000 /* ... over refusals not told this long, */
+#define FM_SPIN_LONG_MSGS 8 /* ... with these messages more */
 #define FM_REFUSAL_US 20000 /* a kept refusal is for this access only */
 #define FM_ACCESS_FLAGS (UFFD_PAGEFAULT_FLAG_WRITE | UFFD_PAGEFAULT_FLAG_WP)
 #define FM_EFAULT_WAIT_US 20000 /* how long a refusal waits for its syscall */
@@ -2124,11 +2125,13 @@ tell_now(const struct fault *f, int err, int mapped, enum tell_how how)
 /*
  * After the looks of a refusal not told: whether f's thread has been
  * running with a signal pending at every look (pending) of every refusal
- * at f's page for FM_SPIN_US, and faulted there FM_SPIN_MSGS times more
- * meanwhile. So is a system call retrying its fault, whose retries are
- * switched out on a busy CPU (which /proc counts as sleeps: no one look
- * tells it); a thread in user mode either waits for a CPU (and faults no
- * more) or sleeps in its fault, seen so at some look, or is told.
+ * at f's page for FM_SPIN_US, and faulted there FM_SPIN_LONG_MSGS times
+ * more meanwhile. So is a system call retrying its fault, whose retries
+ * are switched out on a busy CPU (which /proc counts as sleeps: no one
+ * look tells it); a thread in user mode either waits for a CPU (and
+ * faults no more) or sleeps in its fault, seen so at some look, or is
+ * told. (The looks decide, the messages only show it faults on: on a
+ * busy CPU the engine reads a retry's message about once a millisecond.)
  */
 static int
 spinning_long(const struct fault *f, int pending)
@@ -2148,7 +2151,7 @@ spinning_long(const struct fault *f, int pending)
 		t->spin_atva = t->atva;
 	} else
 		r = now - t->spin_since >= FM_SPIN_US &&
-		    t->atva >= t->spin_atva + FM_SPIN_MSGS;
+		    t->atva >= t->spin_atva + FM_SPIN_LONG_MSGS;
 	pthread_mutex_unlock(&thr.lock);
 	return r;
 }
