@@ -174,8 +174,25 @@ fmd_wait_opens(const struct fmd *m, int n)
 void
 fmd_wait_waits(const struct fmd *m, int n)
 {
-	for (int i = 0; i < 500 && ctl_count(m, "waits") < n; i++)
+	fmd_wait_waits_of(m, n, 0);
+}
+
+void
+fmd_wait_waits_of(const struct fmd *m, int n, pid_t prog)
+{
+	int st;
+
+	for (int i = 0; i < 1000 && ctl_count(m, "waits") < n; i++) {
+		if (prog > 0 && waitpid(prog, &st, WNOHANG) == prog)
+			fm_test_fail(__FILE__, __LINE__,
+			    "the program ended (status %#x) before %d waits",
+			    st, n);
 		usleep(10000);
+	}
+	if (ctl_count(m, "waits") < n) {
+		fm_test_hang_dump(prog, 0, "a program that never waits");
+		fm_test_hang_dump(m->pid, 0, "its fomapd");
+	}
 	ASSERT_GE(ctl_count(m, "waits"), n);
 }
 

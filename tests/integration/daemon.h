@@ -45,7 +45,9 @@ const char *fmd_script(const char *name);
 int fmd_opens(const struct fmd *m);
 /* Until fomapctl shows n opens (a RELEASE follows the last close soon). */
 void fmd_wait_opens(const struct fmd *m, int n);
-/* Until fomapd has at least n calls parked on a driver (5 s at most). */
+/* Until fomapd has at least n calls parked on a driver (10 s at most). */
 void fmd_wait_waits(const struct fmd *m, int n);
+/* The same while program prog (a child) runs: its end fails the test. */
+void fmd_wait_waits_of(const struct fmd *m, int n, pid_t prog);
 
 #endif

@@ -823,8 +823,10 @@ work(char **argv)
 		ok = one_op(&quit);
 		if (ok && child && !ischild)
 			ok = reap(0);
-		if (!ischild && now_ns() > life)
+		if (!ischild && now_ns() > life) {
+			count(PS_OP_EXIT); /* (as a chosen exit: the same) */
 			quit = 1;
+		}
 	}
 	curop = "exit";
 	if (child)

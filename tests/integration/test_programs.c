@@ -149,7 +149,7 @@ TEST(daemon_killed_during_a_capture_the_program_exits)
 		    "320x240", fmd_path(&m, "video0", 0), (char *)NULL);
 		_exit(127);
 	}
-	fmd_wait_waits(&m, 1); /* streaming: its DQBUF waits for frames */
+	fmd_wait_waits_of(&m, 1, pid); /* streaming: DQBUF waits for frames */
 	kill(m.pid, SIGKILL);
 	ASSERT_EQ(waitpid(m.pid, NULL, 0), m.pid);
 	m.pid = 0;
