@@ -106,7 +106,9 @@ fm_test_fail(const char *file, int line, const char *fmt, ...)
  * (thread tid above all, if > 0): its /proc files (a thread retrying a
  * fault in the kernel shows R, a signal pending, system time growing),
  * every thread's kernel stack (root only), and gdb's stacks. A stall that
- * comes once in thirty runs needs this to be explained.
+ * comes once in thirty runs needs this to be explained. gdb's attach stops
+ * the process, which interrupts a FUSE call it waits in: dump a server
+ * before its clients.
  */
 void
 fm_test_hang_dump(pid_t pid, pid_t tid, const char *why)
