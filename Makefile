@@ -18,7 +18,7 @@ WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wformat=2 -Wno-unused-parameter
 CFLAGS  ?= -O2 -g
 ALLCFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(if $(CI),-Werror) -Iinclude -Isrc \
-           -fPIC -pthread $(CFLAGS) $(SAN)
+           -fPIC -pthread $(CPPFLAGS) $(CFLAGS) $(SAN)
 LDLIBS  := -pthread
 
 LIB_SRC := $(wildcard src/kern/*.c src/vm/*.c drivers/*.c)
@@ -51,7 +51,7 @@ $(B)/libfomap.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(B)/$(SOFILE): $(LIB_OBJ) $(SOMAP)
-	$(CC) $(ALLCFLAGS) -shared -Wl,-soname,$(SONAME) \
+	$(CC) $(ALLCFLAGS) $(LDFLAGS) -shared -Wl,-soname,$(SONAME) \
 	    -Wl,--version-script=$(SOMAP) -Wl,--no-undefined-version \
 	    -o $@ $(LIB_OBJ) $(LDLIBS)
 
@@ -62,15 +62,15 @@ $(B)/libfomap.so: $(B)/$(SONAME)
 	ln -sf $(SONAME) $@
 
 $(B)/fomap-test: $(TEST_OBJ) $(B)/tests/runner.o $(B)/libfomap.a $(IPC_OBJ)
-	$(CC) $(ALLCFLAGS) -o $@ $(TEST_OBJ) $(B)/tests/runner.o $(B)/libfomap.a $(IPC_OBJ) $(LDLIBS)
+	$(CC) $(ALLCFLAGS) $(LDFLAGS) -o $@ $(TEST_OBJ) $(B)/tests/runner.o $(B)/libfomap.a $(IPC_OBJ) $(LDLIBS)
 
 # fomapd exports fomap's API to the driver plug-ins it loads (dlopen).
 $(B)/fomapd: $(DAEMON_OBJ) $(B)/libfomap.a
-	$(CC) $(ALLCFLAGS) -rdynamic -o $@ $(DAEMON_OBJ) $(B)/libfomap.a $(LDLIBS) -ldl
+	$(CC) $(ALLCFLAGS) $(LDFLAGS) -rdynamic -o $@ $(DAEMON_OBJ) $(B)/libfomap.a $(LDLIBS) -ldl
 
 # The preload library: the session protocol alone, never the core.
 $(B)/libfomap-preload.so: $(PRELOAD_OBJ)
-	$(CC) $(ALLCFLAGS) -shared -o $@ $(PRELOAD_OBJ) $(LDLIBS)
+	$(CC) $(ALLCFLAGS) $(LDFLAGS) -shared -o $@ $(PRELOAD_OBJ) $(LDLIBS)
 
 # A program nothing can be preloaded into (the daemon's tests).
 $(B)/fomap-static-map: tests/integration/static_map.c
@@ -88,7 +88,7 @@ $(B)/fomap-preload-stress: tests/integration/preload_stress.c
 # The tests' plug-in driver, as fomapd loads it (its fm_* calls bind to
 # the daemon's own).
 $(B)/fomap-plugin-hello.so: tests/integration/plugin_hello.c
-	$(CC) $(ALLCFLAGS) -shared -o $@ $<
+	$(CC) $(ALLCFLAGS) $(LDFLAGS) -shared -o $@ $<
 
 # make demo-daemon's programs: fomap's headers only, nothing of it linked in.
 DEMO_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(if $(CI),-Werror) -Iinclude -O2 -g
@@ -100,10 +100,10 @@ $(B)/fomap-demo-client: tools/demo_client.c include/fomap/gem.h include/fomap/gu
 	$(CC) $(DEMO_CFLAGS) -o $@ $<
 
 $(B)/fomapctl: $(B)/tools/fomapctl.o
-	$(CC) $(ALLCFLAGS) -o $@ $^
+	$(CC) $(ALLCFLAGS) $(LDFLAGS) -o $@ $^
 
 $(B)/fomap-%: $(B)/tools/%.o $(B)/libfomap.a
-	$(CC) $(ALLCFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALLCFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 check: check-layers all
 	$(B)/fomap-test
