@@ -263,7 +263,7 @@ on_alarm(int sig)
 	static const char msg[] = "hang: the alarm went off\n";
 
 	(void)sig;
-	(void)write(STDERR_FILENO, msg, sizeof msg - 1);
+	(void)!write(STDERR_FILENO, msg, sizeof msg - 1);
 	_exit(1);
 }
 
