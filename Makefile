@@ -11,6 +11,12 @@
 #   make demo-daemon the same story across processes, through fomapd and
 #                   the preload library (root)
 #   make bench      benchmarks (never part of check); bench-quick: < 60 s
+#   make install    libraries, headers, fomap.pc, fomapd, fomapctl, the
+#                   preload library, man pages, fomapd.service and
+#                   fomapd.conf under PREFIX (/usr/local) in DESTDIR;
+#                   make uninstall removes them; make installables builds
+#                   only what install installs (the Debian packages')
+#   make man-lint   mandoc's warnings on man/*.[1-8] fail it
 
 B       ?= build
 CC      ?= cc
@@ -34,9 +40,11 @@ IPC_OBJ := $(patsubst %.c,$(B)/%.o,$(wildcard src/ipc/*.c))
 DAEMON_SRC := $(wildcard daemon/*.c)
 DAEMON_OBJ := $(DAEMON_SRC:%.c=$(B)/%.o) $(IPC_OBJ)
 PRELOAD_OBJ := $(patsubst %.c,$(B)/%.o,$(wildcard preload/*.c)) $(IPC_OBJ)
-# The shared library's ABI: its soname, and the symbols the map exports.
+# The release (fomap.pc's Version, the Debian packages'), and the shared
+# library's ABI: its soname, and the symbols the map exports.
+VERSION := 0.1.0
 SONAME  := libfomap.so.0
-SOFILE  := $(SONAME).1.0
+SOFILE  := libfomap.so.$(VERSION)
 SOMAP   := src/libfomap.map
 
 all: $(B)/libfomap.a $(B)/libfomap.so $(B)/fomap-test $(TOOLS) $(B)/fomapd \
@@ -155,6 +163,83 @@ format-check:
 format:
 	clang-format -i $(FORMAT_SRC)
 
+# make install: under PREFIX, in DESTDIR (a staging root, as packages use);
+# each directory may be given on its own. The daemon and its control tool
+# are root's (fomapctl reads a file only root may: docs/daemon.md): sbin.
+PREFIX     ?= /usr/local
+SBINDIR    ?= $(PREFIX)/sbin
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR     ?= $(PREFIX)/share/man
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+# The preload library is named by path in LD_PRELOAD, never linked (it has
+# no soname): a directory of its own, as LD_PRELOAD libraries have.
+PRELOADDIR ?= $(LIBDIR)/fomap
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+# /usr's configuration is in /etc; /usr/local's in /usr/local/etc.
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+# Every man page the tree has, by the section its suffix names.
+MANPAGES   := $(wildcard man/*.[1-8])
+
+INSTALLABLES := $(B)/libfomap.a $(B)/$(SOFILE) $(B)/libfomap-preload.so \
+	$(B)/fomapd $(B)/fomapctl
+installables: $(INSTALLABLES)
+
+# fomap.pc and fomapd.service name the directories given to this make.
+SUBST = sed -e 's|@PREFIX@|$(PREFIX)|g' \
+	-e 's|@LIBDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))|g' \
+	-e 's|@INCLUDEDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))|g' \
+	-e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	-e 's|@VERSION@|$(VERSION)|g'
+
+# fomapd.conf is a configuration: one that is there already is kept.
+# ldconfig when installing into the running system (not into a DESTDIR).
+install: $(INSTALLABLES)
+	$(SUBST) src/fomap.pc.in >$(B)/fomap.pc
+	$(SUBST) daemon/fomapd.service.in >$(B)/fomapd.service
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PRELOADDIR) \
+	    $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(INCLUDEDIR)/fomap \
+	    $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSTEMDUNITDIR) \
+	    $(DESTDIR)$(SYSCONFDIR)
+	install -m 644 $(B)/$(SOFILE) $(B)/libfomap.a $(DESTDIR)$(LIBDIR)
+	ln -sf $(SOFILE) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libfomap.so
+	install -m 644 $(B)/libfomap-preload.so $(DESTDIR)$(PRELOADDIR)
+	install -m 644 $(B)/fomap.pc $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 include/fomap/*.h $(DESTDIR)$(INCLUDEDIR)/fomap
+	install -m 755 $(B)/fomapd $(B)/fomapctl $(DESTDIR)$(SBINDIR)
+	install -m 644 $(B)/fomapd.service $(DESTDIR)$(SYSTEMDUNITDIR)
+	test -e $(DESTDIR)$(SYSCONFDIR)/fomapd.conf || \
+	    install -m 644 daemon/fomapd.conf $(DESTDIR)$(SYSCONFDIR)
+	for f in $(MANPAGES); do \
+	    install -d $(DESTDIR)$(MANDIR)/man$${f##*.} && \
+	    install -m 644 $$f $(DESTDIR)$(MANDIR)/man$${f##*.} || exit 1; \
+	done
+	if [ -z "$(DESTDIR)" ] && command -v ldconfig >/dev/null; then \
+	    ldconfig; fi
+
+# What install put, and its own directories if empty; a fomapd.conf that
+# was changed is kept.
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/$(SOFILE) $(DESTDIR)$(LIBDIR)/$(SONAME) \
+	    $(DESTDIR)$(LIBDIR)/libfomap.so $(DESTDIR)$(LIBDIR)/libfomap.a \
+	    $(DESTDIR)$(PRELOADDIR)/libfomap-preload.so \
+	    $(DESTDIR)$(PKGCONFIGDIR)/fomap.pc \
+	    $(patsubst include/%,$(DESTDIR)$(INCLUDEDIR)/%,$(wildcard include/fomap/*.h)) \
+	    $(DESTDIR)$(SBINDIR)/fomapd $(DESTDIR)$(SBINDIR)/fomapctl \
+	    $(DESTDIR)$(SYSTEMDUNITDIR)/fomapd.service \
+	    $(foreach f,$(MANPAGES),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(f)))/$(notdir $(f)))
+	! cmp -s daemon/fomapd.conf $(DESTDIR)$(SYSCONFDIR)/fomapd.conf || \
+	    rm -f $(DESTDIR)$(SYSCONFDIR)/fomapd.conf
+	rmdir $(DESTDIR)$(PRELOADDIR) $(DESTDIR)$(INCLUDEDIR)/fomap 2>/dev/null || true
+	if [ -z "$(DESTDIR)" ] && command -v ldconfig >/dev/null; then \
+	    ldconfig; fi
+
+# Warnings and errors fail it (mandoc's style notes do not); nothing to
+# check until man/ has pages.
+man-lint:
+	$(if $(MANPAGES),mandoc -T lint -W warning $(MANPAGES),@echo "man-lint: no man pages in man/")
+
 clean:
 	rm -rf build build-asan build-tsan
 
@@ -168,6 +253,7 @@ check-layers:
 	$(PRELOAD_OBJ:.o=.d)
 
 .PHONY: all check demo demo-daemon asan-check tsan-check stress asan-stress \
-	tsan-stress format-check format clean
+	tsan-stress format-check format clean installables install uninstall \
+	man-lint
 # Keep the objects that pattern rules make (tools, benchmarks).
 .SECONDARY:
