@@ -1585,7 +1585,10 @@ worker(void *arg)
 /* ------------------------------------------------------------------ */
 /* Configuration and the main loop. */
 
-/* "name:mode[:user[:group]]" or "name mode user group" (a config line). */
+/*
+ * "name:mode[:user[:group]]", or a config line's "name mode user group"
+ * (fields separated by spaces or tabs).
+ */
 static int
 add_conf(const char *spec)
 {
@@ -1593,8 +1596,9 @@ add_conf(const char *spec)
 	unsigned mode;
 	struct devconf *c;
 	char *end;
-	int k = sscanf(spec, "%31[^: ]%*[: ]%o%*[: ]%63[^: ]%*[: ]%63s", name,
-	    &mode, user, group);
+	int k =
+	    sscanf(spec, "%31[^:\t ]%*[:\t ]%o%*[:\t ]%63[^:\t ]%*[:\t ]%63s",
+	        name, &mode, user, group);
 
 	if (k < 2 || mode > 07777 || (c = calloc(1, sizeof(*c))) == NULL)
 		return -EINVAL;

@@ -509,7 +509,7 @@ TEST_TAGGED(daemon_an_open_lasts_until_its_last_reference, "thread")
 	ASSERT_EQ(fmd_stop(&m), 0);
 }
 
-/* Modes, owners and groups from a configuration file. */
+/* Modes, owners and groups from a configuration file (spaces or tabs). */
 TEST(daemon_reads_device_permissions_from_a_config_file)
 {
 	char conf[] = "/tmp/fomap-conf-XXXXXX";
@@ -521,7 +521,7 @@ TEST(daemon_reads_device_permissions_from_a_config_file)
 	ASSERT(dprintf(fd,
 	           "# device mode owner group\n"
 	           "fb0 0660 root 44\n"
-	           "video0 0600 root root\n") > 0);
+	           "video0\t0600\troot\troot\n") > 0);
 	close(fd);
 	/* An unknown owner is refused, not taken for root. */
 	ASSERT_NE(fmd_sh("%s --dev zero:0600:nosuchuser --mount /nonexistent "
