@@ -33,6 +33,7 @@
 #include <stdatomic.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <spawn.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -110,36 +111,54 @@ fm_test_fail(const char *file, int line, const char *fmt, ...)
  * the process, which interrupts a FUSE call it waits in: dump a server
  * before its clients.
  */
+#define DUMP_SECS 30 /* a dump that takes longer is killed */
+
 void
 fm_test_hang_dump(pid_t pid, pid_t tid, const char *why)
 {
 	const char *to = getenv("FOMAP_TEST_HANG_DUMP");
 	char p[24], t[24];
+	char *argv[] = {"sh", "-c",
+	    "echo \"==== $2: process $0, thread $1\"; t=/proc/$0/task/$1;"
+	    " head -50 $t/stat $t/wchan $t/syscall $t/stack $t/status;"
+	    " for t in /proc/$0/task/*; do echo \"== $t $(cat $t/comm)"
+	    " $(cat $t/wchan)\"; cat $t/stack; done;"
+	    " timeout -s KILL 20 gdb -p $0 -batch -ex 'thread apply all bt'",
+	    p, t, (char *)why, NULL};
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	extern char **environ;
 	pid_t c;
-	int fd;
+	int st;
 
 	if (to == NULL)
 		return;
 	snprintf(p, sizeof p, "%d", (int)pid);
 	snprintf(t, sizeof t, "%d", (int)(tid > 0 ? tid : pid));
-	(void)prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
-	c = fork();
-	if (c == 0) {
-		fd = open(to, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-		if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
-			_exit(127);
-		execlp("sh", "sh", "-c",
-		    "echo \"==== $2: process $0, thread $1\"; "
-		    "t=/proc/$0/task/$1;"
-		    " head -50 $t/stat $t/wchan $t/syscall $t/stack $t/status;"
-		    " for t in /proc/$0/task/*; do echo \"== $t $(cat $t/comm)"
-		    " $(cat $t/wchan)\"; cat $t/stack; done;"
-		    " gdb -p $0 -batch -ex 'thread apply all bt'",
-		    p, t, why, (char *)NULL);
-		_exit(127);
+	/*
+	 * posix_spawn, not fork: a fork would send a fork event to a
+	 * userfaultfd that asks for them, and wait for the engine that may
+	 * be what hangs. Its own group, killed at the end: gdb's attach
+	 * stops every thread, and one retrying a fault inside a system call
+	 * never stops, nor does gdb then.
+	 */
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 1, to,
+	    O_WRONLY | O_CREAT | O_APPEND, 0644);
+	posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	posix_spawnattr_init(&at);
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP);
+	posix_spawnattr_setpgroup(&at, 0);
+	if (posix_spawnp(&c, "sh", &fa, &at, argv, environ) == 0) {
+		for (int i = 0;
+		     i < DUMP_SECS * 100 && waitpid(c, &st, WNOHANG) == 0; i++)
+			usleep(10000);
+		kill(-c, SIGKILL);
+		(void)waitpid(c, &st, 0);
+		kill(pid, SIGCONT); /* (gdb may have left it stopped) */
 	}
-	if (c > 0)
-		(void)waitpid(c, NULL, 0);
+	posix_spawnattr_destroy(&at);
+	posix_spawn_file_actions_destroy(&fa);
 }
 
 void

@@ -313,7 +313,8 @@
 #define FM_REFUSAL_US 20000 /* a kept refusal is for this access only */
 #define FM_ACCESS_FLAGS (UFFD_PAGEFAULT_FLAG_WRITE | UFFD_PAGEFAULT_FLAG_WP)
 #define FM_EFAULT_WAIT_US 20000 /* how long a refusal waits for its syscall */
-#define FM_STUCK_WAIT_US 2000 /* ... for one that retried without sleeping */
+#define FM_STUCK_WAIT_US 2000 /* ... for one that retried without sleeping, */
+#define FM_STUCK_RUN_NS 200000 /* ... and ran this long since (or left) */
 #define FM_TAKEN_WAIT_US 200000 /* ... for its thread to take its SIGBUS */
 
 _Static_assert(sizeof(((struct fm_entry *)0)->ra_more) ==
@@ -458,6 +459,7 @@ struct tslot {
 	 * messages at va then (atva).
 	 */
 	int64_t spin_since;
+	int64_t spin_last; /* the last such look */
 	unsigned spin_atva;
 };
 static struct {
@@ -1992,20 +1994,41 @@ fm__fault_swapped(struct fm_pmap *pm, uintptr_t start, uintptr_t end)
 }
 
 /*
+ * Whether f's thread, which retried its fault without sleeping, has had
+ * the time to retry it once more since t0 (its CPU time then: ran0): at
+ * least FM_STUCK_WAIT_US, and FM_STUCK_RUN_NS on a CPU (a busy CPU may
+ * not run it for milliseconds; -1: not known, the time alone).
+ */
+static int
+had_its_turn(const struct fault *f, int64_t t0, long long ran0)
+{
+	long long ran;
+
+	if (now_us() - t0 < FM_STUCK_WAIT_US)
+		return 0;
+	ran = ran0 < 0 ? -1 : fm__pmap_thread_ran(f->pm, f->tid);
+	return ran < 0 || ran - ran0 >= FM_STUCK_RUN_NS;
+}
+
+/*
  * Wait until f's thread, made to fail its system call, has left it: it
  * waits in no fault, and (stuck: it retried its fault without sleeping,
- * a signal pending) it no longer runs with a signal pending. At most
- * FM_EFAULT_WAIT_US.
+ * a signal pending) it no longer runs with a signal pending, or has had
+ * its turn to retry (a thread that did not leave then was not in that
+ * call). At most FM_EFAULT_WAIT_US.
  */
 static void
 wait_failed(const struct fault *f, int stuck)
 {
-	int64_t until =
-	    now_us() + (stuck ? FM_STUCK_WAIT_US : FM_EFAULT_WAIT_US);
+	int64_t t0 = now_us();
+	long long ran0 = stuck ? fm__pmap_thread_ran(f->pm, f->tid) : -1;
 	struct fm_pmap_thread t;
 
-	while (fm__pmap_thread(f->pm, f->tid, &t) == 0 && now_us() < until &&
-	    (t.in_fault || (stuck && t.running && t.signal_pending)))
+	while (fm__pmap_thread(f->pm, f->tid, &t) == 0 &&
+	    now_us() < t0 + FM_EFAULT_WAIT_US &&
+	    (t.in_fault ||
+	        (stuck && t.running && t.signal_pending &&
+	            !had_its_turn(f, t0, ran0))))
 		usleep(FM_LOOK_US);
 }
 
@@ -2125,8 +2148,8 @@ tell_now(const struct fault *f, int err, int mapped, enum tell_how how)
 /*
  * After the looks of a refusal not told: whether f's thread has been
  * running with a signal pending at every look (pending) of every refusal
- * at f's page for FM_SPIN_US, and faulted there FM_SPIN_LONG_MSGS times
- * more meanwhile. So is a system call retrying its fault, whose retries
+ * at f's page for FM_SPIN_US (refusals at most FM_SPIN_US apart), and
+ * faulted there FM_SPIN_LONG_MSGS times more meanwhile. So is a system call retrying its fault, whose retries
  * are switched out on a busy CPU (which /proc counts as sleeps: no one
  * look tells it); a thread in user mode either waits for a CPU (and
  * faults no more) or sleeps in its fault, seen so at some look, or is
@@ -2146,12 +2169,14 @@ spinning_long(const struct fault *f, int pending)
 		r = 0; /* a new access of it, or it has gone */
 	else if (!pending)
 		t->spin_since = 0;
-	else if (t->spin_since == 0 || t->atva < t->spin_atva) {
-		t->spin_since = now;
+	else if (t->spin_since == 0 || now - t->spin_last > FM_SPIN_US) {
+		t->spin_since = now; /* (none, or looks too far apart) */
 		t->spin_atva = t->atva;
 	} else
 		r = now - t->spin_since >= FM_SPIN_US &&
 		    t->atva >= t->spin_atva + FM_SPIN_LONG_MSGS;
+	if (t->tid == f->tid)
+		t->spin_last = now;
 	pthread_mutex_unlock(&thr.lock);
 	return r;
 }

@@ -729,6 +729,18 @@ fm__pmap_thread_in_fault(struct fm_pmap *pm, pid_t tid)
 	return strcmp(wchan, "handle_userfault") == 0;
 }
 
+/* => the CPU time thread tid has run so far (ns), or -1: not known */
+long long
+fm__pmap_thread_ran(struct fm_pmap *pm, pid_t tid)
+{
+	char line[128];
+
+	if (pmap_ops(pm)->pmo_task_read(pm, tid, "schedstat", line,
+	        sizeof line) < 0)
+		return -1;
+	return strtoll(line, NULL, 10);
+}
+
 int
 fm__pmap_thread(struct fm_pmap *pm, pid_t tid, struct fm_pmap_thread *t)
 {

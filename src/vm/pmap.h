@@ -221,6 +221,8 @@ struct fm_pmap_thread {
 int fm__pmap_thread(struct fm_pmap *pm, pid_t tid, struct fm_pmap_thread *t);
 /* Whether the thread waits in a fault (1) or not (0); -ESRCH: gone. */
 int fm__pmap_thread_in_fault(struct fm_pmap *pm, pid_t tid);
+/* The CPU time thread tid has run so far (ns), or -1: not known. */
+long long fm__pmap_thread_ran(struct fm_pmap *pm, pid_t tid);
 /*
  * Send SIGBUS for address addr to thread tid of pm's process (si_code
  * SI_QUEUE, si_errno err; pm->ops); the signal wakes it from its fault.
