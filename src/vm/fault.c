@@ -305,6 +305,7 @@
 #define FM_ENGINE_QUEUE (FM_ENGINE_MAXTHREADS * FM_ENGINE_BATCH)
 #define FM_TSLOTS 1024 /* faulting threads remembered (a hint) */
 #define FM_NOENTRY_MAX 32 /* faults of a thread at a page with no entry */
+#define FM_GONE_TRIES 100000 /* reads for an event a call says waits */
 #define FM_LOOK_TRIES 8 /* looks at a running thread before deciding */
 #define FM_LOOK_US 10 /* between two looks */
 #define FM_SPIN_MSGS 32 /* messages in a row: a syscall's fault retried */
@@ -330,7 +331,7 @@ static struct {
 /* The object whose pmaplock this thread holds shared for a fill, if any. */
 __thread struct fm_object *fm__pmaplock_held;
 __thread int fm__quiet_thread;
-atomic_uint fm__forks_pending;
+atomic_uint fm__map_behind;
 
 /* A message as the engine queues it: seq orders a thread's messages. */
 struct emsg {
@@ -1717,7 +1718,7 @@ static int
 each_owned(struct fm_entry *e, uintptr_t va, size_t len, run_fn *fn, int arg)
 {
 	uintptr_t end = va + len, to;
-	int r = 0, moved = 1;
+	int r = 0, moved = 1, tries = 0;
 
 	pthread_mutex_lock(&gone.lock);
 	while (va < end && r == 0) {
@@ -1736,7 +1737,8 @@ each_owned(struct fm_entry *e, uintptr_t va, size_t len, run_fn *fn, int arg)
 			if (gone_for(&gone.v[i], e) && gone.v[i].start > va &&
 			    gone.v[i].start < to)
 				to = gone.v[i].start;
-		if (va < to && (r = fn(e, va, to - va, arg)) == -EAGAIN) {
+		if (va < to && (r = fn(e, va, to - va, arg)) == -EAGAIN &&
+		    tries++ < FM_GONE_TRIES) {
 			/* An event waits: read it (gone.lock is the reader's). */
 			pthread_mutex_unlock(&gone.lock);
 			(void)engine_drain(e->pm);
@@ -1751,11 +1753,19 @@ each_owned(struct fm_entry *e, uintptr_t va, size_t len, run_fn *fn, int arg)
 	return r;
 }
 
+/*
+ * A zap of this process's memory finds part of the run unmapped (ENOMEM)
+ * only when the program has just unmapped or moved it, its event not sent
+ * yet (madvise, unlike the uffd's calls, does not say EAGAIN for it):
+ * read it, as for EAGAIN, and go on past it.
+ */
 static int
 zap_run(struct fm_entry *e, uintptr_t va, size_t len, int arg)
 {
+	int r = fm__pmap_zap(e->pm, va, len);
+
 	(void)arg;
-	return fm__pmap_zap(e->pm, va, len);
+	return r == -ENOMEM && e->pm->vs == NULL ? -EAGAIN : r;
 }
 
 /*
@@ -2911,8 +2921,9 @@ fm__fault_events(void)
 		else if (fm__client_forked != NULL)
 			fm__client_forked(fm__vmspace_of(g.pm), g.forkfd,
 			    g.gen);
-		if (g.forkfd >= 0) /* (its child's entries are linked now) */
-			atomic_fetch_sub(&fm__forks_pending, 1);
+		/* (its child's entries linked, or the moved ones moved) */
+		if (g.forkfd >= 0 || g.to != 0)
+			atomic_fetch_sub(&fm__map_behind, 1);
 		pthread_mutex_lock(&gone.lock);
 		memmove(&gone.v[0], &gone.v[1], --gone.n * sizeof(gone.v[0]));
 		atomic_store(&gone.pending, gone.n);
@@ -3045,8 +3056,8 @@ read_batch(struct fm_pmap *pm, struct emsg *got, int user)
 		}
 		gone.v[gone.n++] =
 		    (struct gone){pm, start, end, to, gen, forkfd};
-		if (forkfd >= 0)
-			atomic_fetch_add(&fm__forks_pending, 1);
+		if (forkfd >= 0 || to != 0) /* (a copy, or a move) */
+			atomic_fetch_add(&fm__map_behind, 1);
 		atomic_store(&gone.pending, gone.n);
 	}
 	atomic_store(&seq_bound, thr.seq); /* exact again */

@@ -181,6 +181,13 @@ fm__map_insert(struct fm_entry *e)
 	return 0;
 }
 
+int
+fm__map_insert_copy(struct fm_entry *e)
+{
+	place(e); /* e->gen: the mapping's, as a split's */
+	return 0;
+}
+
 void
 fm__map_remove(struct fm_entry *e)
 {

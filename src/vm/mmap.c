@@ -242,7 +242,7 @@ move_locked(struct fm_entry *e, uintptr_t to, struct fm_entry **dead)
 	c->end = to + (e->end - e->start);
 	c->start = to;
 	fm_object_ref(c->obj);
-	if (fm__map_insert(c) < 0) {
+	if (fm__map_insert_copy(c) < 0) {
 		c->dead = 1;
 		fm__entry_rele(c);
 		return -ENOMEM;
@@ -1739,7 +1739,7 @@ fm__vmspace_copy(struct fm_vmspace *vs, struct fm_vmspace *child, uint64_t gen)
 		c->pm = child->pm;
 		c->dead = 1;
 		fm_object_ref(c->obj);
-		(void)fm__map_insert(c);
+		(void)fm__map_insert_copy(c);
 		fm__object_link(c->obj, c);
 	}
 	pthread_rwlock_unlock(&fm__map.lock);

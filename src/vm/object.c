@@ -547,18 +547,19 @@ fm__object_unlink(struct fm_object *obj, struct fm_entry *e)
  * => obj->pmaplock exclusive and obj->lock held
  */
 /*
- * A client's fork whose child's entries are not linked yet (vm.h:
- * fm__forks_pending): a page may be neither cleaned nor made read-only.
+ * A fork whose child's entries are not linked yet, or a move not followed
+ * yet (vm.h: fm__map_behind): a page may be neither cleaned nor made
+ * read-only.
  */
 static int
-forks_pending(void)
+map_behind(void)
 {
-	return atomic_load(&fm__forks_pending) > 0;
+	return atomic_load(&fm__map_behind) > 0;
 }
 
 /*
- * After an object operation that gave r: -EAGAIN (a fork pending): link
- * the forks' children (no lock held) and => 1, do it again; else 0.
+ * After an object operation that gave r: -EAGAIN (the map behind): let
+ * the map follow (no lock held) and => 1, do it again; else 0.
  */
 static int
 settled(int r)
@@ -566,8 +567,8 @@ settled(int r)
 	if (r != -EAGAIN)
 		return 0;
 	fm__fault_events();
-	if (forks_pending())
-		sched_yield(); /* (another thread links them) */
+	if (map_behind())
+		sched_yield(); /* (another thread follows them) */
 	return 1;
 }
 
@@ -662,7 +663,7 @@ fm_object_protect(struct fm_object *obj, off_t off, size_t len, int prot)
 				obj->pgstate[i] |= FM_PG_RDONLY;
 		}
 		r = sync_protection_locked(obj, pg, n);
-		if (r == 0 && !(prot & PROT_WRITE) && forks_pending())
+		if (r == 0 && !(prot & PROT_WRITE) && map_behind())
 			r = -EAGAIN;
 		fm__object_assert_locked(obj, pg, n);
 		pthread_mutex_unlock(&obj->lock);
@@ -704,7 +705,7 @@ clean_pmaplocked(struct fm_object *obj, uint64_t pg, uint64_t n)
 			continue;
 		}
 		(void)each_shared_locked(obj, i, j - i, protect_fn, &wp);
-		if (forks_pending()) {
+		if (map_behind()) {
 			r = -EAGAIN; /* (nothing of this run changed) */
 			break;
 		}
@@ -786,6 +787,8 @@ unmap_once(struct fm_object *obj, uint64_t pg, uint64_t n, int how)
 	pthread_mutex_lock(&obj->lock);
 	r = each_shared_locked(obj, pg, n, zap_fn, NULL);
 	pthread_mutex_unlock(&obj->lock);
+	if (r == 0 && map_behind())
+		r = -EAGAIN; /* a moved or copied mapping not zapped yet */
 	if (r == 0 && how == FM_UNMAP_DISCARD) {
 		if (fm__pgo_has_put(obj))
 			r = clean_pmaplocked(obj, pg, n);

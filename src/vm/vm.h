@@ -328,8 +328,15 @@ struct fm_entry *fm__map_lookup(struct fm_vmspace *vs, uintptr_t va);
  * intrusive (tree.h), so there is always room. => 0
  */
 int fm__map_reserve(size_t more);
-/* Put e in e->vs's map. */
+/* Put e in e->vs's map (a new mapping: newer than every event read). */
 int fm__map_insert(struct fm_entry *e);
+/*
+ * Put e, a copy of an entry (moved by an mremap, or a fork child's), in
+ * e->vs's map as old as the mapping it copies (e->gen kept): an event
+ * read before the copy was made is still about it (a second mremap of
+ * the moved range, read before the first was followed).
+ */
+int fm__map_insert_copy(struct fm_entry *e);
 /* Split the entries straddling start or end so the range has its own. */
 int fm__map_clip(struct fm_vmspace *vs, uintptr_t start, uintptr_t end);
 void fm__map_remove(struct fm_entry *e);
@@ -432,16 +439,19 @@ int fm__engine_started(void);
 int fm__engine_serve(struct fm_pmap *pm);
 void fm__engine_unserve(struct fm_pmap *pm);
 /*
- * Forks of clients read from their uffds whose children's entries are not
- * linked yet (fm__fault_events links them). The kernel copied the
- * parent's page-table entries into the child, writable ones too, before
- * fomap knew of the child: no page may be made clean, or read-only,
- * while one is pending (its child's copy would be left writable): such
- * an object operation (object.c) finds this after its write-protect of
- * the parent's mappings (which reads any fork event that waits), gives
- * -EAGAIN, and is done again once they are linked.
+ * Events read from a uffd that the map has not followed yet
+ * (fm__fault_events follows them) and whose page-table entries the map
+ * does not know: a client's fork (its child's entries are not linked) or
+ * a raw mremap (the moved entries are still at the old range, skipped as
+ * gone). The kernel copied or moved the page-table entries, writable ones
+ * too, before fomap knew: no page may be made clean, or read-only, while
+ * one is pending (the copy or the moved entry would be left writable):
+ * such an object operation (object.c) finds this after its write-protect
+ * of the known mappings (which reads any such event that waits: the
+ * kernel refuses the write-protect with EAGAIN until it is read), gives
+ * -EAGAIN, and is done again once the map has followed.
  */
-extern atomic_uint fm__forks_pending;
+extern atomic_uint fm__map_behind;
 /* Whether this thread is one of the engine's. */
 int fm__engine_thread(void);
 /* In a fork child of a process that used fomap: calls are plain syscalls. */

@@ -654,6 +654,67 @@ TEST_TAGGED(owner_raw_mremap_maymove_follows, "thread")
 	ASSERT_OK(fm_close(fd));
 }
 
+/*
+ * A raw mremap of dirty pages while another thread evicts the buffer
+ * again and again. The kernel moves the writable page-table entries
+ * before fomap reads the move: an eviction that write-protected and
+ * cleaned the pages then (the old range skipped as gone) left them
+ * writable and clean at the new address (invariant 4, FOMAP_CHECK), and
+ * a write there unseen by the next write-back. Every pattern written is
+ * read back after the last eviction.
+ */
+struct evictor {
+	int fd;
+	uint32_t h;
+	atomic_int stop;
+	long n, err;
+};
+
+static void *
+evictor_main(void *arg)
+{
+	struct evictor *e = arg;
+
+	while (!atomic_load(&e->stop)) {
+		if (gem_evict(e->fd, e->h) < 0)
+			e->err = errno;
+		e->n++;
+	}
+	return NULL;
+}
+
+TEST_TAGGED(owner_raw_mremap_races_evictions, "thread")
+{
+	fm_test_need_uffd();
+	int fd = gem_dev(O_RDWR);
+	size_t len = 8 * PG;
+	struct evictor e = {.fd = fd, .h = gem_create(fd, len)};
+	char *p = gem_map(fd, e.h, len, RW);
+	unsigned k;
+	pthread_t t;
+
+	ASSERT_EQ(pthread_create(&t, NULL, evictor_main, &e), 0);
+	for (k = 0; k < MOVES * 4; k++) {
+		char *to = mmap(NULL, len, PROT_NONE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+		ASSERT(to != MAP_FAILED);
+		fill(p, len, k); /* dirty, writable */
+		p = mremap(p, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+		ASSERT_PTR_EQ(p, to);
+		CHECK_PAT(p, len, k);
+	}
+	atomic_store(&e.stop, 1);
+	ASSERT_EQ(pthread_join(t, NULL), 0);
+	ASSERT_EQ(e.err, 0);
+	ASSERT_OK(gem_evict(fd, e.h));
+	CHECK_PAT(p, len, k - 1);
+	printf("# %u moves, %ld evictions beside them\n", k, e.n);
+	ASSERT_OK(fm_munmap(p, len));
+	gem_close(fd, e.h);
+	ASSERT_OK(fm_close(fd));
+}
+
 /* ------------------------------------------------------------------------
  * 3. fomap's own memory where the program maps with MAP_FIXED.
  */
