@@ -178,8 +178,11 @@ PRELOADDIR ?= $(LIBDIR)/fomap
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 # /usr's configuration is in /etc; /usr/local's in /usr/local/etc.
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
-# Every man page the tree has, by the section its suffix names.
+# Every man page the tree has, by the section its suffix names; and the
+# names documented on another name's page (NAME:PAGE), as links to it.
 MANPAGES   := $(wildcard man/*.[1-8])
+MANLINKS   := fm_close.3:fm_open.3 fm_write.3:fm_read.3 \
+	fm_engine_latency.3:fm_engine_stats.3 fm_probe_feature.3:fm_probe.3
 
 INSTALLABLES := $(B)/libfomap.a $(B)/$(SOFILE) $(B)/libfomap-preload.so \
 	$(B)/fomapd $(B)/fomapctl
@@ -215,6 +218,10 @@ install: $(INSTALLABLES)
 	    install -d $(DESTDIR)$(MANDIR)/man$${f##*.} && \
 	    install -m 644 $$f $(DESTDIR)$(MANDIR)/man$${f##*.} || exit 1; \
 	done
+	for l in $(MANLINKS); do \
+	    page=$${l#*:}; [ -f man/$$page ] || continue; \
+	    ln -sf $$page $(DESTDIR)$(MANDIR)/man$${page##*.}/$${l%%:*} || exit 1; \
+	done
 	if [ -z "$(DESTDIR)" ] && command -v ldconfig >/dev/null; then \
 	    ldconfig; fi
 
@@ -228,7 +235,8 @@ uninstall:
 	    $(patsubst include/%,$(DESTDIR)$(INCLUDEDIR)/%,$(wildcard include/fomap/*.h)) \
 	    $(DESTDIR)$(SBINDIR)/fomapd $(DESTDIR)$(SBINDIR)/fomapctl \
 	    $(DESTDIR)$(SYSTEMDUNITDIR)/fomapd.service \
-	    $(foreach f,$(MANPAGES),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(f)))/$(notdir $(f)))
+	    $(foreach f,$(MANPAGES),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(f)))/$(notdir $(f))) \
+	    $(foreach l,$(MANLINKS),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(firstword $(subst :, ,$(l)))))/$(firstword $(subst :, ,$(l))))
 	! cmp -s daemon/fomapd.conf $(DESTDIR)$(SYSCONFDIR)/fomapd.conf || \
 	    rm -f $(DESTDIR)$(SYSCONFDIR)/fomapd.conf
 	rmdir $(DESTDIR)$(PRELOADDIR) $(DESTDIR)$(INCLUDEDIR)/fomap 2>/dev/null || true
