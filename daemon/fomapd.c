@@ -1585,6 +1585,22 @@ worker(void *arg)
 /* ------------------------------------------------------------------ */
 /* Configuration and the main loop. */
 
+/* An octal mode, 0 to 07777, and nothing after it. => 0, or -EINVAL */
+static int
+parse_mode(const char *s, mode_t *mode)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 8);
+	if (errno != 0 || end == s || *end != '\0' || v > 07777 ||
+	    strchr(s, '-') != NULL)
+		return -EINVAL;
+	*mode = (mode_t)v;
+	return 0;
+}
+
 /*
  * "name:mode[:user[:group]]", or a config line's "name mode user group"
  * (fields separated by spaces or tabs).
@@ -1742,8 +1758,7 @@ main(int argc, char **argv)
 			r = load_plugin(optarg);
 			break;
 		case 'M':
-			d.mode = (mode_t)strtoul(optarg, NULL, 8) & 07777;
-			r = 0;
+			r = parse_mode(optarg, &d.mode);
 			break;
 		case 'h':
 			usage(stdout);
@@ -1756,6 +1771,7 @@ main(int argc, char **argv)
 			fprintf(stderr, "fomapd: bad --%s %s\n",
 			    c == 'd'       ? "dev"
 			        : c == 'c' ? "config"
+			        : c == 'M' ? "mode"
 			                   : "plugin",
 			    optarg);
 			return 2;

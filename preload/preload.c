@@ -12,9 +12,10 @@
  * (signals blocked around it) when it has. That path takes no lock, calls
  * no malloc: a signal handler may take it.
  *
- * Not done yet: a forked child keeps its parent's mappings but has no
- * session (its requests fail with ENOTCONN: fork inheritance is a later
- * step); mremap of a fomap mapping is not followed.
+ * fork: the child inherits the mappings, served by fomapd through the
+ * child's own userfaultfd (fmp_session_forked, _child); mremap of a fomap
+ * mapping is followed (fomapd from the uffd's REMAP event, the table
+ * here). docs/daemon.md says what it does and cannot do.
  */
 #include <dlfcn.h>
 #include <errno.h>

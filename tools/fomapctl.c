@@ -43,6 +43,10 @@ main(int argc, char **argv)
 		else
 			return usage(stderr);
 	}
+	if (strcmp(what, "all") != 0 && strcmp(what, "devices") != 0 &&
+	    strcmp(what, "opens") != 0 && strcmp(what, "sessions") != 0 &&
+	    strcmp(what, "stats") != 0)
+		return usage(stderr); /* a word it does not know */
 	snprintf(path, sizeof path, "%s/.status", dir);
 	if ((f = fopen(path, "re")) == NULL) {
 		perror(path);

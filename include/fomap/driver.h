@@ -10,9 +10,10 @@
  * - d_*, fo_* and pgo_detach run in the caller's thread with no fomap lock
  *   held; pgo_reference may run with the address-space map held (it must
  *   only count).
- * - pgo_get, pgo_fault and pgo_write run in an engine thread (faults) or in
- *   the thread of fm_madvise(MADV_WILLNEED) / MAP_POPULATE (signals blocked
- *   there); no address-space lock is held. pgo_get and pgo_fault hold the
+ * - pgo_get and pgo_fault run in an engine thread (faults) or in the
+ *   thread of fm_madvise(MADV_WILLNEED, MADV_POPULATE_READ or _WRITE) /
+ *   MAP_POPULATE (signals blocked there); pgo_write only in an engine
+ *   thread (a write fault); no address-space lock is held. pgo_get and pgo_fault hold the
  *   object's mapping lock shared, so that what they fill is mapped before
  *   anyone can remove it; pgo_write holds none (it may protect or remove).
  *   pgo_put runs with that lock exclusive (faults on the object wait).
@@ -142,7 +143,8 @@ struct fm_fault {
 /*
  * fm_object_create: a new object of size bytes (rounded up to pages), with
  * pager ops (NULL: anonymous zero-fill) and the pager's private data.
- * => returns 0 with *objp holding one reference; -ENOMEM, -EMFILE.
+ * => returns 0 with *objp holding one reference; -EINVAL (size 0),
+ *    -ENOMEM, -EMFILE, -ENFILE.
  */
 int fm_object_create(const struct fm_pagerops *ops, size_t size, void *priv,
     struct fm_object **objp);
@@ -186,11 +188,13 @@ int fm_object_zero(struct fm_object *obj, off_t off, size_t len);
 int fm_object_protect(struct fm_object *obj, off_t off, size_t len, int prot);
 
 /*
- * fm_object_unmap: remove [off, off+len) from every mapping (Linux's
- * unmap_mapping_range). FM_UNMAP_KEEP keeps the pages resident: the next
- * access maps them again. FM_UNMAP_DISCARD also frees them: dirty pages are
- * written back first through pgo_put when the pager has one, then the next
- * access faults to the pager again.
+ * fm_object_unmap: remove [off, off+len) from every shared mapping
+ * (Linux's unmap_mapping_range with even_cows 0): a private mapping keeps
+ * the pages it has copied, and what it has not copied yet it reads anew.
+ * FM_UNMAP_KEEP keeps the pages resident: the next access maps them
+ * again. FM_UNMAP_DISCARD also frees them: dirty pages are written back
+ * first through pgo_put when the pager has one, then the next access
+ * faults to the pager again.
  */
 #define FM_UNMAP_KEEP 0
 #define FM_UNMAP_DISCARD 1

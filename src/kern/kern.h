@@ -135,16 +135,21 @@ fm__fo_close(struct fm_file *fp)
 }
 
 /*
- * Default: the device file's (a clone without fo_stat, or an O_PATH open,
- * is still its device's file).
+ * The device file's (a clone without fo_stat, or an O_PATH open, is still
+ * its device's file), then what the open's fo_stat says over it: a field
+ * it leaves alone is the device file's, never what st held.
  */
 static inline int
 fm__fo_stat(struct fm_file *fp, struct stat *st)
 {
+	int r;
+
 	FM_FO_ASSERT_HELD(fp);
-	if (fp->f_ops->fo_stat == NULL)
-		return fm__devfileops.fo_stat(fp, st);
-	return fp->f_ops->fo_stat(fp, st);
+	r = fm__devfileops.fo_stat(fp, st);
+	if (r == 0 && fp->f_ops->fo_stat != NULL &&
+	    fp->f_ops->fo_stat != fm__devfileops.fo_stat)
+		r = fp->f_ops->fo_stat(fp, st);
+	return r;
 }
 
 /*

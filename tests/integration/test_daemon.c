@@ -523,12 +523,25 @@ TEST(daemon_reads_device_permissions_from_a_config_file)
 	           "fb0 0660 root 44\n"
 	           "video0\t0600\troot\troot\n") > 0);
 	close(fd);
+	/* A mode that is no octal mode is refused, not taken for 0. */
+	ASSERT_EQ(fmd_sh("%s --mode 0999 --mount /nonexistent 2>&1 | grep -q "
+	                 "'bad --mode'",
+	              fmd_tool("fomapd")),
+	    0);
+	ASSERT_EQ(fmd_sh("%s --mode 06x --mount /nonexistent 2>&1 | grep -q "
+	                 "'bad --mode'",
+	              fmd_tool("fomapd")),
+	    0);
 	/* An unknown owner is refused, not taken for root. */
 	ASSERT_NE(fmd_sh("%s --dev zero:0600:nosuchuser --mount /nonexistent "
 	                 "2>/dev/null",
 	              fmd_tool("fomapd")),
 	    0);
 	fmd_start(&m, "--config", conf, NULL);
+	/* fomapctl: a word it does not know is a usage error. */
+	ASSERT_EQ(fmd_sh("%s --mount %s bogus 2>/dev/null",
+	              fmd_tool("fomapctl"), m.dir),
+	    2);
 	ASSERT_OK(stat(fmd_path(&m, "fb0", 0), &st));
 	ASSERT_EQ(st.st_mode & 07777, 0660);
 	ASSERT_EQ(st.st_gid, 44);

@@ -211,11 +211,21 @@ t_fommap(struct fm_file *fp, struct fm_mmap_req *req)
 	return t_mmap_common(req);
 }
 
+/* Only what differs from the device file's status: its size. */
+static int
+t_fostat(struct fm_file *fp, struct stat *st)
+{
+	(void)fp;
+	st->st_size = 4 * PG;
+	return 0;
+}
+
 static const struct fm_fileops clone_fileops = {
     .fo_read = t_foread,
     .fo_write = t_fowrite,
     .fo_ioctl = t_foioctl,
     .fo_close = t_foclose,
+    .fo_stat = t_fostat,
     .fo_mmap = t_fommap,
 };
 
@@ -429,6 +439,15 @@ TEST(hooks_fileops_of_a_cloning_device)
 	ASSERT_EQ(calls.fo_ioctl, 2);
 	ASSERT_EQ(calls.fo_write, 1);
 	ASSERT_EQ(calls.d_read + calls.d_write + calls.d_ioctl, 0);
+
+	/* fo_stat changes the device file's status, never leaves garbage. */
+	struct stat st;
+	memset(&st, 0xab, sizeof st);
+	ASSERT_OK(fm_fstat(a, &st));
+	ASSERT_EQ(st.st_size, 4 * PG);
+	ASSERT_EQ(st.st_mode, S_IFCHR | 0666);
+	ASSERT_EQ(st.st_nlink, 1);
+	ASSERT_EQ(st.st_uid, 0);
 
 	char *p = testdev_map(a, PG, PROT_READ, MAP_SHARED);
 	ASSERT_EQ(calls.fo_mmap, 1);
