@@ -305,7 +305,7 @@
 #define FM_ENGINE_QUEUE (FM_ENGINE_MAXTHREADS * FM_ENGINE_BATCH)
 #define FM_TSLOTS 1024 /* faulting threads remembered (a hint) */
 #define FM_NOENTRY_MAX 32 /* faults of a thread at a page with no entry */
-#define FM_GONE_TRIES 100000 /* reads for an event a call says waits */
+#define FM_GONE_TRIES 10000 /* reads for an event a call says waits */
 #define FM_LOOK_TRIES 8 /* looks at a running thread before deciding */
 #define FM_LOOK_US 10 /* between two looks */
 #define FM_SPIN_MSGS 32 /* messages in a row: a syscall's fault retried */
@@ -1750,14 +1750,16 @@ each_owned(struct fm_entry *e, uintptr_t va, size_t len, run_fn *fn, int arg)
 		moved = 1;
 	}
 	pthread_mutex_unlock(&gone.lock);
-	return r;
+	return r == -EAGAIN ? -EIO : r; /* (an event said to wait never came) */
 }
 
 /*
- * A zap of this process's memory finds part of the run unmapped (ENOMEM)
- * only when the program has just unmapped or moved it, its event not sent
- * yet (madvise, unlike the uffd's calls, does not say EAGAIN for it):
- * read it, as for EAGAIN, and go on past it.
+ * A zap cannot tell that the program has just moved or unmapped the run
+ * (madvise, unlike the uffd's calls, says no EAGAIN for it: the old range
+ * is unmapped, ENOMEM, or still there after MREMAP_DONTUNMAP, 0), and the
+ * moved page-table entries are not zapped: so after it, an event not read
+ * yet is looked for, and read (EAGAIN), and the run done again. ENOMEM
+ * with no event: the part still mapped is zapped, the rest is not ours.
  */
 static int
 zap_run(struct fm_entry *e, uintptr_t va, size_t len, int arg)
@@ -1765,7 +1767,9 @@ zap_run(struct fm_entry *e, uintptr_t va, size_t len, int arg)
 	int r = fm__pmap_zap(e->pm, va, len);
 
 	(void)arg;
-	return r == -ENOMEM && e->pm->vs == NULL ? -EAGAIN : r;
+	if (r == 0 || r == -ENOMEM)
+		r = fm__pmap_event_unread(e->pm) ? -EAGAIN : 0;
+	return r;
 }
 
 /*

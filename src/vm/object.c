@@ -554,7 +554,8 @@ fm__object_unlink(struct fm_object *obj, struct fm_entry *e)
 static int
 map_behind(void)
 {
-	return atomic_load(&fm__map_behind) > 0;
+	/* (a fork child follows no event: a parent's count means nothing) */
+	return !fm__forked && atomic_load(&fm__map_behind) > 0;
 }
 
 /*
@@ -704,11 +705,11 @@ clean_pmaplocked(struct fm_object *obj, uint64_t pg, uint64_t n)
 			i++;
 			continue;
 		}
-		(void)each_shared_locked(obj, i, j - i, protect_fn, &wp);
-		if (map_behind()) {
+		r = each_shared_locked(obj, i, j - i, protect_fn, &wp);
+		if (r == 0 && map_behind())
 			r = -EAGAIN; /* (nothing of this run changed) */
-			break;
-		}
+		if (r < 0)
+			break; /* (still dirty: not written back, not clean) */
 		for (uint64_t k = i; k < j; k++)
 			obj->pgstate[k] =
 			    (uint8_t)((obj->pgstate[k] & ~FM_PG_DIRTY) |
@@ -786,9 +787,9 @@ unmap_once(struct fm_object *obj, uint64_t pg, uint64_t n, int how)
 	fm__object_gen_add(obj, pg, n, FM_GEN_MAP); /* older refusals are old */
 	pthread_mutex_lock(&obj->lock);
 	r = each_shared_locked(obj, pg, n, zap_fn, NULL);
-	pthread_mutex_unlock(&obj->lock);
 	if (r == 0 && map_behind())
 		r = -EAGAIN; /* a moved or copied mapping not zapped yet */
+	pthread_mutex_unlock(&obj->lock);
 	if (r == 0 && how == FM_UNMAP_DISCARD) {
 		if (fm__pgo_has_put(obj))
 			r = clean_pmaplocked(obj, pg, n);

@@ -578,6 +578,21 @@ fm__pmap_protect_try(struct fm_pmap *pm, uintptr_t va, size_t len, int wp)
 	return ioctl(pm->uffd, UFFDIO_WRITEPROTECT, &w) < 0 ? -errno : 0;
 }
 
+/*
+ * Whether pm's uffd has an UNMAP, REMAP or FORK event not read yet: the
+ * kernel refuses every UFFDIO_WRITEPROTECT with EAGAIN then, before it
+ * looks at the range (one of length 0 is EINVAL otherwise, and changes
+ * nothing). Measured on 6.18: EINVAL, EAGAIN while an mremap's event
+ * waits, EINVAL once it is read.
+ */
+int
+fm__pmap_event_unread(struct fm_pmap *pm)
+{
+	struct uffdio_writeprotect w = writeprotect(0, 0, 0, 0);
+
+	return ioctl(pm->uffd, UFFDIO_WRITEPROTECT, &w) < 0 && errno == EAGAIN;
+}
+
 int
 fm__pmap_read(struct fm_pmap *pm, struct uffd_msg *msgs, size_t n, int user)
 {

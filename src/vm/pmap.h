@@ -221,6 +221,8 @@ struct fm_pmap_thread {
 int fm__pmap_thread(struct fm_pmap *pm, pid_t tid, struct fm_pmap_thread *t);
 /* Whether the thread waits in a fault (1) or not (0); -ESRCH: gone. */
 int fm__pmap_thread_in_fault(struct fm_pmap *pm, pid_t tid);
+/* Whether pm's uffd has an UNMAP, REMAP or FORK event not read yet. */
+int fm__pmap_event_unread(struct fm_pmap *pm);
 /* The CPU time thread tid has run so far (ns), or -1: not known. */
 long long fm__pmap_thread_ran(struct fm_pmap *pm, pid_t tid);
 /*
