@@ -211,8 +211,7 @@ fm__file_get(int fd, struct fm_file *tmp, int *err)
 	struct fm_file *fp;
 	int fl;
 
-	*err = 0;
-	if (fm__forked && (*err = forked_fd(fd)) < 0)
+	if ((*err = fm__forked ? forked_fd(fd) : 0) < 0)
 		return NULL;
 	fp = fm__forked ? NULL : table_get(fd);
 
@@ -221,9 +220,9 @@ fm__file_get(int fd, struct fm_file *tmp, int *err)
 		*err = -EBADF;
 		return NULL;
 	}
-	if (fp != NULL)
+	if (fp != NULL || tmp == NULL) /* NULL, 0: the kernel's descriptor */
 		return fp;
-	if (tmp == NULL || (fl = fcntl(fd, F_GETFL)) < 0 || (fl & O_PATH)) {
+	if ((fl = fcntl(fd, F_GETFL)) < 0 || (fl & O_PATH)) {
 		*err = -EBADF;
 		return NULL;
 	}
@@ -490,8 +489,8 @@ rw(int fd, void *buf, size_t len, int wr)
 	struct fm_file *fp = fm__file_get(fd, NULL, &err);
 	ssize_t r;
 
-	if (fp == NULL && err == -EBADF && fm__forked)
-		return fm__syserr(-EBADF);
+	if (fp == NULL && err < 0)
+		return fm__syserr(err);
 	if (fp == NULL)
 		return wr ? write(fd, buf, len) : read(fd, buf, len);
 	r = check_rw(fp, buf, &len, wr);
@@ -532,9 +531,8 @@ fm_ioctl(int fd, unsigned long request, ...)
 	arg = va_arg(ap, void *);
 	va_end(ap);
 	fm__fault_events(); /* a driver sees the mappings the program has */
-	if ((fp = fm__file_get(fd, NULL, &err)) == NULL && err == -EBADF &&
-	    fm__forked)
-		return fm__syserr(-EBADF);
+	if ((fp = fm__file_get(fd, NULL, &err)) == NULL && err < 0)
+		return fm__syserr(err);
 	if (fp == NULL)
 		return ioctl(fd, request, arg);
 	if (fp->f_flag & O_PATH)
@@ -553,8 +551,8 @@ fm_fstat(int fd, struct stat *st)
 	int r;
 	struct fm_file *fp = fm__file_get(fd, NULL, &r);
 
-	if (fp == NULL && r == -EBADF && fm__forked)
-		return fm__syserr(-EBADF);
+	if (fp == NULL && r < 0)
+		return fm__syserr(r);
 	if (fp == NULL && st == NULL) /* fstat(3) may not be given NULL */
 		return fcntl(fd, F_GETFD) < 0 ? -1 : fm__syserr(-EFAULT);
 	if (fp == NULL)

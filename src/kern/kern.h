@@ -45,7 +45,10 @@ struct fm_file {
  * other open descriptor, *tmp set up as its vnode file (the kernel's to
  * map). A fomap number the program took back (closed, or dup2'ed over) is
  * an other descriptor. With tmp, an O_PATH descriptor is not open (fget).
- * => NULL with -EBADF in *err: not open (or tmp NULL: not fomap's)
+ * In a fork child (vm.h: fm__forked) no descriptor is fomap's, and one
+ * that was fomap's in the parent is not open.
+ * => NULL with -EBADF in *err: not open; with tmp NULL, NULL with 0 in
+ *    *err: not fomap's (the kernel's descriptor, open or not)
  */
 struct fm_file *fm__file_get(int fd, struct fm_file *tmp, int *err);
 void fm__file_rele(struct fm_file *fp);

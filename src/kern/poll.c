@@ -80,6 +80,11 @@ poll_once(struct pollfd *fds, nfds_t nfds, nfds_t *others)
 			ready += fds[i].revents != 0;
 			continue;
 		}
+		if (err < 0) { /* a fork child's copy of a parent's file */
+			fds[i].revents = POLLNVAL;
+			ready++;
+			continue;
+		}
 		if (sys == NULL) {
 			if ((sys = calloc(nfds, sizeof(*sys))) == NULL)
 				return -ENOMEM;

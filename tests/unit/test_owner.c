@@ -25,10 +25,13 @@
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1063,6 +1066,58 @@ TEST(owner_fork_child_use_works_or_fails)
 	ASSERT_OK(fm_munmap(p, len));
 	ASSERT_OK(fm_munmap(z, 4 * PG));
 	ASSERT_OK(fm_close(gfd));
+	ASSERT_OK(fm_close(zfd));
+}
+
+/*
+ * In the child, a call on an ordinary descriptor (a pipe here) is the
+ * plain system call, and a fomap descriptor of the parent's is not open:
+ * EBADF, and POLLNVAL in fm_poll.
+ */
+static void
+child_plain_calls(int zfd, const int pfd[2])
+{
+	struct pollfd pf[2] = {{.fd = pfd[0], .events = POLLIN},
+	    {.fd = zfd, .events = POLLIN | POLLOUT}};
+	struct stat st;
+	char c = 'x';
+	int n = -1;
+
+	ASSERT_EQ(fm_write(pfd[1], &c, 1), 1);
+	ASSERT_OK(fm_ioctl(pfd[0], FIONREAD, &n));
+	ASSERT_EQ(n, 1);
+	ASSERT_OK(fm_fstat(pfd[0], &st));
+	ASSERT(S_ISFIFO(st.st_mode));
+	ASSERT_EQ(fm_poll(pf, 2, 0), 2);
+	ASSERT_EQ(pf[0].revents, POLLIN);
+	ASSERT_EQ(pf[1].revents, POLLNVAL);
+	c = 0;
+	ASSERT_EQ(fm_read(pfd[0], &c, 1), 1);
+	ASSERT_EQ(c, 'x');
+	ASSERT_ERRNO(fm_read(zfd, &c, 1), EBADF);
+	ASSERT_ERRNO(fm_write(zfd, &c, 1), EBADF);
+	ASSERT_ERRNO(fm_ioctl(zfd, FIONREAD, &n), EBADF);
+	ASSERT_ERRNO(fm_fstat(zfd, &st), EBADF);
+	ASSERT_OK(fm_close(zfd));
+}
+
+TEST(owner_fork_child_calls_on_ordinary_descriptors_are_plain)
+{
+	fm_test_need_uffd();
+	int zfd = fm_open("/dev/fomap/zero", O_RDWR), pfd[2];
+	char *z = fm_mmap(NULL, PG, RW, MAP_SHARED, zfd, 0);
+
+	ASSERT_GE(zfd, 0);
+	ASSERT(z != MAP_FAILED);
+	ASSERT_OK(pipe(pfd));
+	pid_t pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		child_plain_calls(zfd, pfd);
+		exit(0);
+	}
+	ASSERT_CHILD_OK(pid, "the child");
+	ASSERT_OK(fm_munmap(z, PG));
 	ASSERT_OK(fm_close(zfd));
 }
 
