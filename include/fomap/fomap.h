@@ -6,9 +6,11 @@
  * errno, checked in the same order). A call that fails has changed
  * nothing, but where its namesake may have changed something too:
  * fm_mmap with MAP_FIXED may leave the range it was to replace unmapped;
- * fm_mprotect, fm_madvise and fm_msync may have acted on the part of the
- * range before the error (a hole, a pager's failure). What a driver's hook
- * did before it failed is the driver's to undo.
+ * fm_mprotect may have acted on the part of the range before a hole;
+ * fm_madvise and fm_msync act on every mapped part of a range with a hole
+ * before they fail with ENOMEM, and may have acted on part of the range
+ * before another error (a pager's failure). What a driver's hook did
+ * before it failed is the driver's to undo.
  * tests/unit/test_parity.c holds the cases, and the few known differences.
  * No set-up call is needed: the first call starts fomap's fault engine.
  *
@@ -137,6 +139,8 @@ int fm_mprotect(void *addr, size_t len, int prot);
  * fm_msync: msync(2); MS_SYNC and MS_ASYNC both write dirty pages back
  * through the pager before returning. Length 0 succeeds.
  * => EIO: the pager failed to write back (the pages stay dirty).
+ * => ENOMEM: part of the range is not mapped (after the rest is written
+ *    back).
  */
 int fm_msync(void *addr, size_t len, int flags);
 

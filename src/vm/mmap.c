@@ -1248,22 +1248,27 @@ fm_msync(void *addr, size_t len, int flags)
 {
 	struct fm_vmspace *vs = &fm__vs_self;
 	uintptr_t start, end;
-	int r = check_msync(addr, len, flags, &start, &end);
+	int r = check_msync(addr, len, flags, &start, &end), hole = 0;
 
 	if (r == 0 &&
 	    ((flags & ~(MS_ASYNC | MS_SYNC | MS_INVALIDATE)) ||
 	        (flags & (MS_ASYNC | MS_SYNC)) == (MS_ASYNC | MS_SYNC)))
 		r = -EINVAL;
-	if (r == 0 && msync(addr, end - start, flags) < 0)
-		r = -errno; /* ENOMEM for a hole; host files are written here */
 	if (r < 0)
 		return fm__syserr(r);
-	if (fm__forked)
-		return 0; /* the parent's objects: the kernel's msync only */
-	fm__fault_events();
-	r = clean_spans(vs, start, end);
-	if (r < 0)
-		return fm__syserr(r);
+	/*
+	 * Host files are written back here. msync(2) goes on past a hole and
+	 * says ENOMEM at the end, so the engine's mappings are written back
+	 * before it is returned; its other errors (EBUSY) stop it where met.
+	 */
+	if (msync(addr, end - start, flags) < 0 && (hole = -errno) != -ENOMEM)
+		return fm__syserr(hole);
+	if (!fm__forked) { /* else the parent's objects: msync(2) only */
+		fm__fault_events();
+		r = clean_spans(vs, start, end);
+	}
+	if (r < 0 || hole < 0)
+		return fm__syserr(r < 0 ? r : hole);
 	return 0;
 }
 
@@ -1352,6 +1357,33 @@ set_advice(struct fm_vmspace *vs, uintptr_t start, uintptr_t end, int advice)
 	pthread_mutex_unlock(&fm__map.oplock);
 	fm__crit_leave(&c);
 	return r;
+}
+
+/*
+ * MADV_WILLNEED, _NORMAL, _RANDOM and _SEQUENTIAL: the kernel's madvise of
+ * [start, end) first (the engine's mappings are its VMAs too), then the
+ * engine's entries. madvise(2) goes on past a hole and says ENOMEM at the
+ * end, so the entries are advised before it is returned; its other errors
+ * end the call. => 0 or -errno
+ */
+static int
+advise_entries(struct fm_vmspace *vs, uintptr_t start, uintptr_t end,
+    int advice)
+{
+	int hole = 0, r;
+
+	if (madvise((void *)start, end - start, advice) < 0)
+		hole = -errno;
+	if (hole == -EBADF && advice == MADV_WILLNEED)
+		hole =
+		    0; /* (without swap: anonymous memory, nothing to read) */
+	if (hole < 0 && hole != -ENOMEM)
+		return hole;
+	if (advice == MADV_WILLNEED)
+		r = willneed(vs, start, end);
+	else
+		r = set_advice(vs, start, end, advice);
+	return r < 0 ? r : hole;
 }
 
 static int
@@ -1556,16 +1588,10 @@ fm_madvise(void *addr, size_t len, int advice)
 	end = start + alen;
 	switch (advice) {
 	case MADV_WILLNEED:
-		if (madvise(addr, end - start, advice) < 0 && errno != EBADF)
-			return -1;
-		r = willneed(vs, start, end);
-		break;
 	case MADV_NORMAL:
 	case MADV_RANDOM:
 	case MADV_SEQUENTIAL:
-		if (madvise(addr, end - start, advice) < 0)
-			return -1;
-		r = set_advice(vs, start, end, advice);
+		r = advise_entries(vs, start, end, advice);
 		break;
 	case MADV_REMOVE:
 	case MADV_DOFORK:

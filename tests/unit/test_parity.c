@@ -1061,3 +1061,84 @@ TEST(guard_pages_are_the_kernels_only)
 	ASSERT_OK(fm_munmap(h, 16 * PG));
 	ASSERT_OK(fm_close(z));
 }
+
+/*
+ * A hole in the range: msync(2) and madvise(2) act on every mapped part
+ * and fail with ENOMEM at the end; so do fm_msync and fm_madvise on the
+ * engine's mappings, after the hole as before it.
+ */
+static char *
+map_with_hole(int fd)
+{
+	char *a = testdev_map(fd, 16 * PG, RW, MAP_SHARED);
+
+	ASSERT_OK(fm_munmap(a + 4 * PG, 4 * PG));
+	return a;
+}
+
+static char
+byte_at(int file, off_t off)
+{
+	char c = 0;
+
+	ASSERT_EQ(pread(file, &c, 1, off), 1);
+	return c;
+}
+
+TEST(msync_writes_back_around_a_hole)
+{
+	fm_test_need_uffd();
+	int file = testdev_tmpfile(16 * PG);
+	struct fm_object *obj = testdev_store(file, 0, 16 * PG);
+	int fd = testdev_open("msync-hole", obj, RW, O_RDWR);
+	char *a = map_with_hole(fd);
+
+	a[PG] = 'a';
+	a[12 * PG] = 'b';
+	ASSERT_ERRNO(fm_msync(a, 16 * PG, MS_SYNC), ENOMEM);
+	ASSERT_EQ(byte_at(file, PG), 'a');
+	ASSERT_EQ(byte_at(file, 12 * PG), 'b');
+	a[13 * PG] = 'c'; /* the range starts in the hole */
+	ASSERT_ERRNO(fm_msync(a + 4 * PG, 12 * PG, MS_ASYNC), ENOMEM);
+	ASSERT_EQ(byte_at(file, 13 * PG), 'c');
+	ASSERT_OK(fm_munmap(a + 8 * PG, 8 * PG));
+	testdev_done(a, 4 * PG, fd, obj);
+	close(file);
+}
+
+static unsigned long
+faults_touching(char *a, int from, int to)
+{
+	struct fm_stats s0, s1;
+
+	fm_engine_stats(&s0);
+	for (int i = from; i < to; i++)
+		a[i * PG] = 1;
+	fm_engine_stats(&s1);
+	return s1.faults - s0.faults;
+}
+
+TEST(madvise_advises_around_a_hole)
+{
+	fm_test_need_uffd();
+	struct fm_object *obj = object(16 * PG);
+	int fd = testdev_open("madvise-hole", obj, RW, O_RDWR);
+	char *a = map_with_hole(fd), *b = map_with_hole(fd);
+
+	if (getenv("FOMAP_FAULT_AROUND") != NULL)
+		fm_test_skip("FOMAP_FAULT_AROUND overrides the advice");
+	ASSERT_ERRNO(fm_madvise(a, 16 * PG, MADV_WILLNEED), ENOMEM);
+	ASSERT_EQ(resident(obj, 16 * PG), 12); /* all but the hole's */
+	ASSERT_OK(fm_object_unmap(obj, 0, 16 * PG, FM_UNMAP_DISCARD));
+	ASSERT_ERRNO(fm_madvise(b, 16 * PG, MADV_SEQUENTIAL), ENOMEM);
+	ASSERT_EQ(faults_touching(b, 0, 4), 1); /* one window each */
+	ASSERT_EQ(faults_touching(b, 8, 16), 1);
+	ASSERT_ERRNO(fm_madvise(b, 16 * PG, MADV_RANDOM), ENOMEM);
+	ASSERT_OK(fm_object_unmap(obj, 0, 16 * PG, FM_UNMAP_DISCARD));
+	ASSERT_EQ(faults_touching(b, 8, 16), 8); /* a page a fault */
+	ASSERT_OK(fm_munmap(b, 16 * PG));
+	ASSERT_OK(fm_munmap(a, 16 * PG));
+	ASSERT_OK(fm_close(fd));
+	ASSERT_OK(fm_dev_unregister("madvise-hole"));
+	fm_object_rele(obj);
+}
