@@ -1187,7 +1187,9 @@ fm_mprotect(void *addr, size_t len, int prot)
 
 /*
  * Collect, referenced, the objects (and their byte ranges) of the shared
- * fomap entries in [start, end). => returns the count, or -ENOMEM
+ * fomap entries in [start, end), each clipped to its object: a mapping may
+ * run past the end (a driver's fo_mmap let it), and that part has nothing
+ * to write back. => returns the count, or -ENOMEM
  */
 struct span {
 	struct fm_object *obj;
@@ -1210,12 +1212,14 @@ shared_spans(struct fm_vmspace *vs, uintptr_t start, uintptr_t end,
 	while (v && (e = fm__map_next(&it)) != NULL) {
 		uintptr_t lo = e->start > start ? e->start : start;
 		uintptr_t hi = e->end < end ? e->end : end;
+		size_t off = fm__entry_pgidx(e, lo) << FM_PAGE_SHIFT;
+		size_t size = fm_object_size(e->obj);
 
-		if (e->pm == NULL || !(e->flags & MAP_SHARED))
+		if (e->pm == NULL || !(e->flags & MAP_SHARED) || off >= size)
 			continue;
 		fm_object_ref(e->obj);
-		v[k++] = (struct span){e->obj,
-		    (off_t)(fm__entry_pgidx(e, lo) << FM_PAGE_SHIFT), hi - lo};
+		v[k++] = (struct span){e->obj, (off_t)off,
+		    hi - lo < size - off ? hi - lo : size - off};
 	}
 	pthread_rwlock_unlock(&fm__map.lock);
 	*out = v;

@@ -1142,3 +1142,34 @@ TEST(madvise_advises_around_a_hole)
 	ASSERT_OK(fm_dev_unregister("madvise-hole"));
 	fm_object_rele(obj);
 }
+
+/*
+ * A mapping that runs past its object's end (a driver's fo_mmap let it):
+ * msync(2) of a file mapped past its end succeeds, and so does fm_msync;
+ * what lies past the end has nothing to write back.
+ */
+TEST(msync_of_a_mapping_past_the_objects_end)
+{
+	fm_test_need_uffd();
+	int file = testdev_tmpfile(4 * PG);
+	struct fm_object *obj = testdev_store(file, 0, 4 * PG);
+	struct fm_object *anon = object(4 * PG);
+	int fd = testdev_open("msync-past", obj, RW, O_RDWR);
+	int afd = testdev_open("msync-past-anon", anon, RW, O_RDWR);
+	char *k = mmap(NULL, 8 * PG, RW, MAP_SHARED, file, 0);
+	char *a = testdev_map(fd, 8 * PG, RW, MAP_SHARED);
+	char *b = testdev_map(afd, 8 * PG, RW, MAP_SHARED);
+
+	ASSERT(k != MAP_FAILED);
+	ASSERT_OK(msync(k, 8 * PG, MS_SYNC)); /* the kernel's answer */
+	a[3 * PG] = 's';
+	ASSERT_OK(fm_msync(a, 8 * PG, MS_SYNC));
+	ASSERT_EQ(byte_at(file, 3 * PG), 's');
+	ASSERT_OK(fm_msync(a + 4 * PG, 4 * PG, MS_SYNC)); /* all past it */
+	b[0] = 'n'; /* no pgo_put: nothing to write back */
+	ASSERT_OK(fm_msync(b, 8 * PG, MS_SYNC));
+	ASSERT_OK(munmap(k, 8 * PG));
+	testdev_done(b, 8 * PG, afd, anon);
+	testdev_done(a, 8 * PG, fd, obj);
+	close(file);
+}
