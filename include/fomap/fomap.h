@@ -77,10 +77,13 @@ int fm_ioctl(int fd, unsigned long request, ...);
 /*
  * fm_poll: poll(2) over descriptors of which any may be fomap's: a fomap
  * file's readiness is its driver's (fo_poll), waited for until the driver
- * calls fm_file_wakeup or fm_dev_wakeup. While the set mixes fomap and
- * other descriptors, the others are looked at every 10 ms.
+ * calls fm_file_wakeup or fm_dev_wakeup, the others' as poll(2) says it.
+ * An O_PATH open is not open to it (POLLNVAL). fds is read first and its
+ * revents written last, as by poll(2).
  * => the count of entries with revents, 0 at the timeout; EINVAL: nfds
- *    over RLIMIT_NOFILE
+ *    over RLIMIT_NOFILE; EFAULT: fds not readable, or (after the wait) its
+ *    revents not writable; EINTR: a signal was caught while nothing was
+ *    ready; ENOMEM
  */
 struct pollfd;
 int fm_poll(struct pollfd *fds, unsigned long nfds, int timeout);

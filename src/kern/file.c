@@ -370,18 +370,23 @@ fm_close(int fd)
 static uintptr_t user_top; /* the kernel's TASK_SIZE_MAX */
 static pthread_once_t user_top_once = PTHREAD_ONCE_INIT;
 
-/* 4-level paging, unless a page can be mapped above its top. */
+/*
+ * 4-level paging, unless a page can be mapped above its top. The raw
+ * system calls: TSan's mmap turns an address it does not shadow into 0,
+ * which MAP_FIXED_NOREPLACE then maps (root may map page 0), and dies.
+ */
 static void
 user_top_init(void)
 {
-	void *p = mmap((void *)((uintptr_t)1 << 47), FM_PAGE_SIZE, PROT_NONE,
-	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	void *p = (void *)syscall(SYS_mmap, (uintptr_t)1 << 47, FM_PAGE_SIZE,
+	    PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1,
+	    0);
 
 	user_top = 0x7ffffffff000;
 	if (p != MAP_FAILED || errno == EEXIST)
 		user_top = 0xfffffffffff000; /* 5-level */
 	if (p != MAP_FAILED)
-		munmap(p, FM_PAGE_SIZE);
+		syscall(SYS_munmap, p, FM_PAGE_SIZE);
 }
 
 /* The kernel's access_ok(): [p, p+len) lies in the user address space. */
@@ -417,12 +422,11 @@ page_ok(uintptr_t pg, int wr)
 }
 
 /*
- * How many bytes of [p, p+len) from p on may be read (or written, when wr).
  * One madvise(2) makes every page present as an access would (and fails if
  * one cannot be); only if it fails are the pages tried one by one.
  */
-static size_t
-user_span(const void *p, size_t len, int wr)
+size_t
+fm__user_span(const void *p, size_t len, int wr)
 {
 	uintptr_t a = (uintptr_t)p, mask = FM_PAGE_SIZE - 1, lo = a & ~mask, hi;
 
@@ -474,7 +478,7 @@ check_rw(struct fm_file *fp, const void *buf, size_t *lenp, int wr)
 		*lenp = FM_MAX_RW_COUNT;
 	if (!uses_buffer(fp, wr))
 		return 0;
-	n = user_span(buf, *lenp, !wr);
+	n = fm__user_span(buf, *lenp, !wr);
 	if (n == 0 && *lenp > 0)
 		return -EFAULT;
 	*lenp = n;
@@ -557,7 +561,7 @@ fm_fstat(int fd, struct stat *st)
 		return fcntl(fd, F_GETFD) < 0 ? -1 : fm__syserr(-EFAULT);
 	if (fp == NULL)
 		return fstat(fd, st);
-	if (user_span(st, sizeof(*st), 1) < sizeof(*st))
+	if (fm__user_span(st, sizeof(*st), 1) < sizeof(*st))
 		r = -EFAULT; /* the kernel's copy_to_user would fail */
 	else /* a clone without fo_stat is still its device's file */
 		r = fm__fo_stat(fp, st);

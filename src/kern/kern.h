@@ -62,6 +62,12 @@ fm__file_hold(struct fm_file *fp)
 }
 /* In a fork child: whether fd is a fomap descriptor of the parent's. */
 int fm__fd_inherited(int fd);
+/*
+ * How many bytes of the caller's [p, p+len) from p on may be read (or
+ * written, when wr), as the kernel's copy from (to) user memory would find
+ * them; 0 when the range leaves the user address space. Writes nothing.
+ */
+size_t fm__user_span(const void *p, size_t len, int wr);
 
 /* devsw.c */
 /* The device, with an open counted (so it cannot be unregistered), or NULL. */

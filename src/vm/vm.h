@@ -507,6 +507,18 @@ struct fm_crit {
  */
 extern __thread int fm__quiet_thread;
 
+/* Every signal that can be sent asynchronously (not a fault's). */
+static inline void
+fm__async_signals(sigset_t *set)
+{
+	sigfillset(set);
+	sigdelset(set, SIGBUS);
+	sigdelset(set, SIGSEGV);
+	sigdelset(set, SIGILL);
+	sigdelset(set, SIGFPE);
+	sigdelset(set, SIGTRAP);
+}
+
 static inline void
 fm__crit_enter(struct fm_crit *c)
 {
@@ -514,12 +526,7 @@ fm__crit_enter(struct fm_crit *c)
 
 	if (fm__quiet_thread)
 		return;
-	sigfillset(&all);
-	sigdelset(&all, SIGBUS);
-	sigdelset(&all, SIGSEGV);
-	sigdelset(&all, SIGILL);
-	sigdelset(&all, SIGFPE);
-	sigdelset(&all, SIGTRAP);
+	fm__async_signals(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &c->old);
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &c->cancel);
 }

@@ -13,8 +13,12 @@
  */
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1172,4 +1176,257 @@ TEST(msync_of_a_mapping_past_the_objects_end)
 	testdev_done(b, 8 * PG, afd, anon);
 	testdev_done(a, 8 * PG, fd, obj);
 	close(file);
+}
+
+/* ------------------------------------------------------------------------
+ * poll, beside the kernel's
+ */
+
+typedef int poll_fn(struct pollfd *, nfds_t, int);
+
+static poll_fn *const polls[] = {poll, fm_poll};
+static const char *const poll_name[] = {"poll", "fm_poll"};
+
+/*
+ * A device whose readiness is the flag dev_ready, and that raises SIGUSR1
+ * in the thread that looks at it once raise_at_look is set: a signal that
+ * comes while fm_poll looks, before it waits.
+ */
+static atomic_int dev_ready, raise_at_look;
+static struct fm_dev *_Atomic flag_device;
+
+static int
+flag_poll(struct fm_dev *dev, int events)
+{
+	atomic_store(&flag_device, dev);
+	if (atomic_exchange(&raise_at_look, 0))
+		raise(SIGUSR1);
+	return atomic_load(&dev_ready) ? events & POLLIN : 0;
+}
+
+static const struct fm_cdevsw flag_cdevsw = {.d_poll = flag_poll};
+
+static int
+flag_dev(void)
+{
+	int fd;
+
+	ASSERT_OK(fm_dev_register("pollflag", &flag_cdevsw, NULL));
+	fd = fm_open(FM_DEVPREFIX "pollflag", O_RDONLY);
+	ASSERT_GE(fd, 0);
+	return fd;
+}
+
+static volatile sig_atomic_t caught;
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	caught++;
+}
+
+/* A handler for sig, with SA_RESTART: poll(2) is never restarted. */
+static void
+catch_signal(int sig)
+{
+	struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
+
+	sigemptyset(&sa.sa_mask);
+	ASSERT_OK(sigaction(sig, &sa, NULL));
+}
+
+/* fn(p, n, 2000) with SIGALRM caught 50 ms in: -1 EINTR, no entry ready. */
+static void
+check_eintr(int k, struct pollfd *p, nfds_t n)
+{
+	struct itimerval it = {.it_value = {0, 50 * 1000}};
+
+	caught = 0;
+	ASSERT_OK(setitimer(ITIMER_REAL, &it, NULL));
+	errno = 0;
+	int r = polls[k](p, n, 2000), e = errno;
+	if (r != -1 || e != EINTR || caught != 1)
+		fm_test_fail(__FILE__, __LINE__,
+		    "%s of %lu entries: %d errno %d, %d signals caught",
+		    poll_name[k], (unsigned long)n, r, e, (int)caught);
+	for (nfds_t i = 0; i < n; i++)
+		ASSERT_EQ(p[i].revents, 0);
+}
+
+TEST(poll_ends_with_eintr_when_a_signal_is_caught)
+{
+	int pp[2], dev = flag_dev();
+	struct pollfd p[2] = {{.fd = -1}, {.fd = -1}};
+	sigset_t usr1;
+
+	ASSERT_OK(pipe(pp));
+	catch_signal(SIGALRM);
+	catch_signal(SIGUSR1);
+	for (int k = 0; k < 2; k++) {
+		check_eintr(k, NULL, 0);
+		p[0] = (struct pollfd){.fd = pp[0], .events = POLLIN};
+		check_eintr(k, p, 1);
+	}
+	p[1] = (struct pollfd){.fd = dev, .events = POLLIN};
+	check_eintr(1, p, 2); /* fomap's and the kernel's */
+	check_eintr(1, p + 1, 1); /* fomap's alone */
+	/* A signal that comes while fm_poll looks, before it waits. */
+	caught = 0;
+	atomic_store(&raise_at_look, 1);
+	ASSERT_ERRNO(fm_poll(p, 2, 2000), EINTR);
+	ASSERT_EQ(caught, 1);
+	/* Blocked, it ends nothing: the timeout does, as poll(2)'s. */
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	ASSERT_OK(sigprocmask(SIG_BLOCK, &usr1, NULL));
+	caught = 0;
+	atomic_store(&raise_at_look, 1);
+	ASSERT_EQ(fm_poll(p, 2, 100), 0);
+	ASSERT_EQ(poll(p, 1, 100), 0); /* (the kernel's, SIGUSR1 pending) */
+	ASSERT_OK(sigprocmask(SIG_UNBLOCK, &usr1, NULL));
+	ASSERT_EQ(caught, 1);
+	/* Ready: the count, not EINTR, even with a signal on the way. */
+	atomic_store(&dev_ready, 1);
+	atomic_store(&raise_at_look, 1);
+	ASSERT_EQ(fm_poll(p, 2, 2000), 1);
+	ASSERT_EQ(p[1].revents, POLLIN);
+	ASSERT_OK(fm_close(dev));
+	ASSERT_OK(fm_dev_unregister("pollflag"));
+	close(pp[0]);
+	close(pp[1]);
+}
+
+/*
+ * fds the call may not read, or write: EFAULT, as poll(2) says it (once
+ * it has waited, for an array it can read; the revents it can write are
+ * written).
+ */
+TEST(poll_bad_fds_is_efault)
+{
+	char *m = mmap(NULL, 3 * PG, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct pollfd *ro = (struct pollfd *)(m + PG), *last = ro - 1;
+	int pp[2];
+
+	ASSERT(m != MAP_FAILED);
+	ASSERT_OK(pipe(pp));
+	ASSERT_EQ(write(pp[1], "x", 1), 1);
+	ro[0] = (struct pollfd){.fd = pp[0], .events = POLLIN};
+	*last = ro[0];
+	ASSERT_OK(mprotect(m + PG, PG, PROT_READ));
+	ASSERT_OK(munmap(m + 2 * PG, PG));
+	for (int k = 0; k < 2; k++) {
+		ASSERT_EQ(polls[k](NULL, 0, 0), 0);
+		ASSERT_ERRNO(polls[k]((struct pollfd *)8, 1, 0), EFAULT);
+		ASSERT_ERRNO(polls[k](ro + PG / sizeof(*ro) - 1, 2, 0), EFAULT);
+		ASSERT_ERRNO(polls[k](ro, 1, 0), EFAULT);
+		last->revents = 0;
+		ASSERT_ERRNO(polls[k](last, 2, 0), EFAULT);
+		ASSERT_EQ(last->revents, POLLIN); /* written before the fault */
+	}
+	close(pp[0]);
+	close(pp[1]);
+	ASSERT_OK(munmap(m, 2 * PG));
+}
+
+/* An O_PATH open is not open to poll(2): POLLNVAL. */
+TEST(poll_of_a_path_open_is_pollnval)
+{
+	int fd[2] = {open("/dev/zero", O_PATH),
+	    fm_open(FM_DEVPREFIX "zero", O_PATH)};
+
+	for (int k = 0; k < 2; k++) {
+		struct pollfd p = {.fd = fd[k], .events = POLLIN | POLLOUT};
+
+		ASSERT_GE(fd[k], 0);
+		ASSERT_EQ(polls[k](&p, 1, 0), 1);
+		ASSERT_EQ(p.revents, POLLNVAL);
+	}
+	ASSERT_OK(close(fd[0]));
+	ASSERT_OK(fm_close(fd[1]));
+}
+
+static void *
+wake_later(void *arg)
+{
+	int *pp = arg;
+
+	usleep(50 * 1000);
+	if (pp != NULL) {
+		ASSERT_EQ(write(pp[1], "x", 1), 1);
+		return NULL;
+	}
+	atomic_store(&dev_ready, 1);
+	fm_dev_wakeup(atomic_load(&flag_device));
+	return NULL;
+}
+
+/*
+ * A waiting fm_poll ends at a driver's wake-up, and at once when another
+ * descriptor of its set is ready.
+ */
+TEST_TAGGED(poll_wakes_on_a_drivers_wakeup_and_on_others, "thread")
+{
+	int pp[2], dev = flag_dev();
+	struct pollfd p[2] = {{.fd = dev, .events = POLLIN}};
+	struct timespec t0, t1;
+	pthread_t t;
+
+	ASSERT_OK(pipe(pp));
+	p[1] = (struct pollfd){.fd = pp[0], .events = POLLIN};
+	atomic_store(&dev_ready, 0);
+	ASSERT_EQ(pthread_create(&t, NULL, wake_later, pp), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ASSERT_EQ(fm_poll(p, 2, 5000), 1);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ASSERT_EQ(pthread_join(t, NULL), 0);
+	ASSERT_EQ(p[0].revents, 0);
+	ASSERT_EQ(p[1].revents, POLLIN);
+	ASSERT_LE((t1.tv_sec - t0.tv_sec) * 1000 +
+	        (t1.tv_nsec - t0.tv_nsec) / 1000000,
+	    2000);
+	ASSERT_EQ(pthread_create(&t, NULL, wake_later, NULL), 0);
+	ASSERT_EQ(fm_poll(p, 1, 5000), 1); /* the device's, woken */
+	ASSERT_EQ(p[0].revents, POLLIN);
+	ASSERT_EQ(pthread_join(t, NULL), 0);
+	ASSERT_OK(fm_close(dev));
+	ASSERT_OK(fm_dev_unregister("pollflag"));
+	close(pp[0]);
+	close(pp[1]);
+}
+
+static void *
+poll_for_ever(void *arg)
+{
+	struct pollfd p = {.fd = *(int *)arg, .events = POLLIN};
+
+	(void)fm_poll(&p, 1, -1);
+	return NULL;
+}
+
+/*
+ * poll(2) is a cancellation point: a thread cancelled while fm_poll
+ * sleeps leaves nothing behind that a later wake-up or poll could trip on.
+ */
+TEST_TAGGED(poll_cancelled_in_its_sleep_leaves_nothing, "thread")
+{
+	int dev = flag_dev();
+	struct pollfd p = {.fd = dev, .events = POLLIN};
+	pthread_t t;
+	void *res;
+
+	atomic_store(&dev_ready, 0);
+	ASSERT_EQ(pthread_create(&t, NULL, poll_for_ever, &dev), 0);
+	while (atomic_load(&flag_device) == NULL)
+		usleep(1000);
+	usleep(20 * 1000); /* let it sleep */
+	ASSERT_EQ(pthread_cancel(t), 0);
+	ASSERT_EQ(pthread_join(t, &res), 0);
+	ASSERT_PTR_EQ(res, PTHREAD_CANCELED);
+	fm_dev_wakeup(atomic_load(&flag_device));
+	ASSERT_EQ(fm_poll(&p, 1, 20), 0);
+	atomic_store(&dev_ready, 1);
+	ASSERT_EQ(fm_poll(&p, 1, 0), 1);
+	ASSERT_OK(fm_close(dev));
+	ASSERT_OK(fm_dev_unregister("pollflag"));
 }
