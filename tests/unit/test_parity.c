@@ -9,7 +9,9 @@
  * remove where it stands; its reason is printed, and so is its going.
  * Then what the table cannot show: descriptors closed or replaced behind
  * fomap's back, O_CLOEXEC, descriptors fomap does not own, flags the
- * kernel honours, and advice on the engine's mappings.
+ * kernel honours, advice on the engine's mappings, msync and madvise
+ * over a hole or past an object's end, and poll(2) beside fm_poll
+ * (signals, bad arrays, O_PATH, wake-ups, cancellation).
  */
 #include <fcntl.h>
 #include <limits.h>
