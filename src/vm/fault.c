@@ -2552,8 +2552,12 @@ fault_page(const struct fault *f)
 		 * the map: the thread's access goes to whatever is there.
 		 */
 		if (r == -EEXIST || r == -ESRCH || r == -ESTALE ||
-		    fm__fault_swapped(f->pm, f->va, f->va + FM_PAGE_SIZE))
+		    fm__fault_swapped(f->pm, f->va, f->va + FM_PAGE_SIZE)) {
+			/* (a pager's failure kept its page busy: let it go) */
+			if (held)
+				fm__object_unbusy(obj, pg, 1, 0);
 			return wake(f);
+		}
 		if (r != -ENOENT && r != -EAGAIN)
 			break; /* the pager failed: SIGBUS */
 		atomic_fetch_add_explicit(&stats.retries, 1,

@@ -438,6 +438,69 @@ TEST_TAGGED(trust_refused_syscall_under_load_and_storm_ends, "thread")
 	refused_reads(1, 2000000);
 }
 
+/*
+ * A page the pager refuses, read into by read(2) under a storm of signals
+ * (a stuck call: its page is moved away for a moment) while another
+ * thread reads it from user mode. A fault whose fill failed while the
+ * page was away kept the page busy for good: every later fill of it
+ * waited, holding the object's pmaplock shared, and the next protection
+ * change of the object waited for them (a deadlock seen once in a 180 s
+ * make stress). Every protect here must end.
+ */
+struct toucher {
+	volatile char *p;
+	atomic_int stop;
+	long n;
+};
+
+static void *
+toucher_main(void *arg)
+{
+	struct toucher *t = arg;
+
+	while (!atomic_load(&t->stop)) {
+		(void)tb_probe(t->p, 0);
+		t->n++;
+	}
+	return NULL;
+}
+
+TEST_TAGGED(trust_refused_fill_while_its_page_is_away_frees_it, "thread")
+{
+	fm_test_need_uffd();
+	volatile char *p;
+	int fd = guard_region(4, &p);
+	struct ro_reader r = {.p = p + 2 * PG};
+	struct toucher to = {.p = p + 2 * PG};
+	pthread_t t, u;
+	struct storm st;
+	long k;
+
+	p[2 * PG] = 'b';
+	guard_revoke(fd, 2, 1);
+	tb_install();
+	ASSERT_OK(pipe(r.pfd));
+	ASSERT_EQ(pthread_create(&t, NULL, ro_reader_main, &r), 0);
+	ASSERT_EQ(pthread_create(&u, NULL, toucher_main, &to), 0);
+	storm_start(&st, t);
+	for (k = 0; k < 3000; k++)
+		guard_protect_ro(fd, 0,
+		    1); /* the object's pmaplock, exclusive */
+	storm_stop(&st);
+	atomic_store(&r.stop, 1);
+	atomic_store(&to.stop, 1);
+	JOIN_WITHIN(t, 10, "read(2)s into a revoked page");
+	JOIN_WITHIN(u, 10, "reads of a revoked page");
+	printf("# %ld protects beside %ld refused read(2)s and %ld refused "
+	       "reads\n",
+	    k, r.n, to.n);
+	ASSERT_EQ(r.bad, 0);
+	close(r.pfd[0]);
+	close(r.pfd[1]);
+	ASSERT_OK(fm_munmap((void *)p, 4 * PG));
+	ASSERT_OK(fm_close(fd));
+}
+
 TEST_TAGGED(trust_protect_across_a_refused_syscall_page, "thread")
 {
 	fm_test_need_uffd();
