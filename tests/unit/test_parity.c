@@ -1082,15 +1082,6 @@ map_with_hole(int fd)
 	return a;
 }
 
-static char
-byte_at(int file, off_t off)
-{
-	char c = 0;
-
-	ASSERT_EQ(pread(file, &c, 1, off), 1);
-	return c;
-}
-
 TEST(msync_writes_back_around_a_hole)
 {
 	fm_test_need_uffd();
@@ -1102,11 +1093,11 @@ TEST(msync_writes_back_around_a_hole)
 	a[PG] = 'a';
 	a[12 * PG] = 'b';
 	ASSERT_ERRNO(fm_msync(a, 16 * PG, MS_SYNC), ENOMEM);
-	ASSERT_EQ(byte_at(file, PG), 'a');
-	ASSERT_EQ(byte_at(file, 12 * PG), 'b');
+	ASSERT_EQ(testdev_file_byte(file, PG), 'a');
+	ASSERT_EQ(testdev_file_byte(file, 12 * PG), 'b');
 	a[13 * PG] = 'c'; /* the range starts in the hole */
 	ASSERT_ERRNO(fm_msync(a + 4 * PG, 12 * PG, MS_ASYNC), ENOMEM);
-	ASSERT_EQ(byte_at(file, 13 * PG), 'c');
+	ASSERT_EQ(testdev_file_byte(file, 13 * PG), 'c');
 	ASSERT_OK(fm_munmap(a + 8 * PG, 8 * PG));
 	testdev_done(a, 4 * PG, fd, obj);
 	close(file);
@@ -1170,7 +1161,7 @@ TEST(msync_of_a_mapping_past_the_objects_end)
 	ASSERT_OK(msync(k, 8 * PG, MS_SYNC)); /* the kernel's answer */
 	a[3 * PG] = 's';
 	ASSERT_OK(fm_msync(a, 8 * PG, MS_SYNC));
-	ASSERT_EQ(byte_at(file, 3 * PG), 's');
+	ASSERT_EQ(testdev_file_byte(file, 3 * PG), 's');
 	ASSERT_OK(fm_msync(a + 4 * PG, 4 * PG, MS_SYNC)); /* all past it */
 	b[0] = 'n'; /* no pgo_put: nothing to write back */
 	ASSERT_OK(fm_msync(b, 8 * PG, MS_SYNC));

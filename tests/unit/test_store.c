@@ -27,15 +27,6 @@ pat(size_t off)
 	return (char)(off % 251);
 }
 
-static char
-file_byte(int fd, off_t off)
-{
-	char c = 0;
-
-	ASSERT_EQ(pread(fd, &c, 1, off), 1);
-	return c;
-}
-
 TEST(store_fills_from_file)
 {
 	fm_test_need_uffd();
@@ -72,9 +63,10 @@ TEST(store_writes_back_only_dirty_pages)
 	ASSERT(vec[5] & FM_PG_DIRTY);
 	ASSERT(!(vec[3] & FM_PG_DIRTY));
 	ASSERT_OK(fm_msync(a, 16 * PG, MS_SYNC));
-	ASSERT_EQ(file_byte(file, 2 * PG), 'x');
-	ASSERT_EQ(file_byte(file, 5 * PG + 7), 'y');
-	ASSERT_EQ(file_byte(file, 3 * PG), 'B'); /* clean: never written */
+	ASSERT_EQ(testdev_file_byte(file, 2 * PG), 'x');
+	ASSERT_EQ(testdev_file_byte(file, 5 * PG + 7), 'y');
+	ASSERT_EQ(testdev_file_byte(file, 3 * PG),
+	    'B'); /* clean: never written */
 	ASSERT_EQ(fm_object_mincore(obj, 0, 16 * PG, vec), 0);
 	ASSERT(!(vec[2] & FM_PG_DIRTY));
 	/* Clean again, so the next write is seen again: it faults. */
@@ -85,7 +77,7 @@ TEST(store_writes_back_only_dirty_pages)
 	ASSERT_EQ(fm_object_mincore(obj, 0, 16 * PG, vec), 0);
 	ASSERT(vec[2] & FM_PG_DIRTY);
 	ASSERT_OK(fm_msync(a, 16 * PG, MS_ASYNC));
-	ASSERT_EQ(file_byte(file, 2 * PG), 'z');
+	ASSERT_EQ(testdev_file_byte(file, 2 * PG), 'z');
 	testdev_done(a, 16 * PG, fd, obj);
 	close(file);
 }
@@ -122,8 +114,8 @@ TEST(store_first_writes_dirty_at_once)
 		ASSERT(!(vec[i] & FM_PG_DIRTY));
 	ASSERT_EQ(b[100 * PG + 1], 'w');
 	ASSERT_OK(fm_msync(a, 256 * PG, MS_SYNC));
-	ASSERT_EQ(file_byte(file, 100 * PG + 1), 'w');
-	ASSERT_EQ(file_byte(file, 240 * PG), pat(240 * PG));
+	ASSERT_EQ(testdev_file_byte(file, 100 * PG + 1), 'w');
+	ASSERT_EQ(testdev_file_byte(file, 240 * PG), pat(240 * PG));
 	ASSERT_EQ(fm_object_mincore(obj, 0, 256 * PG, vec), 0);
 	ASSERT(!(vec[100] & FM_PG_DIRTY));
 	/* Written back: protected again, the next writes fault. */
@@ -152,8 +144,8 @@ TEST(store_first_writes_dirty_at_once)
 	ASSERT_GE(after.wp, before.wp + 1);
 	ASSERT_OK(fm_munmap(b, 256 * PG));
 	testdev_done(a, 256 * PG, fd, obj);
-	ASSERT_EQ(file_byte(file, 7 * PG), 'y');
-	ASSERT_EQ(file_byte(file, 220 * PG), 'z');
+	ASSERT_EQ(testdev_file_byte(file, 7 * PG), 'y');
+	ASSERT_EQ(testdev_file_byte(file, 220 * PG), 'z');
 	close(file);
 }
 
@@ -178,8 +170,8 @@ TEST(store_first_write_to_read_only_page_refused)
 	a[4 * PG] = 'b';
 	ASSERT_EQ(a[2 * PG], pat(2 * PG));
 	testdev_done(a, 8 * PG, fd, obj);
-	ASSERT_EQ(file_byte(file, 2 * PG), pat(2 * PG));
-	ASSERT_EQ(file_byte(file, 4 * PG), 'b');
+	ASSERT_EQ(testdev_file_byte(file, 2 * PG), pat(2 * PG));
+	ASSERT_EQ(testdev_file_byte(file, 4 * PG), 'b');
 	close(file);
 }
 
@@ -226,11 +218,13 @@ TEST(store_copies_windows_and_stops_at_its_size)
 			a[i * PG + 5] = 'k';
 		ASSERT_OK(fm_msync(a, 501 * PG, MS_SYNC));
 		for (size_t i = 0; i < 500; i += 3)
-			ASSERT_EQ(file_byte(file, (off_t)(i + 4) * PG + 5),
+			ASSERT_EQ(testdev_file_byte(file,
+			              (off_t)(i + 4) * PG + 5),
 			    'k');
-		ASSERT_EQ(file_byte(file, 4 * PG + 7 * PG + 5),
+		ASSERT_EQ(testdev_file_byte(file, 4 * PG + 7 * PG + 5),
 		    (char)(11 % 253));
-		ASSERT_EQ(file_byte(file, 504 * PG + 10), (char)(504 % 253));
+		ASSERT_EQ(testdev_file_byte(file, 504 * PG + 10),
+		    (char)(504 % 253));
 		testdev_done(a, 501 * PG, fd, obj);
 		close(file);
 	}
@@ -389,11 +383,11 @@ write_window_cut(size_t cut)
 	ASSERT_EQ(fm_object_mincore(pobj, 0, np * PG, vec), 0);
 	ASSERT(vec[50 - cut] & FM_PG_DIRTY); /* its write was seen */
 	ASSERT_OK(fm_munmap(tail.b, np * PG));
-	ASSERT_EQ(file_byte(pfile, (off_t)(50 - cut) * PG), 'p');
+	ASSERT_EQ(testdev_file_byte(pfile, (off_t)(50 - cut) * PG), 'p');
 	ASSERT_OK(fm_close(tail.pfd));
 	fm_object_rele(pobj);
 	testdev_done(tail.a, cut * PG, fd, obj);
-	ASSERT_EQ(file_byte(file, (off_t)(cut - 1) * PG + 1), 'w');
+	ASSERT_EQ(testdev_file_byte(file, (off_t)(cut - 1) * PG + 1), 'w');
 	close(file);
 	close(pfile);
 }
@@ -427,16 +421,16 @@ TEST(store_writes_back_on_last_munmap_and_release)
 
 	a[PG] = 'u';
 	ASSERT_OK(fm_munmap(a, 8 * PG));
-	ASSERT_EQ(file_byte(file, PG), pat(PG)); /* b still maps it */
+	ASSERT_EQ(testdev_file_byte(file, PG), pat(PG)); /* b still maps it */
 	ASSERT_EQ(b[PG], 'u');
 	ASSERT_OK(fm_munmap(b, 8 * PG));
-	ASSERT_EQ(file_byte(file, PG), 'u');
+	ASSERT_EQ(testdev_file_byte(file, PG), 'u');
 	/* Dirtied through the object, written back on release. */
 	b = testdev_map(fd, 8 * PG, RW, MAP_SHARED);
 	b[4 * PG] = 'r';
 	ASSERT_OK(fm_close(fd));
 	ASSERT_OK(fm_munmap(b, 8 * PG));
-	ASSERT_EQ(file_byte(file, 4 * PG), 'r');
+	ASSERT_EQ(testdev_file_byte(file, 4 * PG), 'r');
 	fm_object_rele(obj);
 	close(file);
 }
@@ -459,11 +453,11 @@ TEST(store_partial_last_page_and_private)
 	ASSERT_OK(fm_msync(a, 3 * PG, MS_SYNC));
 	ASSERT_EQ(fstat(file, &st), 0);
 	ASSERT_EQ(st.st_size, 2 * PG + 100); /* the file never grows */
-	ASSERT_EQ(file_byte(file, 2 * PG + 50), 't');
-	ASSERT_EQ(file_byte(file, 0), pat(0));
+	ASSERT_EQ(testdev_file_byte(file, 2 * PG + 50), 't');
+	ASSERT_EQ(testdev_file_byte(file, 0), pat(0));
 	ASSERT_OK(fm_munmap(a, 3 * PG));
 	ASSERT_OK(fm_munmap(p, 3 * PG));
-	ASSERT_EQ(file_byte(file, 0), pat(0));
+	ASSERT_EQ(testdev_file_byte(file, 0), pat(0));
 	ASSERT_OK(fm_close(fd));
 	fm_object_rele(obj);
 	close(file);

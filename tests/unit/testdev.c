@@ -69,6 +69,15 @@ testdev_tmpfile(size_t len)
 	return fd;
 }
 
+char
+testdev_file_byte(int fd, off_t off)
+{
+	char c = 0;
+
+	ASSERT_EQ(pread(fd, &c, 1, off), 1);
+	return c;
+}
+
 struct fm_object *
 testdev_object(const struct fm_pagerops *ops, size_t len)
 {

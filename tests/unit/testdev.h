@@ -17,6 +17,8 @@ int testdev_open(const char *name, struct fm_object *obj, int maxprot,
 
 /* A temporary regular file of len bytes, each byte (offset % 251). */
 int testdev_tmpfile(size_t len);
+/* The byte at offset off of file fd (pread). */
+char testdev_file_byte(int fd, off_t off);
 
 /*
  * The set-up and tear-down tests repeat; each fails the test on error.
