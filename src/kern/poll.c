@@ -35,6 +35,7 @@
 
 /* With no eventfd to be had: how often a call looks at fomap's files. */
 #define FM_POLL_LOOK_MS 10
+#define FM_POLL_SMALL 8 /* entries a call takes on its stack, not malloc */
 
 void (*fm__poll_notify)(struct fm_dev *dev, struct fm_file *fp);
 
@@ -92,6 +93,8 @@ struct pollset {
 	struct waiter w; /* efd -1 until the first sleep on a fomap file */
 	int registered; /* w is on wk.waiters */
 	sigset_t old; /* the caller's signal mask */
+	/* in and sys of a small call: no malloc (a signal handler's call) */
+	struct pollfd small[2 * FM_POLL_SMALL + 1];
 };
 
 /*
@@ -107,7 +110,9 @@ pollset_init(struct pollset *ps, const struct pollfd *fds, nfds_t nfds)
 	*ps = (struct pollset){.nfds = nfds, .w = {.efd = -1}};
 	if (nfds > 0 && fm__user_span(fds, len, 0) < len)
 		return -EFAULT;
-	if ((ps->in = calloc(2 * nfds + 1, sizeof(*fds))) == NULL)
+	ps->in = nfds <= FM_POLL_SMALL ? ps->small
+	                               : calloc(2 * nfds + 1, sizeof(*fds));
+	if (ps->in == NULL)
 		return -ENOMEM;
 	ps->sys = ps->in + nfds;
 	if (nfds > 0)
@@ -139,13 +144,18 @@ pollset_out(const struct pollset *ps, struct pollfd *fds, int r)
 	return r;
 }
 
-/* Undo pollset_init, and what the call did since (a cancellation too). */
+/*
+ * Undo pollset_init, and what the call did since (a cancellation too:
+ * close is a cancellation point, so none may act in here).
+ */
 static void
 pollset_done(void *arg)
 {
 	struct pollset *ps = arg;
 	struct fm_crit c;
+	int cs;
 
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
 	if (ps->registered) {
 		fm__crit_enter(&c);
 		pthread_mutex_lock(&wk.lock);
@@ -159,8 +169,10 @@ pollset_done(void *arg)
 	}
 	if (ps->w.efd >= 0)
 		close(ps->w.efd);
-	free(ps->in);
+	if (ps->in != ps->small)
+		free(ps->in);
 	pthread_sigmask(SIG_SETMASK, &ps->old, NULL);
+	pthread_setcancelstate(cs, NULL);
 }
 
 /*
@@ -248,14 +260,19 @@ arm(struct pollset *ps, uint64_t gen)
 	return armed;
 }
 
+#define NS 1000000000LL
+
 /*
  * Sleep, with the caller's signal mask, until one of the others may be
- * ready, a wake-up after gen (if a fomap file waits), or ms (< 0: no
- * end). => 0: look again; -EINTR: a signal was caught; or -errno
+ * ready, a wake-up after gen (if a fomap file waits), or ns (< 0: no
+ * end). A stale look sleeps not at all, but lets a signal in all the
+ * same (a driver's hook that wakes itself must not keep them out).
+ * => 0: look again; -EINTR: a signal was caught; or -errno
  */
 static int
-sleep_ready(struct pollset *ps, uint64_t gen, int64_t ms)
+sleep_ready(struct pollset *ps, uint64_t gen, int64_t ns)
 {
+	const int64_t look = (int64_t)FM_POLL_LOOK_MS * 1000000;
 	nfds_t n = ps->nfds;
 	struct timespec ts;
 	uint64_t v;
@@ -264,15 +281,15 @@ sleep_ready(struct pollset *ps, uint64_t gen, int64_t ms)
 		int a = arm(ps, gen);
 
 		if (a == 0)
-			return 0;
-		if (a > 0)
+			ns = 0, n = 0;
+		else if (a > 0)
 			ps->sys[n++] =
 			    (struct pollfd){.fd = ps->w.efd, .events = POLLIN};
-		else if (ms < 0 || ms > FM_POLL_LOOK_MS)
-			ms = FM_POLL_LOOK_MS;
+		else if (ns < 0 || ns > look)
+			ns = look;
 	}
-	ts = (struct timespec){ms / 1000, ms % 1000 * 1000000};
-	if (ppoll(ps->sys, n, ms < 0 ? NULL : &ts, &ps->old) < 0)
+	ts = (struct timespec){(time_t)(ns / NS), (long)(ns % NS)};
+	if (ppoll(n ? ps->sys : NULL, n, ns < 0 ? NULL : &ts, &ps->old) < 0)
 		return -errno;
 	if (ps->w.efd >= 0)
 		(void)eventfd_read(ps->w.efd, &v); /* the next sleep's anew */
@@ -280,19 +297,23 @@ sleep_ready(struct pollset *ps, uint64_t gen, int64_t ms)
 }
 
 static int64_t
-now_ms(void)
+now_ns(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)ts.tv_sec * NS + ts.tv_nsec;
 }
 
-/* Look, and sleep while nothing is ready. => the count, or -errno */
+/*
+ * Look, and sleep while nothing is ready (timeout in ms, kept to the
+ * nanosecond: never an early end). => the count, or -errno
+ */
 static int
 poll_loop(struct pollset *ps, int timeout)
 {
-	int64_t end = timeout > 0 ? now_ms() + timeout : 0, left = -1;
+	int64_t end = timeout > 0 ? now_ns() + (int64_t)timeout * 1000000 : 0,
+	        left = -1;
 
 	for (;;) {
 		/* Taken before the look: a wake-up after it counts. */
@@ -301,7 +322,7 @@ poll_loop(struct pollset *ps, int timeout)
 
 		if (r != 0)
 			return r;
-		if (timeout >= 0 && (left = end - now_ms()) <= 0)
+		if (timeout >= 0 && (left = end - now_ns()) <= 0)
 			return 0;
 		if ((r = sleep_ready(ps, gen, left)) < 0)
 			return r;
