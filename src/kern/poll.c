@@ -280,9 +280,10 @@ sleep_ready(struct pollset *ps, uint64_t gen, int64_t ns)
 	if (ps->files > 0) {
 		int a = arm(ps, gen);
 
-		if (a == 0)
-			ns = 0, n = 0;
-		else if (a > 0)
+		if (a == 0) { /* stale: no sleep, but a signal may come in */
+			ns = 0;
+			n = 0;
+		} else if (a > 0)
 			ps->sys[n++] =
 			    (struct pollfd){.fd = ps->w.efd, .events = POLLIN};
 		else if (ns < 0 || ns > look)

@@ -518,6 +518,17 @@ static struct {
 } gone = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 /*
+ * Whether g leaves the map behind the kernel until it is followed (a
+ * fork's child, a move: vm.h, fm__map_behind), counted from its read to
+ * its following.
+ */
+static int
+puts_map_behind(const struct gone *g)
+{
+	return g->forkfd >= 0 || g->to != 0;
+}
+
+/*
  * The engine's own moves of a page (swap): the events they make on the
  * uffd, which are not the program's (UNMAP: a, b the range; REMAP: a the
  * source, b where it went), and the pages moved away meanwhile. Under
@@ -2163,11 +2174,11 @@ tell_now(const struct fault *f, int err, int mapped, enum tell_how how)
  * After the looks of a refusal not told: whether f's thread has been
  * running with a signal pending at every look (pending) of every refusal
  * at f's page for FM_SPIN_US (refusals at most FM_SPIN_US apart), and
- * faulted there FM_SPIN_LONG_MSGS times more meanwhile. So is a system call retrying its fault, whose retries
- * are switched out on a busy CPU (which /proc counts as sleeps: no one
- * look tells it); a thread in user mode either waits for a CPU (and
- * faults no more) or sleeps in its fault, seen so at some look, or is
- * told. (The looks decide, the messages only show it faults on: on a
+ * faulted there FM_SPIN_LONG_MSGS times more meanwhile. So is a system
+ * call retrying its fault, whose retries are switched out on a busy CPU
+ * (which /proc counts as sleeps: no one look tells it); a thread in user
+ * mode either waits for a CPU (and faults no more) or sleeps in its
+ * fault, seen so at some look, or is told. (The looks decide, the messages only show it faults on: on a
  * busy CPU the engine reads a retry's message about once a millisecond.)
  */
 static int
@@ -2179,18 +2190,19 @@ spinning_long(const struct fault *f, int pending)
 
 	pthread_mutex_lock(&thr.lock);
 	t = tslot_locked(f->tid);
-	if (t->tid != f->tid || t->va != f->va)
-		r = 0; /* a new access of it, or it has gone */
-	else if (!pending)
-		t->spin_since = 0;
-	else if (t->spin_since == 0 || now - t->spin_last > FM_SPIN_US) {
-		t->spin_since = now; /* (none, or looks too far apart) */
-		t->spin_atva = t->atva;
-	} else
-		r = now - t->spin_since >= FM_SPIN_US &&
-		    t->atva >= t->spin_atva + FM_SPIN_LONG_MSGS;
-	if (t->tid == f->tid)
+	if (t->tid == f->tid && t->va == f->va) { /* (else: gone, or new) */
+		if (!pending)
+			t->spin_since = 0;
+		else if (t->spin_since == 0 ||
+		    now - t->spin_last > FM_SPIN_US) {
+			t->spin_since =
+			    now; /* (none, or looks too far apart) */
+			t->spin_atva = t->atva;
+		} else
+			r = now - t->spin_since >= FM_SPIN_US &&
+			    t->atva >= t->spin_atva + FM_SPIN_LONG_MSGS;
 		t->spin_last = now;
+	}
 	pthread_mutex_unlock(&thr.lock);
 	return r;
 }
@@ -2929,8 +2941,7 @@ fm__fault_events(void)
 		else if (fm__client_forked != NULL)
 			fm__client_forked(fm__vmspace_of(g.pm), g.forkfd,
 			    g.gen);
-		/* (its child's entries linked, or the moved ones moved) */
-		if (g.forkfd >= 0 || g.to != 0)
+		if (puts_map_behind(&g)) /* (linked, or moved, now) */
 			atomic_fetch_sub(&fm__map_behind, 1);
 		pthread_mutex_lock(&gone.lock);
 		memmove(&gone.v[0], &gone.v[1], --gone.n * sizeof(gone.v[0]));
@@ -3064,7 +3075,7 @@ read_batch(struct fm_pmap *pm, struct emsg *got, int user)
 		}
 		gone.v[gone.n++] =
 		    (struct gone){pm, start, end, to, gen, forkfd};
-		if (forkfd >= 0 || to != 0) /* (a copy, or a move) */
+		if (puts_map_behind(&gone.v[gone.n - 1]))
 			atomic_fetch_add(&fm__map_behind, 1);
 		atomic_store(&gone.pending, gone.n);
 	}

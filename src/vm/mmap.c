@@ -1378,9 +1378,9 @@ advise_entries(struct fm_vmspace *vs, uintptr_t start, uintptr_t end,
 
 	if (madvise((void *)start, end - start, advice) < 0)
 		hole = -errno;
+	/* (EBADF for WILLNEED: no swap, anonymous memory, nothing to read) */
 	if (hole == -EBADF && advice == MADV_WILLNEED)
-		hole =
-		    0; /* (without swap: anonymous memory, nothing to read) */
+		hole = 0;
 	if (hole < 0 && hole != -ENOMEM)
 		return hole;
 	if (advice == MADV_WILLNEED)

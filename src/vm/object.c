@@ -542,11 +542,6 @@ fm__object_unlink(struct fm_object *obj, struct fm_entry *e)
 }
 
 /*
- * Apply fn to the part of object pages [pg, pg+n) that each shared entry
- * maps: only the entries that map a page of it are visited.
- * => obj->pmaplock exclusive and obj->lock held
- */
-/*
  * A fork whose child's entries are not linked yet, or a move not followed
  * yet (vm.h: fm__map_behind): a page may be neither cleaned nor made
  * read-only.
@@ -575,6 +570,11 @@ settled(int r)
 
 typedef int entry_fn(struct fm_entry *e, uintptr_t va, size_t len, void *arg);
 
+/*
+ * Apply fn to the part of object pages [pg, pg+n) that each shared entry
+ * maps: only the entries that map a page of it are visited.
+ * => obj->pmaplock exclusive and obj->lock held
+ */
 static int
 each_shared_locked(struct fm_object *obj, uint64_t pg, uint64_t n, entry_fn *fn,
     void *arg)
