@@ -143,14 +143,16 @@ STRESS_ENV = FOMAP_STRESS_SECONDS=$(FOMAP_STRESS_SECONDS) \
 	FOMAP_TEST_KNOWN=1 \
 	FOMAP_TEST_TIMEOUT=$$(( $(FOMAP_STRESS_SECONDS) / 8 + 300 ))
 
-stress: $(B)/fomap-test
+# all, as check: the daemon's and the preload's tests run fomapd and the
+# helper programs of the same build.
+stress: all
 	$(STRESS_ENV) $(B)/fomap-test
 
 asan-stress:
 	$(MAKE) B=build-asan SAN="$(ASAN)" stress
 
 tsan-stress:
-	$(MAKE) B=build-tsan SAN="-fsanitize=thread" build-tsan/fomap-test
+	$(MAKE) B=build-tsan SAN="-fsanitize=thread" all
 	$(STRESS_ENV) $(TSAN_RUN) build-tsan/fomap-test thread
 
 FORMAT_SRC = $(wildcard include/fomap/*.h src/*/*.[ch] drivers/*.c tools/*.c \
