@@ -453,20 +453,12 @@ fm__mmap_object(struct fm_file *fp, int prot, int flags,
 	return r;
 }
 
-/* Ask the file for its object. => 0 with req->obj referenced, or -errno */
-static int
-file_object(int fd, int prot, int flags, struct fm_mmap_req *req)
+/* Let go of what check_mmap_fd took: fp, or tmp (the caller's), or NULL. */
+static void
+file_put(struct fm_file *fp, const struct fm_file *tmp)
 {
-	struct fm_file tmp, *fp;
-	int r;
-
-	fp = fm__file_get(fd, &tmp, &r);
-	if (fp == NULL)
-		return r;
-	r = fm__mmap_object(fp, prot, flags, req);
-	if (fp != &tmp)
+	if (fp != NULL && fp != tmp)
 		fm__file_rele(fp);
-	return r;
 }
 
 /* What fm_mmap's fd is: */
@@ -480,21 +472,21 @@ file_object(int fd, int prot, int flags, struct fm_mmap_req *req)
 /*
  * The kernel's fget() and its MAP_HUGETLB check (ksys_mmap_pgoff): what fd
  * is, or -EBADF, or -EINVAL for MAP_HUGETLB on a file not of hugetlbfs.
+ * *fpp: its file, referenced (or tmp, for a file of the host), whatever
+ * the answer (file_put); NULL only with -EBADF.
  */
 static int
-check_mmap_fd(int fd, int flags)
+check_mmap_fd(int fd, int flags, struct fm_file *tmp, struct fm_file **fpp)
 {
-	struct fm_file tmp, *fp;
+	struct fm_file *fp;
 	struct statfs sf;
 	struct stat st;
 	int r;
 
-	if ((fp = fm__file_get(fd, &tmp, &r)) == NULL)
+	if ((*fpp = fp = fm__file_get(fd, tmp, &r)) == NULL)
 		return r;
-	if (fp != &tmp) {
-		fm__file_rele(fp);
+	if (fp != tmp)
 		return flags & MAP_HUGETLB ? -EINVAL : FD_DEVICE;
-	}
 	if ((flags & MAP_HUGETLB) &&
 	    (fstatfs(fd, &sf) < 0 || sf.f_type != HUGETLBFS_MAGIC))
 		return -EINVAL;
@@ -518,11 +510,13 @@ mmap_size_ok(uint64_t maxsize, off_t off, uint64_t len)
  * do_mmap), but for what the file or the kernel says later: EEXIST, EPERM
  * and EAGAIN for MAP_LOCKED, EACCES, ENODEV. *prot loses the bits mmap
  * ignores. Not supported: MAP_DROPPABLE (EINVAL); a fixed address above
- * the 47-bit TASK_SIZE (ENOMEM, as on 4-level paging).
+ * the 47-bit TASK_SIZE (ENOMEM, as on 4-level paging). *fpp: as
+ * check_mmap_fd leaves it (NULL for MAP_ANONYMOUS).
  * => 0 or -errno
  */
 static int
-check_mmap(void *addr, size_t len, int *prot, int flags, int fd, off_t off)
+check_mmap(void *addr, size_t len, int *prot, int flags, int fd, off_t off,
+    struct fm_file *tmp, struct fm_file **fpp)
 {
 	const uint64_t task_size = 0x7ffffffff000ULL;
 	int type = flags & MAP_TYPE_MASK, anon = flags & MAP_ANONYMOUS;
@@ -533,7 +527,7 @@ check_mmap(void *addr, size_t len, int *prot, int flags, int fd, off_t off)
 	*prot &= PROT_READ | PROT_WRITE | PROT_EXEC;
 	if (off & (off_t)FM_PAGE_MASK)
 		return -EINVAL;
-	if (!anon && (kind = check_mmap_fd(fd, flags)) < 0)
+	if (!anon && (kind = check_mmap_fd(fd, flags, tmp, fpp)) < 0)
 		return kind;
 	if (len == 0)
 		return -EINVAL;
@@ -875,6 +869,7 @@ fm_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 	    .prot = prot,
 	    .advice = MADV_NORMAL,
 	    .maxprot = PROT_READ | PROT_WRITE | PROT_EXEC};
+	struct fm_file tmp, *fp = NULL;
 	struct fm_entry **e = NULL;
 	struct run *runs = NULL;
 	ssize_t nruns = 0;
@@ -889,7 +884,8 @@ fm_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 	if (fm__forked)
 		return mmap(addr, len, prot, flags, fd, off);
 	fm__fault_events(); /* what the program unmapped or moved itself */
-	if ((r = check_mmap(addr, len, &prot, flags, fd, off)) < 0) {
+	if ((r = check_mmap(addr, len, &prot, flags, fd, off, &tmp, &fp)) < 0) {
+		file_put(fp, &tmp);
 		errno = -r;
 		return MAP_FAILED;
 	}
@@ -900,7 +896,8 @@ fm_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 	req.flags = flags;
 	fm__crit_enter(&c);
 	r = flags & MAP_ANONYMOUS ? fm__host_object(-1, &req.obj)
-	                          : file_object(fd, prot, flags, &req);
+	                          : fm__mmap_object(fp, prot, flags, &req);
+	file_put(fp, &tmp);
 	if (r < 0)
 		goto out;
 	flags = req.flags;

@@ -515,11 +515,34 @@ fm__object_split(struct fm_object *obj, struct fm_entry *e, struct fm_entry *t)
 }
 
 /*
+ * Whether a page of e's may be writable in e: one that is mapped there is
+ * RESIDENT (invariant 2) and, where dirty pages are tracked, DIRTY if it
+ * is writable (invariant 4), or BUSY still (zero_install maps its pages
+ * and lets e go before it makes them RESIDENT).
+ * => obj->lock held, no install under way in e
+ */
+static int
+entry_maybe_writable_locked(const struct fm_object *obj,
+    const struct fm_entry *e)
+{
+	uint8_t need =
+	    FM_PG_RESIDENT | (fm__pgo_has_put(obj) ? FM_PG_DIRTY : 0);
+	uint64_t n = (e->end - e->start) >> FM_PAGE_SHIFT;
+
+	for (uint64_t i = e->pgoff; i < e->pgoff + n && i < obj->npages; i++)
+		if ((obj->pgstate[i] & need) == need ||
+		    (obj->pgstate[i] & FM_PGS_BUSY))
+			return 1;
+	return 0;
+}
+
+/*
  * Take e off obj's mappings: it is dead, so no page is installed into it
  * any more, and once the installs under way are done its memory may go
  * (invariant 5). Its pages are write-protected first, so that no write
  * through it, until the kernel removes it, escapes a protection change
- * or a write-back that no longer sees it (invariants 3 and 4).
+ * or a write-back that no longer sees it (invariants 3 and 4); a mapping
+ * where no page can be writable needs no such system call.
  * => the map lock held exclusive; the memory not yet replaced by the
  *    caller, or not ours any more (then the protect does nothing)
  */
@@ -534,7 +557,8 @@ fm__object_unlink(struct fm_object *obj, struct fm_entry *e)
 	while (e->installing > 0)
 		pthread_cond_wait(&obj->busycv, &obj->lock);
 	/* A write meanwhile faults, and is retried until the memory goes. */
-	if (e->pm && e->pmode == FM_PMAP_SHARED)
+	if (e->pm && e->pmode == FM_PMAP_SHARED &&
+	    entry_maybe_writable_locked(obj, e))
 		(void)fm__fault_protect(e, e->start, e->end - e->start, 1);
 	fm__tree_remove(&obj->entries, &e->onode);
 	entries_changed_locked(obj);
