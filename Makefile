@@ -10,7 +10,7 @@
 #   make demo       fomap's main job, shown step by step
 #   make demo-daemon the same story across processes, through fomapd and
 #                   the preload library (root)
-#   make bench      benchmarks (never part of check); bench-quick: < 60 s
+#   make bench      benchmarks (never part of check); bench-quick: ~2 min
 #   make install    libraries, headers, fomap.pc, fomapd, fomapctl, the
 #                   preload library, man pages, fomapd.service and
 #                   fomapd.conf under PREFIX (/usr/local) in DESTDIR;

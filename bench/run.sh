@@ -1,7 +1,7 @@
 #!/bin/sh
 # run.sh: fomap's benchmark driver (make bench, bench-quick, bench-plot).
 #
-#   bench/run.sh quick [BUILD]  the short suite (< 60 s)
+#   bench/run.sh quick [BUILD]  the short suite (about 2 minutes)
 #   bench/run.sh full [BUILD]   the full suite (minutes)
 #   bench/run.sh plot [BUILD]   docs/benchmarks.png from the latest results
 #
