@@ -1934,8 +1934,33 @@ swap_moving(struct fm_pmap *pm, int on)
 }
 
 /*
+ * A fresh mapping of e's page (the store's at off, through fd) in the
+ * arena, with protection prot, unlocked: it is made inaccessible and
+ * unlocked first, since under mlockall(MCL_FUTURE) the kernel fills an
+ * accessible new mapping from the store inside mmap(2), behind the pager
+ * (a system call refused would find the page there), and a locked one
+ * refuses the engine's MADV_DONTNEED for good.
+ * => the address, or MAP_FAILED
+ */
+static void *
+swap_map(const struct fm_entry *e, int prot, int fd, off_t off)
+{
+	void *tmp = fm__arena_map(FM_PAGE_SIZE, PROT_NONE,
+	    e->pmode == FM_PMAP_SHARED ? MAP_SHARED : MAP_PRIVATE, fd, off);
+
+	if (tmp != MAP_FAILED &&
+	    (munlock(tmp, FM_PAGE_SIZE) < 0 ||
+	        (prot != PROT_NONE && mprotect(tmp, FM_PAGE_SIZE, prot) < 0) ||
+	        madvise(tmp, FM_PAGE_SIZE, MADV_DONTFORK) < 0)) {
+		fm__arena_unmap(tmp, FM_PAGE_SIZE);
+		tmp = MAP_FAILED;
+	}
+	return tmp;
+}
+
+/*
  * Move a fresh mapping of e's page at va over it (made in the arena, never
- * where the program may be about to map): registered with the
+ * where the program may be about to map: swap_map): registered with the
  * user-mode-only uffd (user), where a system call's fault fails with
  * EFAULT at once and a fault from user mode waits; or with the engine's
  * uffd as e is, back in place (its page tables are empty: faults fill
@@ -1946,7 +1971,7 @@ static int
 swap_page(struct fm_entry *e, uintptr_t va, int user)
 {
 	struct fm_object *obj = e->obj;
-	int shared = e->pmode == FM_PMAP_SHARED, r = 0;
+	int shared = e->pmode == FM_PMAP_SHARED, r, registered;
 	int fd =
 	    shared || (e->flags & MAP_PRIVATE) ? obj->fd : fm__object_rofd(obj);
 	off_t off =
@@ -1954,21 +1979,15 @@ swap_page(struct fm_entry *e, uintptr_t va, int user)
 	void *tmp = MAP_FAILED;
 
 	if (fd >= 0 && (user ? e->pm->uffd_user >= 0 : 1))
-		tmp = fm__arena_map(FM_PAGE_SIZE,
-		    __atomic_load_n(&e->prot, __ATOMIC_ACQUIRE),
-		    shared ? MAP_SHARED : MAP_PRIVATE, fd, off);
+		tmp = swap_map(e, __atomic_load_n(&e->prot, __ATOMIC_ACQUIRE),
+		    fd, off);
 	if (tmp == MAP_FAILED)
 		return fd < 0 ? fd : -ENOSYS;
-	if (madvise(tmp, FM_PAGE_SIZE, MADV_DONTFORK) < 0)
-		r = -errno;
-	if (r == 0)
-		r = user ? fm__pmap_user_register(e->pm, (uintptr_t)tmp,
-		               FM_PAGE_SIZE)
-		         : fm__pmap_register(e->pm, (uintptr_t)tmp,
-		               FM_PAGE_SIZE, e->pmode);
-	if (r == 0)
-		r = swap_moving(e->pm, 1);
-	if (r == 0) {
+	r = user
+	    ? fm__pmap_user_register(e->pm, (uintptr_t)tmp, FM_PAGE_SIZE)
+	    : fm__pmap_register(e->pm, (uintptr_t)tmp, FM_PAGE_SIZE, e->pmode);
+	registered = r == 0;
+	if (r == 0 && (r = swap_moving(e->pm, 1)) == 0) {
 		own_expect((uintptr_t)tmp, va, user, 1);
 		if (mremap(tmp, FM_PAGE_SIZE, FM_PAGE_SIZE,
 		        MREMAP_MAYMOVE | MREMAP_FIXED,
@@ -1978,6 +1997,9 @@ swap_page(struct fm_entry *e, uintptr_t va, int user)
 		}
 		(void)swap_moving(e->pm, 0);
 	}
+	/* Unmapped registered with the engine, it would send it an event. */
+	if (r < 0 && registered && !user)
+		(void)fm__pmap_unregister(e->pm, (uintptr_t)tmp, FM_PAGE_SIZE);
 	if (r < 0)
 		fm__arena_unmap(tmp, FM_PAGE_SIZE);
 	else

@@ -1281,6 +1281,58 @@ TEST(owner_mlockall_evict_and_remap)
 	ASSERT_OK(fm_close(fd));
 }
 
+/*
+ * Under mlockall(MCL_FUTURE) a page the driver revoked stays refused: a
+ * system call into it fails with EFAULT, every time, and a touch from user
+ * mode is a SIGBUS. (The engine moves such a page to a fresh mapping while
+ * the call fails; the kernel used to fill that mapping from the store
+ * inside mmap(2), so the call found a page and wrote into it.) Restored,
+ * the page can be revoked again: the fresh mapping, locked by mlockall,
+ * used to refuse the engine's MADV_DONTNEED, and the revoke failed.
+ */
+TEST(owner_mlockall_revoked_page_stays_refused)
+{
+	fm_test_need_uffd();
+	struct rlimit big = {RLIM_INFINITY, RLIM_INFINITY};
+	(void)setrlimit(RLIMIT_MEMLOCK, &big);
+	if (mlockall(MCL_CURRENT | MCL_FUTURE) < 0)
+		fm_test_skip("mlockall not allowed here");
+	int g = fm_open(FM_GUARD_DEV, O_RDWR), pfd[2];
+	struct fm_guard_setup s = {.size = 2 * PG};
+	struct fm_guard_remove rm = {.off = 0,
+	    .len = PG,
+	    .policy = FM_GUARD_REVOKE};
+	char c;
+
+	ASSERT_GE(g, 0);
+	guard_ioctl_ok(g, FM_GUARD_SETUP, &s);
+	char *r = fm_mmap(NULL, 2 * PG, RW, MAP_SHARED, g, 0);
+	ASSERT(r != MAP_FAILED);
+	r[0] = 'r';
+	r[PG] = 's';
+	guard_ioctl_ok(g, FM_GUARD_REMOVE, &rm);
+	ASSERT_OK(pipe(pfd));
+	for (int i = 0; i < 20; i++) {
+		ASSERT_EQ(write(pfd[1], "x", 1), 1);
+		ASSERT_ERRNO(read(pfd[0], r, 1), EFAULT);
+		ASSERT_EQ(read(pfd[0], &c, 1), 1);
+		ASSERT_EQ(fm_test_probe(r, 0), SIGBUS);
+	}
+	ASSERT_EQ(r[PG], 's');
+	struct fm_guard_restore back = {.off = 0, .len = PG};
+	guard_ioctl_ok(g, FM_GUARD_RESTORE, &back);
+	ASSERT_EQ(r[0], 0); /* given back zero-filled */
+	r[0] = 'b';
+	rm.len = 2 * PG;
+	guard_ioctl_ok(g, FM_GUARD_REMOVE, &rm);
+	ASSERT_EQ(fm_test_probe(r, 0), SIGBUS);
+	ASSERT_EQ(fm_test_probe(r + PG, 0), SIGBUS);
+	close(pfd[0]);
+	close(pfd[1]);
+	ASSERT_OK(fm_munmap(r, 2 * PG));
+	ASSERT_OK(fm_close(g));
+}
+
 /* ------------------------------------------------------------------------
  * 7. Descriptors.
  */
