@@ -960,17 +960,20 @@ install_wp(const struct fault *f, const struct fill *fl, uint64_t pg,
 	    (fl->rdonly || fm__object_entry_wp(obj, st));
 }
 
+#define FM_NOT_SEEN UINT64_MAX /* install_locked: the state said EMPTY */
+
 /*
  * Map the resident pages of e from va on (at most fl->around, all with
  * the write protection of the first, none busy), each made DIRTY first
  * where install_wp says: invariants 2 to 4. want: the window chosen.
- * => -ENOENT: va's page is not resident; -ESTALE: e is leaving the map;
- *    else as fm__pmap_enter
+ * => -ENOENT: va's page is not resident (*seen: FM_NOT_SEEN when its
+ *    state said so, else obj->forgets when the state said resident, for
+ *    forget_page); -ESTALE: e is leaving the map; else as fm__pmap_enter
  * => obj->pmaplock held shared
  */
 static int
 install_locked(const struct fault *f, uint64_t pg, const struct fill *fl,
-    unsigned want, size_t *mapped)
+    unsigned want, size_t *mapped, uint64_t *seen)
 {
 	struct fm_entry *e = f->e;
 	struct fm_object *obj = e->obj;
@@ -989,6 +992,7 @@ install_locked(const struct fault *f, uint64_t pg, const struct fill *fl,
 	if (around > room)
 		around = (unsigned)room;
 	st = obj->pgstate[pg];
+	*seen = obj->forgets;
 	if ((st & FM_PG_RESIDENT) && !(st & FM_PGS_BUSY)) {
 		assert_page_locked(obj, pg);
 		wp = install_wp(f, fl, pg, 0, &dirty);
@@ -1013,6 +1017,7 @@ install_locked(const struct fault *f, uint64_t pg, const struct fill *fl,
 		pthread_mutex_unlock(&obj->lock);
 	if (k == 0) {
 		entry_unhold(e);
+		*seen = FM_NOT_SEEN;
 		return -ENOENT;
 	}
 	ra_advance(e, f->va, want, k);
@@ -1093,16 +1098,22 @@ zero_install(const struct fault *f, uint64_t pg, unsigned n, unsigned want,
 /*
  * The state says resident, the kernel says not (the pager claimed a fill
  * it did not make, or the program punched the store): under the same
- * hold of the pmaplock no one else fills or discards it: empty it, so the
- * next try fills it again.
+ * hold of the pmaplock no one else discards it: empty it, so the next try
+ * fills it again; unless a page was emptied since the install read the
+ * state (seen, obj->forgets then): another fault that found it missing
+ * too may have emptied it and filled it again since, and mapped it
+ * writable (its next try sees the state afresh).
  * => obj->pmaplock held shared
  */
 static void
-forget_page(struct fm_object *obj, uint64_t pg)
+forget_page(struct fm_object *obj, uint64_t pg, uint64_t seen)
 {
 	pthread_mutex_lock(&obj->lock);
-	if (!(obj->pgstate[pg] & FM_PGS_BUSY))
+	if (seen != FM_NOT_SEEN && obj->forgets == seen &&
+	    !(obj->pgstate[pg] & FM_PGS_BUSY)) {
 		obj->pgstate[pg] &= (uint8_t) ~(FM_PG_RESIDENT | FM_PG_DIRTY);
+		obj->forgets++;
+	}
 	pthread_mutex_unlock(&obj->lock);
 }
 
@@ -1127,6 +1138,7 @@ fill_and_install(const struct fault *f, unsigned around, size_t *mapped,
 	struct fill fl = {.around = around,
 	    .wdirty = write_at_once(f) ? dirty_window(around) : 0};
 	unsigned n, filled, want = around, keep;
+	uint64_t seen = FM_NOT_SEEN;
 	int r, blk = !zero_fill(e) || page_waits(obj, pg, 0);
 
 	if (blk)
@@ -1148,9 +1160,9 @@ fill_and_install(const struct fault *f, unsigned around, size_t *mapped,
 		if (r == 0 && fl.dirty)
 			set_dirty(obj, pg, fl.filled);
 		if (r == 0)
-			r = install_locked(f, pg, &fl, want, mapped);
+			r = install_locked(f, pg, &fl, want, mapped, &seen);
 		if (r == -ENOENT && *mapped == 0)
-			forget_page(obj, pg);
+			forget_page(obj, pg, seen);
 		if (r == -ENOENT && *mapped > 0)
 			r = 0; /* the faulting page is mapped; the rest later */
 	}

@@ -111,6 +111,7 @@ struct fm_object {
 	 */
 	atomic_uint gens[FM_OBJ_GENS];
 	uint8_t *pgstate; /* FM_PG_* | FM_PGS_BUSY, one byte a page */
+	uint64_t forgets; /* pages fault.c's forget_page emptied (lock) */
 	/*
 	 * The live entries mapping obj: an interval tree of their page
 	 * ranges [pgoff, pgoff + pages) (fm__object_overlap_first), under
