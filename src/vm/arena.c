@@ -187,6 +187,30 @@ arena_give(uint64_t s, size_t len)
 }
 
 /*
+ * fm__arena_map_unlocked: fm__arena_map of a view of the store that the
+ * program's mlockall(MCL_FUTURE) neither fills nor locks: made
+ * inaccessible (the kernel fills an accessible new mapping inside
+ * mmap(2), behind the pager), unlocked, then given prot.
+ * => the address, or MAP_FAILED with errno
+ */
+void *
+fm__arena_map_unlocked(size_t len, int prot, int flags, int fd, off_t off)
+{
+	void *p = fm__arena_map(len, PROT_NONE, flags, fd, off);
+
+	if (p != MAP_FAILED &&
+	    (munlock(p, len) < 0 ||
+	        (prot != PROT_NONE && mprotect(p, len, prot) < 0))) {
+		int err = errno;
+
+		fm__arena_unmap(p, len);
+		errno = err;
+		p = MAP_FAILED;
+	}
+	return p;
+}
+
+/*
  * fm__arena_unmap: unmap what fm__arena_map mapped: in the arena, the
  * range is reserved again, its memory gone.
  */

@@ -1947,23 +1947,19 @@ swap_moving(struct fm_pmap *pm, int on)
 
 /*
  * A fresh mapping of e's page (the store's at off, through fd) in the
- * arena, with protection prot, unlocked: it is made inaccessible and
- * unlocked first, since under mlockall(MCL_FUTURE) the kernel fills an
- * accessible new mapping from the store inside mmap(2), behind the pager
- * (a system call refused would find the page there), and a locked one
- * refuses the engine's MADV_DONTNEED for good.
+ * arena, with protection prot, not filled nor locked by mlockall: a page
+ * filled behind the pager would let the system call refused find it, a
+ * locked one refuses the engine's MADV_DONTNEED for good.
  * => the address, or MAP_FAILED
  */
 static void *
 swap_map(const struct fm_entry *e, int prot, int fd, off_t off)
 {
-	void *tmp = fm__arena_map(FM_PAGE_SIZE, PROT_NONE,
+	void *tmp = fm__arena_map_unlocked(FM_PAGE_SIZE, prot,
 	    e->pmode == FM_PMAP_SHARED ? MAP_SHARED : MAP_PRIVATE, fd, off);
 
 	if (tmp != MAP_FAILED &&
-	    (munlock(tmp, FM_PAGE_SIZE) < 0 ||
-	        (prot != PROT_NONE && mprotect(tmp, FM_PAGE_SIZE, prot) < 0) ||
-	        madvise(tmp, FM_PAGE_SIZE, MADV_DONTFORK) < 0)) {
+	    madvise(tmp, FM_PAGE_SIZE, MADV_DONTFORK) < 0) {
 		fm__arena_unmap(tmp, FM_PAGE_SIZE);
 		tmp = MAP_FAILED;
 	}

@@ -219,7 +219,7 @@ fm_object_window(struct fm_object *obj)
 	fm__crit_enter(&c);
 	pthread_mutex_lock(&obj->lock);
 	if (obj->window == NULL) {
-		w = fm__arena_map(obj->npages << FM_PAGE_SHIFT,
+		w = fm__arena_map_unlocked(obj->npages << FM_PAGE_SHIFT,
 		    PROT_READ | PROT_WRITE, MAP_SHARED, obj->fd, obj->base);
 		obj->window = w == MAP_FAILED ? NULL : w;
 	}

@@ -236,6 +236,8 @@ void fm__entry_rele(struct fm_entry *e);
 
 /* arena.c: where fomap's own memory and the objects' pages live */
 void *fm__arena_map(size_t len, int prot, int flags, int fd, off_t off);
+void *fm__arena_map_unlocked(size_t len, int prot, int flags, int fd,
+    off_t off);
 void fm__arena_unmap(void *addr, size_t len);
 void *fm__arena_take(size_t len);
 void fm__arena_moved(void *addr, size_t len);

@@ -1253,13 +1253,21 @@ TEST(owner_exit_writes_back_store)
  * 6. mlockall.
  */
 
-TEST(owner_mlockall_evict_and_remap)
+/* mlockall(MCL_CURRENT | MCL_FUTURE), or the test is skipped. */
+static void
+lock_all(void)
 {
-	fm_test_need_uffd();
 	struct rlimit big = {RLIM_INFINITY, RLIM_INFINITY};
+
 	(void)setrlimit(RLIMIT_MEMLOCK, &big);
 	if (mlockall(MCL_CURRENT | MCL_FUTURE) < 0)
 		fm_test_skip("mlockall not allowed here");
+}
+
+TEST(owner_mlockall_evict_and_remap)
+{
+	fm_test_need_uffd();
+	lock_all();
 	int fd = gem_dev(O_RDWR);
 	size_t len = 16 * PG;
 	uint32_t h = gem_create(fd, len);
@@ -1293,10 +1301,7 @@ TEST(owner_mlockall_evict_and_remap)
 TEST(owner_mlockall_revoked_page_stays_refused)
 {
 	fm_test_need_uffd();
-	struct rlimit big = {RLIM_INFINITY, RLIM_INFINITY};
-	(void)setrlimit(RLIMIT_MEMLOCK, &big);
-	if (mlockall(MCL_CURRENT | MCL_FUTURE) < 0)
-		fm_test_skip("mlockall not allowed here");
+	lock_all();
 	int g = fm_open(FM_GUARD_DEV, O_RDWR), pfd[2];
 	struct fm_guard_setup s = {.size = 2 * PG};
 	struct fm_guard_remove rm = {.off = 0,
@@ -1331,6 +1336,49 @@ TEST(owner_mlockall_revoked_page_stays_refused)
 	close(pfd[1]);
 	ASSERT_OK(fm_munmap(r, 2 * PG));
 	ASSERT_OK(fm_close(g));
+}
+
+/* Locked: of /proc/self/smaps_rollup: the bytes locked in memory. */
+static long long
+locked_bytes(void)
+{
+	char buf[4096], *at;
+	int fd = open("/proc/self/smaps_rollup", O_RDONLY);
+	ssize_t k = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+
+	if (fd >= 0)
+		close(fd);
+	ASSERT(k > 0);
+	buf[k] = '\0';
+	ASSERT((at = strstr(buf, "Locked:")) != NULL);
+	return atoll(at + 7) * 1024;
+}
+
+/*
+ * Under mlockall(MCL_FUTURE) mapping an object locks none of fomap's own
+ * views of it: the pager's window of a 64 MiB store object (it used to be
+ * filled and locked whole, 64 MiB, inside mmap(2)).
+ */
+TEST(owner_mlockall_locks_no_window)
+{
+	fm_test_need_uffd();
+	lock_all();
+	size_t len = 64 << 20;
+	int file = testdev_tmpfile(PG);
+	struct fm_object *obj = testdev_store(file, 0, len);
+	int fd = testdev_open("mlock-window", obj, RW, O_RDWR);
+	int z = fm_open(FM_DEVPREFIX "zero", O_RDWR);
+	char *q = testdev_map(z, PG, RW, MAP_SHARED); /* the engine started */
+	long long before = locked_bytes();
+	char *p = testdev_map(fd, len, PROT_READ, MAP_SHARED);
+
+	ASSERT(fm_object_window(obj) != NULL);
+	ASSERT_LE(locked_bytes() - before, 1 << 20);
+	ASSERT_EQ(p[5], (char)5); /* its data, through the pager */
+	ASSERT_OK(fm_munmap(q, PG));
+	ASSERT_OK(fm_close(z));
+	testdev_done(p, len, fd, obj);
+	close(file);
 }
 
 /* ------------------------------------------------------------------------
