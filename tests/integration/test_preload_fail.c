@@ -203,7 +203,10 @@ gem_pattern(const struct fmd *m, uint32_t name, const char *how)
 	struct client c;
 
 	spawn(&c, 0, "gemloop", fmd_path(m, "gem", 0), num(name, 0), how, NULL);
-	ASSERT_EQ(strcmp(line_of(&c), "ok"), 0);
+	const char *said = line_of(&c);
+	if (strcmp(said, "ok") != 0) /* what it said: an open's errno, say */
+		fm_test_fail(__FILE__, __LINE__, "gemloop %s said \"%s\"", how,
+		    said);
 	ASSERT(ended_ok(&c));
 }
 
