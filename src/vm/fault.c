@@ -2208,8 +2208,9 @@ tell_now(const struct fault *f, int err, int mapped, enum tell_how how)
  * call retrying its fault, whose retries are switched out on a busy CPU
  * (which /proc counts as sleeps: no one look tells it); a thread in user
  * mode either waits for a CPU (and faults no more) or sleeps in its
- * fault, seen so at some look, or is told. (The looks decide, the messages only show it faults on: on a
- * busy CPU the engine reads a retry's message about once a millisecond.)
+ * fault, seen so at some look, or is told. (The looks decide, the
+ * messages only show it faults on: on a busy CPU the engine reads a
+ * retry's message about once a millisecond.)
  */
 static int
 spinning_long(const struct fault *f, int pending)
@@ -2225,8 +2226,8 @@ spinning_long(const struct fault *f, int pending)
 			t->spin_since = 0;
 		else if (t->spin_since == 0 ||
 		    now - t->spin_last > FM_SPIN_US) {
-			t->spin_since =
-			    now; /* (none, or looks too far apart) */
+			/* (none, or looks too far apart) */
+			t->spin_since = now;
 			t->spin_atva = t->atva;
 		} else
 			r = now - t->spin_since >= FM_SPIN_US &&
